@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# End-to-end demo on loopback, no AWS account needed:
+#   moto_server (DynamoDB, KMS, SQS)  +  provider-sim (HubSpot simulator)
+#   + `cargo lambda watch` serving the four real function binaries
+#   + the demo driver (relay-tests --bin demo), which provisions and then drives the flows.
+# Everything started here is stopped on exit, also on failure or Ctrl-C. Logs: .local/*.log
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+FUNCTIONS=(connections-api oauth-callback lead-push token-refresh)
+
+"$ROOT/scripts/bootstrap.sh"
+use_venv
+
+# Build everything first, so that nothing below waits on the compiler. Each function is built
+# exactly as `cargo lambda watch` runs it (`cargo run --bin NAME` from the workspace root), so
+# its feature resolution matches and the watch's first invocation does not rebuild anything.
+log "building the demo tools and the function binaries"
+cargo build -q -p relay-tests --bins
+for f in "${FUNCTIONS[@]}"; do cargo build -q --bin "$f"; done
+
+start_moto || die "moto_server did not start"
+
+SIM_PORT="$(free_port)"
+start_bg provider-sim "$LOCAL_DIR/provider-sim.log" \
+  cargo run -q -p relay-tests --bin provider-sim -- --listen "127.0.0.1:$SIM_PORT"
+SIM_PID=$BG_PID
+wait_http "http://127.0.0.1:$SIM_PORT/health" 60 "$SIM_PID" 200 || die "provider-sim did not start"
+log "provider-sim ready at http://127.0.0.1:$SIM_PORT"
+
+# Provision the table, KMS key and queues in moto; the driver prints KEY=VALUE lines to export.
+log "provisioning DynamoDB, KMS and SQS in moto"
+provision_out="$(cargo run -q -p relay-tests --bin demo -- provision)" || die "demo provision failed"
+while IFS= read -r line; do
+  if [[ "$line" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]]; then
+    export "${line?}"
+    printf '    %s\n' "$line" >&2
+  elif [[ -n "$line" ]]; then
+    printf '    (provision) %s\n' "$line" >&2
+  fi
+done <<<"$provision_out"
+
+# Configuration the functions read (config::from_env); `cargo lambda watch` passes its own
+# environment on to every function it starts.
+export HUBSPOT_ENDPOINT_URL="http://127.0.0.1:$SIM_PORT"
+export HUBSPOT_CLIENT_ID=demo-client-id
+export HUBSPOT_CLIENT_SECRET=demo-client-secret
+export SETUP_PAGE_URL=http://localhost:3000/settings/integrations
+export OAUTH_REDIRECT_BASE_URL=http://127.0.0.1:9001
+export RUST_LOG="${RUST_LOG:-info}"
+export AWS_LAMBDA_LOG_FORMAT=JSON
+
+INVOKE_PORT="$(free_port)"
+# --ignore-changes: serve the binaries built above, never rebuild on a source edit mid-demo.
+start_bg "cargo lambda watch" "$LOCAL_DIR/lambda.log" \
+  cargo lambda watch --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$INVOKE_PORT"
+WATCH_PID=$BG_PID
+# Its default route is disabled, so GET / answers 404 as soon as it listens.
+wait_http "http://127.0.0.1:$INVOKE_PORT/" 60 "$WATCH_PID" any || die "cargo lambda watch did not start"
+export LAMBDA_INVOKE_URL="http://127.0.0.1:$INVOKE_PORT"
+log "cargo lambda watch ready at $LAMBDA_INVOKE_URL (POST /2015-03-31/functions/<name>/invocations)"
+
+log "running the demo"
+rc=0
+cargo run -q -p relay-tests --bin demo -- run || rc=$?
+if ((rc != 0)); then
+  show_log_tail "$LOCAL_DIR/lambda.log" 60
+  die "demo run failed (exit $rc); logs in .local/"
+fi
+log "demo finished; logs in .local/ (lambda.log, provider-sim.log, moto.log)"

@@ -1,0 +1,291 @@
+//! Configuration, read once at cold start. A missing or malformed variable is an error that
+//! names it; nothing else in the library reads the environment.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use url::Url;
+
+use crate::error::ConfigError;
+use crate::registry::Provider;
+
+/// Client credentials of one OAuth app registered with a provider.
+pub struct OAuthAppCredentials {
+    pub client_id: String,
+    pub client_secret: SecretString,
+}
+
+impl std::fmt::Debug for OAuthAppCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthAppCredentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Attempts per call, the first one included.
+    pub max_attempts: u32,
+    /// Longest single wait the client accepts (for `Retry-After` and backoff) before it gives
+    /// the failure back to the caller, who can retry later (SQS, the next schedule).
+    pub max_wait: Duration,
+    pub backoff_base: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(10),
+            max_attempts: 4,
+            max_wait: Duration::from_secs(10),
+            backoff_base: Duration::from_millis(200),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub table_name: String,
+    pub kms_key_id: String,
+    /// The setup page the OAuth callback sends the browser back to; the only redirect target.
+    pub setup_page_url: Url,
+    /// Public base URL of the callback route; providers redirect to
+    /// `{base}/oauth/{provider}/callback`.
+    pub oauth_redirect_base_url: Url,
+    pub oauth_state_ttl: Duration,
+    pub tenant_claim: String,
+    pub plan_claim: String,
+    pub http: HttpSettings,
+    pub oauth_apps: BTreeMap<Provider, OAuthAppCredentials>,
+    /// `<PROVIDER>_ENDPOINT_URL`: send every call for that provider to this origin instead
+    /// (simulators, local runs). Like `AWS_ENDPOINT_URL` for AWS.
+    pub endpoint_overrides: BTreeMap<Provider, Url>,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the configuration from any variable source (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
+        let required = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
+        let url = |name: &'static str| -> Result<Url, ConfigError> {
+            let raw = required(name)?;
+            let parsed = Url::parse(&raw).map_err(|e| ConfigError::Invalid {
+                name,
+                reason: e.to_string(),
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(ConfigError::Invalid {
+                    name,
+                    reason: "must be an http(s) URL".into(),
+                });
+            }
+            Ok(parsed)
+        };
+        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
+                    name,
+                    reason: format!("expected a whole number, got {v:?}"),
+                }),
+            }
+        };
+
+        let mut oauth_apps = BTreeMap::new();
+        let mut endpoint_overrides = BTreeMap::new();
+        for provider in Provider::ALL {
+            let prefix = provider.env_prefix();
+            let id_name: &'static str = leak(format!("{prefix}_CLIENT_ID"));
+            let secret_name: &'static str = leak(format!("{prefix}_CLIENT_SECRET"));
+            match (get(id_name), get(secret_name)) {
+                (Some(client_id), Some(secret)) => {
+                    oauth_apps.insert(
+                        provider,
+                        OAuthAppCredentials {
+                            client_id,
+                            client_secret: SecretString::from(secret),
+                        },
+                    );
+                }
+                (None, None) => {}
+                (Some(_), None) => return Err(ConfigError::Missing(secret_name)),
+                (None, Some(_)) => return Err(ConfigError::Missing(id_name)),
+            }
+            let endpoint_name: &'static str = leak(format!("{prefix}_ENDPOINT_URL"));
+            if get(endpoint_name).is_some() {
+                endpoint_overrides.insert(provider, url(endpoint_name)?);
+            }
+        }
+
+        let defaults = HttpSettings::default();
+        Ok(Config {
+            table_name: required("TABLE_NAME")?,
+            kms_key_id: required("KMS_KEY_ID")?,
+            setup_page_url: url("SETUP_PAGE_URL")?,
+            oauth_redirect_base_url: url("OAUTH_REDIRECT_BASE_URL")?,
+            oauth_state_ttl: Duration::from_secs(number("OAUTH_STATE_TTL_SECONDS", 600)?),
+            tenant_claim: get("JWT_TENANT_CLAIM").unwrap_or_else(|| "tenant_id".into()),
+            plan_claim: get("JWT_PLAN_CLAIM").unwrap_or_else(|| "plan".into()),
+            http: HttpSettings {
+                connect_timeout: Duration::from_millis(number(
+                    "HTTP_CONNECT_TIMEOUT_MS",
+                    defaults.connect_timeout.as_millis() as u64,
+                )?),
+                request_timeout: Duration::from_millis(number(
+                    "HTTP_TIMEOUT_MS",
+                    defaults.request_timeout.as_millis() as u64,
+                )?),
+                max_attempts: number("HTTP_MAX_ATTEMPTS", defaults.max_attempts as u64)?
+                    .clamp(1, 10) as u32,
+                max_wait: Duration::from_millis(number(
+                    "HTTP_MAX_WAIT_MS",
+                    defaults.max_wait.as_millis() as u64,
+                )?),
+                backoff_base: Duration::from_millis(number(
+                    "HTTP_BACKOFF_BASE_MS",
+                    defaults.backoff_base.as_millis() as u64,
+                )?),
+            },
+            oauth_apps,
+            endpoint_overrides,
+        })
+    }
+
+    /// The redirect URI registered with the provider's OAuth app.
+    pub fn redirect_uri(&self, provider: Provider) -> Url {
+        let mut url = self.oauth_redirect_base_url.clone();
+        let base = url.path().trim_end_matches('/').to_string();
+        url.set_path(&format!("{base}/oauth/{}/callback", provider.slug()));
+        url.set_query(None);
+        url
+    }
+
+    /// A provider URL from the registry, moved to the configured override origin if any.
+    pub fn provider_url(&self, provider: Provider, registry_url: &str) -> Url {
+        let mut url = Url::parse(registry_url).expect("registry URLs are valid");
+        if let Some(origin) = self.endpoint_overrides.get(&provider) {
+            // Infallible for http(s) origins, which is all `from_lookup` accepts.
+            let _ = url.set_scheme(origin.scheme());
+            let _ = url.set_host(origin.host_str());
+            let _ = url.set_port(origin.port_or_known_default());
+            let prefix = origin.path().trim_end_matches('/');
+            if !prefix.is_empty() {
+                let path = format!("{prefix}{}", url.path());
+                url.set_path(&path);
+            }
+        }
+        url
+    }
+}
+
+/// Variable names are built once per cold start and live for the process; leaking them keeps
+/// `ConfigError` free of allocations for the common `&'static str` case.
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn base() -> HashMap<&'static str, &'static str> {
+        HashMap::from([
+            ("TABLE_NAME", "t"),
+            ("KMS_KEY_ID", "alias/k"),
+            ("SETUP_PAGE_URL", "https://app.example.com/integrations"),
+            ("OAUTH_REDIRECT_BASE_URL", "https://api.example.com/"),
+        ])
+    }
+
+    fn load(vars: &HashMap<&'static str, &'static str>) -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| vars.get(k).map(|v| v.to_string()))
+    }
+
+    #[test]
+    fn a_missing_variable_is_named_in_the_error() {
+        let mut vars = base();
+        vars.remove("KMS_KEY_ID");
+        let err = load(&vars).unwrap_err();
+        assert_eq!(err.to_string(), "environment variable KMS_KEY_ID is not set");
+    }
+
+    #[test]
+    fn a_malformed_url_is_named_in_the_error() {
+        let mut vars = base();
+        vars.insert("SETUP_PAGE_URL", "not a url");
+        let err = load(&vars).unwrap_err().to_string();
+        assert!(err.contains("SETUP_PAGE_URL"), "{err}");
+        vars.insert("SETUP_PAGE_URL", "javascript:alert(1)");
+        assert!(load(&vars).unwrap_err().to_string().contains("SETUP_PAGE_URL"));
+    }
+
+    #[test]
+    fn a_client_id_without_its_secret_is_refused() {
+        let mut vars = base();
+        vars.insert("HUBSPOT_CLIENT_ID", "id");
+        let err = load(&vars).unwrap_err();
+        assert_eq!(err.to_string(), "environment variable HUBSPOT_CLIENT_SECRET is not set");
+    }
+
+    #[test]
+    fn a_bad_number_is_named_in_the_error() {
+        let mut vars = base();
+        vars.insert("HTTP_TIMEOUT_MS", "ten");
+        assert!(load(&vars).unwrap_err().to_string().contains("HTTP_TIMEOUT_MS"));
+    }
+
+    #[test]
+    fn client_secrets_never_show_in_debug_output() {
+        let mut vars = base();
+        vars.insert("HUBSPOT_CLIENT_ID", "id");
+        vars.insert("HUBSPOT_CLIENT_SECRET", "very-secret-value");
+        let config = load(&vars).unwrap();
+        assert_eq!(
+            config.oauth_apps[&Provider::Hubspot].client_secret.expose_secret(),
+            "very-secret-value"
+        );
+        assert!(!format!("{config:?}").contains("very-secret-value"));
+    }
+
+    #[test]
+    fn the_redirect_uri_is_built_under_the_configured_base() {
+        let config = load(&base()).unwrap();
+        assert_eq!(
+            config.redirect_uri(Provider::Hubspot).as_str(),
+            "https://api.example.com/oauth/hubspot/callback"
+        );
+    }
+
+    #[test]
+    fn an_endpoint_override_moves_every_url_of_that_provider_only() {
+        let mut vars = base();
+        vars.insert("HUBSPOT_ENDPOINT_URL", "http://127.0.0.1:4010");
+        let config = load(&vars).unwrap();
+        assert_eq!(
+            config
+                .provider_url(Provider::Hubspot, "https://api.hubapi.com/oauth/2026-03/token")
+                .as_str(),
+            "http://127.0.0.1:4010/oauth/2026-03/token"
+        );
+        assert_eq!(
+            config
+                .provider_url(Provider::Zoho, "https://accounts.zoho.com/oauth/v2/token")
+                .as_str(),
+            "https://accounts.zoho.com/oauth/v2/token"
+        );
+    }
+}

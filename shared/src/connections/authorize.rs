@@ -1,0 +1,59 @@
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::identity::Caller;
+use crate::oauth::{state, OAuthClient};
+use crate::registry::Provider;
+use crate::services::Services;
+use crate::store::{ConnectionStatus, PendingAuthorization};
+
+#[derive(Debug, Serialize)]
+pub struct AuthorizationStart {
+    pub authorize_url: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `POST /connections/{provider}/authorize`: checks the plan, stores a single-use state (and
+/// PKCE verifier) and returns the provider's consent URL.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant, provider = %provider))]
+pub async fn start_authorization(
+    services: &Services,
+    caller: &Caller,
+    provider: Provider,
+) -> Result<AuthorizationStart, Error> {
+    super::implementation(provider)?;
+    let oauth = OAuthClient::new(provider, &services.config, &services.http)?;
+    let connected: Vec<Provider> = services
+        .store
+        .list_connections(&caller.tenant)
+        .await?
+        .iter()
+        .filter(|c| c.status != ConnectionStatus::Disconnected)
+        .map(|c| c.provider)
+        .collect();
+    caller.plan.check_connect(provider, &connected)?;
+
+    let state = state::new_state();
+    let request = oauth.authorize(&state);
+    let ttl = chrono::Duration::from_std(services.config.oauth_state_ttl)
+        .unwrap_or_else(|_| chrono::Duration::minutes(10));
+    let expires_at = Utc::now() + ttl;
+    services
+        .store
+        .put_pending_authorization(
+            &state::state_key(&state),
+            &PendingAuthorization {
+                tenant: caller.tenant.clone(),
+                provider,
+                pkce_verifier: request.pkce_verifier,
+                expires_at,
+            },
+        )
+        .await?;
+    tracing::info!("authorization started");
+    Ok(AuthorizationStart {
+        authorize_url: request.url.to_string(),
+        expires_at,
+    })
+}

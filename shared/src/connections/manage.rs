@@ -1,0 +1,138 @@
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{open_session, ConnectionView};
+use crate::error::{Error, ProviderError};
+use crate::identity::Caller;
+use crate::oauth::OAuthClient;
+use crate::provider::Pipeline;
+use crate::registry::Provider;
+use crate::services::Services;
+use crate::stage::LeadStage;
+use crate::store::ConnectionSettings;
+
+/// `GET /connections`.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant))]
+pub async fn list_connections(services: &Services, caller: &Caller) -> Result<Vec<ConnectionView>, Error> {
+    let connections = services.store.list_connections(&caller.tenant).await?;
+    Ok(connections.iter().map(ConnectionView::from).collect())
+}
+
+/// `GET /connections/{provider}/pipelines`.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant, provider = %provider))]
+pub async fn list_pipelines(
+    services: &Services,
+    caller: &Caller,
+    provider: Provider,
+) -> Result<Vec<Pipeline>, Error> {
+    let open = open_session(services, &caller.tenant, provider).await?;
+    let session = open.session()?;
+    match open.implementation.get_pipelines(&session).await {
+        Ok(pipelines) => Ok(pipelines),
+        Err(error @ (ProviderError::Unauthorized { .. } | ProviderError::InvalidGrant { .. })) => {
+            Err(open.needs_reauth(&error).await)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Body of `PUT /connections/{provider}/settings`. Unknown LeadRelay stages are refused when
+/// the body is parsed.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsInput {
+    pub pipeline_id: String,
+    #[serde(default)]
+    pub stage_mapping: BTreeMap<LeadStage, String>,
+}
+
+/// `PUT /connections/{provider}/settings`: validates the pipeline and every mapped stage
+/// against the provider's live pipelines, then saves them on the connection.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant, provider = %provider))]
+pub async fn save_settings(
+    services: &Services,
+    caller: &Caller,
+    provider: Provider,
+    input: SettingsInput,
+) -> Result<ConnectionView, Error> {
+    let open = open_session(services, &caller.tenant, provider).await?;
+    let session = open.session()?;
+    let pipelines = match open.implementation.get_pipelines(&session).await {
+        Ok(p) => p,
+        Err(error @ (ProviderError::Unauthorized { .. } | ProviderError::InvalidGrant { .. })) => {
+            return Err(open.needs_reauth(&error).await)
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let pipeline = pipelines
+        .iter()
+        .find(|p| p.id == input.pipeline_id)
+        .ok_or_else(|| Error::BadRequest(format!("pipeline {:?} does not exist in {provider}", input.pipeline_id)))?;
+    for (stage, crm_stage) in &input.stage_mapping {
+        if !pipeline.stages.iter().any(|s| &s.id == crm_stage) {
+            return Err(Error::BadRequest(format!(
+                "stage {crm_stage:?} (mapped from {stage}) is not a stage of pipeline {:?}",
+                pipeline.label
+            )));
+        }
+    }
+    let settings = ConnectionSettings {
+        pipeline_id: input.pipeline_id,
+        stage_mapping: input.stage_mapping,
+    };
+    let saved = services
+        .store
+        .save_settings(&caller.tenant, provider, open.connection.version, &settings)
+        .await?
+        .ok_or_else(|| Error::Conflict("the connection changed meanwhile; reload and try again".into()))?;
+    tracing::info!(pipeline = %settings.pipeline_id, mapped = settings.stage_mapping.len(), "settings saved");
+    Ok(ConnectionView::from(&saved))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Disconnected {
+    pub provider: Provider,
+    pub revoked_at_provider: bool,
+}
+
+/// `DELETE /connections/{provider}`: revokes the grant at the provider where it can be revoked,
+/// then deletes the row and its credentials. A failed revocation is logged and does not keep
+/// the credentials: the tenant asked for them to be gone.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant, provider = %provider))]
+pub async fn disconnect(
+    services: &Services,
+    caller: &Caller,
+    provider: Provider,
+) -> Result<Disconnected, Error> {
+    let connection = services
+        .store
+        .get_connection(&caller.tenant, provider)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("{provider} connection")))?;
+    let mut revoked = false;
+    if let (Some(implementation), Ok(oauth)) = (
+        crate::provider::for_provider(provider),
+        OAuthClient::new(provider, &services.config, &services.http),
+    ) {
+        match services
+            .vault
+            .open(&caller.tenant, provider, &connection.credentials)
+            .await
+        {
+            Ok(credentials) => match implementation.revoke(&oauth, &credentials).await {
+                Ok(done) => revoked = done,
+                Err(error) => tracing::warn!(error = %error, "revocation at the provider failed"),
+            },
+            Err(error) => tracing::warn!(error = %error, "credentials could not be opened to revoke"),
+        }
+    }
+    if !services.store.delete_connection(&caller.tenant, provider).await? {
+        return Err(Error::NotFound(format!("{provider} connection")));
+    }
+    tracing::info!(revoked_at_provider = revoked, "connection deleted");
+    Ok(Disconnected {
+        provider,
+        revoked_at_provider: revoked,
+    })
+}

@@ -1,0 +1,22 @@
+//! The connect and manage use cases behind the setup pages and the OAuth callback.
+
+mod authorize;
+mod callback;
+mod manage;
+mod session;
+mod view;
+
+pub use authorize::{start_authorization, AuthorizationStart};
+pub use callback::{complete_authorization, CallbackParams};
+pub use manage::{disconnect, list_connections, list_pipelines, save_settings, Disconnected, SettingsInput};
+pub use session::{open_session, OpenConnection};
+pub use view::ConnectionView;
+
+use crate::error::Error;
+use crate::provider::{self, CrmProvider};
+use crate::registry::Provider;
+
+/// The implementation for a provider, or a clear "not available yet".
+pub(crate) fn implementation(provider: Provider) -> Result<&'static dyn CrmProvider, Error> {
+    provider::for_provider(provider).ok_or(Error::NotSupported(provider))
+}

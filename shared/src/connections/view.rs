@@ -1,0 +1,38 @@
+//! What the setup page sees of a connection: status and settings, never a credential.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::registry::Provider;
+use crate::store::{Connection, ConnectionSettings, ConnectionStatus, LastError};
+
+#[derive(Debug, Serialize)]
+pub struct ConnectionView {
+    pub provider: Provider,
+    pub status: ConnectionStatus,
+    pub connected_at: DateTime<Utc>,
+    pub last_sync_at: Option<DateTime<Utc>>,
+    pub last_error: Option<LastError>,
+    pub token_expires_at: Option<DateTime<Utc>>,
+    pub account: BTreeMap<String, String>,
+    pub settings: Option<ConnectionSettings>,
+    pub version: u64,
+}
+
+impl From<&Connection> for ConnectionView {
+    fn from(c: &Connection) -> Self {
+        ConnectionView {
+            provider: c.provider,
+            status: c.status,
+            connected_at: c.connected_at,
+            last_sync_at: c.last_sync_at,
+            last_error: c.last_error.clone(),
+            token_expires_at: c.token_expiry(),
+            account: c.account.clone(),
+            settings: c.settings.clone(),
+            version: c.version,
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! OAuth 2.0 on the `oauth2` crate: authorize URLs with state and PKCE, code exchange, refresh;
+//! revocation (RFC 7009 form) through the shared HTTP client. Every request goes out through
+//! [`HttpClient`], so token calls obey the same timeouts, throttling and redaction rules.
+
+pub mod state;
+pub mod token;
+
+use chrono::Utc;
+use oauth2::basic::{BasicRevocationErrorResponse, BasicTokenIntrospectionResponse};
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
+    EndpointSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, Scope,
+    StandardRevocableToken, TokenUrl,
+};
+use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use crate::config::{Config, OAuthAppCredentials};
+use crate::error::{Error, ProviderError};
+use crate::http::{HttpClient, Idempotency, OAuthTransport, OutboundRequest};
+use crate::registry::{OAuthFacts, Provider};
+pub use token::TokenSet;
+use token::{classify_token_error, ProviderTokenResponse, TokenEndpointError};
+
+type Oauth2Client = oauth2::Client<
+    TokenEndpointError,
+    ProviderTokenResponse,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+>;
+
+/// The OAuth endpoints of one provider (for one data centre or login host, where those vary),
+/// with this deployment's app credentials.
+pub struct OAuthClient<'a> {
+    provider: Provider,
+    facts: &'static OAuthFacts,
+    app: &'a OAuthAppCredentials,
+    http: &'a HttpClient,
+    redirect_uri: Url,
+    authorize_url: Url,
+    token_url: Url,
+    revoke_url: Option<Url>,
+}
+
+/// What the browser is sent to, and the PKCE verifier to keep for the callback.
+pub struct AuthorizeRequest {
+    pub url: Url,
+    pub pkce_verifier: Option<SecretString>,
+}
+
+impl<'a> OAuthClient<'a> {
+    /// The provider's registry endpoints (moved to `<PROVIDER>_ENDPOINT_URL` when set).
+    pub fn new(provider: Provider, config: &'a Config, http: &'a HttpClient) -> Result<Self, Error> {
+        let facts = provider
+            .facts()
+            .and_then(|f| f.oauth())
+            .ok_or(Error::NotSupported(provider))?;
+        let app = config
+            .oauth_apps
+            .get(&provider)
+            .ok_or(Error::NotSupported(provider))?;
+        Ok(OAuthClient {
+            provider,
+            facts,
+            app,
+            http,
+            redirect_uri: config.redirect_uri(provider),
+            authorize_url: config.provider_url(provider, facts.authorize_url),
+            token_url: config.provider_url(provider, facts.token_url),
+            revoke_url: facts.revoke_url.map(|u| config.provider_url(provider, u)),
+        })
+    }
+
+    pub fn facts(&self) -> &'static OAuthFacts {
+        self.facts
+    }
+
+    fn client(&self) -> Oauth2Client {
+        oauth2::Client::new(ClientId::new(self.app.client_id.clone()))
+            .set_client_secret(ClientSecret::new(
+                self.app.client_secret.expose_secret().to_string(),
+            ))
+            .set_auth_type(AuthType::RequestBody)
+            .set_auth_uri(AuthUrl::from_url(self.authorize_url.clone()))
+            .set_token_uri(TokenUrl::from_url(self.token_url.clone()))
+            .set_redirect_uri(RedirectUrl::from_url(self.redirect_uri.clone()))
+    }
+
+    fn transport(&self, operation: &'static str, idempotency: Idempotency) -> OAuthTransport {
+        OAuthTransport {
+            http: self.http.clone(),
+            provider: self.provider,
+            operation,
+            idempotency,
+        }
+    }
+
+    /// The provider's consent URL for `state`, with a fresh PKCE challenge where supported.
+    pub fn authorize(&self, state: &str) -> AuthorizeRequest {
+        let client = self.client();
+        let state_value = state.to_string();
+        let mut request = client
+            .authorize_url(move || CsrfToken::new(state_value))
+            .add_scopes(self.facts.scopes.iter().map(|s| Scope::new(s.to_string())));
+        for (name, value) in self.facts.authorize_params {
+            request = request.add_extra_param(*name, *value);
+        }
+        let mut pkce_verifier = None;
+        if self.facts.pkce {
+            let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+            request = request.set_pkce_challenge(challenge);
+            pkce_verifier = Some(SecretString::from(verifier.secret().clone()));
+        }
+        let (url, _) = request.url();
+        AuthorizeRequest { url, pkce_verifier }
+    }
+
+    /// Exchanges an authorization code. Never retried after it may have reached the provider:
+    /// a code is single use.
+    pub async fn exchange_code(
+        &self,
+        code: &SecretString,
+        pkce_verifier: Option<&SecretString>,
+    ) -> Result<TokenSet, ProviderError> {
+        let client = self.client();
+        let transport = self.transport("token.exchange", Idempotency::Unsafe);
+        let mut request =
+            client.exchange_code(AuthorizationCode::new(code.expose_secret().to_string()));
+        if let Some(verifier) = pkce_verifier {
+            request =
+                request.set_pkce_verifier(PkceCodeVerifier::new(verifier.expose_secret().to_string()));
+        }
+        let response = request
+            .request_async(&transport)
+            .await
+            .map_err(|e| classify_token_error(self.provider, e))?;
+        Ok(TokenSet::from_response(
+            response,
+            self.facts.default_access_token_lifetime,
+            Utc::now(),
+        ))
+    }
+
+    /// Refreshes an access token. For providers that rotate refresh tokens a repeated refresh
+    /// could burn the grant, so those are not retried once sent.
+    pub async fn refresh(&self, refresh_token: &SecretString) -> Result<TokenSet, ProviderError> {
+        let idempotency = if self.facts.rotates_refresh_tokens {
+            Idempotency::Unsafe
+        } else {
+            Idempotency::Safe
+        };
+        let client = self.client();
+        let transport = self.transport("token.refresh", idempotency);
+        let token = RefreshToken::new(refresh_token.expose_secret().to_string());
+        let response = client
+            .exchange_refresh_token(&token)
+            .request_async(&transport)
+            .await
+            .map_err(|e| classify_token_error(self.provider, e))?;
+        Ok(TokenSet::from_response(
+            response,
+            self.facts.default_access_token_lifetime,
+            Utc::now(),
+        ))
+    }
+
+    /// Revokes a refresh token at the provider (RFC 7009 form with the client credentials in
+    /// the body, as HubSpot's 2026-03 revoke endpoint takes them). Returns `false` when the
+    /// provider has no revocation endpoint.
+    pub async fn revoke(&self, refresh_token: &SecretString) -> Result<bool, ProviderError> {
+        let Some(url) = self.revoke_url.clone() else {
+            return Ok(false);
+        };
+        let request = OutboundRequest::new(self.provider, "token.revoke", Method::POST, url)
+            .form(vec![
+                ("token", refresh_token.expose_secret().to_string()),
+                ("token_type_hint", "refresh_token".into()),
+                ("client_id", self.app.client_id.clone()),
+                ("client_secret", self.app.client_secret.expose_secret().to_string()),
+            ])
+            .idempotency(Idempotency::Safe);
+        let response = self.http.send(request).await?;
+        if response.is_success() {
+            return Ok(true);
+        }
+        let body: TokenEndpointError = response.json().unwrap_or_default();
+        Err(ProviderError::Rejected {
+            provider: self.provider,
+            status: response.status,
+            code: body.code(),
+            message: "the revocation endpoint refused the request".into(),
+        })
+    }
+}

@@ -1,0 +1,250 @@
+//! The provider registry: every provider's static facts, as data, in one place.
+//!
+//! Code never spells a provider's URL, scope or limit anywhere else. Local runs and tests point a
+//! provider at a simulator with `<PROVIDER>_ENDPOINT_URL` (see [`crate::config`]), which swaps the
+//! scheme, host and port of every URL below and keeps the paths.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Every destination a tenant can connect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    Hubspot,
+    Zoho,
+    Freshsales,
+    Salesforce,
+    Bitrix24,
+    GoogleSheets,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 6] = [
+        Provider::Hubspot,
+        Provider::Zoho,
+        Provider::Freshsales,
+        Provider::Salesforce,
+        Provider::Bitrix24,
+        Provider::GoogleSheets,
+    ];
+
+    /// The identifier used in routes, keys and encryption contexts.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Provider::Hubspot => "hubspot",
+            Provider::Zoho => "zoho",
+            Provider::Freshsales => "freshsales",
+            Provider::Salesforce => "salesforce",
+            Provider::Bitrix24 => "bitrix24",
+            Provider::GoogleSheets => "google_sheets",
+        }
+    }
+
+    /// Prefix of this provider's environment variables (`HUBSPOT_CLIENT_ID`, ...).
+    pub fn env_prefix(self) -> &'static str {
+        match self {
+            Provider::Hubspot => "HUBSPOT",
+            Provider::Zoho => "ZOHO",
+            Provider::Freshsales => "FRESHSALES",
+            Provider::Salesforce => "SALESFORCE",
+            Provider::Bitrix24 => "BITRIX24",
+            Provider::GoogleSheets => "GOOGLE_SHEETS",
+        }
+    }
+
+    /// Google Sheets is a spreadsheet, every other destination is a CRM (this matters for plans).
+    pub fn is_crm(self) -> bool {
+        self != Provider::GoogleSheets
+    }
+
+    /// The provider's static facts, or `None` while its integration is not built yet.
+    pub fn facts(self) -> Option<&'static ProviderFacts> {
+        match self {
+            Provider::Hubspot => Some(&HUBSPOT),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.slug())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown provider")]
+pub struct UnknownProvider;
+
+impl FromStr for Provider {
+    type Err = UnknownProvider;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Provider::ALL
+            .into_iter()
+            .find(|p| p.slug() == s)
+            .ok_or(UnknownProvider)
+    }
+}
+
+/// A provider's static facts.
+#[derive(Debug)]
+pub struct ProviderFacts {
+    pub provider: Provider,
+    pub display_name: &'static str,
+    pub auth: AuthFacts,
+    /// Base of the REST API (for providers with per-tenant hosts, the default or a template).
+    pub api_base: &'static str,
+    /// Data-centre hosts, for providers that have several (empty otherwise).
+    pub data_centres: &'static [DataCentre],
+    pub rate_limit: RateLimit,
+    /// How this provider says "slow down"; the HTTP client reads it to classify answers.
+    pub throttle: &'static [ThrottleSignal],
+    /// Whether a 401 means "refresh the access token and try once more". HubSpot says a 401 is
+    /// not a valid indicator of expiry, so it refreshes by expiry time only.
+    pub refresh_on_unauthorized: bool,
+    /// Where these facts were checked.
+    pub docs: &'static str,
+}
+
+impl ProviderFacts {
+    pub fn oauth(&self) -> Option<&OAuthFacts> {
+        match &self.auth {
+            AuthFacts::OAuth(o) => Some(o),
+            AuthFacts::ApiKey => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum AuthFacts {
+    OAuth(OAuthFacts),
+    /// The tenant pastes a key; nothing to refresh or revoke.
+    ApiKey,
+}
+
+#[derive(Debug)]
+pub struct OAuthFacts {
+    pub authorize_url: &'static str,
+    pub token_url: &'static str,
+    /// RFC 7009-style revocation endpoint (form: token, token_type_hint, client credentials).
+    pub revoke_url: Option<&'static str>,
+    pub introspect_url: Option<&'static str>,
+    pub scopes: &'static [&'static str],
+    /// Extra query parameters the authorize URL needs (e.g. `access_type=offline`).
+    pub authorize_params: &'static [(&'static str, &'static str)],
+    pub pkce: bool,
+    /// The refresh response carries a new refresh token and the old one dies.
+    pub rotates_refresh_tokens: bool,
+    /// How long an unused refresh token lives, where it dies of idleness.
+    pub refresh_token_idle_lifetime: Option<Duration>,
+    /// Access-token lifetime to assume when the token response gives none.
+    pub default_access_token_lifetime: Option<Duration>,
+}
+
+#[derive(Debug)]
+pub struct DataCentre {
+    pub code: &'static str,
+    pub accounts_host: &'static str,
+    pub api_host: &'static str,
+}
+
+/// A provider's documented request budget, per installing account.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub window: Duration,
+}
+
+/// One of the shapes in which a provider signals throttling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThrottleSignal {
+    /// Plain HTTP 429, with or without `Retry-After`.
+    Status429,
+    /// HubSpot: 429 with `policyName` and `X-HubSpot-RateLimit-*` headers, `Retry-After` not
+    /// guaranteed; the interval header tells how long the window is.
+    HubSpotRateLimitHeaders,
+    /// Salesforce: 403 whose error array carries `REQUEST_LIMIT_EXCEEDED`.
+    SalesforceRequestLimit,
+    /// Bitrix24: 503 with `error: QUERY_LIMIT_EXCEEDED`.
+    Bitrix24QueryLimit,
+    /// Zoho: 429, non-standard 400s (`TOO_MANY_REQUESTS`), and an HTTP 200 "Access Denied"
+    /// from the token endpoint when the minting limit is hit.
+    ZohoNonStandard,
+}
+
+/// HubSpot. Checked against HubSpot's public OpenAPI specs
+/// (`HubSpot/HubSpot-public-api-spec-collection`, `Auth/Oauth/Rollouts/279897/2026-03/oauth.json`:
+/// form-encoded token, introspect and revoke endpoints with client credentials in the body; the
+/// token response carries `hub_id`) and the changelog retiring `/oauth/v1` on 16 Feb 2027.
+pub static HUBSPOT: ProviderFacts = ProviderFacts {
+    provider: Provider::Hubspot,
+    display_name: "HubSpot",
+    auth: AuthFacts::OAuth(OAuthFacts {
+        authorize_url: "https://app.hubspot.com/oauth/authorize",
+        token_url: "https://api.hubapi.com/oauth/2026-03/token",
+        revoke_url: Some("https://api.hubapi.com/oauth/2026-03/token/revoke"),
+        introspect_url: Some("https://api.hubapi.com/oauth/2026-03/token/introspect"),
+        scopes: &[
+            "oauth",
+            "crm.objects.contacts.read",
+            "crm.objects.contacts.write",
+            "crm.objects.deals.read",
+            "crm.objects.deals.write",
+            "crm.schemas.contacts.read",
+        ],
+        authorize_params: &[],
+        pkce: true,
+        rotates_refresh_tokens: false,
+        refresh_token_idle_lifetime: None,
+        default_access_token_lifetime: Some(Duration::from_secs(30 * 60)),
+    }),
+    api_base: "https://api.hubapi.com",
+    data_centres: &[],
+    // 110 requests per 10 s per installing account for OAuth apps; the search endpoints allow
+    // about 5 per second and send no rate-limit headers.
+    rate_limit: RateLimit {
+        requests: 110,
+        window: Duration::from_secs(10),
+    },
+    throttle: &[
+        ThrottleSignal::Status429,
+        ThrottleSignal::HubSpotRateLimitHeaders,
+    ],
+    refresh_on_unauthorized: false,
+    docs: "https://developers.hubspot.com/docs/api/oauth-quickstart-guide",
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_provider_round_trips_through_its_slug() {
+        for p in Provider::ALL {
+            assert_eq!(p.slug().parse::<Provider>(), Ok(p));
+            assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{}\"", p.slug()));
+        }
+    }
+
+    #[test]
+    fn unknown_slugs_are_refused() {
+        assert!("HubSpot".parse::<Provider>().is_err());
+        assert!("".parse::<Provider>().is_err());
+        assert!("hubspot#x".parse::<Provider>().is_err());
+    }
+
+    #[test]
+    fn hubspot_uses_the_2026_03_oauth_endpoints_with_pkce() {
+        let oauth = HUBSPOT.oauth().unwrap();
+        assert!(oauth.token_url.ends_with("/oauth/2026-03/token"));
+        assert!(oauth.revoke_url.unwrap().ends_with("/oauth/2026-03/token/revoke"));
+        assert!(!oauth.token_url.contains("/v1/"));
+        assert!(oauth.pkce);
+        assert!(!oauth.rotates_refresh_tokens);
+    }
+}

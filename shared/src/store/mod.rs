@@ -1,0 +1,93 @@
+//! DynamoDB, single table. Keys:
+//!
+//! | item | pk | sk |
+//! | --- | --- | --- |
+//! | connection | `TENANT#<tenant>` | `CONN#<provider>` |
+//! | OAuth state | `STATE#<sha256 of the state>` | `STATE` |
+//! | lead mapping | `TENANT#<tenant>` | `LEAD#<lead id>#<provider>` |
+//!
+//! Every access to tenant data is keyed by the tenant, and every write that can race is
+//! conditional (versions, `attribute_not_exists`).
+
+mod connections;
+mod lead_mappings;
+mod oauth_states;
+
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+
+pub use connections::{expiry_attributes, Connection, ConnectionSettings, ConnectionStatus, LastError};
+pub use lead_mappings::LeadMapping;
+pub use oauth_states::PendingAuthorization;
+
+use crate::error::StoreError;
+use crate::identity::TenantId;
+use crate::registry::Provider;
+
+/// Name of the sparse index on access-token expiry (see `infra/template.yaml`).
+pub const EXPIRY_INDEX: &str = "by-token-expiry";
+/// Partition value of the expiry index: only connections with refreshable tokens carry it.
+pub const EXPIRY_BUCKET: &str = "OAUTH";
+
+#[derive(Clone)]
+pub struct Store {
+    ddb: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl Store {
+    pub fn new(ddb: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Store {
+            ddb,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+pub(crate) fn tenant_pk(tenant: &TenantId) -> String {
+    format!("TENANT#{tenant}")
+}
+
+pub(crate) fn connection_sk(provider: Provider) -> String {
+    format!("CONN#{}", provider.slug())
+}
+
+/// A failed DynamoDB call, or `None` when it failed only because its condition did not hold.
+pub(crate) fn store_error<E: ProvideErrorMetadata, R>(
+    operation: &'static str,
+    error: SdkError<E, R>,
+) -> Option<StoreError> {
+    if error.code() == Some("ConditionalCheckFailedException") {
+        return None;
+    }
+    let retryable = match &error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(_) => matches!(
+            error.code(),
+            Some("ProvisionedThroughputExceededException")
+                | Some("ThrottlingException")
+                | Some("RequestLimitExceeded")
+                | Some("InternalServerError")
+                | Some("TransactionConflictException")
+        ),
+        _ => false,
+    };
+    Some(StoreError::Aws {
+        operation,
+        code: error.code().unwrap_or("dispatch").to_string(),
+        message: error.message().unwrap_or("").chars().take(200).collect(),
+        retryable,
+    })
+}
+
+pub(crate) fn malformed(what: &'static str, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Malformed {
+        what,
+        detail: error.to_string(),
+    }
+}

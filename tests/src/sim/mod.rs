@@ -1,0 +1,19 @@
+//! Stateful CRM provider simulators that run on loopback, for integration
+//! tests and the demo.
+//!
+//! Generic building blocks live in their own modules so that every simulator
+//! (HubSpot today; Zoho, Freshsales, Salesforce, Bitrix24 and Google Sheets
+//! later) shares them:
+//! - [`faults`] — FIFO fault queue keyed by a simulator's route enum;
+//! - [`recorder`] — request capture and log;
+//! - [`server`] — bind/serve/shutdown-on-drop.
+
+pub mod faults;
+pub mod hubspot;
+pub mod recorder;
+pub mod server;
+
+pub use faults::{Fault, FaultQueue, FaultRoute};
+pub use hubspot::{HubSpotSim, HubSpotSimConfig, Route, SeededTokens};
+pub use recorder::{RecordedRequest, Recorder};
+pub use server::{Reject, ServerHandle};
