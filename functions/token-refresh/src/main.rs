@@ -1,1 +1,8 @@
-fn main(){}
+use lambda_runtime::{run, service_fn, Error};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let services = shared::Services::from_env().await?;
+    run(service_fn(|event| token_refresh::handle(&services, event))).await
+}

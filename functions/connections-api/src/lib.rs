@@ -1,0 +1,120 @@
+//! `connections-api`: the setup pages' routes behind API Gateway's JWT authorizer.
+//!
+//! Thin by design: find the route, read the caller from the verified JWT claims (never from the
+//! body or query), call one use case in `shared`, turn the result into JSON.
+
+mod routes;
+
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+use serde_json::json;
+use shared::connections::{self, SettingsInput};
+use shared::identity::Caller;
+use shared::{Error, Provider, Services};
+use tracing::Instrument;
+
+pub use routes::{Route, ROUTES};
+
+/// Handles one API Gateway HTTP API (v2) request.
+pub async fn handle(services: &Services, request: Request) -> Result<Response<Body>, lambda_http::Error> {
+    let request_id = request
+        .lambda_context_ref()
+        .map(|c| c.request_id.clone())
+        .unwrap_or_default();
+    let span = tracing::info_span!("connections_api", request_id = %request_id, route = tracing::field::Empty);
+    let response = async {
+        match dispatch(services, &request).await {
+            Ok(response) => response,
+            Err(error) => error_response(&error),
+        }
+    }
+    .instrument(span)
+    .await;
+    Ok(response)
+}
+
+async fn dispatch(services: &Services, request: &Request) -> Result<Response<Body>, Error> {
+    let (route, provider_slug) = routes::resolve(request.method().as_str(), request.uri().path())
+        .ok_or_else(|| Error::NotFound("route".into()))?;
+    tracing::Span::current().record("route", route.template());
+    let caller = caller(services, request)?;
+    let provider = match provider_slug {
+        Some(slug) => Some(
+            slug.parse::<Provider>()
+                .map_err(|_| Error::NotFound(format!("provider {slug:?}")))?,
+        ),
+        None => None,
+    };
+    let provider = || provider.ok_or_else(|| Error::NotFound("provider".into()));
+    match route {
+        Route::Authorize => json(200, &connections::start_authorization(services, &caller, provider()?).await?),
+        Route::List => json(
+            200,
+            &json!({ "connections": connections::list_connections(services, &caller).await? }),
+        ),
+        Route::Pipelines => json(
+            200,
+            &json!({ "pipelines": connections::list_pipelines(services, &caller, provider()?).await? }),
+        ),
+        Route::Settings => {
+            let input: SettingsInput = parse_body(request)?;
+            json(200, &connections::save_settings(services, &caller, provider()?, input).await?)
+        }
+        Route::Disconnect => json(200, &connections::disconnect(services, &caller, provider()?).await?),
+        // API-key connect is built with the Freshsales integration.
+        Route::ConnectFreshsales => Err(Error::NotSupported(Provider::Freshsales)),
+    }
+}
+
+/// The tenant and plan come from the JWT authorizer's claims, which API Gateway verified.
+fn caller(services: &Services, request: &Request) -> Result<Caller, Error> {
+    let claims = match request.request_context() {
+        lambda_http::request::RequestContext::ApiGatewayV2(ctx) => ctx
+            .authorizer
+            .and_then(|a| a.jwt)
+            .map(|jwt| jwt.claims)
+            .ok_or(Error::Unauthorized("no JWT authorizer claims on the request"))?,
+        _ => return Err(Error::Unauthorized("not an API Gateway HTTP API request")),
+    };
+    let caller = Caller::from_claims(&claims, &services.config.tenant_claim, &services.config.plan_claim)?;
+    tracing::Span::current().record("tenant", caller.tenant.as_str());
+    Ok(caller)
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(request: &Request) -> Result<T, Error> {
+    let bytes: &[u8] = match request.body() {
+        Body::Empty => b"",
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => b"",
+    };
+    serde_json::from_slice(bytes).map_err(|e| Error::BadRequest(format!("the JSON body is invalid: {e}")))
+}
+
+fn json<T: Serialize>(status: u16, body: &T) -> Result<Response<Body>, Error> {
+    let text = serde_json::to_string(body).map_err(|e| Error::BadRequest(e.to_string()))?;
+    Ok(Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("cache-control", "no-store")
+        .body(Body::Text(text))
+        .expect("static headers are valid"))
+}
+
+/// `{error, message}` with the right status. Server faults are logged in full and answered
+/// generically.
+pub fn error_response(error: &Error) -> Response<Body> {
+    let status = error.status();
+    if status >= 500 {
+        tracing::error!(error = %error, code = error.code(), "request failed");
+    } else {
+        tracing::info!(error = %error, code = error.code(), "request refused");
+    }
+    let body = json!({ "error": error.code(), "message": error.public_message() });
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("cache-control", "no-store")
+        .body(Body::Text(body.to_string()))
+        .expect("static headers are valid")
+}

@@ -1,0 +1,98 @@
+//! The route table. `infra/openapi.yaml` documents the same routes; a test keeps them in step.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    Authorize,
+    List,
+    Pipelines,
+    Settings,
+    Disconnect,
+    ConnectFreshsales,
+}
+
+/// Method and path template of every route.
+pub const ROUTES: [(Route, &str, &str); 6] = [
+    (Route::Authorize, "POST", "/connections/{provider}/authorize"),
+    (Route::List, "GET", "/connections"),
+    (Route::Pipelines, "GET", "/connections/{provider}/pipelines"),
+    (Route::Settings, "PUT", "/connections/{provider}/settings"),
+    (Route::Disconnect, "DELETE", "/connections/{provider}"),
+    (Route::ConnectFreshsales, "PUT", "/connections/freshsales"),
+];
+
+impl Route {
+    pub fn template(self) -> &'static str {
+        ROUTES
+            .iter()
+            .find(|(r, _, _)| *r == self)
+            .map(|(_, _, t)| *t)
+            .expect("every route is in the table")
+    }
+}
+
+/// The route for a method and path, with the `{provider}` segment if the route has one. Literal
+/// segments win over `{provider}`, as in API Gateway.
+pub fn resolve<'p>(method: &str, path: &'p str) -> Option<(Route, Option<&'p str>)> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let mut best: Option<(Route, Option<&str>, usize)> = None;
+    for (route, route_method, template) in ROUTES {
+        if route_method != method {
+            continue;
+        }
+        let parts: Vec<&str> = template.split('/').skip(1).collect();
+        if parts.len() != segments.len() {
+            continue;
+        }
+        let mut provider = None;
+        let mut literals = 0;
+        let matched = parts.iter().zip(&segments).all(|(part, segment)| {
+            if *part == "{provider}" {
+                provider = Some(*segment);
+                !segment.is_empty()
+            } else {
+                literals += 1;
+                part == segment
+            }
+        });
+        if matched && best.is_none_or(|(_, _, l)| literals > l) {
+            best = Some((route, provider, literals));
+        }
+    }
+    best.map(|(route, provider, _)| (route, provider))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_resolves_from_its_own_template() {
+        for (route, method, template) in ROUTES {
+            let path = template.replace("{provider}", "hubspot");
+            let (found, provider) = resolve(method, &path).unwrap();
+            if route == Route::Disconnect || template.contains("{provider}") {
+                assert_eq!(provider, Some("hubspot"));
+            }
+            if template.contains("{provider}") {
+                assert_eq!(found, route, "{template}");
+            }
+        }
+    }
+
+    #[test]
+    fn literal_segments_win_over_the_provider_parameter() {
+        assert_eq!(resolve("PUT", "/connections/freshsales"), Some((Route::ConnectFreshsales, None)));
+        assert_eq!(
+            resolve("DELETE", "/connections/freshsales"),
+            Some((Route::Disconnect, Some("freshsales")))
+        );
+    }
+
+    #[test]
+    fn unknown_paths_and_methods_do_not_resolve() {
+        assert_eq!(resolve("GET", "/connections/hubspot/authorize"), None);
+        assert_eq!(resolve("POST", "/connections/hubspot/authorize/x"), None);
+        assert_eq!(resolve("GET", "/nope"), None);
+        assert_eq!(resolve("GET", "/connections//pipelines"), None);
+    }
+}
