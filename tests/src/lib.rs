@@ -1,2 +1,8 @@
+//! Test support: provider simulators, local AWS provisioning (moto), sample events, log capture
+//! and a per-test context. Used by the integration tests in `tests/tests/` and by the demo.
 
+pub mod aws;
+pub mod context;
+pub mod events;
+pub mod logs;
 pub mod sim;

@@ -223,7 +223,7 @@ impl HttpClient {
                                 (failure, None)
                             } else {
                                 // A throttled request was not processed: safe to send again.
-                                (failure, Some(retry_after.unwrap_or_else(|| backoff.next())))
+                                (failure, Some(retry_after.unwrap_or_else(|| backoff.next_wait())))
                             }
                         }
                         Verdict::Transient => {
@@ -232,7 +232,7 @@ impl HttpClient {
                                 status: response.status,
                             };
                             let wait = (request.idempotency == Idempotency::Safe)
-                                .then(|| backoff.next());
+                                .then(|| backoff.next_wait());
                             (failure, wait)
                         }
                     }
@@ -248,7 +248,7 @@ impl HttpClient {
                         }
                     };
                     let wait = (never_sent || request.idempotency == Idempotency::Safe)
-                        .then(|| backoff.next());
+                        .then(|| backoff.next_wait());
                     (failure, wait)
                 }
             };

@@ -18,7 +18,7 @@ impl Backoff {
         Backoff { base, cap, step: 0 }
     }
 
-    pub fn next(&mut self) -> Duration {
+    pub fn next_wait(&mut self) -> Duration {
         let exp = self
             .base
             .saturating_mul(2u32.saturating_pow(self.step))
@@ -49,7 +49,7 @@ mod tests {
     #[test]
     fn backoff_grows_and_stays_under_the_cap() {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-        let waits: Vec<Duration> = (0..8).map(|_| backoff.next()).collect();
+        let waits: Vec<Duration> = (0..8).map(|_| backoff.next_wait()).collect();
         assert!(waits[0] >= Duration::from_millis(50) && waits[0] <= Duration::from_millis(100));
         assert!(waits[3] >= Duration::from_millis(400));
         assert!(waits.iter().all(|w| *w <= Duration::from_secs(1)));

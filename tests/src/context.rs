@@ -1,0 +1,148 @@
+//! `TestContext`: a fresh table and KMS key on moto, a HubSpot simulator with its own client
+//! credentials, and the real handlers wired to them. One per test, so tests run in parallel
+//! without seeing each other's data.
+
+use std::collections::HashMap;
+
+use aws_config::SdkConfig;
+use lambda_http::Body;
+use serde_json::Value;
+use shared::config::Config;
+use shared::Services;
+use url::Url;
+
+use crate::events::ApiEvent;
+use crate::sim::{HubSpotSim, HubSpotSimConfig};
+
+pub struct TestContext {
+    pub services: Services,
+    pub hubspot: HubSpotSim,
+    pub aws: SdkConfig,
+    pub table: String,
+    pub key_id: String,
+    pub client_secret: String,
+    /// Talks to the simulator as a browser would (no redirects followed).
+    pub browser: reqwest::Client,
+}
+
+pub struct ApiResponse {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Value,
+}
+
+impl TestContext {
+    pub async fn new() -> TestContext {
+        Self::with_env(&[]).await
+    }
+
+    /// A context whose function configuration has these variables added or replaced.
+    pub async fn with_env(overrides: &[(&str, &str)]) -> TestContext {
+        crate::logs::install();
+        let aws = crate::aws::local_config().await.expect("local AWS");
+        let table = format!("relay-test-{}", uuid::Uuid::new_v4().simple());
+        crate::aws::create_table(&aws, &table).await.expect("table");
+        let key_id = crate::aws::create_key(&aws, None).await.expect("key");
+        let client_secret = format!("client-secret-{}", uuid::Uuid::new_v4().simple());
+        let hubspot = HubSpotSim::start(HubSpotSimConfig {
+            client_id: "test-client-id".into(),
+            client_secret: client_secret.clone(),
+            ..HubSpotSimConfig::default()
+        })
+        .await;
+        let mut vars: HashMap<String, String> = HashMap::from([
+            ("TABLE_NAME".into(), table.clone()),
+            ("KMS_KEY_ID".into(), key_id.clone()),
+            ("SETUP_PAGE_URL".into(), "https://app.leadrelay.test/settings/integrations".into()),
+            ("OAUTH_REDIRECT_BASE_URL".into(), "https://api.leadrelay.test".into()),
+            ("HUBSPOT_CLIENT_ID".into(), "test-client-id".into()),
+            ("HUBSPOT_CLIENT_SECRET".into(), client_secret.clone()),
+            ("HUBSPOT_ENDPOINT_URL".into(), hubspot.base_url()),
+            ("HTTP_BACKOFF_BASE_MS".into(), "10".into()),
+            ("HTTP_MAX_WAIT_MS".into(), "500".into()),
+            ("HTTP_TIMEOUT_MS".into(), "2000".into()),
+        ]);
+        for (k, v) in overrides {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test configuration");
+        TestContext {
+            services: Services::new(config).await,
+            hubspot,
+            aws,
+            table,
+            key_id,
+            client_secret,
+            browser: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+        }
+    }
+
+    pub fn tenant() -> String {
+        format!("tenant-{}", uuid::Uuid::new_v4().simple())
+    }
+
+    /// Calls connections-api with an event.
+    pub async fn api(&self, event: ApiEvent) -> ApiResponse {
+        let response = connections_api::handle(&self.services, event.request())
+            .await
+            .expect("the handler never fails the invocation");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = match response.body() {
+            Body::Text(text) => serde_json::from_str(text).expect("JSON body"),
+            Body::Binary(bytes) => serde_json::from_slice(bytes).expect("JSON body"),
+            _ => Value::Null,
+        };
+        ApiResponse { status, headers, body }
+    }
+
+    pub async fn authorize(&self, tenant: &str, plan: &str) -> ApiResponse {
+        self.api(ApiEvent::sample("connections-api/authorize.json").claims(tenant, plan))
+            .await
+    }
+
+    /// The browser at the provider's consent screen: returns the query the provider sends the
+    /// browser back to the callback with.
+    pub async fn consent(&self, authorize_url: &str) -> Vec<(String, String)> {
+        let response = self.browser.get(authorize_url).send().await.expect("consent screen");
+        assert_eq!(response.status().as_u16(), 302, "the simulator redirects after consent");
+        let location = response.headers()["location"].to_str().unwrap().to_string();
+        let url = Url::parse(&location).expect("redirect URL");
+        assert_eq!(
+            url.as_str().split('?').next().unwrap(),
+            "https://api.leadrelay.test/oauth/hubspot/callback",
+            "the provider redirects to the configured callback"
+        );
+        url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+    }
+
+    /// Calls oauth-callback; returns the redirect target.
+    pub async fn callback(&self, provider: &str, query: &[(String, String)]) -> Url {
+        let pairs: Vec<(&str, &str)> = query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let event = ApiEvent::sample("oauth-callback/callback.json")
+            .provider(provider)
+            .query(&pairs);
+        let response = oauth_callback::handle(&self.services, event.request())
+            .await
+            .expect("the handler never fails the invocation");
+        assert_eq!(response.status().as_u16(), 302);
+        Url::parse(response.headers()["location"].to_str().unwrap()).expect("redirect target")
+    }
+
+    /// The whole connect flow for a tenant; returns the setup-page redirect.
+    pub async fn connect_hubspot(&self, tenant: &str, plan: &str) -> Url {
+        let started = self.authorize(tenant, plan).await;
+        assert_eq!(started.status, 200, "{}", started.body);
+        let url = started.body["authorize_url"].as_str().unwrap().to_string();
+        let query = self.consent(&url).await;
+        self.callback("hubspot", &query).await
+    }
+}
+
+/// The query of a setup-page redirect as a map.
+pub fn outcome(url: &Url) -> HashMap<String, String> {
+    url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real handlers against moto (DynamoDB, KMS) and the HubSpot simulator
+//! on loopback. One binary, one module per feature. Run through `make test`, which starts moto.
+
+mod connect;
+mod events;
+mod http_client;
+mod isolation;
+mod manage;
+mod oauth_state;
+mod openapi;
