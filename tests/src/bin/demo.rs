@@ -1,0 +1,220 @@
+//! The demo driver, run by `make demo` (scripts/demo.sh).
+//!
+//! `demo provision` creates the local table and KMS key on moto and prints `KEY=VALUE` lines.
+//! `demo run` drives the real function binaries, served by `cargo lambda watch`, through the
+//! HubSpot connect flow, and prints what happened in words.
+
+use anyhow::{bail, Context, Result};
+use relay_tests::events::ApiEvent;
+use serde_json::{json, Value};
+use shared::identity::TenantId;
+use shared::Provider;
+
+const TABLE: &str = "leadrelay-demo";
+const KEY_ALIAS: &str = "alias/leadrelay-demo-credentials";
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match std::env::args().nth(1).as_deref() {
+        Some("provision") => provision().await,
+        Some("run") => run().await,
+        _ => bail!("usage: demo provision | demo run"),
+    }
+}
+
+async fn provision() -> Result<()> {
+    let aws = relay_tests::aws::local_config().await?;
+    relay_tests::aws::create_table(&aws, TABLE).await?;
+    let key_id = relay_tests::aws::create_key(&aws, Some(KEY_ALIAS)).await?;
+    println!("TABLE_NAME={TABLE}");
+    println!("KMS_KEY_ID={key_id}");
+    Ok(())
+}
+
+struct Lambda {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Lambda {
+    /// Invokes a function the way `cargo lambda invoke` does.
+    async fn invoke(&self, function: &str, event: &Value) -> Result<Value> {
+        let url = format!("{}/2015-03-31/functions/{function}/invocations", self.base);
+        let response = self
+            .http
+            .post(&url)
+            .json(event)
+            .send()
+            .await
+            .with_context(|| format!("invoking {function}"))?;
+        let status = response.status();
+        let body: Value = response.json().await.context("invocation result")?;
+        if !status.is_success() {
+            bail!("{function} failed: {body}");
+        }
+        Ok(body)
+    }
+
+    /// Invokes an HTTP function; returns (status, headers, JSON body or null).
+    async fn http(&self, function: &str, event: &ApiEvent) -> Result<(u16, Value, Value)> {
+        let result = self.invoke(function, &event.0).await?;
+        let status = result["statusCode"].as_u64().unwrap_or(0) as u16;
+        let body = result["body"]
+            .as_str()
+            .and_then(|b| serde_json::from_str(b).ok())
+            .unwrap_or(Value::Null);
+        Ok((status, result["headers"].clone(), body))
+    }
+}
+
+fn step(n: u32, text: &str) {
+    println!("\n\x1b[1m{n}. {text}\x1b[0m");
+}
+
+fn say(text: impl AsRef<str>) {
+    println!("   {}", text.as_ref());
+}
+
+async fn run() -> Result<()> {
+    let lambda = Lambda {
+        http: reqwest::Client::new(),
+        base: std::env::var("LAMBDA_INVOKE_URL").context("LAMBDA_INVOKE_URL is not set")?,
+    };
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let tenant = "acme-doha";
+    let plan = "pro";
+    println!("LeadRelay CRM relay: local demo (moto for AWS, a simulated HubSpot, the real Lambda binaries)");
+    say(format!("tenant {tenant:?} on the {plan} plan (from its JWT claims)"));
+
+    step(1, "The setup page asks connections-api for a HubSpot authorize URL");
+    let (status, _, body) = lambda
+        .http(
+            "connections-api",
+            &ApiEvent::sample("connections-api/authorize.json").claims(tenant, plan),
+        )
+        .await?;
+    if status != 200 {
+        bail!("authorize answered {status}: {body}");
+    }
+    let authorize_url = url::Url::parse(body["authorize_url"].as_str().context("authorize_url")?)?;
+    let params: std::collections::HashMap<_, _> = authorize_url.query_pairs().into_owned().collect();
+    say(format!("{} -> {}{}", status, authorize_url.origin().ascii_serialization(), authorize_url.path()));
+    say(format!(
+        "scopes: {}; PKCE: {}; state: single use, stored hashed, expires {}",
+        params.get("scope").map(String::as_str).unwrap_or("-"),
+        params.get("code_challenge_method").map(String::as_str).unwrap_or("none"),
+        body["expires_at"].as_str().unwrap_or("?")
+    ));
+
+    step(2, "The user consents at HubSpot (simulated), which redirects the browser to the callback");
+    let consent = browser.get(authorize_url.as_str()).send().await?;
+    let location = consent
+        .headers()
+        .get("location")
+        .context("the consent screen did not redirect")?
+        .to_str()?
+        .to_string();
+    let back = url::Url::parse(&location)?;
+    let query: Vec<(String, String)> = back.query_pairs().into_owned().collect();
+    say(format!("redirected to {} with a code and the state", back.path()));
+
+    step(3, "oauth-callback consumes the state, exchanges the code and stores the tokens");
+    let pairs: Vec<(&str, &str)> = query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let callback = ApiEvent::sample("oauth-callback/callback.json").query(&pairs);
+    let (status, headers, _) = lambda.http("oauth-callback", &callback).await?;
+    say(format!("{status} -> {}", headers["location"].as_str().unwrap_or("?")));
+
+    let services = shared::Services::from_env().await?;
+    let tenant_id = TenantId::parse(tenant)?;
+    let stored = services
+        .store
+        .get_connection(&tenant_id, Provider::Hubspot)
+        .await?
+        .context("no connection was stored")?;
+    say(format!(
+        "stored in DynamoDB: status {:?}, HubSpot portal {}, version {}",
+        stored.status,
+        stored.account.get("hub_id").map(String::as_str).unwrap_or("?"),
+        stored.version
+    ));
+    say(format!(
+        "credentials: {} bytes of KMS ciphertext, encryption context {{tenant_id: {tenant}, provider: hubspot}}; no token is printed, logged or returned",
+        stored.credentials.len()
+    ));
+    say(format!(
+        "access token expires at {}",
+        stored.token_expiry().map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into())
+    ));
+
+    step(4, "The same callback replayed (a back button, an attacker) is refused");
+    let (_, headers, _) = lambda.http("oauth-callback", &callback).await?;
+    say(format!("-> {}", headers["location"].as_str().unwrap_or("?")));
+
+    step(5, "GET /connections lists the connection, without secrets");
+    let (status, _, body) = lambda
+        .http("connections-api", &ApiEvent::sample("connections-api/list.json").claims(tenant, plan))
+        .await?;
+    for c in body["connections"].as_array().into_iter().flatten() {
+        say(format!(
+            "{status}: {} is {} since {}",
+            c["provider"].as_str().unwrap_or("?"),
+            c["status"].as_str().unwrap_or("?"),
+            c["connected_at"].as_str().unwrap_or("?")
+        ));
+    }
+
+    step(6, "GET /connections/hubspot/pipelines reads the deal pipelines from HubSpot");
+    let (status, _, body) = lambda
+        .http("connections-api", &ApiEvent::sample("connections-api/pipelines.json").claims(tenant, plan))
+        .await?;
+    for p in body["pipelines"].as_array().into_iter().flatten() {
+        let stages: Vec<&str> = p["stages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["id"].as_str())
+            .collect();
+        say(format!("{status}: {} ({}): {}", p["label"].as_str().unwrap_or("?"), p["id"].as_str().unwrap_or("?"), stages.join(", ")));
+    }
+
+    step(7, "PUT /connections/hubspot/settings saves the pipeline and the stage mapping");
+    let mapping = json!({
+        "pipeline_id": "default",
+        "stage_mapping": {"new": "appointmentscheduled", "qualified": "qualifiedtobuy", "proposal": "contractsent", "won": "closedwon", "lost": "closedlost"}
+    });
+    let (status, _, body) = lambda
+        .http(
+            "connections-api",
+            &ApiEvent::sample("connections-api/settings.json").claims(tenant, plan).body(mapping),
+        )
+        .await?;
+    say(format!("{status}: pipeline {}", body["settings"]["pipeline_id"].as_str().unwrap_or("?")));
+    if let Some(map) = body["settings"]["stage_mapping"].as_object() {
+        for (ours, theirs) in map {
+            say(format!("   LeadRelay {ours:<10} -> HubSpot {}", theirs.as_str().unwrap_or("?")));
+        }
+    }
+    let (status, _, body) = lambda
+        .http(
+            "connections-api",
+            &ApiEvent::sample("connections-api/settings.json")
+                .claims(tenant, plan)
+                .body(json!({"pipeline_id": "default", "stage_mapping": {"won": "no-such-stage"}})),
+        )
+        .await?;
+    say(format!("a mapping to a stage HubSpot does not have: {status} {}", body["message"].as_str().unwrap_or("")));
+
+    step(8, "A Free-plan tenant asking for HubSpot is told which plan it needs");
+    let (status, _, body) = lambda
+        .http(
+            "connections-api",
+            &ApiEvent::sample("connections-api/authorize.json").claims("corner-shop", "free"),
+        )
+        .await?;
+    say(format!("{status} {}: {}", body["error"].as_str().unwrap_or(""), body["message"].as_str().unwrap_or("")));
+
+    println!("\nDone. Lead push, scheduled refresh and the other CRMs join this demo with their issues.");
+    Ok(())
+}
