@@ -21,7 +21,12 @@ pub async fn handle(services: &Services, request: Request) -> Result<Response<Bo
         .lambda_context_ref()
         .map(|c| c.request_id.clone())
         .unwrap_or_default();
-    let span = tracing::info_span!("connections_api", request_id = %request_id, route = tracing::field::Empty);
+    let span = tracing::info_span!(
+        "connections_api",
+        request_id = %request_id,
+        route = tracing::field::Empty,
+        tenant = tracing::field::Empty
+    );
     let response = async {
         match dispatch(services, &request).await {
             Ok(response) => response,
