@@ -66,6 +66,20 @@ pub struct Config {
     /// `<PROVIDER>_ENDPOINT_URL`: send every call for that provider to this origin instead
     /// (simulators, local runs). Like `AWS_ENDPOINT_URL` for AWS.
     pub endpoint_overrides: BTreeMap<Provider, Url>,
+    pub push: PushSettings,
+}
+
+/// Lead push: where permanent failures go, and when to stop retrying.
+#[derive(Debug, Clone)]
+pub struct PushSettings {
+    /// The lead queue's DLQ (`DEAD_LETTER_QUEUE_URL`). A lead that can never be pushed is sent
+    /// there at once with its reason; without it, it waits for SQS's redrive.
+    pub dead_letter_queue_url: Option<String>,
+    /// The queue's `maxReceiveCount` (`LEAD_MAX_RECEIVES`): on the last receive a still-failing
+    /// lead goes to the DLQ with its reason rather than silently by redrive.
+    pub max_receives: u32,
+    /// Messages of one batch pushed at once (`PUSH_CONCURRENCY`).
+    pub concurrency: usize,
 }
 
 impl Config {
@@ -158,6 +172,11 @@ impl Config {
             },
             oauth_apps,
             endpoint_overrides,
+            push: PushSettings {
+                dead_letter_queue_url: get("DEAD_LETTER_QUEUE_URL"),
+                max_receives: number("LEAD_MAX_RECEIVES", 5)?.clamp(1, 1000) as u32,
+                concurrency: number("PUSH_CONCURRENCY", 4)?.clamp(1, 10) as usize,
+            },
         })
     }
 

@@ -28,6 +28,9 @@ pub enum Error {
     Conflict(String),
     #[error("the {provider} connection needs to be reconnected: {reason}")]
     NeedsReauth { provider: Provider, reason: String },
+    /// Someone else is doing the same work right now (a refresh, a push of the same lead).
+    #[error("busy: {0}")]
+    Busy(String),
     #[error("OAuth state rejected: {0}")]
     State(#[from] StateError),
     #[error(transparent)]
@@ -88,7 +91,9 @@ pub enum ProviderError {
     Unauthorized { provider: Provider, code: String },
     #[error("{provider} says the grant is gone ({code})")]
     InvalidGrant { provider: Provider, code: String },
-    #[error("{provider} refused the request (HTTP {status}, {code}): {message}")]
+    /// `message` is the provider's prose: kept for debugging, left out of `Display` because a
+    /// provider may quote the lead's data back.
+    #[error("{provider} refused the request (HTTP {status}, {code})")]
     Rejected {
         provider: Provider,
         status: u16,
@@ -175,6 +180,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Provider(e) => e.is_retryable(),
+            Error::Busy(_) => true,
             Error::Store(StoreError::Aws { retryable, .. }) => *retryable,
             Error::Vault(VaultError::Kms { retryable, .. }) => *retryable,
             _ => false,
@@ -191,6 +197,7 @@ impl Error {
             Error::Conflict(_) | Error::NeedsReauth { .. } => 409,
             Error::Provider(ProviderError::NotImplemented { .. }) => 501,
             Error::Provider(_) => 502,
+            Error::Busy(_) => 503,
             Error::Store(_) | Error::Vault(_) | Error::Config(_) => 500,
         }
     }
@@ -207,6 +214,7 @@ impl Error {
             Error::NeedsReauth { .. } => "needs_reauth",
             Error::Provider(ProviderError::NotImplemented { .. }) => "not_implemented",
             Error::Provider(_) => "provider_error",
+            Error::Busy(_) => "busy",
             Error::Store(_) | Error::Vault(_) | Error::Config(_) => "internal",
         }
     }

@@ -14,6 +14,7 @@ pub mod lead;
 pub mod oauth;
 pub mod plan;
 pub mod provider;
+pub mod push;
 pub mod registry;
 pub mod services;
 pub mod stage;

@@ -104,9 +104,6 @@ pub struct ProviderFacts {
     pub rate_limit: RateLimit,
     /// How this provider says "slow down"; the HTTP client reads it to classify answers.
     pub throttle: &'static [ThrottleSignal],
-    /// Whether a 401 means "refresh the access token and try once more". HubSpot says a 401 is
-    /// not a valid indicator of expiry, so it refreshes by expiry time only.
-    pub refresh_on_unauthorized: bool,
     /// Where these facts were checked.
     pub docs: &'static str,
 }
@@ -215,7 +212,6 @@ pub static HUBSPOT: ProviderFacts = ProviderFacts {
         ThrottleSignal::Status429,
         ThrottleSignal::HubSpotRateLimitHeaders,
     ],
-    refresh_on_unauthorized: false,
     docs: "https://developers.hubspot.com/docs/api/oauth-quickstart-guide",
 };
 

@@ -13,6 +13,7 @@ pub struct Services {
     pub store: Store,
     pub vault: Vault,
     pub http: HttpClient,
+    pub sqs: aws_sdk_sqs::Client,
 }
 
 impl Services {
@@ -30,6 +31,7 @@ impl Services {
             store: Store::new(aws_sdk_dynamodb::Client::new(&aws), config.table_name.clone()),
             vault: Vault::new(aws_sdk_kms::Client::new(&aws), config.kms_key_id.clone()),
             http: HttpClient::new(&config.http),
+            sqs: aws_sdk_sqs::Client::new(&aws),
             config,
         }
     }

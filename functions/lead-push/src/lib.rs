@@ -1,27 +1,50 @@
-//! `lead-push`: consumes the lead queue. The push itself arrives with the lead-push issue; until
-//! then every message is handed back to SQS as a batch item failure, so that no lead is lost:
-//! SQS retries it and, after the redrive policy's receive count, moves it to the DLQ.
+//! `lead-push`: consumes the lead queue, pushes each lead into the tenant's CRMs, and reports
+//! partial batch failures (`ReportBatchItemFailures`) so that one bad message never holds the
+//! others back. Messages that can never succeed go to the DLQ with their reason.
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::stream::{self, StreamExt};
 use lambda_runtime::LambdaEvent;
+use shared::push::{process_message, InboundMessage, MessageOutcome};
 use shared::Services;
+use tracing::Instrument;
 
 pub async fn handle(
-    _services: &Services,
+    services: &Services,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    let request_id = event.context.request_id.clone();
+    let span = tracing::info_span!("lead_push", request_id = %event.context.request_id);
+    let records = event.payload.records;
+    let outcomes: Vec<(String, MessageOutcome)> = stream::iter(records)
+        .map(|record| async move {
+            let message = inbound(record);
+            let outcome = process_message(services, &message).await;
+            (message.message_id, outcome)
+        })
+        .buffer_unordered(services.config.push.concurrency)
+        .collect()
+        .instrument(span)
+        .await;
     let mut response = SqsBatchResponse::default();
-    for record in event.payload.records {
-        let message_id = record.message_id.unwrap_or_default();
-        tracing::warn!(
-            request_id = %request_id,
-            message_id = %message_id,
-            "lead push is not built yet; returning the message to the queue"
-        );
-        let mut failure = BatchItemFailure::default();
-        failure.item_identifier = message_id;
-        response.batch_item_failures.push(failure);
+    for (message_id, outcome) in outcomes {
+        if !outcome.is_settled() {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = message_id;
+            response.batch_item_failures.push(failure);
+        }
     }
     Ok(response)
+}
+
+fn inbound(record: SqsMessage) -> InboundMessage {
+    let receive_count = record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    InboundMessage {
+        message_id: record.message_id.unwrap_or_default(),
+        body: record.body.unwrap_or_default(),
+        receive_count,
+    }
 }

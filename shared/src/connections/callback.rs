@@ -157,6 +157,8 @@ async fn connect(services: &Services, provider: Provider, params: CallbackParams
             connected_at: Utc::now(),
             last_sync_at: existing.as_ref().and_then(|e| e.last_sync_at),
             last_error: None,
+            refresh_lease_owner: None,
+            refresh_lease_until: None,
         };
         if services
             .store

@@ -18,7 +18,7 @@ use crate::http::{HttpClient, OutboundRequest};
 use crate::lead::{ContactQuery, Lead};
 use crate::oauth::{OAuthClient, TokenSet};
 use crate::registry::Provider;
-use crate::store::{ConnectionSettings, LeadMapping};
+use crate::store::ConnectionSettings;
 
 /// A deal pipeline (or the provider's equivalent) and its stages, for the setup page.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -36,8 +36,27 @@ pub struct PipelineStage {
     pub is_closed: bool,
 }
 
-/// The CRM records a push created or updated (`contact`, `deal`, `note`, ...).
-pub type PushedRecords = BTreeMap<String, String>;
+/// What a lead has become in one CRM so far. The push fills it in as each record is created, so
+/// that a push interrupted halfway resumes instead of creating a record twice.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PushProgress {
+    /// Record kind (`contact`, `deal`, `note`, ...) to the CRM's id.
+    pub records: BTreeMap<String, String>,
+    /// The CRM stage the deal is in.
+    pub stage: Option<String>,
+    /// Digest of the summary the note holds (see [`text_digest`]).
+    pub summary_digest: Option<String>,
+}
+
+/// A short stable digest of a text, to tell whether a CRM already holds it.
+pub fn text_digest(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 /// An authenticated conversation with one tenant's account at one provider.
 pub struct Session<'a> {
@@ -116,13 +135,15 @@ pub trait CrmProvider: Send + Sync {
     ) -> Result<String, ProviderError>;
 
     /// Pushes a lead: contact, deal in the mapped pipeline and stage, the summary as a note.
+    /// Records what exists in `progress` as it goes; what `progress` already names is updated,
+    /// never created again.
     async fn push_lead(
         &self,
         session: &Session<'_>,
         lead: &Lead,
         settings: Option<&ConnectionSettings>,
-        previous: Option<&LeadMapping>,
-    ) -> Result<PushedRecords, ProviderError>;
+        progress: &mut PushProgress,
+    ) -> Result<(), ProviderError>;
 
     async fn refresh_token(
         &self,

@@ -59,6 +59,11 @@ pub struct Connection {
     pub last_sync_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
+    /// Who may refresh the tokens right now, and until when (see `acquire_refresh_lease`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_lease_owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_lease_until: Option<i64>,
 }
 
 impl Connection {
@@ -254,7 +259,8 @@ impl Store {
             .set_key(Some(self.connection_key(tenant, provider)))
             .condition_expression("attribute_exists(pk)")
             .update_expression(
-                "SET #status = :status, last_error = :err, version = version + :one REMOVE token_expires_at, expiry_bucket",
+                "SET #status = :status, last_error = :err, version = version + :one \
+                 REMOVE token_expires_at, expiry_bucket, refresh_lease_owner, refresh_lease_until",
             )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":status", AttributeValue::S("needs_reauth".into()))
@@ -269,6 +275,150 @@ impl Store {
                 Some(err) => Err(err.into()),
             },
         }
+    }
+
+    /// Records a successful push: `last_sync_at` now, `last_error` cleared. Does not bump the
+    /// version: it changes nothing a token or settings writer depends on.
+    pub async fn record_sync_success(
+        &self,
+        tenant: &TenantId,
+        provider: Provider,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let request = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.connection_key(tenant, provider)))
+            .condition_expression("attribute_exists(pk)")
+            .update_expression("SET last_sync_at = :at REMOVE last_error")
+            .expression_attribute_values(":at", AttributeValue::S(at.to_rfc3339()));
+        ignore_missing(request.send().await.map(|_| ()), "UpdateItem")
+    }
+
+    /// Records a failed push in `last_error` (no version bump, as above).
+    pub async fn record_sync_failure(
+        &self,
+        tenant: &TenantId,
+        provider: Provider,
+        at: DateTime<Utc>,
+        message: &str,
+    ) -> Result<(), Error> {
+        let last_error = serde_dynamo::to_attribute_value(LastError {
+            at,
+            message: message.to_string(),
+        })
+        .map_err(|e| malformed("last_error", e))?;
+        let request = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.connection_key(tenant, provider)))
+            .condition_expression("attribute_exists(pk)")
+            .update_expression("SET last_error = :err")
+            .expression_attribute_values(":err", last_error);
+        ignore_missing(request.send().await.map(|_| ()), "UpdateItem")
+    }
+
+    /// Takes the connection's refresh lease for `owner` until `until`, if nobody holds an
+    /// unexpired one. Returns the row as it stands with the lease taken, or `None` when busy.
+    /// The lease does not bump the version: readers keep their tokens valid.
+    pub async fn acquire_refresh_lease(
+        &self,
+        tenant: &TenantId,
+        provider: Provider,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<Connection>, Error> {
+        let result = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.connection_key(tenant, provider)))
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(refresh_lease_until) OR refresh_lease_until < :now)",
+            )
+            .update_expression("SET refresh_lease_owner = :owner, refresh_lease_until = :until")
+            .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()))
+            .expression_attribute_values(":until", AttributeValue::N(until.timestamp().to_string()))
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => Ok(Some(
+                serde_dynamo::from_item(output.attributes.unwrap_or_default())
+                    .map_err(|e| malformed("connection", e))?,
+            )),
+            Err(e) => match store_error("UpdateItem", e) {
+                None => Ok(None),
+                Some(err) => Err(err.into()),
+            },
+        }
+    }
+
+    /// Stores refreshed credentials and releases the lease, if `owner` still holds it or, its
+    /// lease having lapsed, nobody has written since (`version` unchanged). Returns `false`
+    /// when another writer took over.
+    pub async fn store_refreshed_tokens(
+        &self,
+        tenant: &TenantId,
+        provider: Provider,
+        owner: &str,
+        version_at_lease: u64,
+        credentials: &SealedCredentials,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, Error> {
+        let (expires, bucket) = expiry_attributes(expires_at);
+        let mut request = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.connection_key(tenant, provider)))
+            .condition_expression("refresh_lease_owner = :owner OR version = :version")
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
+            .expression_attribute_values(":version", AttributeValue::N(version_at_lease.to_string()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":creds", AttributeValue::S(credentials.as_base64().into()));
+        request = match (expires, bucket) {
+            (Some(at), Some(bucket)) => request
+                .update_expression(
+                    "SET credentials = :creds, version = version + :one, token_expires_at = :at, expiry_bucket = :bucket \
+                     REMOVE refresh_lease_owner, refresh_lease_until",
+                )
+                .expression_attribute_values(":at", AttributeValue::N(at.to_string()))
+                .expression_attribute_values(":bucket", AttributeValue::S(bucket)),
+            _ => request.update_expression(
+                "SET credentials = :creds, version = version + :one \
+                 REMOVE token_expires_at, expiry_bucket, refresh_lease_owner, refresh_lease_until",
+            ),
+        };
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) => match store_error("UpdateItem", e) {
+                None => Ok(false),
+                Some(err) => Err(err.into()),
+            },
+        }
+    }
+
+    /// Gives the refresh lease back without writing tokens (nothing to refresh, or it failed).
+    pub async fn release_refresh_lease(
+        &self,
+        tenant: &TenantId,
+        provider: Provider,
+        owner: &str,
+    ) -> Result<(), Error> {
+        let request = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.connection_key(tenant, provider)))
+            .condition_expression("refresh_lease_owner = :owner")
+            .update_expression("REMOVE refresh_lease_owner, refresh_lease_until")
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()));
+        ignore_missing(request.send().await.map(|_| ()), "UpdateItem")
     }
 
     /// Deletes a connection row; `false` if there was none.
@@ -292,5 +442,19 @@ impl Store {
                 Some(err) => Err(err.into()),
             },
         }
+    }
+}
+
+/// A conditional write whose row vanished meanwhile (a disconnect) has nothing left to do.
+fn ignore_missing<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(
+    result: Result<(), aws_sdk_dynamodb::error::SdkError<E, R>>,
+    operation: &'static str,
+) -> Result<(), Error> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) => match store_error(operation, e) {
+            None => Ok(()),
+            Some(err) => Err(err.into()),
+        },
     }
 }

@@ -16,7 +16,7 @@ mod oauth_states;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
 pub use connections::{expiry_attributes, Connection, ConnectionSettings, ConnectionStatus, LastError};
-pub use lead_mappings::LeadMapping;
+pub use lead_mappings::{LeadClaim, LeadMapping};
 pub use oauth_states::PendingAuthorization;
 
 use crate::error::StoreError;

@@ -23,8 +23,15 @@ pub enum Fault {
     /// still claims `application/json` (what a misbehaving proxy or a provider
     /// outage page looks like to a client).
     Garbage,
-    /// Sleep this long, then handle the request normally.
+    /// Sleep this long, then handle the request normally. If the client
+    /// gives up first (its timeout is shorter), the connection closes and the
+    /// request is never handled: "the provider never saw it".
     Delay(Duration),
+    /// Handle the request normally, then hold the response back this long.
+    /// The handling runs to completion even if the client gives up, so a
+    /// client timeout shorter than this is "the provider did it, but the
+    /// client never heard back" (the case that tests idempotent retries).
+    DelayAfter(Duration),
     /// Answer with the provider's own "rate limited" response (status, body
     /// and headers are provider-specific; each simulator renders it).
     Throttle,
@@ -64,10 +71,17 @@ impl<R: FaultRoute> FaultQueue<R> {
     /// `route` (`None` = a request that matches no named route; only
     /// wildcard faults apply to it).
     pub fn take(&self, route: Option<R>) -> Option<Fault> {
+        self.take_where(|queued| Some(*queued) == route)
+    }
+
+    /// Remove and return the oldest fault whose route is the wildcard or
+    /// satisfies `applies` (for simulators where one request belongs to
+    /// several routes, e.g. a contact search is both "contacts" and "search").
+    pub fn take_where(&self, applies: impl Fn(&R) -> bool) -> Option<Fault> {
         let mut entries = self.lock();
         let index = entries
             .iter()
-            .position(|(queued, _)| queued.is_wildcard() || Some(*queued) == route)?;
+            .position(|(queued, _)| queued.is_wildcard() || applies(queued))?;
         entries.remove(index).map(|(_, fault)| fault)
     }
 
@@ -92,6 +106,9 @@ impl<R: FaultRoute> FaultQueue<R> {
 pub enum FaultOutcome {
     /// Handle the request normally (after a `Delay`, or no fault).
     Continue,
+    /// Handle the request to completion (even if the client disconnects),
+    /// then wait this long before answering.
+    ContinueThenDelay(Duration),
     /// Send this response instead of handling the request.
     Respond(Response),
     /// Send the provider-specific throttle response.
@@ -99,17 +116,36 @@ pub enum FaultOutcome {
 }
 
 /// Apply the generic part of a fault: sleeps for `Delay`, renders `Status`
-/// and `Garbage`, and leaves `Throttle` to the caller.
+/// and `Garbage`, and leaves `Throttle` and `DelayAfter` to the caller
+/// (see [`run_then_delay`] for the latter).
 pub async fn apply(fault: Fault) -> FaultOutcome {
     match fault {
         Fault::Delay(duration) => {
             tokio::time::sleep(duration).await;
             FaultOutcome::Continue
         }
+        Fault::DelayAfter(duration) => FaultOutcome::ContinueThenDelay(duration),
         Fault::Status(code, body) => FaultOutcome::Respond(status_response(code, body)),
         Fault::Garbage => FaultOutcome::Respond(garbage_response()),
         Fault::Throttle => FaultOutcome::Throttle,
     }
+}
+
+/// Run `handle` on its own task (so it completes even if the client hangs
+/// up), then sleep `delay` before handing its response back.
+pub async fn run_then_delay<F>(handle: F, delay: Duration) -> Response
+where
+    F: std::future::Future<Output = Response> + Send + 'static,
+{
+    let response = match tokio::spawn(handle).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::warn!(%error, "simulator handler task failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    };
+    tokio::time::sleep(delay).await;
+    response
 }
 
 fn status_response(code: u16, body: String) -> Response {
@@ -175,5 +211,19 @@ mod tests {
         assert_eq!(q.pending(), 1);
         assert_eq!(q.take(Some(R::A)), Some(Fault::Status(503, "a2".into())));
         assert_eq!(q.take(Some(R::A)), None);
+    }
+
+    #[test]
+    fn take_where_matches_any_applicable_route() {
+        let q = FaultQueue::new();
+        q.push(R::B, Fault::Garbage);
+        q.push(R::A, Fault::Throttle);
+        // A request that belongs to both A and B gets the oldest of either.
+        assert_eq!(
+            q.take_where(|r| matches!(r, R::A | R::B)),
+            Some(Fault::Garbage)
+        );
+        assert_eq!(q.take_where(|r| *r == R::B), None);
+        assert_eq!(q.take_where(|r| *r == R::A), Some(Fault::Throttle));
     }
 }

@@ -71,6 +71,11 @@ pub(super) fn pipelines(response: PipelinesResponse) -> Vec<Pipeline> {
         .collect()
 }
 
+/// The deal's name: who, and where it came from.
+pub(super) fn deal_name(lead: &crate::lead::Lead) -> String {
+    format!("{} (LeadRelay)", lead.full_name)
+}
+
 /// `hub_id` (and `user_id`, when present) from the token response.
 pub(super) fn account_from_token_extras(extras: &Map<String, Value>) -> Option<BTreeMap<String, String>> {
     let hub_id = extras.get("hub_id").and_then(number_or_string)?;

@@ -1,21 +1,21 @@
 //! HubSpot: OAuth on the 2026-03 endpoints (registry), deal pipelines from
 //! `GET /crm/v3/pipelines/deals` (spec `CRM/Pipelines/Rollouts/145896/2026-03/pipelines.json`).
-//! Lead push (contacts batch upsert, deals and notes with inline associations) arrives with the
-//! lead-push issue.
+//! Lead push: contacts batch upsert, deals and notes with inline associations (see `push.rs`).
 
 mod mapping;
+mod push;
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use reqwest::Method;
 
-use super::{CrmProvider, Pipeline, PushedRecords, Session};
+use super::{CrmProvider, Pipeline, PushProgress, Session};
 use crate::error::ProviderError;
 use crate::lead::{ContactQuery, Lead};
 use crate::oauth::TokenSet;
 use crate::registry::Provider;
-use crate::store::{ConnectionSettings, LeadMapping};
+use crate::store::ConnectionSettings;
 
 pub struct HubSpot;
 
@@ -36,48 +36,51 @@ impl CrmProvider for HubSpot {
     }
 
     async fn get_pipelines(&self, session: &Session<'_>) -> Result<Vec<Pipeline>, ProviderError> {
-        let response = session
-            .http
-            .send(session.request("pipelines.list", Method::GET, "/crm/v3/pipelines/deals"))
-            .await?
-            .error_for_status()?;
-        let body: mapping::PipelinesResponse = response.json()?;
-        Ok(mapping::pipelines(body))
+        list_pipelines(session).await
     }
 
     async fn search_contact(
         &self,
-        _session: &Session<'_>,
-        _query: &ContactQuery,
+        session: &Session<'_>,
+        query: &ContactQuery,
     ) -> Result<Option<String>, ProviderError> {
-        Err(not_yet("search_contact"))
+        if let Some(email) = &query.email {
+            if let Some(id) = push::search_by(session, "email", email).await? {
+                return Ok(Some(id));
+            }
+        }
+        match &query.phone {
+            Some(phone) => push::search_by(session, "phone", phone).await,
+            None => Ok(None),
+        }
     }
 
     async fn sync_contact(
         &self,
-        _session: &Session<'_>,
-        _lead: &Lead,
-        _existing_id: Option<&str>,
+        session: &Session<'_>,
+        lead: &Lead,
+        existing_id: Option<&str>,
     ) -> Result<String, ProviderError> {
-        Err(not_yet("sync_contact"))
+        push::sync_contact(session, lead, existing_id).await
     }
 
     async fn push_lead(
         &self,
-        _session: &Session<'_>,
-        _lead: &Lead,
-        _settings: Option<&ConnectionSettings>,
-        _previous: Option<&LeadMapping>,
-    ) -> Result<PushedRecords, ProviderError> {
-        Err(not_yet("push_lead"))
+        session: &Session<'_>,
+        lead: &Lead,
+        settings: Option<&ConnectionSettings>,
+        progress: &mut PushProgress,
+    ) -> Result<(), ProviderError> {
+        push::push_lead(session, lead, settings, progress).await
     }
 }
 
-/// Lead push is the next issue's work; until then the trait answers plainly instead of
-/// pretending.
-fn not_yet(operation: &'static str) -> ProviderError {
-    ProviderError::NotImplemented {
-        provider: Provider::Hubspot,
-        operation,
-    }
+async fn list_pipelines(session: &Session<'_>) -> Result<Vec<Pipeline>, ProviderError> {
+    let response = session
+        .http
+        .send(session.request("pipelines.list", Method::GET, "/crm/v3/pipelines/deals"))
+        .await?
+        .error_for_status()?;
+    let body: mapping::PipelinesResponse = response.json()?;
+    Ok(mapping::pipelines(body))
 }

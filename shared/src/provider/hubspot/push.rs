@@ -1,0 +1,315 @@
+//! Pushing a lead into HubSpot with as few calls as the API allows:
+//!
+//! | lead | calls |
+//! | --- | --- |
+//! | new, with email | contacts batch upsert by email, deal create (contact association inline), note create (contact and deal associations inline): 3 |
+//! | new, phone only | contact search by phone, contact create or update, deal, note: 4 |
+//! | known, changed | contact update by id, deal stage update if the stage changed, note update if the summary changed: 1–3 |
+//! | identical replay | none (recognised before this module is called) |
+//!
+//! Shapes from HubSpot's v3 object specs (`CRM/{Contacts,Deals,Notes}/Rollouts/424/v3`).
+
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::mapping;
+use crate::error::ProviderError;
+use crate::lead::{truncate_chars, Lead};
+use crate::provider::{text_digest, PushProgress, Session};
+use crate::store::ConnectionSettings;
+
+/// Association type ids, HUBSPOT_DEFINED: deal→contact 3, note→contact 202, note→deal 214.
+const DEAL_TO_CONTACT: u32 = 3;
+const NOTE_TO_CONTACT: u32 = 202;
+const NOTE_TO_DEAL: u32 = 214;
+/// `hs_note_body` holds at most 65,536 characters.
+const NOTE_BODY_LIMIT: usize = 65_536;
+
+#[derive(Deserialize)]
+struct ObjectId {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct BatchResults {
+    results: Vec<ObjectId>,
+}
+
+#[derive(Deserialize)]
+struct SearchResults {
+    #[serde(default)]
+    results: Vec<ObjectId>,
+}
+
+fn association(to: &str, type_id: u32) -> Value {
+    json!({
+        "to": { "id": to },
+        "types": [{ "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id }]
+    })
+}
+
+pub(super) async fn push_lead(
+    session: &Session<'_>,
+    lead: &Lead,
+    settings: Option<&ConnectionSettings>,
+    progress: &mut PushProgress,
+) -> Result<(), ProviderError> {
+    let contact = sync_contact(session, lead, progress.records.get("contact").map(String::as_str)).await?;
+    progress.records.insert("contact".into(), contact.clone());
+
+    match progress.records.get("deal").cloned() {
+        None => {
+            let (pipeline, stage) = target_stage(session, lead, settings).await?;
+            let deal = create_deal(session, lead, &contact, &pipeline, &stage).await?;
+            progress.records.insert("deal".into(), deal);
+            progress.stage = Some(stage);
+        }
+        Some(deal) => {
+            let mapped = settings.and_then(|s| s.stage_mapping.get(&lead.stage).cloned());
+            if let Some(stage) = mapped.filter(|s| progress.stage.as_ref() != Some(s)) {
+                update(session, "deals.update", "deals", &deal, json!({ "dealstage": stage })).await?;
+                progress.stage = Some(stage);
+            }
+        }
+    }
+
+    if let Some(body) = note_body(lead) {
+        let digest = text_digest(&body);
+        match progress.records.get("note").cloned() {
+            None => {
+                let deal = progress.records.get("deal").cloned();
+                let note = create_note(session, &body, &contact, deal.as_deref()).await?;
+                progress.records.insert("note".into(), note);
+            }
+            Some(note) if progress.summary_digest.as_deref() != Some(digest.as_str()) => {
+                update(session, "notes.update", "notes", &note, json!({ "hs_note_body": body })).await?;
+            }
+            Some(_) => {}
+        }
+        progress.summary_digest = Some(digest);
+    }
+    Ok(())
+}
+
+/// Contact properties from the lead; absent fields are left out so they never blank what the
+/// portal already holds.
+fn contact_properties(lead: &Lead) -> Map<String, Value> {
+    let mut properties = Map::new();
+    properties.insert("lastname".into(), json!(lead.last_name));
+    if let Some(first) = &lead.first_name {
+        properties.insert("firstname".into(), json!(first));
+    }
+    if let Some(email) = &lead.email {
+        properties.insert("email".into(), json!(email));
+    }
+    if let Some(phone) = &lead.phone {
+        properties.insert("phone".into(), json!(phone));
+    }
+    properties
+}
+
+/// Finds or creates the lead's contact and brings it up to date; returns its id. Duplicate
+/// detection: the id we stored, then the email (upsert), then the phone (search).
+pub(super) async fn sync_contact(
+    session: &Session<'_>,
+    lead: &Lead,
+    known_id: Option<&str>,
+) -> Result<String, ProviderError> {
+    let properties = Value::Object(contact_properties(lead));
+    if let Some(id) = known_id {
+        match update(session, "contacts.update", "contacts", id, properties.clone()).await {
+            Ok(()) => return Ok(id.to_string()),
+            // Deleted in HubSpot since: find or create it again below.
+            Err(ProviderError::Rejected { status: 404, .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(email) = &lead.email {
+        // Upsert by email: create or update in one call. Without `idProperty` HubSpot would
+        // read `id` as a record id and silently update nothing.
+        let body = json!({ "inputs": [{ "id": email, "idProperty": "email", "properties": properties }] });
+        let response = session
+            .http
+            .send(session.request("contacts.upsert", Method::POST, "/crm/v3/objects/contacts/batch/upsert").json(body))
+            .await?
+            .error_for_status()?;
+        let results: BatchResults = response.json()?;
+        return results
+            .results
+            .into_iter()
+            .next()
+            .map(|o| o.id)
+            .ok_or(ProviderError::Garbage {
+                provider: session.provider,
+                status: response.status,
+                detail: "upsert returned no result".into(),
+            });
+    }
+    if let Some(phone) = &lead.phone {
+        if let Some(id) = search_by(session, "phone", phone).await? {
+            update(session, "contacts.update", "contacts", &id, properties).await?;
+            return Ok(id);
+        }
+    }
+    create(session, "contacts.create", "contacts", json!({ "properties": properties, "associations": [] })).await
+}
+
+/// The id of a contact whose `property` equals `value`, if any.
+pub(super) async fn search_by(
+    session: &Session<'_>,
+    property: &str,
+    value: &str,
+) -> Result<Option<String>, ProviderError> {
+    let body = json!({
+        "filterGroups": [{ "filters": [{ "propertyName": property, "operator": "EQ", "value": value }] }],
+        "properties": ["email", "phone"],
+        "limit": 1
+    });
+    let response = session
+        .http
+        .send(session.request("contacts.search", Method::POST, "/crm/v3/objects/contacts/search").json(body))
+        .await?
+        .error_for_status()?;
+    let results: SearchResults = response.json()?;
+    Ok(results.results.into_iter().next().map(|o| o.id))
+}
+
+/// The pipeline and stage for a new deal: the tenant's mapping for the lead's stage, else the
+/// first stage of the tenant's pipeline (or of the portal's first pipeline without settings).
+async fn target_stage(
+    session: &Session<'_>,
+    lead: &Lead,
+    settings: Option<&ConnectionSettings>,
+) -> Result<(String, String), ProviderError> {
+    if let Some(settings) = settings {
+        if let Some(stage) = settings.stage_mapping.get(&lead.stage) {
+            return Ok((settings.pipeline_id.clone(), stage.clone()));
+        }
+    }
+    let pipelines = super::list_pipelines(session).await?;
+    let pipeline = match settings {
+        Some(s) => pipelines.iter().find(|p| p.id == s.pipeline_id),
+        None => pipelines.first(),
+    }
+    .ok_or_else(|| ProviderError::Rejected {
+        provider: session.provider,
+        status: 404,
+        code: "PIPELINE_NOT_FOUND".into(),
+        message: "the configured pipeline no longer exists".into(),
+    })?;
+    let stage = pipeline.stages.iter().find(|s| !s.is_closed).or(pipeline.stages.first()).ok_or_else(|| {
+        ProviderError::Rejected {
+            provider: session.provider,
+            status: 404,
+            code: "PIPELINE_HAS_NO_STAGES".into(),
+            message: "the pipeline has no stages".into(),
+        }
+    })?;
+    Ok((pipeline.id.clone(), stage.id.clone()))
+}
+
+async fn create_deal(
+    session: &Session<'_>,
+    lead: &Lead,
+    contact: &str,
+    pipeline: &str,
+    stage: &str,
+) -> Result<String, ProviderError> {
+    let body = json!({
+        "properties": {
+            "dealname": mapping::deal_name(lead),
+            "pipeline": pipeline,
+            "dealstage": stage,
+        },
+        "associations": [association(contact, DEAL_TO_CONTACT)]
+    });
+    create(session, "deals.create", "deals", body).await
+}
+
+async fn create_note(
+    session: &Session<'_>,
+    body: &str,
+    contact: &str,
+    deal: Option<&str>,
+) -> Result<String, ProviderError> {
+    let mut associations = vec![association(contact, NOTE_TO_CONTACT)];
+    if let Some(deal) = deal {
+        associations.push(association(deal, NOTE_TO_DEAL));
+    }
+    let request = json!({
+        "properties": {
+            "hs_note_body": body,
+            "hs_timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        },
+        "associations": associations
+    });
+    create(session, "notes.create", "notes", request).await
+}
+
+/// The note: the conversation summary and what LeadRelay knows of the lead, HTML-escaped
+/// (HubSpot renders note bodies as HTML) and cut to HubSpot's limit.
+fn note_body(lead: &Lead) -> Option<String> {
+    let summary = lead.summary.as_deref()?;
+    let mut facts = vec![format!("Stage: {}", lead.stage)];
+    if let Some(source) = &lead.source {
+        facts.push(format!("Source: {source}"));
+    }
+    if let Some(score) = lead.score {
+        facts.push(format!("Score: {score}/100"));
+    }
+    let text = format!(
+        "<p><strong>LeadRelay conversation summary</strong></p><p>{}</p><p>{}</p>",
+        escape_html(summary),
+        escape_html(&facts.join(" · "))
+    );
+    Some(truncate_chars(&text, NOTE_BODY_LIMIT))
+}
+
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\n', "<br>")
+}
+
+async fn create(
+    session: &Session<'_>,
+    operation: &'static str,
+    object: &str,
+    body: Value,
+) -> Result<String, ProviderError> {
+    let response = session
+        .http
+        .send(session.request(operation, Method::POST, &format!("/crm/v3/objects/{object}")).json(body))
+        .await?
+        .error_for_status()?;
+    Ok(response.json::<ObjectId>()?.id)
+}
+
+async fn update(
+    session: &Session<'_>,
+    operation: &'static str,
+    object: &str,
+    id: &str,
+    properties: Value,
+) -> Result<(), ProviderError> {
+    // PATCH of a property set is idempotent: safe to retry.
+    let request = session
+        .request(operation, Method::PATCH, &format!("/crm/v3/objects/{object}/{id}"))
+        .json(json!({ "properties": properties }))
+        .idempotency(crate::http::Idempotency::Safe);
+    session.http.send(request).await?.error_for_status()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_are_escaped_so_they_cannot_inject_html() {
+        assert_eq!(escape_html("<b>hi</b> & \"x\"\nnext"), "&lt;b&gt;hi&lt;/b&gt; &amp; &quot;x&quot;<br>next");
+    }
+}

@@ -1,0 +1,59 @@
+//! Sending a lead that cannot be pushed to the DLQ ourselves, with its reason as message
+//! attributes, instead of letting SQS retry what can never succeed.
+
+use aws_sdk_sqs::types::MessageAttributeValue;
+use chrono::Utc;
+
+use super::{InboundMessage, MessageOutcome};
+use crate::lead::LeadMessage;
+use crate::services::Services;
+
+fn attribute(value: &str) -> MessageAttributeValue {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .expect("data type is set")
+}
+
+/// Sends the original body to the DLQ with `reason`. If that fails (or no DLQ is configured),
+/// the message is left to SQS's redrive, which moves it after the last receive.
+pub(super) async fn send(
+    services: &Services,
+    message: &InboundMessage,
+    parsed: Option<&LeadMessage>,
+    reason: &str,
+) -> MessageOutcome {
+    tracing::error!(reason = %reason, "lead cannot be pushed; dead-lettering it");
+    let Some(queue_url) = services.config.push.dead_letter_queue_url.as_deref() else {
+        return MessageOutcome::Retry {
+            reason: format!("{reason} (no DEAD_LETTER_QUEUE_URL: left to the redrive policy)"),
+        };
+    };
+    let reason_attr: String = reason.chars().take(1000).collect();
+    let mut request = services
+        .sqs
+        .send_message()
+        .queue_url(queue_url)
+        .message_body(&message.body)
+        .message_attributes("failure_reason", attribute(&reason_attr))
+        .message_attributes("source_message_id", attribute(&message.message_id))
+        .message_attributes("failed_at", attribute(&Utc::now().to_rfc3339()))
+        .message_attributes("receive_count", attribute(&message.receive_count.to_string()));
+    if let Some(parsed) = parsed {
+        request = request
+            .message_attributes("tenant_id", attribute(parsed.tenant_id.as_str()))
+            .message_attributes("lead_id", attribute(&parsed.lead.id));
+    }
+    match request.send().await {
+        Ok(_) => MessageOutcome::DeadLettered {
+            reason: reason.to_string(),
+        },
+        Err(error) => {
+            tracing::error!(error = %aws_sdk_sqs::error::DisplayErrorContext(&error), "could not reach the DLQ; leaving the message to SQS");
+            MessageOutcome::Retry {
+                reason: format!("{reason} (DLQ unreachable)"),
+            }
+        }
+    }
+}

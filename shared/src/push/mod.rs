@@ -1,0 +1,166 @@
+//! Lead push: one SQS message → the lead in every CRM the tenant connected and its plan allows.
+//!
+//! Each message ends in exactly one of three ways: **done** (every destination has the lead, or
+//! there is none), **retry** (a destination failed in a way that may pass: SQS redelivers it and
+//! destinations that already succeeded are skipped), or **dead-lettered** (it can never succeed,
+//! or it failed on its last allowed receive: it is sent to the DLQ with its reason).
+
+mod dead_letter;
+mod destination;
+
+use std::fmt;
+
+use futures::future::join_all;
+use tracing::Instrument;
+
+use crate::error::Error;
+use crate::lead::{parse_message, LeadMessage};
+use crate::registry::Provider;
+use crate::services::Services;
+use crate::store::ConnectionStatus;
+pub use destination::DestinationOutcome;
+
+/// An SQS message as the lead-push function hands it over.
+pub struct InboundMessage {
+    pub message_id: String,
+    pub body: String,
+    /// `ApproximateReceiveCount`: 1 on the first delivery.
+    pub receive_count: u32,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum MessageOutcome {
+    /// Every destination has the lead (or there was nothing to push to).
+    Done { results: Vec<(Provider, DestinationOutcome)> },
+    /// Report as a batch item failure: SQS redelivers after the visibility timeout.
+    Retry { reason: String },
+    /// Sent to the DLQ with this reason; delete it from the queue.
+    DeadLettered { reason: String },
+}
+
+impl MessageOutcome {
+    /// Whether SQS should delete the message.
+    pub fn is_settled(&self) -> bool {
+        !matches!(self, MessageOutcome::Retry { .. })
+    }
+}
+
+/// One destination's failure, with whether trying again may help.
+struct Failure {
+    /// `None` for failures before any destination was tried (storage).
+    provider: Option<Provider>,
+    retryable: bool,
+    reason: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.provider {
+            Some(provider) => write!(f, "{provider}: {}", self.reason),
+            None => write!(f, "{}", self.reason),
+        }
+    }
+}
+
+/// Pushes one message. Never panics on bad input; every path ends in a [`MessageOutcome`].
+pub async fn process_message(services: &Services, message: &InboundMessage) -> MessageOutcome {
+    let span = tracing::info_span!(
+        "lead_message",
+        message_id = %message.message_id,
+        receive_count = message.receive_count,
+        tenant = tracing::field::Empty,
+        lead_id = tracing::field::Empty,
+    );
+    async {
+        let parsed = match parse_message(&message.body) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                let reason = format!("the message is not a valid lead: {error}");
+                return dead_letter::send(services, message, None, &reason).await;
+            }
+        };
+        let span = tracing::Span::current();
+        span.record("tenant", parsed.tenant_id.as_str());
+        span.record("lead_id", parsed.lead.id.as_str());
+        for warning in &parsed.lead.warnings {
+            tracing::warn!(warning = %warning, "lead normalised with a warning");
+        }
+        push_everywhere(services, message, &parsed).await
+    }
+    .instrument(span)
+    .await
+}
+
+async fn push_everywhere(services: &Services, message: &InboundMessage, parsed: &LeadMessage) -> MessageOutcome {
+    let connections = match services.store.list_connections(&parsed.tenant_id).await {
+        Ok(c) => c,
+        Err(error) => return retry_or_give_up(services, message, parsed, vec![failure_of(None, &error)]).await,
+    };
+    let connected: Vec<Provider> = connections
+        .iter()
+        .filter(|c| c.status != ConnectionStatus::Disconnected)
+        .map(|c| c.provider)
+        .collect();
+    let allowed = parsed.plan.allowed_destinations(&connected);
+    for provider in connected.iter().filter(|p| !allowed.contains(p)) {
+        tracing::warn!(provider = %provider, plan = %parsed.plan, "connection not pushed: the plan does not allow it");
+    }
+    if allowed.is_empty() {
+        // The lead stays in LeadRelay; the relay has nowhere to put it. Not a failure.
+        tracing::info!("the tenant has no destination its plan allows; nothing to push");
+        return MessageOutcome::Done { results: Vec::new() };
+    }
+
+    let pushes = allowed.iter().map(|provider| {
+        let provider = *provider;
+        async move {
+            let span = tracing::info_span!("destination", provider = %provider);
+            let result = destination::push(services, parsed, provider).instrument(span).await;
+            (provider, result)
+        }
+    });
+    let mut results = Vec::new();
+    let mut failures = Vec::new();
+    for (provider, result) in join_all(pushes).await {
+        match result {
+            Ok(outcome) => results.push((provider, outcome)),
+            Err(error) => failures.push(failure_of(Some(provider), &error)),
+        }
+    }
+    if failures.is_empty() {
+        tracing::info!(destinations = results.len(), "lead pushed");
+        return MessageOutcome::Done { results };
+    }
+    if failures.iter().all(|f| !f.retryable) {
+        let reason = describe(&failures);
+        return dead_letter::send(services, message, Some(parsed), &reason).await;
+    }
+    retry_or_give_up(services, message, parsed, failures).await
+}
+
+async fn retry_or_give_up(
+    services: &Services,
+    message: &InboundMessage,
+    parsed: &LeadMessage,
+    failures: Vec<Failure>,
+) -> MessageOutcome {
+    let reason = describe(&failures);
+    if message.receive_count >= services.config.push.max_receives {
+        let reason = format!("gave up after {} deliveries: {reason}", message.receive_count);
+        return dead_letter::send(services, message, Some(parsed), &reason).await;
+    }
+    tracing::warn!(reason = %reason, "lead push failed; SQS will deliver it again");
+    MessageOutcome::Retry { reason }
+}
+
+fn failure_of(provider: Option<Provider>, error: &Error) -> Failure {
+    Failure {
+        provider,
+        retryable: error.is_retryable(),
+        reason: error.to_string(),
+    }
+}
+
+fn describe(failures: &[Failure]) -> String {
+    failures.iter().map(Failure::to_string).collect::<Vec<_>>().join("; ")
+}
