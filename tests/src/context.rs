@@ -23,6 +23,7 @@ pub struct TestContext {
     pub client_secret: String,
     /// Talks to the simulator as a browser would (no redirects followed).
     pub browser: reqwest::Client,
+    pub queues: crate::queue::LeadQueues,
 }
 
 pub struct ApiResponse {
@@ -43,6 +44,7 @@ impl TestContext {
         let table = format!("relay-test-{}", uuid::Uuid::new_v4().simple());
         crate::aws::create_table(&aws, &table).await.expect("table");
         let key_id = crate::aws::create_key(&aws, None).await.expect("key");
+        let queues = crate::queue::LeadQueues::create(&aws, &table).await.expect("queues");
         let client_secret = format!("client-secret-{}", uuid::Uuid::new_v4().simple());
         let hubspot = HubSpotSim::start(HubSpotSimConfig {
             client_id: "test-client-id".into(),
@@ -61,6 +63,8 @@ impl TestContext {
             ("HTTP_BACKOFF_BASE_MS".into(), "10".into()),
             ("HTTP_MAX_WAIT_MS".into(), "500".into()),
             ("HTTP_TIMEOUT_MS".into(), "2000".into()),
+            ("DEAD_LETTER_QUEUE_URL".into(), queues.dead_letter_url.clone()),
+            ("LEAD_MAX_RECEIVES".into(), "5".into()),
         ]);
         for (k, v) in overrides {
             vars.insert(k.to_string(), v.to_string());
@@ -77,11 +81,34 @@ impl TestContext {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("client"),
+            queues,
         }
     }
 
     pub fn tenant() -> String {
         format!("tenant-{}", uuid::Uuid::new_v4().simple())
+    }
+
+    /// Sends lead messages to the queue and runs them through lead-push the way Lambda's event
+    /// source mapping does: one batch, settled messages deleted, failed ones made visible again
+    /// at once (standing in for the visibility timeout).
+    pub async fn deliver(&self, bodies: &[String]) -> crate::queue::Delivery {
+        for body in bodies {
+            self.queues.send(body).await;
+        }
+        self.redeliver(bodies.len()).await
+    }
+
+    /// Receives up to `expected` pending messages again and runs them through lead-push.
+    pub async fn redeliver(&self, expected: usize) -> crate::queue::Delivery {
+        let event = self.queues.receive(expected).await;
+        let response = lead_push::handle(
+            &self.services,
+            lambda_runtime::LambdaEvent::new(event.clone(), lambda_runtime::Context::default()),
+        )
+        .await
+        .expect("lead-push never fails the invocation");
+        self.queues.settle(&event, &response).await
     }
 
     /// Calls connections-api with an event.

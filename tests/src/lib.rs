@@ -5,4 +5,5 @@ pub mod aws;
 pub mod context;
 pub mod events;
 pub mod logs;
+pub mod queue;
 pub mod sim;

@@ -39,19 +39,15 @@ async fn the_callback_samples_redirect_to_the_setup_page() {
 }
 
 #[tokio::test]
-async fn the_sqs_sample_is_handed_back_to_the_queue_until_lead_push_exists() {
+async fn the_sqs_sample_drives_lead_push_and_settles() {
     let ctx = TestContext::new().await;
     let event: SqsEvent = serde_json::from_value(events::load("lead-push/sqs-batch.json")).unwrap();
-    let ids: Vec<String> = event.records.iter().map(|r| r.message_id.clone().unwrap()).collect();
+    assert!(!event.records.is_empty());
     let response = lead_push::handle(&ctx.services, LambdaEvent::new(event, Context::default()))
         .await
         .unwrap();
-    let failed: Vec<String> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect();
-    assert_eq!(failed, ids, "no message is acknowledged without being pushed");
+    // The sample's tenant has no connection here: nothing to push, nothing to retry.
+    assert!(response.batch_item_failures.is_empty());
 }
 
 #[tokio::test]

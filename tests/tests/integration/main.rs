@@ -8,3 +8,4 @@ mod isolation;
 mod manage;
 mod oauth_state;
 mod openapi;
+mod push;

@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 
 use super::mapping;
 use crate::error::ProviderError;
+use crate::http::Idempotency;
 use crate::lead::{truncate_chars, Lead};
 use crate::provider::{text_digest, PushProgress, Session};
 use crate::store::ConnectionSettings;
@@ -131,7 +132,13 @@ pub(super) async fn sync_contact(
         let body = json!({ "inputs": [{ "id": email, "idProperty": "email", "properties": properties }] });
         let response = session
             .http
-            .send(session.request("contacts.upsert", Method::POST, "/crm/v3/objects/contacts/batch/upsert").json(body))
+            .send(
+                session
+                    .request("contacts.upsert", Method::POST, "/crm/v3/objects/contacts/batch/upsert")
+                    .json(body)
+                    // Keyed by email: sending it twice leaves one contact.
+                    .idempotency(Idempotency::Safe),
+            )
             .await?
             .error_for_status()?;
         let results: BatchResults = response.json()?;
@@ -168,7 +175,12 @@ pub(super) async fn search_by(
     });
     let response = session
         .http
-        .send(session.request("contacts.search", Method::POST, "/crm/v3/objects/contacts/search").json(body))
+        .send(
+            session
+                .request("contacts.search", Method::POST, "/crm/v3/objects/contacts/search")
+                .json(body)
+                .idempotency(Idempotency::Safe),
+        )
         .await?
         .error_for_status()?;
     let results: SearchResults = response.json()?;
@@ -251,7 +263,8 @@ async fn create_note(
 /// (HubSpot renders note bodies as HTML) and cut to HubSpot's limit.
 fn note_body(lead: &Lead) -> Option<String> {
     let summary = lead.summary.as_deref()?;
-    let mut facts = vec![format!("Stage: {}", lead.stage)];
+    // The stage is the deal's business: leaving it out keeps a stage change to one call.
+    let mut facts = vec![format!("Lead: {}", lead.id)];
     if let Some(source) = &lead.source {
         facts.push(format!("Source: {source}"));
     }
@@ -299,7 +312,7 @@ async fn update(
     let request = session
         .request(operation, Method::PATCH, &format!("/crm/v3/objects/{object}/{id}"))
         .json(json!({ "properties": properties }))
-        .idempotency(crate::http::Idempotency::Safe);
+        .idempotency(Idempotency::Safe);
     session.http.send(request).await?.error_for_status()?;
     Ok(())
 }
