@@ -26,8 +26,11 @@ async fn provision() -> Result<()> {
     let aws = relay_tests::aws::local_config().await?;
     relay_tests::aws::create_table(&aws, TABLE).await?;
     let key_id = relay_tests::aws::create_key(&aws, Some(KEY_ALIAS)).await?;
+    let queues = relay_tests::queue::LeadQueues::create(&aws, TABLE).await?;
     println!("TABLE_NAME={TABLE}");
     println!("KMS_KEY_ID={key_id}");
+    println!("LEAD_QUEUE_URL={}", queues.url);
+    println!("DEAD_LETTER_QUEUE_URL={}", queues.dead_letter_url);
     Ok(())
 }
 
@@ -215,6 +218,98 @@ async fn run() -> Result<()> {
         .await?;
     say(format!("{status} {}: {}", body["error"].as_str().unwrap_or(""), body["message"].as_str().unwrap_or("")));
 
-    println!("\nDone. Lead push, scheduled refresh and the other CRMs join this demo with their issues.");
+    step(9, "The lead pipeline qualifies a lead in WhatsApp and puts it on the lead queue (SQS)");
+    let aws = relay_tests::aws::local_config().await?;
+    let queues = relay_tests::queue::LeadQueues::create(&aws, TABLE).await?;
+    let message = relay_tests::queue::lead_message(
+        tenant,
+        plan,
+        json!({"id": "lead-0001", "name": "Fatima Al-Kuwari", "email": "Fatima@Example.qa", "phone": "5555 1234",
+               "country": "QA", "locale": "ar-QA", "source": "whatsapp", "score": 82, "stage": "qualified"}),
+        Some("Asked about the annual plan for 12 seats; wants a demo next week."),
+    );
+    queues.send(&message).await;
+    say("lead-0001: \"Fatima Al-Kuwari\", phone \"5555 1234\" (Qatar), stage qualified, score 82");
+
+    step(10, "lead-push receives the batch (as Lambda's SQS trigger would) and pushes it");
+    let delivered = deliver(&lambda, &queues, 1).await?;
+    say(delivered);
+    print_hubspot(&browser, &std::env::var("HUBSPOT_ENDPOINT_URL")?).await?;
+
+    step(11, "The same message delivered again (SQS is at-least-once): nothing is duplicated");
+    queues.send(&message).await;
+    say(deliver(&lambda, &queues, 1).await?);
+
+    step(12, "The lead moves on: won. The deal moves to the mapped stage; still one contact, one deal, one note");
+    let won = message.replace("\"qualified\"", "\"won\"");
+    queues.send(&won).await;
+    say(deliver(&lambda, &queues, 1).await?);
+    print_hubspot(&browser, &std::env::var("HUBSPOT_ENDPOINT_URL")?).await?;
+
+    step(13, "A message that is not a lead goes to the DLQ with its reason, and the batch goes on");
+    queues.send("{\"version\": 2}").await;
+    say(deliver(&lambda, &queues, 1).await?);
+    for (_, attributes) in queues.dead_letters().await {
+        say(format!("DLQ: {}", attributes.get("failure_reason").map(String::as_str).unwrap_or("?")));
+    }
+
+    let (_, _, body) = lambda
+        .http("connections-api", &ApiEvent::sample("connections-api/list.json").claims(tenant, plan))
+        .await?;
+    say(format!(
+        "GET /connections: hubspot last_sync_at {}",
+        body["connections"][0]["last_sync_at"].as_str().unwrap_or("-")
+    ));
+
+    println!("\nDone. Scheduled refresh and the other CRMs join this demo with their issues.");
+    Ok(())
+}
+
+/// Receives what is on the queue, invokes lead-push with it as an SQS event, and deletes what
+/// the function settled: what Lambda's event source mapping does.
+async fn deliver(lambda: &Lambda, queues: &relay_tests::queue::LeadQueues, expected: usize) -> Result<String> {
+    let event = queues.receive(expected).await;
+    let result = lambda.invoke("lead-push", &serde_json::to_value(&event)?).await?;
+    let response: aws_lambda_events::event::sqs::SqsBatchResponse = serde_json::from_value(result)?;
+    let delivery = queues.settle(&event, &response).await;
+    Ok(format!(
+        "lead-push settled {} of {} message(s); {} handed back for retry",
+        delivery.received.len() - delivery.failed.len(),
+        delivery.received.len(),
+        delivery.failed.len()
+    ))
+}
+
+/// What the simulated HubSpot portal now holds.
+async fn print_hubspot(browser: &reqwest::Client, base: &str) -> Result<()> {
+    let state: Value = browser.get(format!("{base}/_sim/state")).send().await?.json().await?;
+    let list = |kind: &str| state[kind].as_array().cloned().unwrap_or_default();
+    for contact in list("contacts") {
+        let p = &contact["properties"];
+        say(format!(
+            "HubSpot contact {}: {} {} <{}> {}",
+            contact["id"].as_str().unwrap_or("?"),
+            p["firstname"].as_str().unwrap_or(""),
+            p["lastname"].as_str().unwrap_or(""),
+            p["email"].as_str().unwrap_or(""),
+            p["phone"].as_str().unwrap_or("")
+        ));
+    }
+    for deal in list("deals") {
+        let p = &deal["properties"];
+        say(format!(
+            "HubSpot deal {}: {:?} in pipeline {}, stage {}",
+            deal["id"].as_str().unwrap_or("?"),
+            p["dealname"].as_str().unwrap_or(""),
+            p["pipeline"].as_str().unwrap_or(""),
+            p["dealstage"].as_str().unwrap_or("")
+        ));
+    }
+    for note in list("notes") {
+        let body = note["properties"]["hs_note_body"].as_str().unwrap_or("");
+        let text: String = body.replace("<br>", " ").split(['<', '>']).enumerate().filter(|(i, _)| i % 2 == 0).map(|(_, t)| t).collect::<Vec<_>>().join(" ");
+        say(format!("HubSpot note {}: {}", note["id"].as_str().unwrap_or("?"), text.split_whitespace().collect::<Vec<_>>().join(" ")));
+    }
+    say(format!("associations: {}", state["associations"].as_array().map(|a| a.len()).unwrap_or(0)));
     Ok(())
 }
