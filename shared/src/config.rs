@@ -67,6 +67,17 @@ pub struct Config {
     /// (simulators, local runs). Like `AWS_ENDPOINT_URL` for AWS.
     pub endpoint_overrides: BTreeMap<Provider, Url>,
     pub push: PushSettings,
+    pub refresh: RefreshSettings,
+}
+
+/// The scheduled refresh.
+#[derive(Debug, Clone)]
+pub struct RefreshSettings {
+    /// Refresh what is due before now + this (`REFRESH_LOOKAHEAD_SECONDS`): the schedule's
+    /// interval plus a margin, so nothing expires between two runs.
+    pub lookahead: Duration,
+    /// Connections refreshed at once (`REFRESH_CONCURRENCY`).
+    pub concurrency: usize,
 }
 
 /// Lead push: where permanent failures go, and when to stop retrying.
@@ -176,6 +187,10 @@ impl Config {
                 dead_letter_queue_url: get("DEAD_LETTER_QUEUE_URL"),
                 max_receives: number("LEAD_MAX_RECEIVES", 5)?.clamp(1, 1000) as u32,
                 concurrency: number("PUSH_CONCURRENCY", 4)?.clamp(1, 10) as usize,
+            },
+            refresh: RefreshSettings {
+                lookahead: Duration::from_secs(number("REFRESH_LOOKAHEAD_SECONDS", 900)?),
+                concurrency: number("REFRESH_CONCURRENCY", 8)?.clamp(1, 50) as usize,
             },
         })
     }

@@ -15,6 +15,7 @@ pub mod oauth;
 pub mod plan;
 pub mod provider;
 pub mod push;
+pub mod refresh;
 pub mod registry;
 pub mod services;
 pub mod stage;

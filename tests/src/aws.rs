@@ -1,5 +1,5 @@
 //! Creates what the template creates, on any AWS endpoint (moto locally): the single table with
-//! its sparse expiry index and TTL, and the credentials KMS key with an alias.
+//! its sparse refresh index and TTL, and the credentials KMS key with an alias.
 
 use anyhow::{Context, Result};
 use aws_config::{BehaviorVersion, SdkConfig};
@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
-use shared::store::EXPIRY_INDEX;
+use shared::store::REFRESH_INDEX;
 
 /// AWS configuration from the environment; refuses to run against real AWS by accident.
 pub async fn local_config() -> Result<SdkConfig> {
@@ -43,15 +43,15 @@ pub async fn create_table(aws: &SdkConfig, table: &str) -> Result<()> {
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(attr("pk", ScalarAttributeType::S))
         .attribute_definitions(attr("sk", ScalarAttributeType::S))
-        .attribute_definitions(attr("expiry_bucket", ScalarAttributeType::S))
-        .attribute_definitions(attr("token_expires_at", ScalarAttributeType::N))
+        .attribute_definitions(attr("refresh_bucket", ScalarAttributeType::S))
+        .attribute_definitions(attr("refresh_due_at", ScalarAttributeType::N))
         .key_schema(key("pk", KeyType::Hash))
         .key_schema(key("sk", KeyType::Range))
         .global_secondary_indexes(
             GlobalSecondaryIndex::builder()
-                .index_name(EXPIRY_INDEX)
-                .key_schema(key("expiry_bucket", KeyType::Hash))
-                .key_schema(key("token_expires_at", KeyType::Range))
+                .index_name(REFRESH_INDEX)
+                .key_schema(key("refresh_bucket", KeyType::Hash))
+                .key_schema(key("refresh_due_at", KeyType::Range))
                 .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
                 .build()
                 .expect("index is complete"),

@@ -1,25 +1,20 @@
-//! `token-refresh`: runs on the EventBridge schedule. The scheduled refresh arrives with the
-//! token-refresh issue; until then tokens are refreshed lazily when a connection is used.
+//! `token-refresh`: runs on the EventBridge schedule and refreshes every OAuth token that is due
+//! before the next run (plus a margin), found through the sparse `by-refresh-due` index.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use lambda_runtime::LambdaEvent;
-use serde::Serialize;
+pub use shared::refresh::RefreshSummary;
+use shared::refresh::run_scheduled;
 use shared::Services;
+use tracing::Instrument;
 
-#[derive(Debug, Default, Serialize, PartialEq, Eq)]
-pub struct RefreshSummary {
-    pub refreshed: u32,
-    pub skipped: u32,
-    pub failed: u32,
-}
-
+/// Reports how many connections were refreshed, skipped and failed. Fails the invocation only
+/// when the due connections could not be listed at all (EventBridge retries it then).
 pub async fn handle(
-    _services: &Services,
+    services: &Services,
     event: LambdaEvent<EventBridgeEvent>,
 ) -> Result<RefreshSummary, lambda_runtime::Error> {
-    tracing::warn!(
-        request_id = %event.context.request_id,
-        "scheduled token refresh is not built yet; tokens are refreshed when used"
-    );
-    Ok(RefreshSummary::default())
+    let span = tracing::info_span!("token_refresh", request_id = %event.context.request_id);
+    let summary = run_scheduled(services, chrono::Utc::now()).instrument(span).await?;
+    Ok(summary)
 }

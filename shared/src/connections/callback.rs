@@ -8,7 +8,7 @@ use crate::error::{Error, ProviderError};
 use crate::oauth::{state, OAuthClient};
 use crate::registry::Provider;
 use crate::services::Services;
-use crate::store::{expiry_attributes, Connection, ConnectionStatus};
+use crate::store::{Connection, ConnectionStatus, TokenSchedule};
 
 /// The callback's query string. Not `Debug`: the code is a secret.
 #[derive(Default)]
@@ -125,10 +125,12 @@ async fn connect(services: &Services, provider: Provider, params: CallbackParams
             tracing::error!(error = %e, "could not encrypt the new credentials");
             Failure::Internal
         })?;
-    let (token_expires_at, expiry_bucket) = expiry_attributes(
-        tokens
-            .expires_at
-            .filter(|_| credentials.refresh_token.is_some()),
+    let obtained_at = Utc::now();
+    let schedule = TokenSchedule::for_tokens(
+        provider,
+        tokens.expires_at,
+        credentials.refresh_token.is_some(),
+        obtained_at,
     );
 
     // A concurrent refresh may bump the row's version between our read and write: re-read and
@@ -146,8 +148,10 @@ async fn connect(services: &Services, provider: Provider, params: CallbackParams
             status: ConnectionStatus::Active,
             credentials: sealed.clone(),
             account: account.clone(),
-            token_expires_at,
-            expiry_bucket: expiry_bucket.clone(),
+            token_expires_at: schedule.token_expires_at,
+            refresh_due_at: schedule.refresh_due_at,
+            refresh_bucket: schedule.refresh_due_at.map(|_| crate::store::REFRESH_BUCKET.to_string()),
+            refreshed_at: Some(obtained_at),
             version: existing.as_ref().map_or(1, |e| e.version + 1),
             // Pipelines belong to the account: keep the mapping only when it is the same one.
             settings: existing

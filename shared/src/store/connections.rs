@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{connection_sk, malformed, store_error, tenant_pk, Store, EXPIRY_BUCKET};
+use super::{connection_sk, malformed, store_error, tenant_pk, Store, REFRESH_BUCKET};
 use crate::error::Error;
 use crate::identity::TenantId;
 use crate::registry::Provider;
@@ -45,12 +45,19 @@ pub struct Connection {
     /// Non-secret facts about the connected account (HubSpot `hub_id`, data centre, ...).
     #[serde(default)]
     pub account: BTreeMap<String, String>,
-    /// Access-token expiry, epoch seconds; also the sort key of the sparse expiry index.
+    /// Access-token expiry, epoch seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_expires_at: Option<i64>,
-    /// Set with `token_expires_at` for refreshable connections only (sparse index).
+    /// When the scheduled job must refresh, epoch seconds: the sort key of the sparse index
+    /// `by-refresh-due`. Present only on connections with something to refresh.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expiry_bucket: Option<String>,
+    pub refresh_due_at: Option<i64>,
+    /// The index's partition key, set together with `refresh_due_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_bucket: Option<String>,
+    /// When the current tokens were obtained (connect or refresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refreshed_at: Option<DateTime<Utc>>,
     pub version: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<ConnectionSettings>,
@@ -73,11 +80,47 @@ impl Connection {
     }
 }
 
-/// Expiry attributes for a token set: present only when there is something to refresh.
-pub fn expiry_attributes(expires_at: Option<DateTime<Utc>>) -> (Option<i64>, Option<String>) {
-    match expires_at {
-        Some(at) => (Some(at.timestamp()), Some(EXPIRY_BUCKET.to_string())),
-        None => (None, None),
+/// When a token set expires and when the scheduled job must refresh it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TokenSchedule {
+    pub token_expires_at: Option<i64>,
+    pub refresh_due_at: Option<i64>,
+}
+
+impl TokenSchedule {
+    /// Due at the access token's expiry, or earlier where the provider's refresh tokens die of
+    /// idleness (Bitrix24: 28 days): then at three quarters of that lifetime, so an idle
+    /// connection is kept alive well before it would die. Nothing is due without a refresh token.
+    pub fn for_tokens(
+        provider: Provider,
+        expires_at: Option<DateTime<Utc>>,
+        has_refresh_token: bool,
+        obtained_at: DateTime<Utc>,
+    ) -> TokenSchedule {
+        let token_expires_at = expires_at.map(|t| t.timestamp());
+        if !has_refresh_token {
+            return TokenSchedule {
+                token_expires_at,
+                refresh_due_at: None,
+            };
+        }
+        let idle_deadline = provider
+            .facts()
+            .and_then(|f| f.oauth())
+            .and_then(|o| o.refresh_token_idle_lifetime)
+            .map(|life| obtained_at.timestamp() + (life.as_secs() as i64) * 3 / 4);
+        let refresh_due_at = match (token_expires_at, idle_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        TokenSchedule {
+            token_expires_at,
+            refresh_due_at,
+        }
+    }
+
+    fn bucket(&self) -> Option<String> {
+        self.refresh_due_at.map(|_| REFRESH_BUCKET.to_string())
     }
 }
 
@@ -175,9 +218,8 @@ impl Store {
         provider: Provider,
         expected_version: u64,
         credentials: &SealedCredentials,
-        expires_at: Option<DateTime<Utc>>,
+        schedule: TokenSchedule,
     ) -> Result<bool, Error> {
-        let (expires, bucket) = expiry_attributes(expires_at);
         let mut request = self
             .ddb
             .update_item()
@@ -187,15 +229,10 @@ impl Store {
             .expression_attribute_values(":expected", AttributeValue::N(expected_version.to_string()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(":creds", AttributeValue::S(credentials.as_base64().into()));
-        request = match (expires, bucket) {
-            (Some(at), Some(bucket)) => request
-                .update_expression("SET credentials = :creds, version = version + :one, token_expires_at = :at, expiry_bucket = :bucket")
-                .expression_attribute_values(":at", AttributeValue::N(at.to_string()))
-                .expression_attribute_values(":bucket", AttributeValue::S(bucket)),
-            _ => request.update_expression(
-                "SET credentials = :creds, version = version + :one REMOVE token_expires_at, expiry_bucket",
-            ),
-        };
+        let (update, values) = schedule_update("SET credentials = :creds, version = version + :one", schedule, "");
+        request = values
+            .into_iter()
+            .fold(request.update_expression(update), |r, (k, v)| r.expression_attribute_values(k, v));
         match request.send().await {
             Ok(_) => Ok(true),
             Err(e) => match store_error("UpdateItem", e) {
@@ -260,7 +297,7 @@ impl Store {
             .condition_expression("attribute_exists(pk)")
             .update_expression(
                 "SET #status = :status, last_error = :err, version = version + :one \
-                 REMOVE token_expires_at, expiry_bucket, refresh_lease_owner, refresh_lease_until",
+                 REMOVE refresh_due_at, refresh_bucket, refresh_lease_owner, refresh_lease_until",
             )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":status", AttributeValue::S("needs_reauth".into()))
@@ -368,9 +405,8 @@ impl Store {
         owner: &str,
         version_at_lease: u64,
         credentials: &SealedCredentials,
-        expires_at: Option<DateTime<Utc>>,
+        schedule: TokenSchedule,
     ) -> Result<bool, Error> {
-        let (expires, bucket) = expiry_attributes(expires_at);
         let mut request = self
             .ddb
             .update_item()
@@ -381,19 +417,14 @@ impl Store {
             .expression_attribute_values(":version", AttributeValue::N(version_at_lease.to_string()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(":creds", AttributeValue::S(credentials.as_base64().into()));
-        request = match (expires, bucket) {
-            (Some(at), Some(bucket)) => request
-                .update_expression(
-                    "SET credentials = :creds, version = version + :one, token_expires_at = :at, expiry_bucket = :bucket \
-                     REMOVE refresh_lease_owner, refresh_lease_until",
-                )
-                .expression_attribute_values(":at", AttributeValue::N(at.to_string()))
-                .expression_attribute_values(":bucket", AttributeValue::S(bucket)),
-            _ => request.update_expression(
-                "SET credentials = :creds, version = version + :one \
-                 REMOVE token_expires_at, expiry_bucket, refresh_lease_owner, refresh_lease_until",
-            ),
-        };
+        let (update, values) = schedule_update(
+            "SET credentials = :creds, version = version + :one",
+            schedule,
+            "refresh_lease_owner, refresh_lease_until",
+        );
+        request = values
+            .into_iter()
+            .fold(request.update_expression(update), |r, (k, v)| r.expression_attribute_values(k, v));
         match request.send().await {
             Ok(_) => Ok(true),
             Err(e) => match store_error("UpdateItem", e) {
@@ -456,5 +487,99 @@ fn ignore_missing<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(
             None => Ok(()),
             Some(err) => Err(err.into()),
         },
+    }
+}
+
+/// The update expression for new tokens: `set` plus the schedule's attributes (set, or removed
+/// when there is nothing to schedule) plus `also_remove`.
+fn schedule_update(
+    set: &str,
+    schedule: TokenSchedule,
+    also_remove: &str,
+) -> (String, HashMap<String, AttributeValue>) {
+    let mut sets = vec![set.to_string(), "refreshed_at = :refreshed".into()];
+    let mut removes: Vec<String> = Vec::new();
+    let mut values = HashMap::from([(":refreshed".to_string(), AttributeValue::S(Utc::now().to_rfc3339()))]);
+    match schedule.token_expires_at {
+        Some(at) => {
+            sets.push("token_expires_at = :expires".into());
+            values.insert(":expires".into(), AttributeValue::N(at.to_string()));
+        }
+        None => removes.push("token_expires_at".into()),
+    }
+    match (schedule.refresh_due_at, schedule.bucket()) {
+        (Some(due), Some(bucket)) => {
+            sets.push("refresh_due_at = :due, refresh_bucket = :bucket".into());
+            values.insert(":due".into(), AttributeValue::N(due.to_string()));
+            values.insert(":bucket".into(), AttributeValue::S(bucket));
+        }
+        _ => removes.push("refresh_due_at, refresh_bucket".into()),
+    }
+    if !also_remove.is_empty() {
+        removes.push(also_remove.to_string());
+    }
+    let mut expression = sets.join(", ");
+    if !removes.is_empty() {
+        expression.push_str(" REMOVE ");
+        expression.push_str(&removes.join(", "));
+    }
+    (expression, values)
+}
+
+/// A connection id found in the refresh index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueConnection {
+    pub tenant: TenantId,
+    pub provider: Provider,
+    pub refresh_due_at: i64,
+}
+
+impl Store {
+    /// Connections whose refresh is due at or before `before`, from the sparse index: no scan.
+    pub async fn connections_due_for_refresh(&self, before: DateTime<Utc>) -> Result<Vec<DueConnection>, Error> {
+        let mut due = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .ddb
+                .query()
+                .table_name(&self.table)
+                .index_name(super::REFRESH_INDEX)
+                .key_condition_expression("refresh_bucket = :bucket AND refresh_due_at <= :before")
+                .expression_attribute_values(":bucket", AttributeValue::S(REFRESH_BUCKET.into()))
+                .expression_attribute_values(":before", AttributeValue::N(before.timestamp().to_string()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e).expect("Query has no condition"))?;
+            for item in output.items.unwrap_or_default() {
+                let text = |name: &str| match item.get(name) {
+                    Some(AttributeValue::S(s)) => Some(s.clone()),
+                    Some(AttributeValue::N(n)) => Some(n.clone()),
+                    _ => None,
+                };
+                let tenant = text("pk")
+                    .and_then(|pk| pk.strip_prefix("TENANT#").map(str::to_string))
+                    .and_then(|t| TenantId::parse(&t).ok());
+                let provider = text("sk")
+                    .and_then(|sk| sk.strip_prefix("CONN#").map(str::to_string))
+                    .and_then(|p| p.parse::<Provider>().ok());
+                let at = text("refresh_due_at").and_then(|n| n.parse::<i64>().ok());
+                match (tenant, provider, at) {
+                    (Some(tenant), Some(provider), Some(refresh_due_at)) => due.push(DueConnection {
+                        tenant,
+                        provider,
+                        refresh_due_at,
+                    }),
+                    _ => return Err(malformed("refresh index entry", "unexpected key").into()),
+                }
+            }
+            start = output.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        due.sort_by_key(|d| d.refresh_due_at);
+        Ok(due)
     }
 }

@@ -15,7 +15,7 @@ mod oauth_states;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
-pub use connections::{expiry_attributes, Connection, ConnectionSettings, ConnectionStatus, LastError};
+pub use connections::{Connection, ConnectionSettings, ConnectionStatus, DueConnection, LastError, TokenSchedule};
 pub use lead_mappings::{LeadClaim, LeadMapping};
 pub use oauth_states::PendingAuthorization;
 
@@ -23,10 +23,10 @@ use crate::error::StoreError;
 use crate::identity::TenantId;
 use crate::registry::Provider;
 
-/// Name of the sparse index on access-token expiry (see `infra/template.yaml`).
-pub const EXPIRY_INDEX: &str = "by-token-expiry";
-/// Partition value of the expiry index: only connections with refreshable tokens carry it.
-pub const EXPIRY_BUCKET: &str = "OAUTH";
+/// Name of the sparse index on `refresh_due_at` (see `infra/template.yaml`).
+pub const REFRESH_INDEX: &str = "by-refresh-due";
+/// Partition value of the refresh index: only connections with refreshable tokens carry it.
+pub const REFRESH_BUCKET: &str = "OAUTH";
 
 #[derive(Clone)]
 pub struct Store {

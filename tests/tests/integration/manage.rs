@@ -69,7 +69,7 @@ async fn an_expiring_access_token_is_refreshed_lazily_and_the_refresh_token_kept
     // The stored expiry says the token is spent, so the next use refreshes first.
     ctx.services
         .store
-        .update_tokens(&tenant_id, Provider::Hubspot, before.version, &before.credentials, Some(chrono::Utc::now()))
+        .update_tokens(&tenant_id, Provider::Hubspot, before.version, &before.credentials, spent_token())
         .await
         .unwrap();
 
@@ -104,7 +104,7 @@ async fn a_dead_grant_marks_the_connection_needs_reauth_and_the_list_shows_it() 
     let before = ctx.services.store.get_connection(&tenant_id, Provider::Hubspot).await.unwrap().unwrap();
     ctx.services
         .store
-        .update_tokens(&tenant_id, Provider::Hubspot, before.version, &before.credentials, Some(chrono::Utc::now()))
+        .update_tokens(&tenant_id, Provider::Hubspot, before.version, &before.credentials, spent_token())
         .await
         .unwrap();
     ctx.hubspot.inject(
@@ -176,4 +176,13 @@ async fn disconnecting_twice_is_not_found_the_second_time() {
     let event = ApiEvent::sample("connections-api/disconnect.json").claims(&tenant, "pro");
     assert_eq!(ctx.api(event.clone()).await.status, 200);
     assert_eq!(ctx.api(event).await.status, 404);
+}
+
+/// A schedule saying the stored access token is spent now.
+pub fn spent_token() -> shared::store::TokenSchedule {
+    let now = chrono::Utc::now().timestamp();
+    shared::store::TokenSchedule {
+        token_expires_at: Some(now),
+        refresh_due_at: Some(now),
+    }
 }

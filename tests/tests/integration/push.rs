@@ -240,11 +240,19 @@ async fn an_outage_is_retried_by_sqs_and_the_retry_reuses_what_was_created() {
 async fn a_permanent_refusal_dead_letters_that_message_and_the_rest_of_the_batch_lands() {
     let ctx = TestContext::new().await;
     let tenant = connected_tenant(&ctx).await;
-    ctx.hubspot.inject(
-        Route::Contacts,
-        Fault::Status(400, r#"{"status":"error","message":"Property values were not valid","category":"VALIDATION_ERROR"}"#.into()),
-    );
-    let bad = fatima(&tenant, "new", "refused");
+    // The stage `lost` was mapped to a HubSpot stage that has since been deleted.
+    let tenant_id = TenantId::parse(&tenant).unwrap();
+    let connection = ctx.services.store.get_connection(&tenant_id, Provider::Hubspot).await.unwrap().unwrap();
+    let mut settings = connection.settings.clone().unwrap();
+    settings.stage_mapping.insert(shared::stage::LeadStage::Lost, "deleted-stage".into());
+    ctx.services
+        .store
+        .save_settings(&tenant_id, Provider::Hubspot, connection.version, &settings)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let bad = fatima(&tenant, "lost", "refused");
     let good = lead_message(&tenant, "pro", json!({"id": "lead-2", "name": "Sam Lee", "email": "sam@example.com.au", "stage": "new"}), Some("ok"));
     let delivery = ctx.deliver(&[bad, good]).await;
     assert!(delivery.failed.is_empty(), "both settled: one pushed, one dead-lettered: {delivery:?}");
@@ -252,14 +260,20 @@ async fn a_permanent_refusal_dead_letters_that_message_and_the_rest_of_the_batch
     let letters = ctx.queues.dead_letters().await;
     assert_eq!(letters.len(), 1);
     let reason = &letters[0].1["failure_reason"];
-    assert!(reason.contains("VALIDATION_ERROR"), "{reason}");
+    assert!(reason.contains("HTTP 400"), "{reason}");
     assert_eq!(letters[0].1["tenant_id"], tenant);
+    assert_eq!(letters[0].1["lead_id"], "lead-1");
     assert!(letters[0].0.contains("\"lead-1\""), "the original body is kept");
-    let emails: Vec<String> = ctx.hubspot.contacts().iter().map(|c| c.properties["email"].clone()).collect();
-    assert!(emails.contains(&"sam@example.com.au".to_string()));
+    let deals: Vec<String> = ctx.hubspot.deals().iter().map(|d| d.properties["dealname"].clone()).collect();
+    assert_eq!(deals, vec!["Sam Lee (LeadRelay)".to_string()]);
 
+    // The connection shows the last push's outcome.
     let listed = ctx.api(ApiEvent::sample("connections-api/list.json").claims(&tenant, "pro")).await;
     assert!(listed.body["connections"][0]["last_sync_at"].is_string());
+    ctx.deliver(&[fatima(&tenant, "lost", "refused again")]).await;
+    let listed = ctx.api(ApiEvent::sample("connections-api/list.json").claims(&tenant, "pro")).await;
+    let connection = &listed.body["connections"][0];
+    assert!(connection["last_error"]["message"].as_str().unwrap().contains("HTTP 400"), "{connection}");
 }
 
 #[tokio::test]
