@@ -27,11 +27,16 @@ impl Services {
     /// local runs against moto need no code path of their own.
     pub async fn new(config: Config) -> Services {
         let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
+        Services::with_aws_config(config, &aws)
+    }
+
+    /// With an AWS configuration built elsewhere (tests aim one at a fault-injecting proxy).
+    pub fn with_aws_config(config: Config, aws: &aws_config::SdkConfig) -> Services {
         Services {
-            store: Store::new(aws_sdk_dynamodb::Client::new(&aws), config.table_name.clone()),
-            vault: Vault::new(aws_sdk_kms::Client::new(&aws), config.kms_key_id.clone()),
+            store: Store::new(aws_sdk_dynamodb::Client::new(aws), config.table_name.clone()),
+            vault: Vault::new(aws_sdk_kms::Client::new(aws), config.kms_key_id.clone()),
             http: HttpClient::new(&config.http),
-            sqs: aws_sdk_sqs::Client::new(&aws),
+            sqs: aws_sdk_sqs::Client::new(aws),
             config,
         }
     }

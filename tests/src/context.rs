@@ -16,6 +16,8 @@ use crate::sim::{HubSpotSim, HubSpotSimConfig};
 
 pub struct TestContext {
     pub services: Services,
+    /// The function configuration the services were built from.
+    pub vars: HashMap<String, String>,
     pub hubspot: HubSpotSim,
     pub aws: SdkConfig,
     pub table: String,
@@ -71,7 +73,8 @@ impl TestContext {
         }
         let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test configuration");
         TestContext {
-            services: Services::new(config).await,
+            services: Services::with_aws_config(config, &aws),
+            vars,
             hubspot,
             aws,
             table,
@@ -83,6 +86,19 @@ impl TestContext {
                 .expect("client"),
             queues,
         }
+    }
+
+    /// Another set of services on the same table, key and simulator, whose DynamoDB calls go
+    /// to `dynamodb_endpoint` (a fault-injecting proxy in front of moto).
+    pub fn services_via(&self, dynamodb_endpoint: &str) -> Services {
+        let config = Config::from_lookup(|k| self.vars.get(k).cloned()).expect("test configuration");
+        let mut services = Services::with_aws_config(config, &self.aws);
+        // A service-level endpoint set in code outranks AWS_ENDPOINT_URL from the environment.
+        let ddb = aws_sdk_dynamodb::config::Builder::from(&self.aws)
+            .endpoint_url(dynamodb_endpoint)
+            .build();
+        services.store = shared::store::Store::new(aws_sdk_dynamodb::Client::from_conf(ddb), self.table.clone());
+        services
     }
 
     pub fn tenant() -> String {

@@ -9,3 +9,4 @@ mod manage;
 mod oauth_state;
 mod openapi;
 mod push;
+mod refresh;
