@@ -121,7 +121,8 @@ wait_http() {
 start_moto() {
   use_venv
   MOTO_PORT="$(free_port)"
-  start_bg moto "$LOCAL_DIR/moto.log" "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT"
+  # Serialised: DynamoDB conditional writes must be atomic, as they are on AWS.
+  start_bg moto "$LOCAL_DIR/moto.log" "$VENV/bin/python" "$ROOT/scripts/moto_serialized.py" 127.0.0.1 "$MOTO_PORT"
   MOTO_PID=$BG_PID
   wait_http "http://127.0.0.1:$MOTO_PORT/moto-api/" 60 "$MOTO_PID" 200 || return 1
   export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"

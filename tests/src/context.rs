@@ -64,7 +64,7 @@ impl TestContext {
             ("HUBSPOT_ENDPOINT_URL".into(), hubspot.base_url()),
             ("HTTP_BACKOFF_BASE_MS".into(), "10".into()),
             ("HTTP_MAX_WAIT_MS".into(), "500".into()),
-            ("HTTP_TIMEOUT_MS".into(), "2000".into()),
+            ("HTTP_TIMEOUT_MS".into(), "8000".into()),
             ("DEAD_LETTER_QUEUE_URL".into(), queues.dead_letter_url.clone()),
             ("LEAD_MAX_RECEIVES".into(), "5".into()),
         ]);
