@@ -2,7 +2,8 @@
 //!
 //! The order of writes is what makes it safe:
 //! 1. take the connection's refresh lease (a conditional write; it lapses after
-//!    `LEASE_SECONDS` so a crashed holder cannot block forever);
+//!    `LEASE_SECONDS`, longer than any function may run, so a crashed holder cannot block
+//!    forever and a live one never loses it);
 //! 2. re-read the row under the lease: if another holder already refreshed, use its tokens;
 //! 3. call the provider's token endpoint (only the lease holder ever presents the refresh token);
 //! 4. store the new tokens — retried on failure, because a rotated refresh token exists nowhere
@@ -27,8 +28,10 @@ use crate::store::{Connection, ConnectionStatus, TokenSchedule};
 /// Refresh when the access token has less than this left, so that a call started now does not
 /// race the expiry.
 const EXPIRY_MARGIN_SECONDS: i64 = 120;
-/// How long a refresh lease lasts: longer than a token call with all its retries.
-const LEASE_SECONDS: i64 = 60;
+/// How long a refresh lease lasts: longer than the longest function timeout (token-refresh's
+/// 300 s in the template), so a lapsed lease means its holder is no longer running and cannot
+/// be presenting the refresh token at the same time as the next holder.
+const LEASE_SECONDS: i64 = 360;
 /// How often a caller waiting for another's refresh looks again, and for how long at most.
 const WAIT_STEP: Duration = Duration::from_millis(100);
 const WAIT_LIMIT: Duration = Duration::from_secs(20);

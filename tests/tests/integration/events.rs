@@ -59,3 +59,17 @@ async fn the_schedule_sample_drives_token_refresh() {
         .unwrap();
     assert_eq!(summary, token_refresh::RefreshSummary::default());
 }
+
+#[test]
+fn the_message_samples_are_valid_v1_lead_messages() {
+    for name in ["lead-push/message-v1.json", "lead-push/message-v1-minimal.json"] {
+        let body = events::load(name).to_string();
+        let message = shared::lead::parse_message(&body).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(message.version, 1);
+        assert!(!message.lead.last_name.is_empty());
+    }
+    let minimal = shared::lead::parse_message(&events::load("lead-push/message-v1-minimal.json").to_string()).unwrap();
+    assert_eq!(minimal.lead.phone.as_deref(), Some("+61412345678"), "the locale's region is the phone hint");
+    assert_eq!(minimal.lead.first_name.as_deref(), Some("محمد"));
+    assert!(minimal.lead.email.is_none() && minimal.lead.summary.is_none());
+}
