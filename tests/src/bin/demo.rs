@@ -261,7 +261,56 @@ async fn run() -> Result<()> {
         body["connections"][0]["last_sync_at"].as_str().unwrap_or("-")
     ));
 
-    println!("\nDone. Scheduled refresh and the other CRMs join this demo with their issues.");
+    step(14, "token-refresh runs on its schedule: the HubSpot token is due (as if 20 minutes had passed)");
+    let before = services
+        .store
+        .get_connection(&tenant_id, Provider::Hubspot)
+        .await?
+        .context("connection")?;
+    let old = services.vault.open(&tenant_id, Provider::Hubspot, &before.credentials).await?;
+    let now = chrono::Utc::now().timestamp();
+    services
+        .store
+        .update_tokens(
+            &tenant_id,
+            Provider::Hubspot,
+            before.version,
+            &before.credentials,
+            shared::store::TokenSchedule { token_expires_at: Some(now + 300), refresh_due_at: Some(now + 300) },
+        )
+        .await?;
+    say("access token now expires in 5 minutes: inside the 15-minute lookahead");
+    let summary = lambda.invoke("token-refresh", &relay_tests::events::load("token-refresh/schedule.json")).await?;
+    say(format!("token-refresh -> {summary}"));
+    let after = services
+        .store
+        .get_connection(&tenant_id, Provider::Hubspot)
+        .await?
+        .context("connection")?;
+    let new = services.vault.open(&tenant_id, Provider::Hubspot, &after.credentials).await?;
+    use secrecy::ExposeSecret;
+    let changed = |a: &Option<secrecy::SecretString>, b: &Option<secrecy::SecretString>| {
+        a.as_ref().map(|s| s.expose_secret().to_string()) != b.as_ref().map(|s| s.expose_secret().to_string())
+    };
+    say(format!(
+        "access token expiry {} -> {}; version {} -> {}; lease released: {}",
+        chrono::DateTime::<chrono::Utc>::from_timestamp(now + 300, 0).map(|t| t.format("%H:%M:%S").to_string()).unwrap_or_default(),
+        after.token_expiry().map(|t| t.format("%H:%M:%S").to_string()).unwrap_or_default(),
+        before.version + 1,
+        after.version,
+        after.refresh_lease_owner.is_none()
+    ));
+    say(format!(
+        "access token replaced: {}; refresh token {} (whatever a refresh response carries is stored before use)",
+        changed(&old.access_token, &new.access_token),
+        if changed(&old.refresh_token, &new.refresh_token) {
+            "rotated: the new one is stored"
+        } else {
+            "kept: HubSpot does not rotate refresh tokens"
+        }
+    ));
+
+    println!("\nDone. Zoho, Freshsales, Salesforce, Bitrix24 and Google Sheets join this demo with their issues.");
     Ok(())
 }
 
