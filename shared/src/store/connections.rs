@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{connection_sk, malformed, store_error, tenant_pk, Store, REFRESH_BUCKET};
+use super::{conditional, connection_sk, malformed, store_error, tenant_pk, Store, REFRESH_BUCKET};
 use crate::error::Error;
 use crate::identity::TenantId;
 use crate::registry::Provider;
@@ -202,13 +202,7 @@ impl Store {
                 .condition_expression("version = :expected")
                 .expression_attribute_values(":expected", AttributeValue::N(v.to_string())),
         };
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(e) => match store_error("PutItem", e) {
-                None => Ok(false),
-                Some(err) => Err(err.into()),
-            },
-        }
+        Ok(conditional("PutItem", request.send().await)?.is_some())
     }
 
     /// Stores freshly refreshed credentials if nobody changed the row since `expected_version`.
@@ -233,13 +227,7 @@ impl Store {
         request = values
             .into_iter()
             .fold(request.update_expression(update), |r, (k, v)| r.expression_attribute_values(k, v));
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(e) => match store_error("UpdateItem", e) {
-                None => Ok(false),
-                Some(err) => Err(err.into()),
-            },
-        }
+        Ok(conditional("UpdateItem", request.send().await)?.is_some())
     }
 
     /// Saves pipeline and stage mapping; `false` when the row changed since `expected_version`.
@@ -264,16 +252,12 @@ impl Store {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        match result {
-            Ok(output) => Ok(Some(
+        conditional("UpdateItem", result)?
+            .map(|output| {
                 serde_dynamo::from_item(output.attributes.unwrap_or_default())
-                    .map_err(|e| malformed("connection", e))?,
-            )),
-            Err(e) => match store_error("UpdateItem", e) {
-                None => Ok(None),
-                Some(err) => Err(err.into()),
-            },
-        }
+                    .map_err(|e| malformed("connection", e).into())
+            })
+            .transpose()
     }
 
     /// Marks a connection as needing the tenant to reconnect, with the reason and time.
@@ -305,13 +289,8 @@ impl Store {
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) => match store_error("UpdateItem", e) {
-                None => Ok(()), // deleted meanwhile: nothing left to mark
-                Some(err) => Err(err.into()),
-            },
-        }
+        // A row deleted meanwhile has nothing left to mark.
+        conditional("UpdateItem", result).map(|_| ())
     }
 
     /// Records a successful push: `last_sync_at` now, `last_error` cleared. Does not bump the
@@ -383,16 +362,12 @@ impl Store {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        match result {
-            Ok(output) => Ok(Some(
+        conditional("UpdateItem", result)?
+            .map(|output| {
                 serde_dynamo::from_item(output.attributes.unwrap_or_default())
-                    .map_err(|e| malformed("connection", e))?,
-            )),
-            Err(e) => match store_error("UpdateItem", e) {
-                None => Ok(None),
-                Some(err) => Err(err.into()),
-            },
-        }
+                    .map_err(|e| malformed("connection", e).into())
+            })
+            .transpose()
     }
 
     /// Stores refreshed credentials and releases the lease, if `owner` still holds it or, its
@@ -425,13 +400,7 @@ impl Store {
         request = values
             .into_iter()
             .fold(request.update_expression(update), |r, (k, v)| r.expression_attribute_values(k, v));
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(e) => match store_error("UpdateItem", e) {
-                None => Ok(false),
-                Some(err) => Err(err.into()),
-            },
-        }
+        Ok(conditional("UpdateItem", request.send().await)?.is_some())
     }
 
     /// Gives the refresh lease back without writing tokens (nothing to refresh, or it failed).
@@ -466,13 +435,7 @@ impl Store {
             .condition_expression("attribute_exists(pk)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) => match store_error("DeleteItem", e) {
-                None => Ok(false),
-                Some(err) => Err(err.into()),
-            },
-        }
+        Ok(conditional("DeleteItem", result)?.is_some())
     }
 }
 
@@ -481,13 +444,7 @@ fn ignore_missing<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(
     result: Result<(), aws_sdk_dynamodb::error::SdkError<E, R>>,
     operation: &'static str,
 ) -> Result<(), Error> {
-    match result {
-        Ok(()) => Ok(()),
-        Err(e) => match store_error(operation, e) {
-            None => Ok(()),
-            Some(err) => Err(err.into()),
-        },
-    }
+    conditional(operation, result).map(|_| ())
 }
 
 /// The update expression for new tokens: `set` plus the schedule's attributes (set, or removed

@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{malformed, store_error, tenant_pk, Store};
+use super::{conditional, malformed, store_error, tenant_pk, Store};
 use crate::error::Error;
 use crate::identity::TenantId;
 use crate::registry::Provider;
@@ -120,23 +120,20 @@ impl Store {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        match result {
-            Ok(output) => Ok(LeadClaim::Claimed(
+        match conditional("UpdateItem", result)? {
+            Some(output) => Ok(LeadClaim::Claimed(
                 serde_dynamo::from_item(output.attributes.unwrap_or_default())
                     .map_err(|e| malformed("lead mapping", e))?,
             )),
-            Err(e) => match store_error("UpdateItem", e) {
-                Some(err) => Err(err.into()),
-                None => {
-                    let until = self
-                        .get_lead_mapping(tenant, lead_id, provider)
-                        .await?
-                        .and_then(|m| m.lease_until)
-                        .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0))
-                        .unwrap_or(now);
-                    Ok(LeadClaim::Busy { until })
-                }
-            },
+            None => {
+                let until = self
+                    .get_lead_mapping(tenant, lead_id, provider)
+                    .await?
+                    .and_then(|m| m.lease_until)
+                    .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0))
+                    .unwrap_or(now);
+                Ok(LeadClaim::Busy { until })
+            }
         }
     }
 
@@ -155,12 +152,6 @@ impl Store {
             .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) => match store_error("PutItem", e) {
-                None => Ok(false),
-                Some(err) => Err(err.into()),
-            },
-        }
+        Ok(conditional("PutItem", result)?.is_some())
     }
 }

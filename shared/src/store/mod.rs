@@ -85,6 +85,21 @@ pub(crate) fn store_error<E: ProvideErrorMetadata, R>(
     })
 }
 
+/// A conditional write's outcome: `Some(output)` when written, `None` when its condition did
+/// not hold; any other failure is an error.
+pub(crate) fn conditional<T, E: ProvideErrorMetadata, R>(
+    operation: &'static str,
+    result: Result<T, SdkError<E, R>>,
+) -> Result<Option<T>, crate::error::Error> {
+    match result {
+        Ok(output) => Ok(Some(output)),
+        Err(e) => match store_error(operation, e) {
+            None => Ok(None),
+            Some(err) => Err(err.into()),
+        },
+    }
+}
+
 pub(crate) fn malformed(what: &'static str, error: impl std::fmt::Display) -> StoreError {
     StoreError::Malformed {
         what,
