@@ -75,6 +75,10 @@ async fn a_new_lead_becomes_a_contact_a_deal_in_the_mapped_stage_and_a_note_in_t
     assert_eq!(mapping.records["deal"], deals[0].id);
     assert_eq!(mapping.records["note"], notes[0].id);
     assert!(mapping.lease_owner.is_none());
+
+    for token in ctx.hubspot.issued_access_tokens() {
+        relay_tests::logs::assert_never_logged("access token", &token);
+    }
 }
 
 #[tokio::test]
@@ -105,7 +109,7 @@ async fn a_duplicate_delivery_costs_no_call_and_creates_nothing() {
     let ctx = TestContext::new().await;
     let tenant = connected_tenant(&ctx).await;
     let message = fatima(&tenant, "qualified", "Hello");
-    ctx.deliver(&[message.clone()]).await;
+    ctx.deliver(std::slice::from_ref(&message)).await;
     let before = ctx.hubspot.crm_call_count();
 
     let again = ctx.deliver(&[message]).await;

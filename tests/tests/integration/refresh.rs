@@ -108,6 +108,9 @@ async fn fifty_concurrent_refreshes_of_one_connection_make_one_provider_call_and
         .await
         .unwrap();
     assert_eq!(answer.status().as_u16(), 200, "and it works");
+    for secret in ctx.hubspot.issued_access_tokens().iter().chain(ctx.hubspot.live_refresh_tokens().iter()) {
+        relay_tests::logs::assert_never_logged("token", secret);
+    }
 }
 
 #[tokio::test]

@@ -152,9 +152,12 @@ pub(super) fn pipeline_stages(hub_id: u64) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
+/// `(id, label)` pairs of a property's options.
+pub(super) type Options = Vec<(String, String)>;
+
 /// `(pipeline id, label)` and `(stage id, label)` pairs, for the `pipeline`
 /// and `dealstage` property definitions.
-pub(super) fn pipeline_and_stage_labels(hub_id: u64) -> (Vec<(String, String)>, Vec<(String, String)>) {
+pub(super) fn pipeline_and_stage_labels(hub_id: u64) -> (Options, Options) {
     let pipelines = deal_pipelines(hub_id);
     let mut pipeline_options = Vec::new();
     let mut stage_options = Vec::new();
