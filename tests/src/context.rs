@@ -41,6 +41,16 @@ impl TestContext {
 
     /// A context whose function configuration has these variables added or replaced.
     pub async fn with_env(overrides: &[(&str, &str)]) -> TestContext {
+        Self::build(overrides, crate::sim::Rotation::Never).await
+    }
+
+    /// A context whose simulated HubSpot rotates refresh tokens the given way (HubSpot itself
+    /// does not: this stands in for the providers that do).
+    pub async fn with_rotation(rotation: crate::sim::Rotation) -> TestContext {
+        Self::build(&[], rotation).await
+    }
+
+    async fn build(overrides: &[(&str, &str)], rotation: crate::sim::Rotation) -> TestContext {
         crate::logs::install();
         let aws = crate::aws::local_config().await.expect("local AWS");
         let table = format!("relay-test-{}", uuid::Uuid::new_v4().simple());
@@ -51,6 +61,7 @@ impl TestContext {
         let hubspot = HubSpotSim::start(HubSpotSimConfig {
             client_id: "test-client-id".into(),
             client_secret: client_secret.clone(),
+            rotation,
             ..HubSpotSimConfig::default()
         })
         .await;

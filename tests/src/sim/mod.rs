@@ -14,6 +14,6 @@ pub mod recorder;
 pub mod server;
 
 pub use faults::{Fault, FaultQueue, FaultRoute};
-pub use hubspot::{HubSpotSim, HubSpotSimConfig, Route, SeededTokens, SimObject};
+pub use hubspot::{HubSpotSim, HubSpotSimConfig, Rotation, Route, SeededTokens, SimObject};
 pub use recorder::{RecordedRequest, Recorder};
 pub use server::{Reject, ServerHandle};

@@ -4,6 +4,7 @@
 mod connect;
 mod events;
 mod http_client;
+mod hubspot_requests;
 mod isolation;
 mod manage;
 mod oauth_state;

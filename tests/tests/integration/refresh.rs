@@ -214,3 +214,60 @@ async fn a_connection_without_a_refresh_token_is_never_touched_by_the_schedule()
     assert_eq!(after.version, 1);
     assert!(ctx.hubspot.requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_rotated_refresh_token_is_stored_and_the_old_one_is_refused_afterwards() {
+    let ctx = TestContext::with_rotation(relay_tests::sim::Rotation::Rotate).await;
+    let tenant = connected(&ctx).await;
+    let original = {
+        let c = connection(&ctx, &tenant).await;
+        ctx.services.vault.open(&tenant, Provider::Hubspot, &c.credentials).await.unwrap()
+    };
+    spend(&ctx, &tenant).await;
+
+    assert_eq!(run_schedule(&ctx).await.refreshed, 1);
+
+    let stored = connection(&ctx, &tenant).await;
+    let now = ctx.services.vault.open(&tenant, Provider::Hubspot, &stored.credentials).await.unwrap();
+    let old_refresh = original.refresh_token.unwrap().expose_secret().to_string();
+    let new_refresh = now.refresh_token.unwrap().expose_secret().to_string();
+    assert_ne!(old_refresh, new_refresh, "the rotated refresh token replaced the old one");
+    assert_eq!(ctx.hubspot.live_refresh_tokens(), vec![new_refresh.clone()]);
+
+    // The simulator refuses the old one, and the stored one keeps working.
+    let form = |token: &str| {
+        vec![
+            ("grant_type", "refresh_token".to_string()),
+            ("refresh_token", token.to_string()),
+            ("client_id", "test-client-id".to_string()),
+            ("client_secret", ctx.client_secret.clone()),
+        ]
+    };
+    let token_url = format!("{}/oauth/2026-03/token", ctx.hubspot.base_url());
+    let old = reqwest::Client::new().post(&token_url).form(&form(&old_refresh)).send().await.unwrap();
+    assert_eq!(old.status().as_u16(), 400);
+    spend(&ctx, &tenant).await;
+    assert_eq!(run_schedule(&ctx).await.refreshed, 1, "the stored token refreshes again");
+}
+
+#[tokio::test]
+async fn concurrent_pushes_and_the_schedule_never_present_a_rotated_token_twice() {
+    // Reusing a rotated token would revoke the whole grant here, as at Salesforce.
+    let ctx = TestContext::with_rotation(relay_tests::sim::Rotation::RotateAndRevokeOnReuse).await;
+    let tenant = connected(&ctx).await;
+    for round in 0..3 {
+        spend(&ctx, &tenant).await;
+        let stale = connection(&ctx, &tenant).await;
+        let mut attempts: Vec<_> = (0..20)
+            .map(|_| refresh(&ctx.services, stale.clone(), RefreshCause::Expiring))
+            .collect();
+        attempts.push(refresh(&ctx.services, stale.clone(), RefreshCause::DueBefore(chrono::Utc::now())));
+        for result in futures::future::join_all(attempts).await {
+            assert!(result.is_ok(), "round {round}: {:?}", result.err());
+        }
+        assert_eq!(refresh_calls(&ctx), round + 1, "one refresh per round");
+    }
+    let c = connection(&ctx, &tenant).await;
+    assert_eq!(c.status, ConnectionStatus::Active, "the grant was never revoked");
+    assert_eq!(ctx.hubspot.live_refresh_tokens().len(), 1);
+}

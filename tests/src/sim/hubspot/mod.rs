@@ -109,6 +109,22 @@ pub struct HubSpotSimConfig {
     pub search_rate_limit: (u32, Duration),
     /// The hub (portal) every consent installs into.
     pub hub_id: u64,
+    /// Whether a refresh rotates the refresh token. HubSpot's do not ([`Rotation::Never`]);
+    /// the other modes let the refresh machinery be tested against rotating providers (Zoho's
+    /// plan, Bitrix24, Salesforce).
+    pub rotation: Rotation,
+}
+
+/// How the token endpoint treats refresh tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// The refresh answer carries the same refresh token (HubSpot).
+    Never,
+    /// Each refresh answers with a new refresh token; the old one is refused afterwards.
+    Rotate,
+    /// As `Rotate`, and presenting an already-rotated token revokes the whole grant, the new
+    /// token included (Salesforce's Refresh Token Rotation).
+    RotateAndRevokeOnReuse,
 }
 
 impl Default for HubSpotSimConfig {
@@ -120,6 +136,7 @@ impl Default for HubSpotSimConfig {
             rate_limit: (100, Duration::from_secs(10)),
             search_rate_limit: (5, Duration::from_secs(1)),
             hub_id: 24_681_357,
+            rotation: Rotation::Never,
         }
     }
 }
@@ -387,6 +404,7 @@ impl HubSpotSim {
             user_id: SIM_USER_ID,
             scopes: scopes.clone(),
             revoked: false,
+            rotated_to: None,
         });
         let access_token = state.issue_access(
             &refresh_token,

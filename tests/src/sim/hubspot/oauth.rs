@@ -64,6 +64,8 @@ pub(super) struct RefreshGrant {
     pub(super) user_id: u64,
     pub(super) scopes: Vec<String>,
     pub(super) revoked: bool,
+    /// The token that replaced this one when a rotating refresh retired it.
+    pub(super) rotated_to: Option<String>,
 }
 
 pub(super) struct AccessGrant {
@@ -357,6 +359,7 @@ fn exchange_code(shared: &Shared, code: &str, redirect_uri: &str, verifier: &str
         user_id: pending.user_id,
         scopes: pending.scopes.clone(),
         revoked: false,
+        rotated_to: None,
     });
     let ttl = shared.config.access_token_ttl_secs;
     let access_token = state.issue_access(&refresh_token, pending.hub_id, Duration::from_secs(ttl));
@@ -381,6 +384,31 @@ fn refresh(shared: &Shared, refresh_token: &str) -> Response {
         );
     }
     let mut state = shared.auth();
+    let reused = state
+        .refresh
+        .get(refresh_token)
+        .and_then(|g| g.rotated_to.clone());
+    if let Some(successor) = reused {
+        if shared.config.rotation == super::Rotation::RotateAndRevokeOnReuse {
+            // Reuse of a retired token: revoke the whole chain, as Salesforce does.
+            let mut next = Some(successor);
+            while let Some(token) = next {
+                next = state.refresh.get_mut(&token).and_then(|g| {
+                    g.revoked = true;
+                    g.rotated_to.clone()
+                });
+                for access in state.access.values_mut().filter(|a| a.refresh_token == token) {
+                    access.revoked = true;
+                }
+            }
+        }
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "BAD_REFRESH_TOKEN",
+            "refresh token was already used",
+        );
+    }
     let usable = state
         .refresh
         .get(refresh_token)
@@ -395,10 +423,32 @@ fn refresh(shared: &Shared, refresh_token: &str) -> Response {
         );
     };
     let ttl = shared.config.access_token_ttl_secs;
-    let access_token = state.issue_access(refresh_token, hub_id, Duration::from_secs(ttl));
+    if shared.config.rotation == super::Rotation::Never {
+        let access_token = state.issue_access(refresh_token, hub_id, Duration::from_secs(ttl));
+        drop(state);
+        // HubSpot refresh tokens do not rotate: hand back the same one.
+        return token_response(&access_token, refresh_token, ttl, hub_id, user_id, &scopes);
+    }
+    let client_id = shared.config.client_id.clone();
+    let successor = state.issue_refresh(RefreshGrant {
+        client_id,
+        hub_id,
+        user_id,
+        scopes: scopes.clone(),
+        revoked: false,
+        rotated_to: None,
+    });
+    if let Some(old) = state.refresh.get_mut(refresh_token) {
+        old.revoked = true;
+        old.rotated_to = Some(successor.clone());
+    }
+    // The retired token's access tokens die with it (Bitrix24, Salesforce).
+    for access in state.access.values_mut().filter(|a| a.refresh_token == refresh_token) {
+        access.revoked = true;
+    }
+    let access_token = state.issue_access(&successor, hub_id, Duration::from_secs(ttl));
     drop(state);
-    // HubSpot refresh tokens do not rotate: hand back the same one.
-    token_response(&access_token, refresh_token, ttl, hub_id, user_id, &scopes)
+    token_response(&access_token, &successor, ttl, hub_id, user_id, &scopes)
 }
 
 fn token_response(
