@@ -511,7 +511,6 @@ async fn what_the_lead_does_not_have_is_left_out_of_every_body_rather_than_sent_
 /// HubSpot does not require one: sent on an upsert or update it overwrites the last name of the
 /// contact the portal already holds (and leaves a stale first name beside it).
 #[tokio::test]
-#[ignore = "push.rs sends lastname \"Unknown\" for a nameless lead; see the report on issue 3"]
 async fn a_nameless_lead_does_not_overwrite_the_last_name_hubspot_already_holds() {
     let portal = Portal::start().await;
     portal.answer("POST", UPSERT, 200, upserted("501")).await;

@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 use super::mapping;
 use crate::error::ProviderError;
 use crate::http::Idempotency;
-use crate::lead::{truncate_chars, Lead};
+use crate::lead::{truncate_chars, Lead, LeadWarning};
 use crate::provider::{text_digest, PushProgress, Session};
 use crate::store::ConnectionSettings;
 
@@ -97,7 +97,12 @@ pub(super) async fn push_lead(
 /// portal already holds.
 fn contact_properties(lead: &Lead) -> Map<String, Value> {
     let mut properties = Map::new();
-    properties.insert("lastname".into(), json!(lead.last_name));
+    // A nameless lead carries the placeholder last name. HubSpot needs one of email, firstname
+    // and lastname, so the placeholder is sent only when nothing else identifies the contact:
+    // it must never overwrite a real name on a contact found by email or phone.
+    if !lead.warnings.contains(&LeadWarning::NameMissing) || !lead.has_contact_details() {
+        properties.insert("lastname".into(), json!(lead.last_name));
+    }
     if let Some(first) = &lead.first_name {
         properties.insert("firstname".into(), json!(first));
     }
