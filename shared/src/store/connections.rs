@@ -97,6 +97,19 @@ impl TokenSchedule {
         has_refresh_token: bool,
         obtained_at: DateTime<Utc>,
     ) -> TokenSchedule {
+        let idle_lifetime = provider
+            .facts()
+            .and_then(|f| f.oauth())
+            .and_then(|o| o.refresh_token_idle_lifetime);
+        Self::compute(expires_at, has_refresh_token, obtained_at, idle_lifetime)
+    }
+
+    fn compute(
+        expires_at: Option<DateTime<Utc>>,
+        has_refresh_token: bool,
+        obtained_at: DateTime<Utc>,
+        idle_lifetime: Option<std::time::Duration>,
+    ) -> TokenSchedule {
         let token_expires_at = expires_at.map(|t| t.timestamp());
         if !has_refresh_token {
             return TokenSchedule {
@@ -104,11 +117,8 @@ impl TokenSchedule {
                 refresh_due_at: None,
             };
         }
-        let idle_deadline = provider
-            .facts()
-            .and_then(|f| f.oauth())
-            .and_then(|o| o.refresh_token_idle_lifetime)
-            .map(|life| obtained_at.timestamp() + (life.as_secs() as i64) * 3 / 4);
+        let idle_deadline =
+            idle_lifetime.map(|life| obtained_at.timestamp() + (life.as_secs() as i64) * 3 / 4);
         let refresh_due_at = match (token_expires_at, idle_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -445,6 +455,42 @@ fn ignore_missing<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(
     operation: &'static str,
 ) -> Result<(), Error> {
     conditional(operation, result).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp(secs, 0).unwrap()
+    }
+
+    #[test]
+    fn a_refreshable_token_is_due_when_it_expires() {
+        let s = TokenSchedule::compute(Some(at(1_800)), true, at(0), None);
+        assert_eq!((s.token_expires_at, s.refresh_due_at), (Some(1_800), Some(1_800)));
+    }
+
+    #[test]
+    fn nothing_is_due_without_a_refresh_token() {
+        let s = TokenSchedule::compute(Some(at(1_800)), false, at(0), None);
+        assert_eq!((s.token_expires_at, s.refresh_due_at), (Some(1_800), None));
+        let key = TokenSchedule::compute(None, false, at(0), None);
+        assert_eq!(key, TokenSchedule::default());
+    }
+
+    #[test]
+    fn a_refresh_token_that_dies_of_idleness_is_kept_alive_well_before() {
+        let days = |d: u64| Duration::from_secs(d * 86_400);
+        // Bitrix24: access tokens live an hour, refresh tokens 28 idle days. The access expiry
+        // comes first; with no access expiry at all, three quarters of 28 days (21) does.
+        let s = TokenSchedule::compute(Some(at(3_600)), true, at(0), Some(days(28)));
+        assert_eq!(s.refresh_due_at, Some(3_600));
+        let s = TokenSchedule::compute(None, true, at(0), Some(days(28)));
+        assert_eq!(s.refresh_due_at, Some(21 * 86_400));
+    }
 }
 
 /// The update expression for new tokens: `set` plus the schedule's attributes (set, or removed

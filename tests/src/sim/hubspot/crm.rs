@@ -60,8 +60,8 @@ use serde_json::{json, Map, Value};
 
 use super::pipelines::pipeline_stages;
 use super::schema::{
-    parse_datetime, property_errors_response, unknown_object_type, Kind, ObjectType,
-    PropertyDef, PropertyProblem,
+    parse_datetime, property_errors_response, unknown_object_type, Kind, ObjectType, PropertyDef,
+    PropertyProblem,
 };
 use super::{hubspot_error, iso, json_response, Shared};
 use crate::sim::recorder::decode_form;
@@ -186,10 +186,7 @@ impl HubRecords {
         properties: BTreeMap<String, String>,
         now: DateTime<Utc>,
     ) -> u64 {
-        let last = self
-            .last_ids
-            .entry(object)
-            .or_insert(object.first_id() - 1);
+        let last = self.last_ids.entry(object).or_insert(object.first_id() - 1);
         *last += 1;
         let id = *last;
         let mut record = SimObject {
@@ -241,7 +238,10 @@ impl HubRecords {
 
     fn associate(&mut self, edge: Edge) {
         let duplicate = self.edges.iter().any(|e| {
-            (e.from == edge.from && e.from_id == edge.from_id && e.to == edge.to && e.to_id == edge.to_id)
+            (e.from == edge.from
+                && e.from_id == edge.from_id
+                && e.to == edge.to
+                && e.to_id == edge.to_id)
                 || (e.from == edge.to
                     && e.from_id == edge.to_id
                     && e.to == edge.from
@@ -306,7 +306,10 @@ fn parse_body(body: &[u8]) -> Result<Value, Reject> {
 
 /// A `properties` object as name → string. Numbers and booleans are taken
 /// as their text, `null` as "clear"; nested values are refused.
-fn string_properties(value: Option<&Value>, field: &str) -> Result<BTreeMap<String, String>, Reject> {
+fn string_properties(
+    value: Option<&Value>,
+    field: &str,
+) -> Result<BTreeMap<String, String>, Reject> {
     let Some(value) = value else {
         return Err(bad_request(format!(
             "Invalid input JSON: `{field}` is required"
@@ -355,7 +358,9 @@ fn association_inputs(value: Option<&Value>) -> Result<Vec<AssociationInput>, Re
         return Ok(Vec::new());
     };
     let Some(items) = value.as_array() else {
-        return Err(bad_request("Invalid input JSON: `associations` must be an array"));
+        return Err(bad_request(
+            "Invalid input JSON: `associations` must be an array",
+        ));
     };
     let mut inputs = Vec::new();
     for (index, item) in items.iter().enumerate() {
@@ -364,7 +369,10 @@ fn association_inputs(value: Option<&Value>) -> Result<Vec<AssociationInput>, Re
                 "Invalid input JSON: associations[{index}].to.id is required"
             )));
         };
-        let Some(types) = item.get("types").and_then(Value::as_array).filter(|t| !t.is_empty())
+        let Some(types) = item
+            .get("types")
+            .and_then(Value::as_array)
+            .filter(|t| !t.is_empty())
         else {
             return Err(bad_request(format!(
                 "Invalid input JSON: associations[{index}].types must be a non-empty array"
@@ -416,7 +424,9 @@ fn resolve_associations(
                 let valid: Vec<String> = ASSOCIATION_TYPES
                     .iter()
                     .filter(|(f, _, _, _)| *f == from)
-                    .map(|(_, to, id, _)| format!("{id} ({}_to_{})", from.singular(), to.singular()))
+                    .map(|(_, to, id, _)| {
+                        format!("{id} ({}_to_{})", from.singular(), to.singular())
+                    })
                     .collect();
                 return Err(bad_request(format!(
                     "{type_id} is not a valid HUBSPOT_DEFINED association type from {}; valid: {}",
@@ -604,9 +614,7 @@ fn create(shared: &Shared, hub_id: u64, object: &str, body: &[u8]) -> Result<Res
         ObjectType::Notes => required(&properties, "hs_timestamp")?,
         ObjectType::Deals => {
             required(&properties, "dealstage")?;
-            let pipeline = properties
-                .entry("pipeline".to_owned())
-                .or_default();
+            let pipeline = properties.entry("pipeline".to_owned()).or_default();
             if pipeline.is_empty() {
                 "default".clone_into(pipeline);
             }
@@ -629,7 +637,10 @@ fn create(shared: &Shared, hub_id: u64, object: &str, body: &[u8]) -> Result<Res
     let edges = resolve_associations(records, object, &associations)?;
     let id = records.insert(object, properties, Utc::now());
     for edge in edges {
-        records.associate(Edge { from_id: id, ..edge });
+        records.associate(Edge {
+            from_id: id,
+            ..edge
+        });
     }
     let record = records.record(object, id).expect("just inserted");
     Ok(json_response(
@@ -843,7 +854,10 @@ fn update(
     let mut store = shared.crm_store();
     let records = store.hub(hub_id);
     let record_id = locate(records, hub_id, object, id, query)?;
-    let current = &records.record(object, record_id).expect("located").properties;
+    let current = &records
+        .record(object, record_id)
+        .expect("located")
+        .properties;
     match object {
         ObjectType::Contacts => {
             if let Some(email) = properties.get("email").filter(|e| !e.is_empty()) {
@@ -884,7 +898,10 @@ fn update(
     }
     records.update(object, record_id, properties, Utc::now());
     let record = records.record(object, record_id).expect("located");
-    Ok(json_response(StatusCode::OK, &object_json(object, record, None)))
+    Ok(json_response(
+        StatusCode::OK,
+        &object_json(object, record, None),
+    ))
 }
 
 // ---------------------------------------------------------------------------
@@ -898,10 +915,18 @@ pub(super) async fn read_object(
     headers: HeaderMap,
 ) -> Response {
     let query = query.unwrap_or_default();
-    shared.metered(&headers, |hub_id| read(&shared, hub_id, &object, &id, &query))
+    shared.metered(&headers, |hub_id| {
+        read(&shared, hub_id, &object, &id, &query)
+    })
 }
 
-fn read(shared: &Shared, hub_id: u64, object: &str, id: &str, query: &str) -> Result<Response, Reject> {
+fn read(
+    shared: &Shared,
+    hub_id: u64,
+    object: &str,
+    id: &str,
+    query: &str,
+) -> Result<Response, Reject> {
     let object = ObjectType::parse(object).ok_or_else(|| unknown_object_type(object))?;
     let select = selected_properties(shared, object, &query_list(query, "properties"));
     let wanted: Vec<ObjectType> = query_list(query, "associations")
@@ -982,7 +1007,11 @@ fn parse_filters(
     let groups = match input.get("filterGroups") {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(groups)) => groups,
-        Some(_) => return Err(bad_request("Invalid input JSON: `filterGroups` must be an array")),
+        Some(_) => {
+            return Err(bad_request(
+                "Invalid input JSON: `filterGroups` must be an array",
+            ))
+        }
     };
     if groups.len() > MAX_FILTER_GROUPS {
         return Err(bad_request(format!(
@@ -996,7 +1025,11 @@ fn parse_filters(
         let filters = group
             .get("filters")
             .and_then(Value::as_array)
-            .ok_or_else(|| bad_request(format!("Invalid input JSON: filterGroups[{g}].filters must be an array")))?;
+            .ok_or_else(|| {
+                bad_request(format!(
+                    "Invalid input JSON: filterGroups[{g}].filters must be an array"
+                ))
+            })?;
         let mut list = Vec::new();
         for (f, filter) in filters.iter().enumerate() {
             let field = |name: &str| filter.get(name).and_then(Value::as_str).map(str::to_owned);
@@ -1088,9 +1121,7 @@ fn filter_matches(filter: &Filter, record: &SimObject) -> bool {
         .map(String::as_str)
         .filter(|v| !v.is_empty());
     let def = filter.def.as_ref();
-    let any_equal = || {
-        stored.is_some_and(|s| filter.values.iter().any(|v| same_value(def, s, v)))
-    };
+    let any_equal = || stored.is_some_and(|s| filter.values.iter().any(|v| same_value(def, s, v)));
     match filter.operator.as_str() {
         "EQ" | "IN" => any_equal(),
         "NEQ" | "NOT_IN" => !any_equal(),
@@ -1127,12 +1158,21 @@ fn search(shared: &Shared, hub_id: u64, object: &str, body: &[u8]) -> Result<Res
         None | Some(Value::Null) => 0,
         Some(value) => scalar_text(value)
             .and_then(|text| text.parse::<usize>().ok())
-            .ok_or_else(|| bad_request("Invalid input JSON: `after` must be a paging cursor from a previous response"))?,
+            .ok_or_else(|| {
+                bad_request(
+                    "Invalid input JSON: `after` must be a paging cursor from a previous response",
+                )
+            })?,
     };
     let requested: Vec<String> = input
         .get("properties")
         .and_then(Value::as_array)
-        .map(|names| names.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect())
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     let select = selected_properties(shared, object, &requested);
 
@@ -1219,7 +1259,11 @@ pub(super) fn state_json(shared: &Shared, hub_id: u64) -> Value {
 }
 
 /// [`super::HubSpotSim::seed_contact`]: validated like a create, no request.
-pub(super) fn seed_contact(shared: &Shared, hub_id: u64, properties: &Value) -> Result<String, String> {
+pub(super) fn seed_contact(
+    shared: &Shared,
+    hub_id: u64,
+    properties: &Value,
+) -> Result<String, String> {
     let object = ObjectType::Contacts;
     let properties = string_properties(Some(properties), "properties")
         .map_err(|_| "properties must be a JSON object of property name to string".to_owned())?;

@@ -577,13 +577,19 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(PIPELINES_PATH_2026, get(pipelines::pipelines))
         .route("/crm/v3/objects/{object}", post(crm::create_object))
         .route("/crm/v3/objects/{object}/search", post(crm::search_objects))
-        .route("/crm/v3/objects/{object}/batch/upsert", post(crm::batch_upsert))
+        .route(
+            "/crm/v3/objects/{object}/batch/upsert",
+            post(crm::batch_upsert),
+        )
         .route(
             "/crm/v3/objects/{object}/{id}",
             get(crm::read_object).patch(crm::update_object),
         )
         .route("/crm/v3/properties/{object}", get(schema::list_properties))
-        .route("/crm/v3/properties/{object}/{name}", get(schema::read_property))
+        .route(
+            "/crm/v3/properties/{object}/{name}",
+            get(schema::read_property),
+        )
         .route(SIM_STATE_PATH, get(crm::sim_state))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), intercept))

@@ -25,9 +25,7 @@ use rand::RngCore;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{
-    correlation_id, hubspot_error, json_response, Shared, AUTH_CODE_TTL, SIM_USER_ID,
-};
+use super::{correlation_id, hubspot_error, json_response, Shared, AUTH_CODE_TTL, SIM_USER_ID};
 use crate::sim::recorder::decode_form;
 use crate::sim::server::Reject;
 
@@ -84,7 +82,12 @@ impl AuthState {
         token
     }
 
-    pub(super) fn issue_access(&mut self, refresh_token: &str, hub_id: u64, ttl: Duration) -> String {
+    pub(super) fn issue_access(
+        &mut self,
+        refresh_token: &str,
+        hub_id: u64,
+        ttl: Duration,
+    ) -> String {
         let token = new_access_token();
         self.access.insert(
             token.clone(),
@@ -397,7 +400,11 @@ fn refresh(shared: &Shared, refresh_token: &str) -> Response {
                     g.revoked = true;
                     g.rotated_to.clone()
                 });
-                for access in state.access.values_mut().filter(|a| a.refresh_token == token) {
+                for access in state
+                    .access
+                    .values_mut()
+                    .filter(|a| a.refresh_token == token)
+                {
                     access.revoked = true;
                 }
             }
@@ -443,7 +450,11 @@ fn refresh(shared: &Shared, refresh_token: &str) -> Response {
         old.rotated_to = Some(successor.clone());
     }
     // The retired token's access tokens die with it (Bitrix24, Salesforce).
-    for access in state.access.values_mut().filter(|a| a.refresh_token == refresh_token) {
+    for access in state
+        .access
+        .values_mut()
+        .filter(|a| a.refresh_token == refresh_token)
+    {
         access.revoked = true;
     }
     let access_token = state.issue_access(&successor, hub_id, Duration::from_secs(ttl));

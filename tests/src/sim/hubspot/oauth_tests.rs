@@ -579,8 +579,7 @@ async fn consent_denial_and_bad_requests() {
     let http = client();
     let challenge = s256_challenge(&verifier());
     let authorize = |client_id: &str, with_state: bool| {
-        let mut url =
-            url::Url::parse(&format!("{}{}", sim.base_url(), AUTHORIZE_PATH)).unwrap();
+        let mut url = url::Url::parse(&format!("{}{}", sim.base_url(), AUTHORIZE_PATH)).unwrap();
         {
             let mut q = url.query_pairs_mut();
             q.append_pair("client_id", client_id)
@@ -611,8 +610,7 @@ async fn consent_denial_and_bad_requests() {
         .await
         .unwrap();
     assert_eq!(response.status(), 302);
-    let location =
-        url::Url::parse(response.headers()[header::LOCATION].to_str().unwrap()).unwrap();
+    let location = url::Url::parse(response.headers()[header::LOCATION].to_str().unwrap()).unwrap();
     let query: HashMap<String, String> = location.query_pairs().into_owned().collect();
     assert_eq!(query["error"], "access_denied");
     assert_eq!(query["state"], "abc");
@@ -625,8 +623,7 @@ async fn consent_denial_and_bad_requests() {
         .send()
         .await
         .unwrap();
-    let location =
-        url::Url::parse(response.headers()[header::LOCATION].to_str().unwrap()).unwrap();
+    let location = url::Url::parse(response.headers()[header::LOCATION].to_str().unwrap()).unwrap();
     assert!(location.query_pairs().any(|(k, _)| k == "code"));
 }
 

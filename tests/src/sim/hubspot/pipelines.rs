@@ -15,7 +15,6 @@ use serde_json::{json, Value};
 use super::{json_response, Shared};
 use crate::sim::server::Reject;
 
-
 pub(super) async fn pipelines(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,

@@ -363,7 +363,13 @@ impl Schema {
             b("lastname", "Last Name", ci, Text),
             b("phone", "Phone Number", ci, Phone),
             b("mobilephone", "Mobile Phone Number", ci, Phone),
-            b("hs_lead_status", "Lead Status", "sales_properties", Enum(lead_status)).radio(),
+            b(
+                "hs_lead_status",
+                "Lead Status",
+                "sales_properties",
+                Enum(lead_status),
+            )
+            .radio(),
             b("lifecyclestage", "Lifecycle Stage", ci, Enum(lifecycle)).radio(),
             b("company", "Company Name", ci, Text),
             b("website", "Website URL", ci, Text),
@@ -374,7 +380,12 @@ impl Schema {
             b("hubspot_owner_id", "Contact owner", ci, Owner),
             b("hs_object_id", "Record ID", ci, RecordId),
             b("createdate", "Create Date", ci, ReadOnlyDateTime),
-            b("lastmodifieddate", "Last Modified Date", ci, ReadOnlyDateTime),
+            b(
+                "lastmodifieddate",
+                "Last Modified Date",
+                ci,
+                ReadOnlyDateTime,
+            ),
         ];
         let deals = vec![
             b("dealname", "Deal Name", di, Text),
@@ -387,7 +398,12 @@ impl Schema {
             b("hubspot_owner_id", "Deal owner", di, Owner),
             b("hs_object_id", "Record ID", di, RecordId),
             b("createdate", "Create Date", di, ReadOnlyDateTime),
-            b("hs_lastmodifieddate", "Last Modified Date", di, ReadOnlyDateTime),
+            b(
+                "hs_lastmodifieddate",
+                "Last Modified Date",
+                di,
+                ReadOnlyDateTime,
+            ),
         ];
         let notes = vec![
             b("hs_note_body", "Note body", en, Html),
@@ -396,7 +412,12 @@ impl Schema {
             b("hs_attachment_ids", "Attachment IDs", en, Text),
             b("hs_object_id", "Record ID", en, RecordId),
             b("hs_createdate", "Create date", en, ReadOnlyDateTime),
-            b("hs_lastmodifieddate", "Last modified date", en, ReadOnlyDateTime),
+            b(
+                "hs_lastmodifieddate",
+                "Last modified date",
+                en,
+                ReadOnlyDateTime,
+            ),
         ];
         let index = |list: Vec<PropertyDef>| {
             list.into_iter()
@@ -428,10 +449,7 @@ impl Schema {
         name: &str,
         option_values: &[&str],
     ) -> Result<(), String> {
-        let valid_name = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase())
+        let valid_name = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
             && name
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
@@ -672,10 +690,7 @@ pub(super) fn property_errors_response(problems: &[PropertyProblem]) -> Response
     hubspot_error_with(
         StatusCode::BAD_REQUEST,
         "VALIDATION_ERROR",
-        format!(
-            "Property values were not valid: {}",
-            Value::Array(embedded)
-        ),
+        format!("Property values were not valid: {}", Value::Array(embedded)),
         BTreeMap::from([("errors", Value::Array(details))]),
     )
 }
@@ -706,7 +721,10 @@ pub(super) async fn list_properties(
             .all(object)
             .map(|def| def.to_json(hub_id))
             .collect();
-        Ok(json_response(StatusCode::OK, &json!({ "results": results })))
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "results": results }),
+        ))
     })
 }
 
@@ -716,8 +734,7 @@ pub(super) async fn read_property(
     headers: HeaderMap,
 ) -> Response {
     shared.metered(&headers, |hub_id| {
-        let object_type =
-            ObjectType::parse(&object).ok_or_else(|| unknown_object_type(&object))?;
+        let object_type = ObjectType::parse(&object).ok_or_else(|| unknown_object_type(&object))?;
         let found = shared
             .schema()
             .get(object_type, &name)
@@ -766,12 +783,21 @@ mod tests {
             schema.check(c, hub, "email", " Ana@Example.COM ").unwrap(),
             "ana@example.com"
         );
-        assert_eq!(schema.check(c, hub, "email", "nope").unwrap_err().code, "INVALID_EMAIL");
         assert_eq!(
-            schema.check(c, hub, "hs_lead_status", "new").unwrap_err().code,
+            schema.check(c, hub, "email", "nope").unwrap_err().code,
+            "INVALID_EMAIL"
+        );
+        assert_eq!(
+            schema
+                .check(c, hub, "hs_lead_status", "new")
+                .unwrap_err()
+                .code,
             "INVALID_OPTION"
         );
-        assert_eq!(schema.check(c, hub, "hs_lead_status", "NEW").unwrap(), "NEW");
+        assert_eq!(
+            schema.check(c, hub, "hs_lead_status", "NEW").unwrap(),
+            "NEW"
+        );
         assert_eq!(schema.check(c, hub, "hs_lead_status", "").unwrap(), "");
         assert_eq!(
             schema.check(c, hub, "lead_score", "9").unwrap_err().code,
@@ -783,7 +809,9 @@ mod tests {
         );
         let n = ObjectType::Notes;
         assert_eq!(
-            schema.check(n, hub, "hs_timestamp", "1700000000000").unwrap(),
+            schema
+                .check(n, hub, "hs_timestamp", "1700000000000")
+                .unwrap(),
             "2023-11-14T22:13:20.000Z"
         );
         assert_eq!(
@@ -793,12 +821,18 @@ mod tests {
             "2025-01-31T09:00:00.000Z"
         );
         assert_eq!(
-            schema.check(n, hub, "hs_timestamp", "yesterday").unwrap_err().code,
+            schema
+                .check(n, hub, "hs_timestamp", "yesterday")
+                .unwrap_err()
+                .code,
             "INVALID_DATE"
         );
         let long = "é".repeat(MAX_STRING_CHARS + 1);
         assert_eq!(
-            schema.check(n, hub, "hs_note_body", &long).unwrap_err().code,
+            schema
+                .check(n, hub, "hs_note_body", &long)
+                .unwrap_err()
+                .code,
             "MAX_LENGTH_EXCEEDED"
         );
         assert!(schema
