@@ -1,11 +1,14 @@
 # Thin wrappers: the logic lives in scripts/.
-.PHONY: test demo bootstrap clean-local
+.PHONY: test demo bench bootstrap clean-local
 
 test:
 	bash scripts/test.sh
 
 demo:
 	bash scripts/demo.sh
+
+bench:
+	bash scripts/bench.sh
 
 bootstrap:
 	bash scripts/bootstrap.sh

@@ -41,16 +41,17 @@ impl TestContext {
 
     /// A context whose function configuration has these variables added or replaced.
     pub async fn with_env(overrides: &[(&str, &str)]) -> TestContext {
-        Self::build(overrides, crate::sim::Rotation::Never).await
+        Self::build(overrides, |_| {}).await
     }
 
     /// A context whose simulated HubSpot rotates refresh tokens the given way (HubSpot itself
     /// does not: this stands in for the providers that do).
     pub async fn with_rotation(rotation: crate::sim::Rotation) -> TestContext {
-        Self::build(&[], rotation).await
+        Self::build(&[], |sim| sim.rotation = rotation).await
     }
 
-    async fn build(overrides: &[(&str, &str)], rotation: crate::sim::Rotation) -> TestContext {
+    /// A context with configuration overrides and a simulator set up by `tune`.
+    pub async fn build(overrides: &[(&str, &str)], tune: impl FnOnce(&mut HubSpotSimConfig)) -> TestContext {
         crate::logs::install();
         let aws = crate::aws::local_config().await.expect("local AWS");
         let table = format!("relay-test-{}", uuid::Uuid::new_v4().simple());
@@ -58,13 +59,13 @@ impl TestContext {
         let key_id = crate::aws::create_key(&aws, None).await.expect("key");
         let queues = crate::queue::LeadQueues::create(&aws, &table).await.expect("queues");
         let client_secret = format!("client-secret-{}", uuid::Uuid::new_v4().simple());
-        let hubspot = HubSpotSim::start(HubSpotSimConfig {
+        let mut sim_config = HubSpotSimConfig {
             client_id: "test-client-id".into(),
             client_secret: client_secret.clone(),
-            rotation,
             ..HubSpotSimConfig::default()
-        })
-        .await;
+        };
+        tune(&mut sim_config);
+        let hubspot = HubSpotSim::start(sim_config).await;
         let mut vars: HashMap<String, String> = HashMap::from([
             ("TABLE_NAME".into(), table.clone()),
             ("KMS_KEY_ID".into(), key_id.clone()),

@@ -5,6 +5,12 @@
 //! overridden with `HUBSPOT_CLIENT_ID` / `HUBSPOT_CLIENT_SECRET`. Prints one
 //! line, `provider-sim listening on http://ADDR`, then serves until the
 //! process is interrupted (ctrl-c) or terminated (SIGTERM).
+//!
+//! Besides HubSpot's own endpoints (OAuth, pipelines, properties, contacts,
+//! deals, notes), the simulator serves `GET /_sim/state`: every record and
+//! association of the hub as JSON, without authentication. It is a
+//! simulator-only endpoint (HubSpot has nothing like it) for the demo to
+//! print what a lead became.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -15,6 +21,8 @@ use relay_tests::sim::{HubSpotSim, HubSpotSimConfig};
 const USAGE: &str = "usage: provider-sim --listen 127.0.0.1:PORT
 
 Starts the HubSpot simulator on ADDR (port 0 picks a free port).
+GET /_sim/state (simulator only, no auth) shows the stored contacts, deals,
+notes and associations.
 Environment: HUBSPOT_CLIENT_ID, HUBSPOT_CLIENT_SECRET, RUST_LOG.";
 
 fn parse_listen(args: impl IntoIterator<Item = String>) -> Result<SocketAddr> {

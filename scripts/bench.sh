@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Prints lead-push and token-refresh figures against moto and the HubSpot simulator on loopback
+# (release build). Figures, not pass/fail: they depend on the machine.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+"$ROOT/scripts/bootstrap.sh"
+use_venv
+cargo build -q --release -p relay-tests --bin bench
+start_moto || die "moto_server did not start"
+RUST_LOG=error "$ROOT/target/release/bench"
