@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole check, as CI runs it (`make test`, `.ci/run`):
 #   1. cargo test --workspace, against a fresh moto_server (AWS_ENDPOINT_URL etc. exported)
-#   2. cargo clippy --workspace --all-targets -- -D warnings
+#   2. cargo fmt --check, cargo clippy --workspace --all-targets -- -D warnings
 #   3. cfn-lint infra/template.yaml
 # Every step runs even when an earlier one failed; the summary names the failures and the
 # script exits 1 if there was any.
@@ -50,6 +50,7 @@ if [[ "${STEP_RC[0]}" != 0 ]]; then
 fi
 use_venv
 step "cargo test" run_tests
+step rustfmt cargo fmt --all --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step cfn-lint run_cfn_lint
 

@@ -254,7 +254,10 @@ mod tests {
         let mut vars = base();
         vars.remove("KMS_KEY_ID");
         let err = load(&vars).unwrap_err();
-        assert_eq!(err.to_string(), "environment variable KMS_KEY_ID is not set");
+        assert_eq!(
+            err.to_string(),
+            "environment variable KMS_KEY_ID is not set"
+        );
     }
 
     #[test]
@@ -264,7 +267,10 @@ mod tests {
         let err = load(&vars).unwrap_err().to_string();
         assert!(err.contains("SETUP_PAGE_URL"), "{err}");
         vars.insert("SETUP_PAGE_URL", "javascript:alert(1)");
-        assert!(load(&vars).unwrap_err().to_string().contains("SETUP_PAGE_URL"));
+        assert!(load(&vars)
+            .unwrap_err()
+            .to_string()
+            .contains("SETUP_PAGE_URL"));
     }
 
     #[test]
@@ -272,14 +278,20 @@ mod tests {
         let mut vars = base();
         vars.insert("HUBSPOT_CLIENT_ID", "id");
         let err = load(&vars).unwrap_err();
-        assert_eq!(err.to_string(), "environment variable HUBSPOT_CLIENT_SECRET is not set");
+        assert_eq!(
+            err.to_string(),
+            "environment variable HUBSPOT_CLIENT_SECRET is not set"
+        );
     }
 
     #[test]
     fn a_bad_number_is_named_in_the_error() {
         let mut vars = base();
         vars.insert("HTTP_TIMEOUT_MS", "ten");
-        assert!(load(&vars).unwrap_err().to_string().contains("HTTP_TIMEOUT_MS"));
+        assert!(load(&vars)
+            .unwrap_err()
+            .to_string()
+            .contains("HTTP_TIMEOUT_MS"));
     }
 
     #[test]
@@ -289,7 +301,9 @@ mod tests {
         vars.insert("HUBSPOT_CLIENT_SECRET", "very-secret-value");
         let config = load(&vars).unwrap();
         assert_eq!(
-            config.oauth_apps[&Provider::Hubspot].client_secret.expose_secret(),
+            config.oauth_apps[&Provider::Hubspot]
+                .client_secret
+                .expose_secret(),
             "very-secret-value"
         );
         assert!(!format!("{config:?}").contains("very-secret-value"));
@@ -311,7 +325,10 @@ mod tests {
         let config = load(&vars).unwrap();
         assert_eq!(
             config
-                .provider_url(Provider::Hubspot, "https://api.hubapi.com/oauth/2026-03/token")
+                .provider_url(
+                    Provider::Hubspot,
+                    "https://api.hubapi.com/oauth/2026-03/token"
+                )
                 .as_str(),
             "http://127.0.0.1:4010/oauth/2026-03/token"
         );

@@ -68,7 +68,10 @@ mod tests {
             api_key: None,
         };
         let shown = format!("{creds:?}");
-        assert!(!shown.contains("at-123") && !shown.contains("rt-456"), "{shown}");
+        assert!(
+            !shown.contains("at-123") && !shown.contains("rt-456"),
+            "{shown}"
+        );
         assert!(shown.contains("[redacted]"));
     }
 

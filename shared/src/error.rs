@@ -237,7 +237,9 @@ impl Error {
                 | ProviderError::InvalidGrant { provider, .. } => {
                     format!("{provider} no longer accepts this connection; reconnect it")
                 }
-                ProviderError::Rejected { provider, status, .. } => {
+                ProviderError::Rejected {
+                    provider, status, ..
+                } => {
                     format!("{provider} refused the request (HTTP {status})")
                 }
                 ProviderError::NotImplemented { .. } => e.to_string(),

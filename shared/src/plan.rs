@@ -152,37 +152,71 @@ mod tests {
         for crm in [Hubspot, Zoho, Freshsales, Bitrix24] {
             assert_eq!(needed(Plan::Free.check_connect(crm, &[])), Some(Plan::Pro));
         }
-        assert_eq!(needed(Plan::Free.check_connect(Salesforce, &[])), Some(Plan::Business));
+        assert_eq!(
+            needed(Plan::Free.check_connect(Salesforce, &[])),
+            Some(Plan::Business)
+        );
     }
 
     #[test]
     fn a_refusal_says_which_plan_is_needed() {
         let err = Plan::Free.check_connect(Hubspot, &[]).unwrap_err();
-        assert_eq!(err.to_string(), "hubspot needs the Pro plan: the Free plan does not include HubSpot");
+        assert_eq!(
+            err.to_string(),
+            "hubspot needs the Pro plan: the Free plan does not include HubSpot"
+        );
     }
 
     #[test]
     fn pro_allows_sheets_and_one_crm() {
-        assert_eq!(needed(Plan::Pro.check_connect(Hubspot, &[GoogleSheets])), None);
-        assert_eq!(needed(Plan::Pro.check_connect(Zoho, &[Hubspot])), Some(Plan::Business));
-        assert_eq!(needed(Plan::Pro.check_connect(Hubspot, &[Hubspot])), None, "reconnect");
-        assert_eq!(needed(Plan::Pro.check_connect(GoogleSheets, &[Hubspot])), None);
-        assert_eq!(needed(Plan::Pro.check_connect(Salesforce, &[])), Some(Plan::Business));
+        assert_eq!(
+            needed(Plan::Pro.check_connect(Hubspot, &[GoogleSheets])),
+            None
+        );
+        assert_eq!(
+            needed(Plan::Pro.check_connect(Zoho, &[Hubspot])),
+            Some(Plan::Business)
+        );
+        assert_eq!(
+            needed(Plan::Pro.check_connect(Hubspot, &[Hubspot])),
+            None,
+            "reconnect"
+        );
+        assert_eq!(
+            needed(Plan::Pro.check_connect(GoogleSheets, &[Hubspot])),
+            None
+        );
+        assert_eq!(
+            needed(Plan::Pro.check_connect(Salesforce, &[])),
+            Some(Plan::Business)
+        );
     }
 
     #[test]
     fn business_allows_everything() {
         for p in Provider::ALL {
-            assert_eq!(needed(Plan::Business.check_connect(p, &Provider::ALL)), None);
+            assert_eq!(
+                needed(Plan::Business.check_connect(p, &Provider::ALL)),
+                None
+            );
         }
     }
 
     #[test]
     fn after_a_downgrade_only_the_first_crm_keeps_receiving_leads() {
         let connected = [GoogleSheets, Zoho, Hubspot, Salesforce];
-        assert_eq!(Plan::Pro.allowed_destinations(&connected), vec![GoogleSheets, Zoho]);
-        assert_eq!(Plan::Free.allowed_destinations(&connected), vec![GoogleSheets]);
-        assert_eq!(Plan::Business.allowed_destinations(&connected), connected.to_vec());
+        assert_eq!(
+            Plan::Pro.allowed_destinations(&connected),
+            vec![GoogleSheets, Zoho]
+        );
+        assert_eq!(
+            Plan::Free.allowed_destinations(&connected),
+            vec![GoogleSheets]
+        );
+        assert_eq!(
+            Plan::Business.allowed_destinations(&connected),
+            connected.to_vec()
+        );
     }
 
     #[test]

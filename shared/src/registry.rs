@@ -223,7 +223,10 @@ mod tests {
     fn every_provider_round_trips_through_its_slug() {
         for p in Provider::ALL {
             assert_eq!(p.slug().parse::<Provider>(), Ok(p));
-            assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{}\"", p.slug()));
+            assert_eq!(
+                serde_json::to_string(&p).unwrap(),
+                format!("\"{}\"", p.slug())
+            );
         }
     }
 
@@ -238,7 +241,10 @@ mod tests {
     fn hubspot_uses_the_2026_03_oauth_endpoints_with_pkce() {
         let oauth = HUBSPOT.oauth().unwrap();
         assert!(oauth.token_url.ends_with("/oauth/2026-03/token"));
-        assert!(oauth.revoke_url.unwrap().ends_with("/oauth/2026-03/token/revoke"));
+        assert!(oauth
+            .revoke_url
+            .unwrap()
+            .ends_with("/oauth/2026-03/token/revoke"));
         assert!(!oauth.token_url.contains("/v1/"));
         assert!(oauth.pkce);
         assert!(!oauth.rotates_refresh_tokens);

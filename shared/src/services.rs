@@ -33,7 +33,10 @@ impl Services {
     /// With an AWS configuration built elsewhere (tests aim one at a fault-injecting proxy).
     pub fn with_aws_config(config: Config, aws: &aws_config::SdkConfig) -> Services {
         Services {
-            store: Store::new(aws_sdk_dynamodb::Client::new(aws), config.table_name.clone()),
+            store: Store::new(
+                aws_sdk_dynamodb::Client::new(aws),
+                config.table_name.clone(),
+            ),
             vault: Vault::new(aws_sdk_kms::Client::new(aws), config.kms_key_id.clone()),
             http: HttpClient::new(&config.http),
             sqs: aws_sdk_sqs::Client::new(aws),

@@ -120,7 +120,10 @@ impl Vault {
     }
 }
 
-fn kms_error<E: ProvideErrorMetadata, R>(operation: &'static str, error: SdkError<E, R>) -> VaultError {
+fn kms_error<E: ProvideErrorMetadata, R>(
+    operation: &'static str,
+    error: SdkError<E, R>,
+) -> VaultError {
     let retryable = match &error {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             true

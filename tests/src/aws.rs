@@ -52,7 +52,11 @@ pub async fn create_table(aws: &SdkConfig, table: &str) -> Result<()> {
                 .index_name(REFRESH_INDEX)
                 .key_schema(key("refresh_bucket", KeyType::Hash))
                 .key_schema(key("refresh_due_at", KeyType::Range))
-                .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::KeysOnly)
+                        .build(),
+                )
                 .build()
                 .expect("index is complete"),
         )

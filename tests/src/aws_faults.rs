@@ -27,7 +27,12 @@ struct Rule {
 }
 
 impl FaultyAws {
-    pub async fn start(upstream: &str, operation: &str, marker: &str, failures: usize) -> FaultyAws {
+    pub async fn start(
+        upstream: &str,
+        operation: &str,
+        marker: &str,
+        failures: usize,
+    ) -> FaultyAws {
         let matched = Arc::new(AtomicUsize::new(0));
         let rule = Arc::new(Rule {
             upstream: upstream.trim_end_matches('/').to_string(),
@@ -77,9 +82,16 @@ async fn forward(State(rule): State<Arc<Rule>>, request: Request) -> Response {
     let url = format!(
         "{}{}",
         rule.upstream,
-        parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+        parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
     );
-    let mut upstream = rule.client.request(parts.method.clone(), url).body(bytes.to_vec());
+    let mut upstream = rule
+        .client
+        .request(parts.method.clone(), url)
+        .body(bytes.to_vec());
     for (name, value) in parts.headers.iter() {
         if name != "host" && name != "content-length" {
             upstream = upstream.header(name, value);
@@ -96,6 +108,9 @@ async fn forward(State(rule): State<Arc<Rule>>, request: Request) -> Response {
             let body = response.bytes().await.unwrap_or_default();
             builder.body(Body::from(body)).expect("forwarded response")
         }
-        Err(_) => Response::builder().status(502).body(Body::empty()).expect("static response"),
+        Err(_) => Response::builder()
+            .status(502)
+            .body(Body::empty())
+            .expect("static response"),
     }
 }

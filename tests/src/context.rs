@@ -51,13 +51,18 @@ impl TestContext {
     }
 
     /// A context with configuration overrides and a simulator set up by `tune`.
-    pub async fn build(overrides: &[(&str, &str)], tune: impl FnOnce(&mut HubSpotSimConfig)) -> TestContext {
+    pub async fn build(
+        overrides: &[(&str, &str)],
+        tune: impl FnOnce(&mut HubSpotSimConfig),
+    ) -> TestContext {
         crate::logs::install();
         let aws = crate::aws::local_config().await.expect("local AWS");
         let table = format!("relay-test-{}", uuid::Uuid::new_v4().simple());
         crate::aws::create_table(&aws, &table).await.expect("table");
         let key_id = crate::aws::create_key(&aws, None).await.expect("key");
-        let queues = crate::queue::LeadQueues::create(&aws, &table).await.expect("queues");
+        let queues = crate::queue::LeadQueues::create(&aws, &table)
+            .await
+            .expect("queues");
         let client_secret = format!("client-secret-{}", uuid::Uuid::new_v4().simple());
         let mut sim_config = HubSpotSimConfig {
             client_id: "test-client-id".into(),
@@ -69,15 +74,24 @@ impl TestContext {
         let mut vars: HashMap<String, String> = HashMap::from([
             ("TABLE_NAME".into(), table.clone()),
             ("KMS_KEY_ID".into(), key_id.clone()),
-            ("SETUP_PAGE_URL".into(), "https://app.leadrelay.test/settings/integrations".into()),
-            ("OAUTH_REDIRECT_BASE_URL".into(), "https://api.leadrelay.test".into()),
+            (
+                "SETUP_PAGE_URL".into(),
+                "https://app.leadrelay.test/settings/integrations".into(),
+            ),
+            (
+                "OAUTH_REDIRECT_BASE_URL".into(),
+                "https://api.leadrelay.test".into(),
+            ),
             ("HUBSPOT_CLIENT_ID".into(), "test-client-id".into()),
             ("HUBSPOT_CLIENT_SECRET".into(), client_secret.clone()),
             ("HUBSPOT_ENDPOINT_URL".into(), hubspot.base_url()),
             ("HTTP_BACKOFF_BASE_MS".into(), "10".into()),
             ("HTTP_MAX_WAIT_MS".into(), "500".into()),
             ("HTTP_TIMEOUT_MS".into(), "8000".into()),
-            ("DEAD_LETTER_QUEUE_URL".into(), queues.dead_letter_url.clone()),
+            (
+                "DEAD_LETTER_QUEUE_URL".into(),
+                queues.dead_letter_url.clone(),
+            ),
             ("LEAD_MAX_RECEIVES".into(), "5".into()),
         ]);
         for (k, v) in overrides {
@@ -103,13 +117,15 @@ impl TestContext {
     /// Another set of services on the same table, key and simulator, whose DynamoDB calls go
     /// to `dynamodb_endpoint` (a fault-injecting proxy in front of moto).
     pub fn services_via(&self, dynamodb_endpoint: &str) -> Services {
-        let config = Config::from_lookup(|k| self.vars.get(k).cloned()).expect("test configuration");
+        let config =
+            Config::from_lookup(|k| self.vars.get(k).cloned()).expect("test configuration");
         let mut services = Services::with_aws_config(config, &self.aws);
         // A service-level endpoint set in code outranks AWS_ENDPOINT_URL from the environment.
         let ddb = aws_sdk_dynamodb::config::Builder::from(&self.aws)
             .endpoint_url(dynamodb_endpoint)
             .build();
-        services.store = shared::store::Store::new(aws_sdk_dynamodb::Client::from_conf(ddb), self.table.clone());
+        services.store =
+            shared::store::Store::new(aws_sdk_dynamodb::Client::from_conf(ddb), self.table.clone());
         services
     }
 
@@ -151,7 +167,11 @@ impl TestContext {
             Body::Binary(bytes) => serde_json::from_slice(bytes).expect("JSON body"),
             _ => Value::Null,
         };
-        ApiResponse { status, headers, body }
+        ApiResponse {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn authorize(&self, tenant: &str, plan: &str) -> ApiResponse {
@@ -162,8 +182,17 @@ impl TestContext {
     /// The browser at the provider's consent screen: returns the query the provider sends the
     /// browser back to the callback with.
     pub async fn consent(&self, authorize_url: &str) -> Vec<(String, String)> {
-        let response = self.browser.get(authorize_url).send().await.expect("consent screen");
-        assert_eq!(response.status().as_u16(), 302, "the simulator redirects after consent");
+        let response = self
+            .browser
+            .get(authorize_url)
+            .send()
+            .await
+            .expect("consent screen");
+        assert_eq!(
+            response.status().as_u16(),
+            302,
+            "the simulator redirects after consent"
+        );
         let location = response.headers()["location"].to_str().unwrap().to_string();
         let url = Url::parse(&location).expect("redirect URL");
         assert_eq!(
@@ -171,12 +200,17 @@ impl TestContext {
             "https://api.leadrelay.test/oauth/hubspot/callback",
             "the provider redirects to the configured callback"
         );
-        url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+        url.query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
     }
 
     /// Calls oauth-callback; returns the redirect target.
     pub async fn callback(&self, provider: &str, query: &[(String, String)]) -> Url {
-        let pairs: Vec<(&str, &str)> = query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let pairs: Vec<(&str, &str)> = query
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let event = ApiEvent::sample("oauth-callback/callback.json")
             .provider(provider)
             .query(&pairs);
@@ -199,5 +233,7 @@ impl TestContext {
 
 /// The query of a setup-page redirect as a map.
 pub fn outcome(url: &Url) -> HashMap<String, String> {
-    url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+    url.query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }

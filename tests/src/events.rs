@@ -35,10 +35,16 @@ impl ApiEvent {
 
     pub fn provider(mut self, provider: &str) -> Self {
         let path = self.0["rawPath"].as_str().unwrap_or_default().to_string();
-        let old = self.0["pathParameters"]["provider"].as_str().unwrap_or("hubspot").to_string();
+        let old = self.0["pathParameters"]["provider"]
+            .as_str()
+            .unwrap_or("hubspot")
+            .to_string();
         let new_path = path.replacen(&format!("/{old}"), &format!("/{provider}"), 1);
         self.0["pathParameters"] = json!({ "provider": provider });
-        let method = self.0["requestContext"]["http"]["method"].as_str().unwrap_or("GET").to_string();
+        let method = self.0["requestContext"]["http"]["method"]
+            .as_str()
+            .unwrap_or("GET")
+            .to_string();
         self.path(&method, &new_path)
     }
 

@@ -15,7 +15,10 @@ struct Capture;
 
 impl Write for Capture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        CAPTURED.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
+        CAPTURED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
         if std::env::var_os("TEST_LOG").is_some() {
             std::io::stderr().write_all(buf)?;
         }
@@ -55,7 +58,10 @@ pub fn captured() -> String {
 
 /// Panics, naming the secret's label (never its value), if any captured line contains it.
 pub fn assert_never_logged(label: &str, secret: &str) {
-    assert!(secret.len() >= 8, "{label} is too short to search for meaningfully");
+    assert!(
+        secret.len() >= 8,
+        "{label} is too short to search for meaningfully"
+    );
     let logs = captured();
     assert!(!logs.is_empty(), "no logs were captured at all");
     assert!(!logs.contains(secret), "the {label} appeared in the logs");

@@ -26,7 +26,11 @@ impl LeadQueues {
     /// A queue and a DLQ, with the template's redrive policy (5 receives).
     pub async fn create(aws: &SdkConfig, prefix: &str) -> anyhow::Result<LeadQueues> {
         let sqs = aws_sdk_sqs::Client::new(aws);
-        let dlq = sqs.create_queue().queue_name(format!("{prefix}-dlq")).send().await?;
+        let dlq = sqs
+            .create_queue()
+            .queue_name(format!("{prefix}-dlq"))
+            .send()
+            .await?;
         let dead_letter_url = dlq.queue_url.unwrap_or_default();
         let dlq_arn = queue_arn(&sqs, &dead_letter_url).await?;
         let queue = sqs
@@ -34,7 +38,8 @@ impl LeadQueues {
             .queue_name(format!("{prefix}-leads"))
             .attributes(
                 QueueAttributeName::RedrivePolicy,
-                serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5" }).to_string(),
+                serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5" })
+                    .to_string(),
             )
             .send()
             .await?;
@@ -177,7 +182,12 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> anyhow::Result<Strin
 }
 
 /// A v1 lead message.
-pub fn lead_message(tenant: &str, plan: &str, lead: serde_json::Value, summary: Option<&str>) -> String {
+pub fn lead_message(
+    tenant: &str,
+    plan: &str,
+    lead: serde_json::Value,
+    summary: Option<&str>,
+) -> String {
     serde_json::json!({
         "version": 1,
         "tenant_id": tenant,

@@ -16,7 +16,10 @@ use tracing::Instrument;
 pub use routes::{Route, ROUTES};
 
 /// Handles one API Gateway HTTP API (v2) request.
-pub async fn handle(services: &Services, request: Request) -> Result<Response<Body>, lambda_http::Error> {
+pub async fn handle(
+    services: &Services,
+    request: Request,
+) -> Result<Response<Body>, lambda_http::Error> {
     let request_id = request
         .lambda_context_ref()
         .map(|c| c.request_id.clone())
@@ -52,7 +55,10 @@ async fn dispatch(services: &Services, request: &Request) -> Result<Response<Bod
     };
     let provider = || provider.ok_or_else(|| Error::NotFound("provider".into()));
     match route {
-        Route::Authorize => json(200, &connections::start_authorization(services, &caller, provider()?).await?),
+        Route::Authorize => json(
+            200,
+            &connections::start_authorization(services, &caller, provider()?).await?,
+        ),
         Route::List => json(
             200,
             &json!({ "connections": connections::list_connections(services, &caller).await? }),
@@ -63,9 +69,15 @@ async fn dispatch(services: &Services, request: &Request) -> Result<Response<Bod
         ),
         Route::Settings => {
             let input: SettingsInput = parse_body(request)?;
-            json(200, &connections::save_settings(services, &caller, provider()?, input).await?)
+            json(
+                200,
+                &connections::save_settings(services, &caller, provider()?, input).await?,
+            )
         }
-        Route::Disconnect => json(200, &connections::disconnect(services, &caller, provider()?).await?),
+        Route::Disconnect => json(
+            200,
+            &connections::disconnect(services, &caller, provider()?).await?,
+        ),
         // API-key connect is built with the Freshsales integration.
         Route::ConnectFreshsales => Err(Error::NotSupported(Provider::Freshsales)),
     }
@@ -78,10 +90,16 @@ fn caller(services: &Services, request: &Request) -> Result<Caller, Error> {
             .authorizer
             .and_then(|a| a.jwt)
             .map(|jwt| jwt.claims)
-            .ok_or(Error::Unauthorized("no JWT authorizer claims on the request"))?,
+            .ok_or(Error::Unauthorized(
+                "no JWT authorizer claims on the request",
+            ))?,
         _ => return Err(Error::Unauthorized("not an API Gateway HTTP API request")),
     };
-    let caller = Caller::from_claims(&claims, &services.config.tenant_claim, &services.config.plan_claim)?;
+    let caller = Caller::from_claims(
+        &claims,
+        &services.config.tenant_claim,
+        &services.config.plan_claim,
+    )?;
     tracing::Span::current().record("tenant", caller.tenant.as_str());
     Ok(caller)
 }
@@ -93,7 +111,8 @@ fn parse_body<T: serde::de::DeserializeOwned>(request: &Request) -> Result<T, Er
         Body::Binary(bytes) => bytes,
         _ => b"",
     };
-    serde_json::from_slice(bytes).map_err(|e| Error::BadRequest(format!("the JSON body is invalid: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::BadRequest(format!("the JSON body is invalid: {e}")))
 }
 
 fn json<T: Serialize>(status: u16, body: &T) -> Result<Response<Body>, Error> {

@@ -12,7 +12,11 @@ pub enum Route {
 
 /// Method and path template of every route.
 pub const ROUTES: [(Route, &str, &str); 6] = [
-    (Route::Authorize, "POST", "/connections/{provider}/authorize"),
+    (
+        Route::Authorize,
+        "POST",
+        "/connections/{provider}/authorize",
+    ),
     (Route::List, "GET", "/connections"),
     (Route::Pipelines, "GET", "/connections/{provider}/pipelines"),
     (Route::Settings, "PUT", "/connections/{provider}/settings"),
@@ -81,7 +85,10 @@ mod tests {
 
     #[test]
     fn literal_segments_win_over_the_provider_parameter() {
-        assert_eq!(resolve("PUT", "/connections/freshsales"), Some((Route::ConnectFreshsales, None)));
+        assert_eq!(
+            resolve("PUT", "/connections/freshsales"),
+            Some((Route::ConnectFreshsales, None))
+        );
         assert_eq!(
             resolve("DELETE", "/connections/freshsales"),
             Some((Route::Disconnect, Some("freshsales")))

@@ -7,7 +7,10 @@ use shared::connections::{self, CallbackParams};
 use shared::Services;
 use tracing::Instrument;
 
-pub async fn handle(services: &Services, request: Request) -> Result<Response<Body>, lambda_http::Error> {
+pub async fn handle(
+    services: &Services,
+    request: Request,
+) -> Result<Response<Body>, lambda_http::Error> {
     let request_id = request
         .lambda_context_ref()
         .map(|c| c.request_id.clone())
@@ -17,7 +20,9 @@ pub async fn handle(services: &Services, request: Request) -> Result<Response<Bo
         let provider = provider_segment(&request);
         let query = request.query_string_parameters();
         let params = CallbackParams {
-            code: query.first("code").map(|c| SecretString::from(c.to_string())),
+            code: query
+                .first("code")
+                .map(|c| SecretString::from(c.to_string())),
             state: query.first("state").map(str::to_string),
             error: query.first("error").map(str::to_string),
         };

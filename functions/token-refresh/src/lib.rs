@@ -3,8 +3,8 @@
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use lambda_runtime::LambdaEvent;
-pub use shared::refresh::RefreshSummary;
 use shared::refresh::run_scheduled;
+pub use shared::refresh::RefreshSummary;
 use shared::Services;
 use tracing::Instrument;
 
@@ -15,6 +15,8 @@ pub async fn handle(
     event: LambdaEvent<EventBridgeEvent>,
 ) -> Result<RefreshSummary, lambda_runtime::Error> {
     let span = tracing::info_span!("token_refresh", request_id = %event.context.request_id);
-    let summary = run_scheduled(services, chrono::Utc::now()).instrument(span).await?;
+    let summary = run_scheduled(services, chrono::Utc::now())
+        .instrument(span)
+        .await?;
     Ok(summary)
 }

@@ -78,8 +78,15 @@ pub async fn complete_authorization(
     target
 }
 
-async fn connect(services: &Services, provider: Provider, params: CallbackParams) -> Result<(), Failure> {
-    let state_value = params.state.filter(|s| !s.is_empty()).ok_or(Failure::State("invalid_state"))?;
+async fn connect(
+    services: &Services,
+    provider: Provider,
+    params: CallbackParams,
+) -> Result<(), Failure> {
+    let state_value = params
+        .state
+        .filter(|s| !s.is_empty())
+        .ok_or(Failure::State("invalid_state"))?;
     let pending = services
         .store
         .consume_pending_authorization(&state::state_key(&state_value), Utc::now())
@@ -104,14 +111,17 @@ async fn connect(services: &Services, provider: Provider, params: CallbackParams
     }
     let code = params.code.ok_or(Failure::MissingCode)?;
 
-    let implementation = super::implementation(provider).map_err(|_| Failure::ProviderUnavailable)?;
+    let implementation =
+        super::implementation(provider).map_err(|_| Failure::ProviderUnavailable)?;
     let oauth = OAuthClient::new(provider, &services.config, &services.http)
         .map_err(|_| Failure::ProviderUnavailable)?;
     let tokens = oauth
         .exchange_code(&code, pending.pkce_verifier.as_ref())
         .await
         .map_err(exchange_failure)?;
-    let account = implementation.account_from_tokens(&tokens).map_err(exchange_failure)?;
+    let account = implementation
+        .account_from_tokens(&tokens)
+        .map_err(exchange_failure)?;
     let credentials = Credentials {
         access_token: Some(tokens.access_token),
         refresh_token: tokens.refresh_token,
@@ -150,7 +160,9 @@ async fn connect(services: &Services, provider: Provider, params: CallbackParams
             account: account.clone(),
             token_expires_at: schedule.token_expires_at,
             refresh_due_at: schedule.refresh_due_at,
-            refresh_bucket: schedule.refresh_due_at.map(|_| crate::store::REFRESH_BUCKET.to_string()),
+            refresh_bucket: schedule
+                .refresh_due_at
+                .map(|_| crate::store::REFRESH_BUCKET.to_string()),
             refreshed_at: Some(obtained_at),
             version: existing.as_ref().map_or(1, |e| e.version + 1),
             // Pipelines belong to the account: keep the mapping only when it is the same one.

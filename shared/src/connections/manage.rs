@@ -14,7 +14,10 @@ use crate::store::ConnectionSettings;
 
 /// `GET /connections`.
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant))]
-pub async fn list_connections(services: &Services, caller: &Caller) -> Result<Vec<ConnectionView>, Error> {
+pub async fn list_connections(
+    services: &Services,
+    caller: &Caller,
+) -> Result<Vec<ConnectionView>, Error> {
     let connections = services.store.list_connections(&caller.tenant).await?;
     Ok(connections.iter().map(ConnectionView::from).collect())
 }
@@ -68,7 +71,12 @@ pub async fn save_settings(
     let pipeline = pipelines
         .iter()
         .find(|p| p.id == input.pipeline_id)
-        .ok_or_else(|| Error::BadRequest(format!("pipeline {:?} does not exist in {provider}", input.pipeline_id)))?;
+        .ok_or_else(|| {
+            Error::BadRequest(format!(
+                "pipeline {:?} does not exist in {provider}",
+                input.pipeline_id
+            ))
+        })?;
     for (stage, crm_stage) in &input.stage_mapping {
         if !pipeline.stages.iter().any(|s| &s.id == crm_stage) {
             return Err(Error::BadRequest(format!(
@@ -85,7 +93,9 @@ pub async fn save_settings(
         .store
         .save_settings(&caller.tenant, provider, open.connection.version, &settings)
         .await?
-        .ok_or_else(|| Error::Conflict("the connection changed meanwhile; reload and try again".into()))?;
+        .ok_or_else(|| {
+            Error::Conflict("the connection changed meanwhile; reload and try again".into())
+        })?;
     tracing::info!(pipeline = %settings.pipeline_id, mapped = settings.stage_mapping.len(), "settings saved");
     Ok(ConnectionView::from(&saved))
 }
@@ -124,10 +134,16 @@ pub async fn disconnect(
                 Ok(done) => revoked = done,
                 Err(error) => tracing::warn!(error = %error, "revocation at the provider failed"),
             },
-            Err(error) => tracing::warn!(error = %error, "credentials could not be opened to revoke"),
+            Err(error) => {
+                tracing::warn!(error = %error, "credentials could not be opened to revoke")
+            }
         }
     }
-    if !services.store.delete_connection(&caller.tenant, provider).await? {
+    if !services
+        .store
+        .delete_connection(&caller.tenant, provider)
+        .await?
+    {
         return Err(Error::NotFound(format!("{provider} connection")));
     }
     tracing::info!(revoked_at_provider = revoked, "connection deleted");

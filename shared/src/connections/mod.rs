@@ -8,7 +8,9 @@ mod view;
 
 pub use authorize::{start_authorization, AuthorizationStart};
 pub use callback::{complete_authorization, CallbackParams};
-pub use manage::{disconnect, list_connections, list_pipelines, save_settings, Disconnected, SettingsInput};
+pub use manage::{
+    disconnect, list_connections, list_pipelines, save_settings, Disconnected, SettingsInput,
+};
 pub use session::{open_session, OpenConnection};
 pub use view::ConnectionView;
 

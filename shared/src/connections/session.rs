@@ -40,7 +40,8 @@ impl<'a> OpenConnection<'a> {
         Ok(Session::new(
             provider,
             &self.services.http,
-            self.implementation.api_base(default_base, &self.connection.account),
+            self.implementation
+                .api_base(default_base, &self.connection.account),
             &self.connection.account,
             token,
             self.implementation.auth_scheme(),
@@ -54,11 +55,20 @@ impl<'a> OpenConnection<'a> {
     /// The provider refused the current access token: refresh once (unless someone already
     /// did) so the caller can retry with the new one.
     pub async fn refresh_after_rejection(&mut self) -> Result<(), Error> {
-        let rejected = self.credentials.access_token.clone().ok_or_else(|| Error::NeedsReauth {
-            provider: self.connection.provider,
-            reason: "no access token is stored".into(),
-        })?;
-        let refreshed = refresh::refresh(self.services, self.connection.clone(), RefreshCause::Rejected(rejected)).await?;
+        let rejected = self
+            .credentials
+            .access_token
+            .clone()
+            .ok_or_else(|| Error::NeedsReauth {
+                provider: self.connection.provider,
+                reason: "no access token is stored".into(),
+            })?;
+        let refreshed = refresh::refresh(
+            self.services,
+            self.connection.clone(),
+            RefreshCause::Rejected(rejected),
+        )
+        .await?;
         self.connection = refreshed.connection;
         self.credentials = refreshed.credentials;
         Ok(())

@@ -210,20 +210,34 @@ impl HttpClient {
             let (failure, wait) = match outcome {
                 Ok(response) => {
                     span.record("status", response.status);
-                    match throttle::classify(signals, response.status, &response.headers, &response.body) {
+                    match throttle::classify(
+                        signals,
+                        response.status,
+                        &response.headers,
+                        &response.body,
+                    ) {
                         Verdict::Done => {
                             span.record("attempts", attempt);
                             span.record("elapsed_ms", started.elapsed().as_millis() as u64);
                             tracing::debug!("provider answered");
                             return Ok(response);
                         }
-                        Verdict::Throttled { retry_after, give_up } => {
-                            let failure = ProviderError::Throttled { provider, retry_after };
+                        Verdict::Throttled {
+                            retry_after,
+                            give_up,
+                        } => {
+                            let failure = ProviderError::Throttled {
+                                provider,
+                                retry_after,
+                            };
                             if give_up {
                                 (failure, None)
                             } else {
                                 // A throttled request was not processed: safe to send again.
-                                (failure, Some(retry_after.unwrap_or_else(|| backoff.next_wait())))
+                                (
+                                    failure,
+                                    Some(retry_after.unwrap_or_else(|| backoff.next_wait())),
+                                )
                             }
                         }
                         Verdict::Transient => {
@@ -322,7 +336,8 @@ impl HttpResponse {
         if self.is_success() {
             return Ok(self);
         }
-        let code = provider_error_code(&self.body).unwrap_or_else(|| format!("http_{}", self.status));
+        let code =
+            provider_error_code(&self.body).unwrap_or_else(|| format!("http_{}", self.status));
         if self.status == 401 {
             return Err(ProviderError::Unauthorized {
                 provider: self.provider,

@@ -23,8 +23,8 @@ impl HttpClient {
             code: "bad_url".into(),
             message: "the token URL is not absolute".into(),
         })?;
-        let mut outbound = OutboundRequest::new(provider, operation, parts.method, url)
-            .idempotency(idempotency);
+        let mut outbound =
+            OutboundRequest::new(provider, operation, parts.method, url).idempotency(idempotency);
         let content_type = parts.headers.get(CONTENT_TYPE).cloned();
         outbound.headers = parts.headers;
         if let Some(auth) = outbound.headers.get_mut(reqwest::header::AUTHORIZATION) {
@@ -39,11 +39,13 @@ impl HttpClient {
         if let Some(headers) = builder.headers_mut() {
             *headers = response.headers;
         }
-        builder.body(response.body).map_err(|_| ProviderError::Garbage {
-            provider,
-            status: response.status,
-            detail: "unreadable response head".into(),
-        })
+        builder
+            .body(response.body)
+            .map_err(|_| ProviderError::Garbage {
+                provider,
+                status: response.status,
+                detail: "unreadable response head".into(),
+            })
     }
 }
 
@@ -61,7 +63,11 @@ pub(crate) struct OAuthTransport {
 impl<'c> oauth2::AsyncHttpClient<'c> for OAuthTransport {
     type Error = ProviderError;
     type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<oauth2::HttpResponse, ProviderError>> + Send + 'c>,
+        Box<
+            dyn std::future::Future<Output = Result<oauth2::HttpResponse, ProviderError>>
+                + Send
+                + 'c,
+        >,
     >;
 
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {

@@ -31,9 +31,15 @@ mod tests {
 
     #[test]
     fn query_values_and_userinfo_are_never_shown() {
-        let url = Url::parse("https://user:pw@accounts.zoho.eu:8443/oauth/v2/token/revoke?token=1000.abc&x=1").unwrap();
+        let url = Url::parse(
+            "https://user:pw@accounts.zoho.eu:8443/oauth/v2/token/revoke?token=1000.abc&x=1",
+        )
+        .unwrap();
         let shown = url_for_log(&url);
-        assert_eq!(shown, "https://accounts.zoho.eu:8443/oauth/v2/token/revoke?token=[redacted]&x=[redacted]");
+        assert_eq!(
+            shown,
+            "https://accounts.zoho.eu:8443/oauth/v2/token/revoke?token=[redacted]&x=[redacted]"
+        );
         assert!(!shown.contains("1000.abc") && !shown.contains("pw"));
     }
 }

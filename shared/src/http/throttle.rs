@@ -20,7 +20,12 @@ pub enum Verdict {
     Transient,
 }
 
-pub fn classify(signals: &[ThrottleSignal], status: u16, headers: &HeaderMap, body: &[u8]) -> Verdict {
+pub fn classify(
+    signals: &[ThrottleSignal],
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Verdict {
     let has = |s: ThrottleSignal| signals.contains(&s);
     let throttled = |give_up: bool| Verdict::Throttled {
         retry_after: super::retry::retry_after(headers),
@@ -34,7 +39,8 @@ pub fn classify(signals: &[ThrottleSignal], status: u16, headers: &HeaderMap, bo
         }
         200..=299 => Verdict::Done,
         429 => {
-            let daily = has(ThrottleSignal::HubSpotRateLimitHeaders) && contains(body, b"\"DAILY\"");
+            let daily =
+                has(ThrottleSignal::HubSpotRateLimitHeaders) && contains(body, b"\"DAILY\"");
             throttled(daily)
         }
         403 if has(ThrottleSignal::SalesforceRequestLimit)
@@ -48,7 +54,9 @@ pub fn classify(signals: &[ThrottleSignal], status: u16, headers: &HeaderMap, bo
         {
             throttled(false)
         }
-        503 if has(ThrottleSignal::Bitrix24QueryLimit) && contains(body, b"QUERY_LIMIT_EXCEEDED") => {
+        503 if has(ThrottleSignal::Bitrix24QueryLimit)
+            && contains(body, b"QUERY_LIMIT_EXCEEDED") =>
+        {
             throttled(false)
         }
         500..=599 => Verdict::Transient,
@@ -86,10 +94,30 @@ mod tests {
 
     #[test]
     fn hubspot_429_is_throttled_and_daily_limits_give_up() {
-        let ten = verdict(&[Status429, HubSpotRateLimitHeaders], 429, r#"{"policyName":"TEN_SECONDLY_ROLLING"}"#);
-        assert_eq!(ten, Verdict::Throttled { retry_after: None, give_up: false });
-        let daily = verdict(&[Status429, HubSpotRateLimitHeaders], 429, r#"{"policyName":"DAILY"}"#);
-        assert_eq!(daily, Verdict::Throttled { retry_after: None, give_up: true });
+        let ten = verdict(
+            &[Status429, HubSpotRateLimitHeaders],
+            429,
+            r#"{"policyName":"TEN_SECONDLY_ROLLING"}"#,
+        );
+        assert_eq!(
+            ten,
+            Verdict::Throttled {
+                retry_after: None,
+                give_up: false
+            }
+        );
+        let daily = verdict(
+            &[Status429, HubSpotRateLimitHeaders],
+            429,
+            r#"{"policyName":"DAILY"}"#,
+        );
+        assert_eq!(
+            daily,
+            Verdict::Throttled {
+                retry_after: None,
+                give_up: true
+            }
+        );
     }
 
     #[test]
@@ -98,24 +126,42 @@ mod tests {
         headers.insert("retry-after", HeaderValue::from_static("3"));
         assert_eq!(
             classify(&[Status429], 429, &headers, b""),
-            Verdict::Throttled { retry_after: Some(Duration::from_secs(3)), give_up: false }
+            Verdict::Throttled {
+                retry_after: Some(Duration::from_secs(3)),
+                give_up: false
+            }
         );
     }
 
     #[test]
     fn salesforce_request_limit_403_is_throttling_but_other_403s_are_not() {
-        let limit = r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#;
-        assert!(is_throttled(&verdict(&[SalesforceRequestLimit], 403, limit)));
+        let limit =
+            r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#;
+        assert!(is_throttled(&verdict(
+            &[SalesforceRequestLimit],
+            403,
+            limit
+        )));
         let denied = r#"[{"message":"no","errorCode":"INSUFFICIENT_ACCESS"}]"#;
-        assert_eq!(verdict(&[SalesforceRequestLimit], 403, denied), Verdict::Done);
-        assert_eq!(verdict(&[Status429], 403, limit), Verdict::Done, "only for Salesforce");
+        assert_eq!(
+            verdict(&[SalesforceRequestLimit], 403, denied),
+            Verdict::Done
+        );
+        assert_eq!(
+            verdict(&[Status429], 403, limit),
+            Verdict::Done,
+            "only for Salesforce"
+        );
     }
 
     #[test]
     fn bitrix24_query_limit_503_is_throttling_other_503s_are_transient() {
         let limit = r#"{"error":"QUERY_LIMIT_EXCEEDED","error_description":"Too many requests"}"#;
         assert!(is_throttled(&verdict(&[Bitrix24QueryLimit], 503, limit)));
-        assert_eq!(verdict(&[Bitrix24QueryLimit], 503, "oops"), Verdict::Transient);
+        assert_eq!(
+            verdict(&[Bitrix24QueryLimit], 503, "oops"),
+            Verdict::Transient
+        );
     }
 
     #[test]
@@ -123,9 +169,20 @@ mod tests {
         let denied = r#"{"error":"Access Denied","error_description":"You have made too many requests continuously."}"#;
         assert!(is_throttled(&verdict(&[ZohoNonStandard], 200, denied)));
         assert!(is_throttled(&verdict(&[ZohoNonStandard], 400, denied)));
-        assert!(is_throttled(&verdict(&[ZohoNonStandard], 400, r#"{"code":"TOO_MANY_REQUESTS"}"#)));
-        assert_eq!(verdict(&[ZohoNonStandard], 200, r#"{"access_token":"x"}"#), Verdict::Done);
-        assert_eq!(verdict(&[Status429], 200, denied), Verdict::Done, "only for Zoho");
+        assert!(is_throttled(&verdict(
+            &[ZohoNonStandard],
+            400,
+            r#"{"code":"TOO_MANY_REQUESTS"}"#
+        )));
+        assert_eq!(
+            verdict(&[ZohoNonStandard], 200, r#"{"access_token":"x"}"#),
+            Verdict::Done
+        );
+        assert_eq!(
+            verdict(&[Status429], 200, denied),
+            Verdict::Done,
+            "only for Zoho"
+        );
     }
 
     #[test]
@@ -134,6 +191,12 @@ mod tests {
         assert_eq!(verdict(&[Status429], 502, ""), Verdict::Transient);
         assert_eq!(verdict(&[Status429], 400, ""), Verdict::Done);
         assert_eq!(verdict(&[Status429], 404, ""), Verdict::Done);
-        assert_eq!(verdict(&[Status429], 429, ""), Verdict::Throttled { retry_after: None, give_up: false });
+        assert_eq!(
+            verdict(&[Status429], 429, ""),
+            Verdict::Throttled {
+                retry_after: None,
+                give_up: false
+            }
+        );
     }
 }

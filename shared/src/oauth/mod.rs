@@ -57,7 +57,11 @@ pub struct AuthorizeRequest {
 
 impl<'a> OAuthClient<'a> {
     /// The provider's registry endpoints (moved to `<PROVIDER>_ENDPOINT_URL` when set).
-    pub fn new(provider: Provider, config: &'a Config, http: &'a HttpClient) -> Result<Self, Error> {
+    pub fn new(
+        provider: Provider,
+        config: &'a Config,
+        http: &'a HttpClient,
+    ) -> Result<Self, Error> {
         let facts = provider
             .facts()
             .and_then(|f| f.oauth())
@@ -134,8 +138,8 @@ impl<'a> OAuthClient<'a> {
         let mut request =
             client.exchange_code(AuthorizationCode::new(code.expose_secret().to_string()));
         if let Some(verifier) = pkce_verifier {
-            request =
-                request.set_pkce_verifier(PkceCodeVerifier::new(verifier.expose_secret().to_string()));
+            request = request
+                .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose_secret().to_string()));
         }
         let response = request
             .request_async(&transport)
@@ -183,7 +187,10 @@ impl<'a> OAuthClient<'a> {
                 ("token", refresh_token.expose_secret().to_string()),
                 ("token_type_hint", "refresh_token".into()),
                 ("client_id", self.app.client_id.clone()),
-                ("client_secret", self.app.client_secret.expose_secret().to_string()),
+                (
+                    "client_secret",
+                    self.app.client_secret.expose_secret().to_string(),
+                ),
             ])
             .idempotency(Idempotency::Safe);
         let response = self.http.send(request).await?;

@@ -63,7 +63,11 @@ impl TokenEndpointError {
         let code = self.code();
         matches!(
             code.as_str(),
-            "invalid_grant" | "invalid_code" | "BAD_REFRESH_TOKEN" | "BAD_AUTH_CODE" | "expired_token"
+            "invalid_grant"
+                | "invalid_code"
+                | "BAD_REFRESH_TOKEN"
+                | "BAD_AUTH_CODE"
+                | "expired_token"
         )
     }
 
@@ -100,7 +104,10 @@ pub struct TokenSet {
 impl fmt::Debug for TokenSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenSet")
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
             .field("expires_at", &self.expires_at)
             .field("extras", &self.extras.keys().collect::<Vec<_>>())
             .finish()
@@ -161,7 +168,10 @@ fn from_error_body(provider: Provider, status: u16, body: &TokenEndpointError) -
             provider,
             code: body.code(),
         }
-    } else if matches!(body.code().as_str(), "invalid_client" | "unauthorized_client") {
+    } else if matches!(
+        body.code().as_str(),
+        "invalid_client" | "unauthorized_client"
+    ) {
         ProviderError::Unauthorized {
             provider,
             code: body.code(),
@@ -198,6 +208,9 @@ mod tests {
         let extras: ProviderExtras =
             serde_json::from_str(r#"{"hub_id":42,"id_token":"secret-jwt"}"#).unwrap();
         let shown = format!("{extras:?}");
-        assert!(shown.contains("hub_id") && !shown.contains("secret-jwt"), "{shown}");
+        assert!(
+            shown.contains("hub_id") && !shown.contains("secret-jwt"),
+            "{shown}"
+        );
     }
 }

@@ -110,7 +110,10 @@ pub trait CrmProvider: Send + Sync {
 
     /// Non-secret account facts to keep from a token response (account id, data centre,
     /// instance URL). Refusing a response here refuses the connect.
-    fn account_from_tokens(&self, tokens: &TokenSet) -> Result<BTreeMap<String, String>, ProviderError>;
+    fn account_from_tokens(
+        &self,
+        tokens: &TokenSet,
+    ) -> Result<BTreeMap<String, String>, ProviderError>;
 
     /// The API base for a connected account (per data centre or instance where that varies).
     fn api_base(&self, default_base: Url, _account: &BTreeMap<String, String>) -> Url {

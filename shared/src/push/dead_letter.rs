@@ -39,7 +39,10 @@ pub(super) async fn send(
         .message_attributes("failure_reason", attribute(&reason_attr))
         .message_attributes("source_message_id", attribute(&message.message_id))
         .message_attributes("failed_at", attribute(&Utc::now().to_rfc3339()))
-        .message_attributes("receive_count", attribute(&message.receive_count.to_string()));
+        .message_attributes(
+            "receive_count",
+            attribute(&message.receive_count.to_string()),
+        );
     if let Some(parsed) = parsed {
         request = request
             .message_attributes("tenant_id", attribute(parsed.tenant_id.as_str()))

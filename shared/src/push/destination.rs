@@ -38,8 +38,14 @@ pub(super) async fn push(
     let digest = lead.digest();
 
     // Fast path: an identical replay needs neither a claim nor a CRM call.
-    if let Some(existing) = services.store.get_lead_mapping(tenant, &lead.id, provider).await? {
-        if existing.pushed_digest.as_deref() == Some(digest.as_str()) && existing.lease_owner.is_none() {
+    if let Some(existing) = services
+        .store
+        .get_lead_mapping(tenant, &lead.id, provider)
+        .await?
+    {
+        if existing.pushed_digest.as_deref() == Some(digest.as_str())
+            && existing.lease_owner.is_none()
+        {
             tracing::info!("identical lead already pushed; skipping");
             return Ok(DestinationOutcome::AlreadyPushed);
         }
@@ -49,7 +55,14 @@ pub(super) async fn push(
     let now = Utc::now();
     let mut mapping = match services
         .store
-        .claim_lead(tenant, &lead.id, provider, &owner, now, now + chrono::Duration::seconds(CLAIM_SECONDS))
+        .claim_lead(
+            tenant,
+            &lead.id,
+            provider,
+            &owner,
+            now,
+            now + chrono::Duration::seconds(CLAIM_SECONDS),
+        )
         .await?
     {
         LeadClaim::Claimed(mapping) => mapping,
@@ -83,8 +96,18 @@ pub(super) async fn push(
 
     let now = Utc::now();
     let recorded = match &result {
-        Ok(()) => services.store.record_sync_success(tenant, provider, now).await,
-        Err(error) => services.store.record_sync_failure(tenant, provider, now, &error.to_string()).await,
+        Ok(()) => {
+            services
+                .store
+                .record_sync_success(tenant, provider, now)
+                .await
+        }
+        Err(error) => {
+            services
+                .store
+                .record_sync_failure(tenant, provider, now, &error.to_string())
+                .await
+        }
     };
     if let Err(e) = recorded {
         tracing::warn!(error = %e, "could not record the sync status");
@@ -103,7 +126,9 @@ async fn release(services: &Services, mapping: &mut LeadMapping, owner: &str) ->
     if services.store.save_claimed_lead(mapping, owner).await? {
         Ok(())
     } else {
-        Err(Error::Busy("the claim on this lead lapsed before the push was recorded".into()))
+        Err(Error::Busy(
+            "the claim on this lead lapsed before the push was recorded".into(),
+        ))
     }
 }
 
@@ -131,9 +156,9 @@ async fn push_with_session(
                 open.refresh_after_rejection().await?;
                 refreshed = true;
             }
-            Err(error @ (ProviderError::Unauthorized { .. } | ProviderError::InvalidGrant { .. })) => {
-                return Err(open.needs_reauth(&error).await)
-            }
+            Err(
+                error @ (ProviderError::Unauthorized { .. } | ProviderError::InvalidGrant { .. }),
+            ) => return Err(open.needs_reauth(&error).await),
             Err(error) => return Err(error.into()),
         }
     }

@@ -31,7 +31,9 @@ pub struct InboundMessage {
 #[derive(Debug, PartialEq, Eq)]
 pub enum MessageOutcome {
     /// Every destination has the lead (or there was nothing to push to).
-    Done { results: Vec<(Provider, DestinationOutcome)> },
+    Done {
+        results: Vec<(Provider, DestinationOutcome)>,
+    },
     /// Report as a batch item failure: SQS redelivers after the visibility timeout.
     Retry { reason: String },
     /// Sent to the DLQ with this reason; delete it from the queue.
@@ -91,10 +93,17 @@ pub async fn process_message(services: &Services, message: &InboundMessage) -> M
     .await
 }
 
-async fn push_everywhere(services: &Services, message: &InboundMessage, parsed: &LeadMessage) -> MessageOutcome {
+async fn push_everywhere(
+    services: &Services,
+    message: &InboundMessage,
+    parsed: &LeadMessage,
+) -> MessageOutcome {
     let connections = match services.store.list_connections(&parsed.tenant_id).await {
         Ok(c) => c,
-        Err(error) => return retry_or_give_up(services, message, parsed, vec![failure_of(None, &error)]).await,
+        Err(error) => {
+            return retry_or_give_up(services, message, parsed, vec![failure_of(None, &error)])
+                .await
+        }
     };
     let connected: Vec<Provider> = connections
         .iter()
@@ -108,14 +117,18 @@ async fn push_everywhere(services: &Services, message: &InboundMessage, parsed: 
     if allowed.is_empty() {
         // The lead stays in LeadRelay; the relay has nowhere to put it. Not a failure.
         tracing::info!("the tenant has no destination its plan allows; nothing to push");
-        return MessageOutcome::Done { results: Vec::new() };
+        return MessageOutcome::Done {
+            results: Vec::new(),
+        };
     }
 
     let pushes = allowed.iter().map(|provider| {
         let provider = *provider;
         async move {
             let span = tracing::info_span!("destination", provider = %provider);
-            let result = destination::push(services, parsed, provider).instrument(span).await;
+            let result = destination::push(services, parsed, provider)
+                .instrument(span)
+                .await;
             (provider, result)
         }
     });
@@ -146,7 +159,10 @@ async fn retry_or_give_up(
 ) -> MessageOutcome {
     let reason = describe(&failures);
     if message.receive_count >= services.config.push.max_receives {
-        let reason = format!("gave up after {} deliveries: {reason}", message.receive_count);
+        let reason = format!(
+            "gave up after {} deliveries: {reason}",
+            message.receive_count
+        );
         return dead_letter::send(services, message, Some(parsed), &reason).await;
     }
     tracing::warn!(reason = %reason, "lead push failed; SQS will deliver it again");
@@ -162,5 +178,9 @@ fn failure_of(provider: Option<Provider>, error: &Error) -> Failure {
 }
 
 fn describe(failures: &[Failure]) -> String {
-    failures.iter().map(Failure::to_string).collect::<Vec<_>>().join("; ")
+    failures
+        .iter()
+        .map(Failure::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -77,7 +77,11 @@ pub fn require_active(connection: &Connection) -> Result<(), Error> {
 }
 
 /// Marks the connection `needs_reauth` with the reason, and returns the matching error.
-pub async fn mark_needs_reauth(services: &Services, connection: &Connection, reason: &str) -> Error {
+pub async fn mark_needs_reauth(
+    services: &Services,
+    connection: &Connection,
+    reason: &str,
+) -> Error {
     let provider = connection.provider;
     if let Err(store_error) = services
         .store
@@ -109,7 +113,11 @@ fn answered(connection: &Connection, credentials: &Credentials, cause: &RefreshC
 
 /// Refreshes `connection` for `cause` under its lease, or waits for whoever holds the lease and
 /// takes the tokens it stored.
-pub async fn refresh(services: &Services, connection: Connection, cause: RefreshCause) -> Result<Refreshed, Error> {
+pub async fn refresh(
+    services: &Services,
+    connection: Connection,
+    cause: RefreshCause,
+) -> Result<Refreshed, Error> {
     let tenant = connection.tenant_id.clone();
     let provider = connection.provider;
     let owner = uuid::Uuid::new_v4().to_string();
@@ -119,13 +127,21 @@ pub async fn refresh(services: &Services, connection: Connection, cause: Refresh
         let now = Utc::now();
         let leased = services
             .store
-            .acquire_refresh_lease(&tenant, provider, &owner, now, now + chrono::Duration::seconds(LEASE_SECONDS))
+            .acquire_refresh_lease(
+                &tenant,
+                provider,
+                &owner,
+                now,
+                now + chrono::Duration::seconds(LEASE_SECONDS),
+            )
             .await?;
         if let Some(current) = leased {
             return refresh_holding_lease(services, current, &owner, &cause).await;
         }
         if started.elapsed() > WAIT_LIMIT {
-            return Err(Error::Busy(format!("a refresh of the {provider} connection is taking long")));
+            return Err(Error::Busy(format!(
+                "a refresh of the {provider} connection is taking long"
+            )));
         }
         tokio::time::sleep(WAIT_STEP).await;
         let current = services
@@ -135,7 +151,10 @@ pub async fn refresh(services: &Services, connection: Connection, cause: Refresh
             .ok_or_else(|| Error::NotFound(format!("{provider} connection")))?;
         require_active(&current)?;
         if current.version != seen_version {
-            let credentials = services.vault.open(&tenant, provider, &current.credentials).await?;
+            let credentials = services
+                .vault
+                .open(&tenant, provider, &current.credentials)
+                .await?;
             if answered(&current, &credentials, &cause) {
                 return Ok(Refreshed {
                     connection: current,
@@ -156,7 +175,11 @@ async fn refresh_holding_lease(
     let tenant = connection.tenant_id.clone();
     let provider = connection.provider;
     let release = || async {
-        if let Err(e) = services.store.release_refresh_lease(&tenant, provider, owner).await {
+        if let Err(e) = services
+            .store
+            .release_refresh_lease(&tenant, provider, owner)
+            .await
+        {
             tracing::warn!(error = %e, "could not release the refresh lease; it will lapse");
         }
     };
@@ -242,13 +265,24 @@ async fn refresh_holding_lease(
         attempt += 1;
         match services
             .store
-            .store_refreshed_tokens(&tenant, provider, owner, connection.version, &sealed, schedule)
+            .store_refreshed_tokens(
+                &tenant,
+                provider,
+                owner,
+                connection.version,
+                &sealed,
+                schedule,
+            )
             .await
         {
             Ok(true) => break,
             Ok(false) => {
-                tracing::error!("the refresh lease was taken over before the new tokens were stored");
-                return Err(Error::Busy(format!("the {provider} refresh lease was lost")));
+                tracing::error!(
+                    "the refresh lease was taken over before the new tokens were stored"
+                );
+                return Err(Error::Busy(format!(
+                    "the {provider} refresh lease was lost"
+                )));
             }
             Err(e) if attempt < STORE_ATTEMPTS => {
                 tracing::warn!(error = %e, attempt, "storing refreshed tokens failed; retrying");

@@ -39,9 +39,13 @@ enum Outcome {
 
 /// Refreshes every connection due before `now + lookahead`, a bounded number at a time; one
 /// failure never stops the others.
-pub async fn run_scheduled(services: &Services, now: DateTime<Utc>) -> Result<RefreshSummary, Error> {
+pub async fn run_scheduled(
+    services: &Services,
+    now: DateTime<Utc>,
+) -> Result<RefreshSummary, Error> {
     let settings = &services.config.refresh;
-    let horizon = now + chrono::Duration::from_std(settings.lookahead).unwrap_or(chrono::Duration::minutes(15));
+    let horizon = now
+        + chrono::Duration::from_std(settings.lookahead).unwrap_or(chrono::Duration::minutes(15));
     let started = Instant::now();
     let due = services.store.connections_due_for_refresh(horizon).await?;
     tracing::info!(due = due.len(), horizon = %horizon, "scheduled refresh starting");
@@ -72,7 +76,11 @@ pub async fn run_scheduled(services: &Services, now: DateTime<Utc>) -> Result<Re
 }
 
 async fn refresh_due(services: &Services, due: DueConnection, horizon: DateTime<Utc>) -> Outcome {
-    let connection = match services.store.get_connection(&due.tenant, due.provider).await {
+    let connection = match services
+        .store
+        .get_connection(&due.tenant, due.provider)
+        .await
+    {
         Ok(Some(c)) if c.status == ConnectionStatus::Active => c,
         Ok(_) => return Outcome::Skipped,
         Err(error) => {

@@ -146,6 +146,18 @@ impl Store {
         ])
     }
 
+    /// An UpdateItem on one connection row.
+    fn update_connection(
+        &self,
+        tenant: &TenantId,
+        provider: Provider,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.ddb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.connection_key(tenant, provider)))
+    }
+
     pub async fn get_connection(
         &self,
         tenant: &TenantId,
@@ -162,7 +174,9 @@ impl Store {
             .map_err(|e| store_error("GetItem", e).expect("GetItem has no condition"))?;
         output
             .item
-            .map(|item| serde_dynamo::from_item(item).map_err(|e| malformed("connection", e).into()))
+            .map(|item| {
+                serde_dynamo::from_item(item).map_err(|e| malformed("connection", e).into())
+            })
             .transpose()
     }
 
@@ -184,7 +198,8 @@ impl Store {
                 .await
                 .map_err(|e| store_error("Query", e).expect("Query has no condition"))?;
             for item in output.items.unwrap_or_default() {
-                connections.push(serde_dynamo::from_item(item).map_err(|e| malformed("connection", e))?);
+                connections
+                    .push(serde_dynamo::from_item(item).map_err(|e| malformed("connection", e))?);
             }
             start = output.last_evaluated_key;
             if start.is_none() {
@@ -205,7 +220,11 @@ impl Store {
         let mut item: HashMap<String, AttributeValue> =
             serde_dynamo::to_item(connection).map_err(|e| malformed("connection", e))?;
         item.extend(self.connection_key(&connection.tenant_id, connection.provider));
-        let mut request = self.ddb.put_item().table_name(&self.table).set_item(Some(item));
+        let mut request = self
+            .ddb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
         request = match expected_version {
             None => request.condition_expression("attribute_not_exists(pk)"),
             Some(v) => request
@@ -225,18 +244,27 @@ impl Store {
         schedule: TokenSchedule,
     ) -> Result<bool, Error> {
         let mut request = self
-            .ddb
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.connection_key(tenant, provider)))
+            .update_connection(tenant, provider)
             .condition_expression("version = :expected")
-            .expression_attribute_values(":expected", AttributeValue::N(expected_version.to_string()))
+            .expression_attribute_values(
+                ":expected",
+                AttributeValue::N(expected_version.to_string()),
+            )
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(":creds", AttributeValue::S(credentials.as_base64().into()));
-        let (update, values) = schedule_update("SET credentials = :creds, version = version + :one", schedule, "");
+            .expression_attribute_values(
+                ":creds",
+                AttributeValue::S(credentials.as_base64().into()),
+            );
+        let (update, values) = schedule_update(
+            "SET credentials = :creds, version = version + :one",
+            schedule,
+            "",
+        );
         request = values
             .into_iter()
-            .fold(request.update_expression(update), |r, (k, v)| r.expression_attribute_values(k, v));
+            .fold(request.update_expression(update), |r, (k, v)| {
+                r.expression_attribute_values(k, v)
+            });
         Ok(conditional("UpdateItem", request.send().await)?.is_some())
     }
 
@@ -248,15 +276,16 @@ impl Store {
         expected_version: u64,
         settings: &ConnectionSettings,
     ) -> Result<Option<Connection>, Error> {
-        let value = serde_dynamo::to_attribute_value(settings).map_err(|e| malformed("settings", e))?;
+        let value =
+            serde_dynamo::to_attribute_value(settings).map_err(|e| malformed("settings", e))?;
         let result = self
-            .ddb
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.connection_key(tenant, provider)))
+            .update_connection(tenant, provider)
             .condition_expression("version = :expected")
             .update_expression("SET settings = :settings, version = version + :one")
-            .expression_attribute_values(":expected", AttributeValue::N(expected_version.to_string()))
+            .expression_attribute_values(
+                ":expected",
+                AttributeValue::N(expected_version.to_string()),
+            )
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(":settings", value)
             .return_values(ReturnValue::AllNew)
@@ -284,10 +313,7 @@ impl Store {
         })
         .map_err(|e| malformed("last_error", e))?;
         let result = self
-            .ddb
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.connection_key(tenant, provider)))
+            .update_connection(tenant, provider)
             .condition_expression("attribute_exists(pk)")
             .update_expression(
                 "SET #status = :status, last_error = :err, version = version + :one \
@@ -312,10 +338,7 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
         let request = self
-            .ddb
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.connection_key(tenant, provider)))
+            .update_connection(tenant, provider)
             .condition_expression("attribute_exists(pk)")
             .update_expression("SET last_sync_at = :at REMOVE last_error")
             .expression_attribute_values(":at", AttributeValue::S(at.to_rfc3339()));
@@ -336,10 +359,7 @@ impl Store {
         })
         .map_err(|e| malformed("last_error", e))?;
         let request = self
-            .ddb
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.connection_key(tenant, provider)))
+            .update_connection(tenant, provider)
             .condition_expression("attribute_exists(pk)")
             .update_expression("SET last_error = :err")
             .expression_attribute_values(":err", last_error);
@@ -358,10 +378,7 @@ impl Store {
         until: DateTime<Utc>,
     ) -> Result<Option<Connection>, Error> {
         let result = self
-            .ddb
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.connection_key(tenant, provider)))
+            .update_connection(tenant, provider)
             .condition_expression(
                 "attribute_exists(pk) AND (attribute_not_exists(refresh_lease_until) OR refresh_lease_until < :now)",
             )
@@ -393,15 +410,18 @@ impl Store {
         schedule: TokenSchedule,
     ) -> Result<bool, Error> {
         let mut request = self
-            .ddb
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.connection_key(tenant, provider)))
+            .update_connection(tenant, provider)
             .condition_expression("refresh_lease_owner = :owner OR version = :version")
             .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
-            .expression_attribute_values(":version", AttributeValue::N(version_at_lease.to_string()))
+            .expression_attribute_values(
+                ":version",
+                AttributeValue::N(version_at_lease.to_string()),
+            )
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(":creds", AttributeValue::S(credentials.as_base64().into()));
+            .expression_attribute_values(
+                ":creds",
+                AttributeValue::S(credentials.as_base64().into()),
+            );
         let (update, values) = schedule_update(
             "SET credentials = :creds, version = version + :one",
             schedule,
@@ -409,7 +429,9 @@ impl Store {
         );
         request = values
             .into_iter()
-            .fold(request.update_expression(update), |r, (k, v)| r.expression_attribute_values(k, v));
+            .fold(request.update_expression(update), |r, (k, v)| {
+                r.expression_attribute_values(k, v)
+            });
         Ok(conditional("UpdateItem", request.send().await)?.is_some())
     }
 
@@ -421,10 +443,7 @@ impl Store {
         owner: &str,
     ) -> Result<(), Error> {
         let request = self
-            .ddb
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.connection_key(tenant, provider)))
+            .update_connection(tenant, provider)
             .condition_expression("refresh_lease_owner = :owner")
             .update_expression("REMOVE refresh_lease_owner, refresh_lease_until")
             .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()));
@@ -470,7 +489,10 @@ mod tests {
     #[test]
     fn a_refreshable_token_is_due_when_it_expires() {
         let s = TokenSchedule::compute(Some(at(1_800)), true, at(0), None);
-        assert_eq!((s.token_expires_at, s.refresh_due_at), (Some(1_800), Some(1_800)));
+        assert_eq!(
+            (s.token_expires_at, s.refresh_due_at),
+            (Some(1_800), Some(1_800))
+        );
     }
 
     #[test]
@@ -502,7 +524,10 @@ fn schedule_update(
 ) -> (String, HashMap<String, AttributeValue>) {
     let mut sets = vec![set.to_string(), "refreshed_at = :refreshed".into()];
     let mut removes: Vec<String> = Vec::new();
-    let mut values = HashMap::from([(":refreshed".to_string(), AttributeValue::S(Utc::now().to_rfc3339()))]);
+    let mut values = HashMap::from([(
+        ":refreshed".to_string(),
+        AttributeValue::S(Utc::now().to_rfc3339()),
+    )]);
     match schedule.token_expires_at {
         Some(at) => {
             sets.push("token_expires_at = :expires".into());
@@ -539,7 +564,10 @@ pub struct DueConnection {
 
 impl Store {
     /// Connections whose refresh is due at or before `before`, from the sparse index: no scan.
-    pub async fn connections_due_for_refresh(&self, before: DateTime<Utc>) -> Result<Vec<DueConnection>, Error> {
+    pub async fn connections_due_for_refresh(
+        &self,
+        before: DateTime<Utc>,
+    ) -> Result<Vec<DueConnection>, Error> {
         let mut due = Vec::new();
         let mut start = None;
         loop {
@@ -550,7 +578,10 @@ impl Store {
                 .index_name(super::REFRESH_INDEX)
                 .key_condition_expression("refresh_bucket = :bucket AND refresh_due_at <= :before")
                 .expression_attribute_values(":bucket", AttributeValue::S(REFRESH_BUCKET.into()))
-                .expression_attribute_values(":before", AttributeValue::N(before.timestamp().to_string()))
+                .expression_attribute_values(
+                    ":before",
+                    AttributeValue::N(before.timestamp().to_string()),
+                )
                 .set_exclusive_start_key(start)
                 .send()
                 .await
@@ -569,11 +600,13 @@ impl Store {
                     .and_then(|p| p.parse::<Provider>().ok());
                 let at = text("refresh_due_at").and_then(|n| n.parse::<i64>().ok());
                 match (tenant, provider, at) {
-                    (Some(tenant), Some(provider), Some(refresh_due_at)) => due.push(DueConnection {
-                        tenant,
-                        provider,
-                        refresh_due_at,
-                    }),
+                    (Some(tenant), Some(provider), Some(refresh_due_at)) => {
+                        due.push(DueConnection {
+                            tenant,
+                            provider,
+                            refresh_due_at,
+                        })
+                    }
                     _ => return Err(malformed("refresh index entry", "unexpected key").into()),
                 }
             }

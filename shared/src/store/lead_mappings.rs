@@ -80,7 +80,9 @@ impl Store {
             .map_err(|e| store_error("GetItem", e).expect("GetItem has no condition"))?;
         output
             .item
-            .map(|item| serde_dynamo::from_item(item).map_err(|e| malformed("lead mapping", e).into()))
+            .map(|item| {
+                serde_dynamo::from_item(item).map_err(|e| malformed("lead mapping", e).into())
+            })
             .transpose()
     }
 
@@ -139,7 +141,11 @@ impl Store {
 
     /// Saves a claimed mapping (progress, or the final state with the claim released) if
     /// `owner` still holds the claim. Returns `false` when the claim was lost.
-    pub async fn save_claimed_lead(&self, mapping: &LeadMapping, owner: &str) -> Result<bool, Error> {
+    pub async fn save_claimed_lead(
+        &self,
+        mapping: &LeadMapping,
+        owner: &str,
+    ) -> Result<bool, Error> {
         let mut item: HashMap<String, AttributeValue> =
             serde_dynamo::to_item(mapping).map_err(|e| malformed("lead mapping", e))?;
         item.extend(key(&mapping.tenant_id, &mapping.lead_id, mapping.provider));

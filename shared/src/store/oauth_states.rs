@@ -27,7 +27,10 @@ const TOMBSTONE_SECONDS: i64 = 24 * 3600;
 
 fn key(state_key: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([
-        ("pk".to_string(), AttributeValue::S(format!("STATE#{state_key}"))),
+        (
+            "pk".to_string(),
+            AttributeValue::S(format!("STATE#{state_key}")),
+        ),
         ("sk".to_string(), AttributeValue::S("STATE".into())),
     ])
 }
@@ -39,8 +42,14 @@ impl Store {
         pending: &PendingAuthorization,
     ) -> Result<(), Error> {
         let mut item = key(state_key);
-        item.insert("tenant_id".into(), AttributeValue::S(pending.tenant.to_string()));
-        item.insert("provider".into(), AttributeValue::S(pending.provider.slug().into()));
+        item.insert(
+            "tenant_id".into(),
+            AttributeValue::S(pending.tenant.to_string()),
+        );
+        item.insert(
+            "provider".into(),
+            AttributeValue::S(pending.provider.slug().into()),
+        );
         item.insert(
             "expires_at".into(),
             AttributeValue::N(pending.expires_at.timestamp().to_string()),
@@ -63,7 +72,8 @@ impl Store {
             .send()
             .await
             .map_err(|e| {
-                store_error("PutItem", e).unwrap_or_else(|| malformed("oauth state", "state collision"))
+                store_error("PutItem", e)
+                    .unwrap_or_else(|| malformed("oauth state", "state collision"))
             })?;
         Ok(())
     }

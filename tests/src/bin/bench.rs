@@ -29,10 +29,15 @@ async fn main() -> Result<()> {
     .await;
     let tenant = TestContext::tenant();
     anyhow::ensure!(outcome(&ctx.connect_hubspot(&tenant, "pro").await)["status"] == "connected");
-    let saved = ctx.api(ApiEvent::sample("connections-api/settings.json").claims(&tenant, "pro")).await;
+    let saved = ctx
+        .api(ApiEvent::sample("connections-api/settings.json").claims(&tenant, "pro"))
+        .await;
     anyhow::ensure!(saved.status == 200, "settings: {}", saved.body);
 
-    println!("lead push: {LEADS} new leads, concurrency {}", ctx.services.config.push.concurrency);
+    println!(
+        "lead push: {LEADS} new leads, concurrency {}",
+        ctx.services.config.push.concurrency
+    );
     let messages: Vec<InboundMessage> = (0..LEADS)
         .map(|i| InboundMessage {
             message_id: format!("m-{i}"),
@@ -62,10 +67,15 @@ async fn main() -> Result<()> {
         (ctx.hubspot.crm_call_count() - calls_before) as f64 / LEADS as f64
     );
 
-    println!("\ntoken refresh: {CONNECTIONS} due connections, concurrency {}", ctx.services.config.refresh.concurrency);
+    println!(
+        "\ntoken refresh: {CONNECTIONS} due connections, concurrency {}",
+        ctx.services.config.refresh.concurrency
+    );
     for _ in 0..CONNECTIONS {
         let tenant = TestContext::tenant();
-        anyhow::ensure!(outcome(&ctx.connect_hubspot(&tenant, "pro").await)["status"] == "connected");
+        anyhow::ensure!(
+            outcome(&ctx.connect_hubspot(&tenant, "pro").await)["status"] == "connected"
+        );
     }
     // Everything is due: look far ahead instead of waiting.
     let started = Instant::now();
@@ -115,6 +125,10 @@ fn report(what: &str, elapsed: Duration, mut latencies: Vec<Duration>) {
 fn peak_memory() -> String {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM")).map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM"))
+                .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+        })
         .unwrap_or_else(|| "unknown".into())
 }

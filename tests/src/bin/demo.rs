@@ -89,9 +89,14 @@ async fn run() -> Result<()> {
     let tenant = "acme-doha";
     let plan = "pro";
     println!("LeadRelay CRM relay: local demo (moto for AWS, a simulated HubSpot, the real Lambda binaries)");
-    say(format!("tenant {tenant:?} on the {plan} plan (from its JWT claims)"));
+    say(format!(
+        "tenant {tenant:?} on the {plan} plan (from its JWT claims)"
+    ));
 
-    step(1, "The setup page asks connections-api for a HubSpot authorize URL");
+    step(
+        1,
+        "The setup page asks connections-api for a HubSpot authorize URL",
+    );
     let (status, _, body) = lambda
         .http(
             "connections-api",
@@ -102,16 +107,28 @@ async fn run() -> Result<()> {
         bail!("authorize answered {status}: {body}");
     }
     let authorize_url = url::Url::parse(body["authorize_url"].as_str().context("authorize_url")?)?;
-    let params: std::collections::HashMap<_, _> = authorize_url.query_pairs().into_owned().collect();
-    say(format!("{} -> {}{}", status, authorize_url.origin().ascii_serialization(), authorize_url.path()));
+    let params: std::collections::HashMap<_, _> =
+        authorize_url.query_pairs().into_owned().collect();
+    say(format!(
+        "{} -> {}{}",
+        status,
+        authorize_url.origin().ascii_serialization(),
+        authorize_url.path()
+    ));
     say(format!(
         "scopes: {}; PKCE: {}; state: single use, stored hashed, expires {}",
         params.get("scope").map(String::as_str).unwrap_or("-"),
-        params.get("code_challenge_method").map(String::as_str).unwrap_or("none"),
+        params
+            .get("code_challenge_method")
+            .map(String::as_str)
+            .unwrap_or("none"),
         body["expires_at"].as_str().unwrap_or("?")
     ));
 
-    step(2, "The user consents at HubSpot (simulated), which redirects the browser to the callback");
+    step(
+        2,
+        "The user consents at HubSpot (simulated), which redirects the browser to the callback",
+    );
     let consent = browser.get(authorize_url.as_str()).send().await?;
     let location = consent
         .headers()
@@ -121,13 +138,25 @@ async fn run() -> Result<()> {
         .to_string();
     let back = url::Url::parse(&location)?;
     let query: Vec<(String, String)> = back.query_pairs().into_owned().collect();
-    say(format!("redirected to {} with a code and the state", back.path()));
+    say(format!(
+        "redirected to {} with a code and the state",
+        back.path()
+    ));
 
-    step(3, "oauth-callback consumes the state, exchanges the code and stores the tokens");
-    let pairs: Vec<(&str, &str)> = query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    step(
+        3,
+        "oauth-callback consumes the state, exchanges the code and stores the tokens",
+    );
+    let pairs: Vec<(&str, &str)> = query
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let callback = ApiEvent::sample("oauth-callback/callback.json").query(&pairs);
     let (status, headers, _) = lambda.http("oauth-callback", &callback).await?;
-    say(format!("{status} -> {}", headers["location"].as_str().unwrap_or("?")));
+    say(format!(
+        "{status} -> {}",
+        headers["location"].as_str().unwrap_or("?")
+    ));
 
     let services = shared::Services::from_env().await?;
     let tenant_id = TenantId::parse(tenant)?;
@@ -139,7 +168,11 @@ async fn run() -> Result<()> {
     say(format!(
         "stored in DynamoDB: status {:?}, HubSpot portal {}, version {}",
         stored.status,
-        stored.account.get("hub_id").map(String::as_str).unwrap_or("?"),
+        stored
+            .account
+            .get("hub_id")
+            .map(String::as_str)
+            .unwrap_or("?"),
         stored.version
     ));
     say(format!(
@@ -148,16 +181,28 @@ async fn run() -> Result<()> {
     ));
     say(format!(
         "access token expires at {}",
-        stored.token_expiry().map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into())
+        stored
+            .token_expiry()
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_else(|| "-".into())
     ));
 
-    step(4, "The same callback replayed (a back button, an attacker) is refused");
+    step(
+        4,
+        "The same callback replayed (a back button, an attacker) is refused",
+    );
     let (_, headers, _) = lambda.http("oauth-callback", &callback).await?;
-    say(format!("-> {}", headers["location"].as_str().unwrap_or("?")));
+    say(format!(
+        "-> {}",
+        headers["location"].as_str().unwrap_or("?")
+    ));
 
     step(5, "GET /connections lists the connection, without secrets");
     let (status, _, body) = lambda
-        .http("connections-api", &ApiEvent::sample("connections-api/list.json").claims(tenant, plan))
+        .http(
+            "connections-api",
+            &ApiEvent::sample("connections-api/list.json").claims(tenant, plan),
+        )
         .await?;
     for c in body["connections"].as_array().into_iter().flatten() {
         say(format!(
@@ -168,9 +213,15 @@ async fn run() -> Result<()> {
         ));
     }
 
-    step(6, "GET /connections/hubspot/pipelines reads the deal pipelines from HubSpot");
+    step(
+        6,
+        "GET /connections/hubspot/pipelines reads the deal pipelines from HubSpot",
+    );
     let (status, _, body) = lambda
-        .http("connections-api", &ApiEvent::sample("connections-api/pipelines.json").claims(tenant, plan))
+        .http(
+            "connections-api",
+            &ApiEvent::sample("connections-api/pipelines.json").claims(tenant, plan),
+        )
         .await?;
     for p in body["pipelines"].as_array().into_iter().flatten() {
         let stages: Vec<&str> = p["stages"]
@@ -179,10 +230,18 @@ async fn run() -> Result<()> {
             .flatten()
             .filter_map(|s| s["id"].as_str())
             .collect();
-        say(format!("{status}: {} ({}): {}", p["label"].as_str().unwrap_or("?"), p["id"].as_str().unwrap_or("?"), stages.join(", ")));
+        say(format!(
+            "{status}: {} ({}): {}",
+            p["label"].as_str().unwrap_or("?"),
+            p["id"].as_str().unwrap_or("?"),
+            stages.join(", ")
+        ));
     }
 
-    step(7, "PUT /connections/hubspot/settings saves the pipeline and the stage mapping");
+    step(
+        7,
+        "PUT /connections/hubspot/settings saves the pipeline and the stage mapping",
+    );
     let mapping = json!({
         "pipeline_id": "default",
         "stage_mapping": {"new": "appointmentscheduled", "qualified": "qualifiedtobuy", "proposal": "contractsent", "won": "closedwon", "lost": "closedlost"}
@@ -190,13 +249,21 @@ async fn run() -> Result<()> {
     let (status, _, body) = lambda
         .http(
             "connections-api",
-            &ApiEvent::sample("connections-api/settings.json").claims(tenant, plan).body(mapping),
+            &ApiEvent::sample("connections-api/settings.json")
+                .claims(tenant, plan)
+                .body(mapping),
         )
         .await?;
-    say(format!("{status}: pipeline {}", body["settings"]["pipeline_id"].as_str().unwrap_or("?")));
+    say(format!(
+        "{status}: pipeline {}",
+        body["settings"]["pipeline_id"].as_str().unwrap_or("?")
+    ));
     if let Some(map) = body["settings"]["stage_mapping"].as_object() {
         for (ours, theirs) in map {
-            say(format!("   LeadRelay {ours:<10} -> HubSpot {}", theirs.as_str().unwrap_or("?")));
+            say(format!(
+                "   LeadRelay {ours:<10} -> HubSpot {}",
+                theirs.as_str().unwrap_or("?")
+            ));
         }
     }
     let (status, _, body) = lambda
@@ -207,18 +274,31 @@ async fn run() -> Result<()> {
                 .body(json!({"pipeline_id": "default", "stage_mapping": {"won": "no-such-stage"}})),
         )
         .await?;
-    say(format!("a mapping to a stage HubSpot does not have: {status} {}", body["message"].as_str().unwrap_or("")));
+    say(format!(
+        "a mapping to a stage HubSpot does not have: {status} {}",
+        body["message"].as_str().unwrap_or("")
+    ));
 
-    step(8, "A Free-plan tenant asking for HubSpot is told which plan it needs");
+    step(
+        8,
+        "A Free-plan tenant asking for HubSpot is told which plan it needs",
+    );
     let (status, _, body) = lambda
         .http(
             "connections-api",
             &ApiEvent::sample("connections-api/authorize.json").claims("corner-shop", "free"),
         )
         .await?;
-    say(format!("{status} {}: {}", body["error"].as_str().unwrap_or(""), body["message"].as_str().unwrap_or("")));
+    say(format!(
+        "{status} {}: {}",
+        body["error"].as_str().unwrap_or(""),
+        body["message"].as_str().unwrap_or("")
+    ));
 
-    step(9, "The lead pipeline qualifies a lead in WhatsApp and puts it on the lead queue (SQS)");
+    step(
+        9,
+        "The lead pipeline qualifies a lead in WhatsApp and puts it on the lead queue (SQS)",
+    );
     let aws = relay_tests::aws::local_config().await?;
     let queues = relay_tests::queue::LeadQueues::create(&aws, TABLE).await?;
     let message = relay_tests::queue::lead_message(
@@ -231,12 +311,18 @@ async fn run() -> Result<()> {
     queues.send(&message).await;
     say("lead-0001: \"Fatima Al-Kuwari\", phone \"5555 1234\" (Qatar), stage qualified, score 82");
 
-    step(10, "lead-push receives the batch (as Lambda's SQS trigger would) and pushes it");
+    step(
+        10,
+        "lead-push receives the batch (as Lambda's SQS trigger would) and pushes it",
+    );
     let delivered = deliver(&lambda, &queues, 1).await?;
     say(delivered);
     print_hubspot(&browser, &std::env::var("HUBSPOT_ENDPOINT_URL")?).await?;
 
-    step(11, "The same message delivered again (SQS is at-least-once): nothing is duplicated");
+    step(
+        11,
+        "The same message delivered again (SQS is at-least-once): nothing is duplicated",
+    );
     queues.send(&message).await;
     say(deliver(&lambda, &queues, 1).await?);
 
@@ -246,19 +332,33 @@ async fn run() -> Result<()> {
     say(deliver(&lambda, &queues, 1).await?);
     print_hubspot(&browser, &std::env::var("HUBSPOT_ENDPOINT_URL")?).await?;
 
-    step(13, "A message that is not a lead goes to the DLQ with its reason, and the batch goes on");
+    step(
+        13,
+        "A message that is not a lead goes to the DLQ with its reason, and the batch goes on",
+    );
     queues.send("{\"version\": 2}").await;
     say(deliver(&lambda, &queues, 1).await?);
     for (_, attributes) in queues.dead_letters().await {
-        say(format!("DLQ: {}", attributes.get("failure_reason").map(String::as_str).unwrap_or("?")));
+        say(format!(
+            "DLQ: {}",
+            attributes
+                .get("failure_reason")
+                .map(String::as_str)
+                .unwrap_or("?")
+        ));
     }
 
     let (_, _, body) = lambda
-        .http("connections-api", &ApiEvent::sample("connections-api/list.json").claims(tenant, plan))
+        .http(
+            "connections-api",
+            &ApiEvent::sample("connections-api/list.json").claims(tenant, plan),
+        )
         .await?;
     say(format!(
         "GET /connections: hubspot last_sync_at {}",
-        body["connections"][0]["last_sync_at"].as_str().unwrap_or("-")
+        body["connections"][0]["last_sync_at"]
+            .as_str()
+            .unwrap_or("-")
     ));
 
     step(14, "token-refresh runs on its schedule: the HubSpot token is due (as if 20 minutes had passed)");
@@ -267,7 +367,10 @@ async fn run() -> Result<()> {
         .get_connection(&tenant_id, Provider::Hubspot)
         .await?
         .context("connection")?;
-    let old = services.vault.open(&tenant_id, Provider::Hubspot, &before.credentials).await?;
+    let old = services
+        .vault
+        .open(&tenant_id, Provider::Hubspot, &before.credentials)
+        .await?;
     let now = chrono::Utc::now().timestamp();
     services
         .store
@@ -276,26 +379,43 @@ async fn run() -> Result<()> {
             Provider::Hubspot,
             before.version,
             &before.credentials,
-            shared::store::TokenSchedule { token_expires_at: Some(now + 300), refresh_due_at: Some(now + 300) },
+            shared::store::TokenSchedule {
+                token_expires_at: Some(now + 300),
+                refresh_due_at: Some(now + 300),
+            },
         )
         .await?;
     say("access token now expires in 5 minutes: inside the 15-minute lookahead");
-    let summary = lambda.invoke("token-refresh", &relay_tests::events::load("token-refresh/schedule.json")).await?;
+    let summary = lambda
+        .invoke(
+            "token-refresh",
+            &relay_tests::events::load("token-refresh/schedule.json"),
+        )
+        .await?;
     say(format!("token-refresh -> {summary}"));
     let after = services
         .store
         .get_connection(&tenant_id, Provider::Hubspot)
         .await?
         .context("connection")?;
-    let new = services.vault.open(&tenant_id, Provider::Hubspot, &after.credentials).await?;
+    let new = services
+        .vault
+        .open(&tenant_id, Provider::Hubspot, &after.credentials)
+        .await?;
     use secrecy::ExposeSecret;
     let changed = |a: &Option<secrecy::SecretString>, b: &Option<secrecy::SecretString>| {
-        a.as_ref().map(|s| s.expose_secret().to_string()) != b.as_ref().map(|s| s.expose_secret().to_string())
+        a.as_ref().map(|s| s.expose_secret().to_string())
+            != b.as_ref().map(|s| s.expose_secret().to_string())
     };
     say(format!(
         "access token expiry {} -> {}; version {} -> {}; lease released: {}",
-        chrono::DateTime::<chrono::Utc>::from_timestamp(now + 300, 0).map(|t| t.format("%H:%M:%S").to_string()).unwrap_or_default(),
-        after.token_expiry().map(|t| t.format("%H:%M:%S").to_string()).unwrap_or_default(),
+        chrono::DateTime::<chrono::Utc>::from_timestamp(now + 300, 0)
+            .map(|t| t.format("%H:%M:%S").to_string())
+            .unwrap_or_default(),
+        after
+            .token_expiry()
+            .map(|t| t.format("%H:%M:%S").to_string())
+            .unwrap_or_default(),
         before.version + 1,
         after.version,
         after.refresh_lease_owner.is_none()
@@ -316,9 +436,15 @@ async fn run() -> Result<()> {
 
 /// Receives what is on the queue, invokes lead-push with it as an SQS event, and deletes what
 /// the function settled: what Lambda's event source mapping does.
-async fn deliver(lambda: &Lambda, queues: &relay_tests::queue::LeadQueues, expected: usize) -> Result<String> {
+async fn deliver(
+    lambda: &Lambda,
+    queues: &relay_tests::queue::LeadQueues,
+    expected: usize,
+) -> Result<String> {
     let event = queues.receive(expected).await;
-    let result = lambda.invoke("lead-push", &serde_json::to_value(&event)?).await?;
+    let result = lambda
+        .invoke("lead-push", &serde_json::to_value(&event)?)
+        .await?;
     let response: aws_lambda_events::event::sqs::SqsBatchResponse = serde_json::from_value(result)?;
     let delivery = queues.settle(&event, &response).await;
     Ok(format!(
@@ -331,7 +457,12 @@ async fn deliver(lambda: &Lambda, queues: &relay_tests::queue::LeadQueues, expec
 
 /// What the simulated HubSpot portal now holds.
 async fn print_hubspot(browser: &reqwest::Client, base: &str) -> Result<()> {
-    let state: Value = browser.get(format!("{base}/_sim/state")).send().await?.json().await?;
+    let state: Value = browser
+        .get(format!("{base}/_sim/state"))
+        .send()
+        .await?
+        .json()
+        .await?;
     let list = |kind: &str| state[kind].as_array().cloned().unwrap_or_default();
     for contact in list("contacts") {
         let p = &contact["properties"];
@@ -356,9 +487,26 @@ async fn print_hubspot(browser: &reqwest::Client, base: &str) -> Result<()> {
     }
     for note in list("notes") {
         let body = note["properties"]["hs_note_body"].as_str().unwrap_or("");
-        let text: String = body.replace("<br>", " ").split(['<', '>']).enumerate().filter(|(i, _)| i % 2 == 0).map(|(_, t)| t).collect::<Vec<_>>().join(" ");
-        say(format!("HubSpot note {}: {}", note["id"].as_str().unwrap_or("?"), text.split_whitespace().collect::<Vec<_>>().join(" ")));
+        let text: String = body
+            .replace("<br>", " ")
+            .split(['<', '>'])
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 0)
+            .map(|(_, t)| t)
+            .collect::<Vec<_>>()
+            .join(" ");
+        say(format!(
+            "HubSpot note {}: {}",
+            note["id"].as_str().unwrap_or("?"),
+            text.split_whitespace().collect::<Vec<_>>().join(" ")
+        ));
     }
-    say(format!("associations: {}", state["associations"].as_array().map(|a| a.len()).unwrap_or(0)));
+    say(format!(
+        "associations: {}",
+        state["associations"]
+            .as_array()
+            .map(|a| a.len())
+            .unwrap_or(0)
+    ));
     Ok(())
 }

@@ -17,10 +17,14 @@ async fn the_whole_hubspot_connect_flow_stores_lists_configures_and_disconnects(
     let started = ctx.authorize(&tenant, "pro").await;
     assert_eq!(started.status, 200, "{}", started.body);
     let authorize_url = url::Url::parse(started.body["authorize_url"].as_str().unwrap()).unwrap();
-    let params: std::collections::HashMap<_, _> = authorize_url.query_pairs().into_owned().collect();
+    let params: std::collections::HashMap<_, _> =
+        authorize_url.query_pairs().into_owned().collect();
     assert_eq!(authorize_url.path(), "/oauth/authorize");
     assert_eq!(params["client_id"], "test-client-id");
-    assert_eq!(params["redirect_uri"], "https://api.leadrelay.test/oauth/hubspot/callback");
+    assert_eq!(
+        params["redirect_uri"],
+        "https://api.leadrelay.test/oauth/hubspot/callback"
+    );
     assert_eq!(params["code_challenge_method"], "S256");
     assert!(params["scope"].contains("crm.objects.deals.read"));
     assert!(params["state"].len() >= 43);
@@ -46,7 +50,10 @@ async fn the_whole_hubspot_connect_flow_stores_lists_configures_and_disconnects(
     assert_eq!(exchanges.len(), 1);
     let form = exchanges[0].form();
     assert_eq!(form["grant_type"], "authorization_code");
-    assert_eq!(s256_challenge(&form["code_verifier"]), params["code_challenge"]);
+    assert_eq!(
+        s256_challenge(&form["code_verifier"]),
+        params["code_challenge"]
+    );
 
     // Stored encrypted: the row holds a KMS ciphertext, not the token.
     let tenant_id = TenantId::parse(&tenant).unwrap();
@@ -62,7 +69,10 @@ async fn the_whole_hubspot_connect_flow_stores_lists_configures_and_disconnects(
     assert_eq!(stored.status, ConnectionStatus::Active);
     assert!(!stored.credentials.as_base64().contains(&access_token[..40]));
     assert!(stored.credentials.len() > access_token.len());
-    assert_eq!(stored.account["hub_id"], ctx.hubspot.config().hub_id.to_string());
+    assert_eq!(
+        stored.account["hub_id"],
+        ctx.hubspot.config().hub_id.to_string()
+    );
     assert!(stored.token_expiry().is_some());
     let opened = ctx
         .services
@@ -98,7 +108,13 @@ async fn the_whole_hubspot_connect_flow_stores_lists_configures_and_disconnects(
         .map(|p| p["id"].as_str().unwrap())
         .collect();
     assert!(ids.contains(&"default"));
-    assert!(pipelines.body["pipelines"][0]["stages"].as_array().unwrap().len() >= 5);
+    assert!(
+        pipelines.body["pipelines"][0]["stages"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 5
+    );
 
     // Settings validated and saved.
     let saved = ctx
@@ -150,7 +166,10 @@ async fn a_free_plan_tenant_is_refused_hubspot_with_the_plan_it_needs() {
     assert_eq!(refused.body["error"], "plan_required");
     let message = refused.body["message"].as_str().unwrap();
     assert!(message.contains("Pro plan"), "{message}");
-    assert!(ctx.hubspot.requests().is_empty(), "nothing was sent to HubSpot");
+    assert!(
+        ctx.hubspot.requests().is_empty(),
+        "nothing was sent to HubSpot"
+    );
 }
 
 #[tokio::test]
@@ -159,8 +178,12 @@ async fn the_providers_access_denied_redirects_with_the_reason_and_stores_nothin
     let tenant = TestContext::tenant();
     ctx.hubspot.deny_next_consent();
     let started = ctx.authorize(&tenant, "pro").await;
-    let query = ctx.consent(started.body["authorize_url"].as_str().unwrap()).await;
-    assert!(query.iter().any(|(k, v)| k == "error" && v == "access_denied"));
+    let query = ctx
+        .consent(started.body["authorize_url"].as_str().unwrap())
+        .await;
+    assert!(query
+        .iter()
+        .any(|(k, v)| k == "error" && v == "access_denied"));
     let redirect = ctx.callback("hubspot", &query).await;
     assert_eq!(outcome(&redirect)["status"], "error");
     assert_eq!(outcome(&redirect)["reason"], "access_denied");
@@ -172,7 +195,9 @@ async fn failed_exchange_reason(fault: Fault) -> (String, TestContext, String) {
     let ctx = TestContext::new().await;
     let tenant = TestContext::tenant();
     let started = ctx.authorize(&tenant, "pro").await;
-    let query = ctx.consent(started.body["authorize_url"].as_str().unwrap()).await;
+    let query = ctx
+        .consent(started.body["authorize_url"].as_str().unwrap())
+        .await;
     ctx.hubspot.inject(Route::Token, fault);
     let redirect = ctx.callback("hubspot", &query).await;
     assert_eq!(outcome(&redirect)["status"], "error");
@@ -209,7 +234,9 @@ async fn a_throttled_token_endpoint_is_retried_and_the_connect_succeeds() {
     let ctx = TestContext::new().await;
     let tenant = TestContext::tenant();
     let started = ctx.authorize(&tenant, "pro").await;
-    let query = ctx.consent(started.body["authorize_url"].as_str().unwrap()).await;
+    let query = ctx
+        .consent(started.body["authorize_url"].as_str().unwrap())
+        .await;
     ctx.hubspot.inject(Route::Token, Fault::Throttle);
     let redirect = ctx.callback("hubspot", &query).await;
     assert_eq!(outcome(&redirect)["status"], "connected", "{redirect}");
@@ -221,17 +248,40 @@ async fn reconnecting_replaces_the_tokens_and_clears_needs_reauth() {
     let ctx = TestContext::new().await;
     let tenant = TestContext::tenant();
     let tenant_id = TenantId::parse(&tenant).unwrap();
-    assert_eq!(outcome(&ctx.connect_hubspot(&tenant, "pro").await)["status"], "connected");
+    assert_eq!(
+        outcome(&ctx.connect_hubspot(&tenant, "pro").await)["status"],
+        "connected"
+    );
     ctx.services
         .store
-        .mark_needs_reauth(&tenant_id, Provider::Hubspot, "grant revoked", chrono::Utc::now())
+        .mark_needs_reauth(
+            &tenant_id,
+            Provider::Hubspot,
+            "grant revoked",
+            chrono::Utc::now(),
+        )
         .await
         .unwrap();
-    let first = ctx.services.store.get_connection(&tenant_id, Provider::Hubspot).await.unwrap().unwrap();
+    let first = ctx
+        .services
+        .store
+        .get_connection(&tenant_id, Provider::Hubspot)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(first.status, ConnectionStatus::NeedsReauth);
 
-    assert_eq!(outcome(&ctx.connect_hubspot(&tenant, "pro").await)["status"], "connected");
-    let second = ctx.services.store.get_connection(&tenant_id, Provider::Hubspot).await.unwrap().unwrap();
+    assert_eq!(
+        outcome(&ctx.connect_hubspot(&tenant, "pro").await)["status"],
+        "connected"
+    );
+    let second = ctx
+        .services
+        .store
+        .get_connection(&tenant_id, Provider::Hubspot)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(second.status, ConnectionStatus::Active);
     assert!(second.last_error.is_none());
     assert!(second.version > first.version);

@@ -32,9 +32,19 @@ fn get(server: &MockServer, p: &str) -> OutboundRequest {
 #[tokio::test]
 async fn a_get_is_retried_after_server_errors_until_it_succeeds() {
     let server = MockServer::start().await;
-    Mock::given(path("/x")).respond_with(ResponseTemplate::new(500)).up_to_n_times(2).mount(&server).await;
-    Mock::given(path("/x")).respond_with(ResponseTemplate::new(200).set_body_string("{}")).mount(&server).await;
-    let response = HttpClient::new(&settings()).send(get(&server, "/x")).await.unwrap();
+    Mock::given(path("/x"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    Mock::given(path("/x"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("{}"))
+        .mount(&server)
+        .await;
+    let response = HttpClient::new(&settings())
+        .send(get(&server, "/x"))
+        .await
+        .unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(server.received_requests().await.unwrap().len(), 3);
 }
@@ -42,9 +52,18 @@ async fn a_get_is_retried_after_server_errors_until_it_succeeds() {
 #[tokio::test]
 async fn retries_are_bounded_by_the_attempt_budget() {
     let server = MockServer::start().await;
-    Mock::given(path("/x")).respond_with(ResponseTemplate::new(502)).mount(&server).await;
-    let error = HttpClient::new(&settings()).send(get(&server, "/x")).await.unwrap_err();
-    assert!(matches!(error, ProviderError::Unavailable { status: 502, .. }), "{error}");
+    Mock::given(path("/x"))
+        .respond_with(ResponseTemplate::new(502))
+        .mount(&server)
+        .await;
+    let error = HttpClient::new(&settings())
+        .send(get(&server, "/x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ProviderError::Unavailable { status: 502, .. }),
+        "{error}"
+    );
     assert!(error.is_retryable());
     assert_eq!(server.received_requests().await.unwrap().len(), 4);
 }
@@ -52,11 +71,17 @@ async fn retries_are_bounded_by_the_attempt_budget() {
 #[tokio::test]
 async fn a_non_idempotent_post_is_not_resent_after_a_server_error() {
     let server = MockServer::start().await;
-    Mock::given(path("/x")).respond_with(ResponseTemplate::new(500)).mount(&server).await;
+    Mock::given(path("/x"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&server)
+        .await;
     let url = url::Url::parse(&format!("{}/x", server.uri())).unwrap();
     let request = OutboundRequest::new(Provider::Hubspot, "test.post", Method::POST, url)
         .idempotency(Idempotency::Unsafe);
-    let error = HttpClient::new(&settings()).send(request).await.unwrap_err();
+    let error = HttpClient::new(&settings())
+        .send(request)
+        .await
+        .unwrap_err();
     assert!(matches!(error, ProviderError::Unavailable { .. }));
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
 }
@@ -75,8 +100,14 @@ async fn a_throttled_call_is_retried_and_succeeds() {
         .up_to_n_times(1)
         .mount(&server)
         .await;
-    Mock::given(path("/x")).respond_with(ResponseTemplate::new(200)).mount(&server).await;
-    let response = HttpClient::new(&settings()).send(get(&server, "/x")).await.unwrap();
+    Mock::given(path("/x"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let response = HttpClient::new(&settings())
+        .send(get(&server, "/x"))
+        .await
+        .unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
@@ -88,14 +119,21 @@ async fn a_retry_after_longer_than_the_budget_is_handed_back_to_the_caller() {
         .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "3600"))
         .mount(&server)
         .await;
-    let error = HttpClient::new(&settings()).send(get(&server, "/x")).await.unwrap_err();
+    let error = HttpClient::new(&settings())
+        .send(get(&server, "/x"))
+        .await
+        .unwrap_err();
     match error {
         ProviderError::Throttled { retry_after, .. } => {
             assert_eq!(retry_after, Some(Duration::from_secs(3600)))
         }
         other => panic!("expected throttling, got {other}"),
     }
-    assert_eq!(server.received_requests().await.unwrap().len(), 1, "not waited out in-process");
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        1,
+        "not waited out in-process"
+    );
 }
 
 #[tokio::test]
@@ -105,7 +143,10 @@ async fn a_daily_limit_is_not_retried_in_process() {
         .respond_with(ResponseTemplate::new(429).set_body_string(r#"{"policyName":"DAILY"}"#))
         .mount(&server)
         .await;
-    let error = HttpClient::new(&settings()).send(get(&server, "/x")).await.unwrap_err();
+    let error = HttpClient::new(&settings())
+        .send(get(&server, "/x"))
+        .await
+        .unwrap_err();
     assert!(matches!(error, ProviderError::Throttled { .. }));
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
 }
@@ -115,7 +156,10 @@ async fn redirects_are_never_followed() {
     let server = MockServer::start().await;
     let elsewhere = MockServer::start().await;
     Mock::given(path("/x"))
-        .respond_with(ResponseTemplate::new(302).insert_header("location", format!("{}/steal", elsewhere.uri())))
+        .respond_with(
+            ResponseTemplate::new(302)
+                .insert_header("location", format!("{}/steal", elsewhere.uri())),
+        )
         .mount(&server)
         .await;
     let request = get(&server, "/x").bearer(&SecretString::from("token-value".to_string()));
@@ -135,7 +179,10 @@ async fn a_provider_that_does_not_answer_in_time_is_a_timeout() {
         max_attempts: 2,
         ..settings()
     };
-    let error = HttpClient::new(&quick).send(get(&server, "/x")).await.unwrap_err();
+    let error = HttpClient::new(&quick)
+        .send(get(&server, "/x"))
+        .await
+        .unwrap_err();
     assert!(matches!(error, ProviderError::Timeout { .. }), "{error}");
     assert!(error.is_retryable());
 }
@@ -149,7 +196,10 @@ async fn a_4xx_comes_back_with_the_providers_code() {
         ))
         .mount(&server)
         .await;
-    let response = HttpClient::new(&settings()).send(get(&server, "/x")).await.unwrap();
+    let response = HttpClient::new(&settings())
+        .send(get(&server, "/x"))
+        .await
+        .unwrap();
     match response.error_for_status().unwrap_err() {
         ProviderError::Rejected { status, code, .. } => {
             assert_eq!((status, code.as_str()), (400, "VALIDATION_ERROR"))
@@ -164,7 +214,10 @@ fn config_for(server: &MockServer) -> Config {
         ("TABLE_NAME", "t".to_string()),
         ("KMS_KEY_ID", "k".to_string()),
         ("SETUP_PAGE_URL", "https://app.leadrelay.test/s".to_string()),
-        ("OAUTH_REDIRECT_BASE_URL", "https://api.leadrelay.test".to_string()),
+        (
+            "OAUTH_REDIRECT_BASE_URL",
+            "https://api.leadrelay.test".to_string(),
+        ),
         ("HUBSPOT_CLIENT_ID", "cid".to_string()),
         ("HUBSPOT_CLIENT_SECRET", "csecret".to_string()),
         ("HUBSPOT_ENDPOINT_URL", server.uri()),
@@ -173,7 +226,9 @@ fn config_for(server: &MockServer) -> Config {
 }
 
 fn form(request: &Request) -> HashMap<String, String> {
-    url::form_urlencoded::parse(&request.body).into_owned().collect()
+    url::form_urlencoded::parse(&request.body)
+        .into_owned()
+        .collect()
 }
 
 #[tokio::test]
@@ -192,7 +247,10 @@ async fn the_code_exchange_sends_exactly_hubspots_documented_form() {
     let http = HttpClient::new(&settings());
     let oauth = OAuthClient::new(Provider::Hubspot, &config, &http).unwrap();
     let tokens = oauth
-        .exchange_code(&SecretString::from("the-code".to_string()), Some(&SecretString::from("the-verifier".to_string())))
+        .exchange_code(
+            &SecretString::from("the-code".to_string()),
+            Some(&SecretString::from("the-verifier".to_string())),
+        )
         .await
         .unwrap();
     assert_eq!(tokens.extras["hub_id"], 42);
@@ -203,12 +261,18 @@ async fn the_code_exchange_sends_exactly_hubspots_documented_form() {
         sent.headers.get("content-type").unwrap().to_str().unwrap(),
         "application/x-www-form-urlencoded"
     );
-    assert!(sent.headers.get("authorization").is_none(), "client credentials go in the body");
+    assert!(
+        sent.headers.get("authorization").is_none(),
+        "client credentials go in the body"
+    );
     let expected: HashMap<String, String> = [
         ("grant_type", "authorization_code"),
         ("code", "the-code"),
         ("code_verifier", "the-verifier"),
-        ("redirect_uri", "https://api.leadrelay.test/oauth/hubspot/callback"),
+        (
+            "redirect_uri",
+            "https://api.leadrelay.test/oauth/hubspot/callback",
+        ),
         ("client_id", "cid"),
         ("client_secret", "csecret"),
     ]
@@ -234,9 +298,18 @@ async fn the_refresh_and_revoke_requests_are_exactly_as_documented() {
     let config = config_for(&server);
     let http = HttpClient::new(&settings());
     let oauth = OAuthClient::new(Provider::Hubspot, &config, &http).unwrap();
-    let refreshed = oauth.refresh(&SecretString::from("rt".to_string())).await.unwrap();
-    assert!(refreshed.refresh_token.is_none(), "none sent: the caller keeps the stored one");
-    assert!(oauth.revoke(&SecretString::from("rt".to_string())).await.unwrap());
+    let refreshed = oauth
+        .refresh(&SecretString::from("rt".to_string()))
+        .await
+        .unwrap();
+    assert!(
+        refreshed.refresh_token.is_none(),
+        "none sent: the caller keeps the stored one"
+    );
+    assert!(oauth
+        .revoke(&SecretString::from("rt".to_string()))
+        .await
+        .unwrap());
 
     let requests = server.received_requests().await.unwrap();
     let refresh = form(&requests[0]);
@@ -273,8 +346,17 @@ async fn an_invalid_grant_on_refresh_is_told_apart_from_other_refusals() {
     let config = config_for(&server);
     let http = HttpClient::new(&settings());
     let oauth = OAuthClient::new(Provider::Hubspot, &config, &http).unwrap();
-    let dead = oauth.refresh(&SecretString::from("rt".to_string())).await.unwrap_err();
+    let dead = oauth
+        .refresh(&SecretString::from("rt".to_string()))
+        .await
+        .unwrap_err();
     assert!(matches!(dead, ProviderError::InvalidGrant { .. }), "{dead}");
-    let misconfigured = oauth.refresh(&SecretString::from("rt".to_string())).await.unwrap_err();
-    assert!(matches!(misconfigured, ProviderError::Unauthorized { .. }), "{misconfigured}");
+    let misconfigured = oauth
+        .refresh(&SecretString::from("rt".to_string()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(misconfigured, ProviderError::Unauthorized { .. }),
+        "{misconfigured}"
+    );
 }

@@ -59,7 +59,10 @@ impl Portal {
             ("TABLE_NAME", "t".to_string()),
             ("KMS_KEY_ID", "k".to_string()),
             ("SETUP_PAGE_URL", "https://app.leadrelay.test/s".to_string()),
-            ("OAUTH_REDIRECT_BASE_URL", "https://api.leadrelay.test".to_string()),
+            (
+                "OAUTH_REDIRECT_BASE_URL",
+                "https://api.leadrelay.test".to_string(),
+            ),
             ("HUBSPOT_ENDPOINT_URL", server.uri()),
         ]);
         let config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
@@ -123,8 +126,16 @@ impl Portal {
                         .map(|v| v.to_str().unwrap().to_string())
                 };
                 let what = format!("{} {}", request.method, request.url.path());
-                assert_eq!(header("authorization").as_deref(), Some("Bearer test-token"), "{what}");
-                assert_eq!(header("content-type").as_deref(), Some("application/json"), "{what}");
+                assert_eq!(
+                    header("authorization").as_deref(),
+                    Some("Bearer test-token"),
+                    "{what}"
+                );
+                assert_eq!(
+                    header("content-type").as_deref(),
+                    Some("application/json"),
+                    "{what}"
+                );
                 assert_eq!(request.url.query(), None, "{what}");
                 Sent {
                     method: request.method.to_string(),
@@ -245,7 +256,10 @@ fn take_note_timestamp(note: &mut Sent) {
     let stamp = note.body["properties"]["hs_timestamp"].take();
     let stamp = stamp.as_str().expect("hs_timestamp is a string");
     assert_eq!(stamp.len(), "2026-11-28T04:00:00.000Z".len(), "{stamp}");
-    assert!(stamp.ends_with('Z') && stamp.as_bytes()[19] == b'.', "{stamp}");
+    assert!(
+        stamp.ends_with('Z') && stamp.as_bytes()[19] == b'.',
+        "{stamp}"
+    );
     let at: DateTime<Utc> = stamp.parse().unwrap();
     assert!((Utc::now() - at).num_seconds().abs() < 60, "{stamp}");
     note.body["properties"]["hs_timestamp"] = json!("<checked>");
@@ -278,7 +292,14 @@ async fn a_new_lead_with_an_email_is_an_upsert_a_deal_and_a_note_in_exactly_thre
     portal.answer("POST", NOTES, 201, object("7001")).await;
     let mut progress = PushProgress::default();
 
-    portal.push(&fatima("qualified", SUMMARY), Some(&settings()), &mut progress).await.unwrap();
+    portal
+        .push(
+            &fatima("qualified", SUMMARY),
+            Some(&settings()),
+            &mut progress,
+        )
+        .await
+        .unwrap();
 
     let mut requests = portal.received().await;
     assert_eq!(requests.len(), 3, "{requests:#?}");
@@ -286,21 +307,33 @@ async fn a_new_lead_with_an_email_is_an_upsert_a_deal_and_a_note_in_exactly_thre
     assert_eq!(
         requests,
         [
-            sent("POST", UPSERT, json!({
-                "inputs": [{ "id": "fatima@example.qa", "idProperty": "email", "properties": fatima_properties() }]
-            })),
-            sent("POST", DEALS, json!({
-                "properties": {
-                    "dealname": "Fatima Al-Kuwari (LeadRelay)",
-                    "pipeline": "default",
-                    "dealstage": "qualifiedtobuy"
-                },
-                "associations": [association("501", 3)]
-            })),
-            sent("POST", NOTES, json!({
-                "properties": { "hs_note_body": NOTE_BODY, "hs_timestamp": "<checked>" },
-                "associations": [association("501", 202), association("9001", 214)]
-            })),
+            sent(
+                "POST",
+                UPSERT,
+                json!({
+                    "inputs": [{ "id": "fatima@example.qa", "idProperty": "email", "properties": fatima_properties() }]
+                })
+            ),
+            sent(
+                "POST",
+                DEALS,
+                json!({
+                    "properties": {
+                        "dealname": "Fatima Al-Kuwari (LeadRelay)",
+                        "pipeline": "default",
+                        "dealstage": "qualifiedtobuy"
+                    },
+                    "associations": [association("501", 3)]
+                })
+            ),
+            sent(
+                "POST",
+                NOTES,
+                json!({
+                    "properties": { "hs_note_body": NOTE_BODY, "hs_timestamp": "<checked>" },
+                    "associations": [association("501", 202), association("9001", 214)]
+                })
+            ),
         ]
     );
     assert_eq!(progress, known_fatima());
@@ -309,7 +342,9 @@ async fn a_new_lead_with_an_email_is_an_upsert_a_deal_and_a_note_in_exactly_thre
 #[tokio::test]
 async fn a_phone_only_lead_that_hubspot_does_not_know_is_searched_for_then_created() {
     let portal = Portal::start().await;
-    portal.answer("POST", SEARCH, 200, search_results(&[])).await;
+    portal
+        .answer("POST", SEARCH, 200, search_results(&[]))
+        .await;
     portal.answer("POST", CONTACTS, 201, object("601")).await;
     portal.answer("POST", DEALS, 201, object("9002")).await;
     portal.answer("POST", NOTES, 201, object("7002")).await;
@@ -319,35 +354,67 @@ async fn a_phone_only_lead_that_hubspot_does_not_know_is_searched_for_then_creat
     );
     let mut progress = PushProgress::default();
 
-    portal.push(&lead, Some(&settings()), &mut progress).await.unwrap();
+    portal
+        .push(&lead, Some(&settings()), &mut progress)
+        .await
+        .unwrap();
 
     let requests = portal.received().await;
-    let paths: Vec<_> = requests.iter().map(|r| (r.method.as_str(), r.path.as_str())).collect();
-    assert_eq!(paths, [("POST", SEARCH), ("POST", CONTACTS), ("POST", DEALS), ("POST", NOTES)]);
+    let paths: Vec<_> = requests
+        .iter()
+        .map(|r| (r.method.as_str(), r.path.as_str()))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            ("POST", SEARCH),
+            ("POST", CONTACTS),
+            ("POST", DEALS),
+            ("POST", NOTES)
+        ]
+    );
     assert_eq!(
         requests[..2],
         [
-            sent("POST", SEARCH, json!({
-                "filterGroups": [{ "filters": [{ "propertyName": "phone", "operator": "EQ", "value": "+97455551234" }] }],
-                "properties": ["email", "phone"],
-                "limit": 1
-            })),
-            sent("POST", CONTACTS, json!({
-                "properties": { "firstname": "Fatima", "lastname": "Al-Kuwari", "phone": "+97455551234" },
-                "associations": []
-            })),
+            sent(
+                "POST",
+                SEARCH,
+                json!({
+                    "filterGroups": [{ "filters": [{ "propertyName": "phone", "operator": "EQ", "value": "+97455551234" }] }],
+                    "properties": ["email", "phone"],
+                    "limit": 1
+                })
+            ),
+            sent(
+                "POST",
+                CONTACTS,
+                json!({
+                    "properties": { "firstname": "Fatima", "lastname": "Al-Kuwari", "phone": "+97455551234" },
+                    "associations": []
+                })
+            ),
         ]
     );
-    assert_eq!(requests[2].body["properties"]["dealstage"], "appointmentscheduled");
-    assert_eq!(requests[2].body["associations"], json!([association("601", 3)]));
+    assert_eq!(
+        requests[2].body["properties"]["dealstage"],
+        "appointmentscheduled"
+    );
+    assert_eq!(
+        requests[2].body["associations"],
+        json!([association("601", 3)])
+    );
     assert_eq!(progress.records["contact"], "601");
 }
 
 #[tokio::test]
 async fn a_phone_only_lead_that_hubspot_knows_updates_the_contact_it_found() {
     let portal = Portal::start().await;
-    portal.answer("POST", SEARCH, 200, search_results(&["602"])).await;
-    portal.answer("PATCH", "/crm/v3/objects/contacts/602", 200, object("602")).await;
+    portal
+        .answer("POST", SEARCH, 200, search_results(&["602"]))
+        .await;
+    portal
+        .answer("PATCH", "/crm/v3/objects/contacts/602", 200, object("602"))
+        .await;
     portal.answer("POST", DEALS, 201, object("9003")).await;
     let lead = lead(
         json!({"id": "lead-3", "name": "Jack Jones", "phone": "0412 345 678", "country": "AU", "stage": "qualified"}),
@@ -355,37 +422,72 @@ async fn a_phone_only_lead_that_hubspot_knows_updates_the_contact_it_found() {
     );
     let mut progress = PushProgress::default();
 
-    portal.push(&lead, Some(&settings()), &mut progress).await.unwrap();
+    portal
+        .push(&lead, Some(&settings()), &mut progress)
+        .await
+        .unwrap();
 
     let requests = portal.received().await;
-    assert_eq!(requests.len(), 3, "search, update, deal; no summary, no note: {requests:#?}");
-    assert_eq!(requests[0].body["filterGroups"][0]["filters"][0]["value"], "+61412345678");
+    assert_eq!(
+        requests.len(),
+        3,
+        "search, update, deal; no summary, no note: {requests:#?}"
+    );
+    assert_eq!(
+        requests[0].body["filterGroups"][0]["filters"][0]["value"],
+        "+61412345678"
+    );
     assert_eq!(
         requests[1],
-        sent("PATCH", "/crm/v3/objects/contacts/602", json!({
-            "properties": { "firstname": "Jack", "lastname": "Jones", "phone": "+61412345678" }
-        }))
+        sent(
+            "PATCH",
+            "/crm/v3/objects/contacts/602",
+            json!({
+                "properties": { "firstname": "Jack", "lastname": "Jones", "phone": "+61412345678" }
+            })
+        )
     );
     assert_eq!(requests[2].path, DEALS);
-    assert_eq!(requests[2].body["associations"], json!([association("602", 3)]));
-    assert_eq!(progress.records.get("contact").map(String::as_str), Some("602"));
+    assert_eq!(
+        requests[2].body["associations"],
+        json!([association("602", 3)])
+    );
+    assert_eq!(
+        progress.records.get("contact").map(String::as_str),
+        Some("602")
+    );
     assert_eq!(progress.records.get("note"), None);
 }
 
 #[tokio::test]
 async fn a_known_lead_whose_stage_changed_moves_its_deal_and_leaves_the_unchanged_note_alone() {
     let portal = Portal::start().await;
-    portal.answer("PATCH", "/crm/v3/objects/contacts/501", 200, object("501")).await;
-    portal.answer("PATCH", "/crm/v3/objects/deals/9001", 200, object("9001")).await;
+    portal
+        .answer("PATCH", "/crm/v3/objects/contacts/501", 200, object("501"))
+        .await;
+    portal
+        .answer("PATCH", "/crm/v3/objects/deals/9001", 200, object("9001"))
+        .await;
     let mut progress = known_fatima();
 
-    portal.push(&fatima("won", SUMMARY), Some(&settings()), &mut progress).await.unwrap();
+    portal
+        .push(&fatima("won", SUMMARY), Some(&settings()), &mut progress)
+        .await
+        .unwrap();
 
     assert_eq!(
         portal.received().await,
         [
-            sent("PATCH", "/crm/v3/objects/contacts/501", json!({ "properties": fatima_properties() })),
-            sent("PATCH", "/crm/v3/objects/deals/9001", json!({ "properties": { "dealstage": "closedwon" } })),
+            sent(
+                "PATCH",
+                "/crm/v3/objects/contacts/501",
+                json!({ "properties": fatima_properties() })
+            ),
+            sent(
+                "PATCH",
+                "/crm/v3/objects/deals/9001",
+                json!({ "properties": { "dealstage": "closedwon" } })
+            ),
         ]
     );
     let expected = PushProgress {
@@ -398,19 +500,39 @@ async fn a_known_lead_whose_stage_changed_moves_its_deal_and_leaves_the_unchange
 #[tokio::test]
 async fn a_known_lead_whose_summary_changed_rewrites_its_note_body_only() {
     let portal = Portal::start().await;
-    portal.answer("PATCH", "/crm/v3/objects/contacts/501", 200, object("501")).await;
-    portal.answer("PATCH", "/crm/v3/objects/notes/7001", 200, object("7001")).await;
+    portal
+        .answer("PATCH", "/crm/v3/objects/contacts/501", 200, object("501"))
+        .await;
+    portal
+        .answer("PATCH", "/crm/v3/objects/notes/7001", 200, object("7001"))
+        .await;
     let mut progress = known_fatima();
 
-    portal.push(&fatima("qualified", "Booked a demo for Tuesday"), Some(&settings()), &mut progress).await.unwrap();
+    portal
+        .push(
+            &fatima("qualified", "Booked a demo for Tuesday"),
+            Some(&settings()),
+            &mut progress,
+        )
+        .await
+        .unwrap();
 
-    let body = "<p><strong>LeadRelay conversation summary</strong></p><p>Booked a demo for Tuesday</p>\
+    let body =
+        "<p><strong>LeadRelay conversation summary</strong></p><p>Booked a demo for Tuesday</p>\
                 <p>Lead: lead-1 · Source: whatsapp · Score: 82/100</p>";
     assert_eq!(
         portal.received().await,
         [
-            sent("PATCH", "/crm/v3/objects/contacts/501", json!({ "properties": fatima_properties() })),
-            sent("PATCH", "/crm/v3/objects/notes/7001", json!({ "properties": { "hs_note_body": body } })),
+            sent(
+                "PATCH",
+                "/crm/v3/objects/contacts/501",
+                json!({ "properties": fatima_properties() })
+            ),
+            sent(
+                "PATCH",
+                "/crm/v3/objects/notes/7001",
+                json!({ "properties": { "hs_note_body": body } })
+            ),
         ]
     );
     let expected = PushProgress {
@@ -423,14 +545,27 @@ async fn a_known_lead_whose_summary_changed_rewrites_its_note_body_only() {
 #[tokio::test]
 async fn a_known_lead_with_nothing_new_costs_only_the_contact_update() {
     let portal = Portal::start().await;
-    portal.answer("PATCH", "/crm/v3/objects/contacts/501", 200, object("501")).await;
+    portal
+        .answer("PATCH", "/crm/v3/objects/contacts/501", 200, object("501"))
+        .await;
     let mut progress = known_fatima();
 
-    portal.push(&fatima("qualified", SUMMARY), Some(&settings()), &mut progress).await.unwrap();
+    portal
+        .push(
+            &fatima("qualified", SUMMARY),
+            Some(&settings()),
+            &mut progress,
+        )
+        .await
+        .unwrap();
 
     assert_eq!(
         portal.received().await,
-        [sent("PATCH", "/crm/v3/objects/contacts/501", json!({ "properties": fatima_properties() }))]
+        [sent(
+            "PATCH",
+            "/crm/v3/objects/contacts/501",
+            json!({ "properties": fatima_properties() })
+        )]
     );
     assert_eq!(progress, known_fatima());
 }
@@ -439,21 +574,41 @@ async fn a_known_lead_with_nothing_new_costs_only_the_contact_update() {
 async fn a_known_contact_deleted_in_hubspot_is_found_again_by_email() {
     let portal = Portal::start().await;
     portal
-        .answer("PATCH", "/crm/v3/objects/contacts/501", 404, hubspot_error("OBJECT_NOT_FOUND", "resource not found"))
+        .answer(
+            "PATCH",
+            "/crm/v3/objects/contacts/501",
+            404,
+            hubspot_error("OBJECT_NOT_FOUND", "resource not found"),
+        )
         .await;
     portal.answer("POST", UPSERT, 200, upserted("777")).await;
     let mut progress = known_fatima();
 
-    portal.push(&fatima("qualified", SUMMARY), Some(&settings()), &mut progress).await.unwrap();
+    portal
+        .push(
+            &fatima("qualified", SUMMARY),
+            Some(&settings()),
+            &mut progress,
+        )
+        .await
+        .unwrap();
 
     let requests = portal.received().await;
     assert_eq!(
         requests[..2],
         [
-            sent("PATCH", "/crm/v3/objects/contacts/501", json!({ "properties": fatima_properties() })),
-            sent("POST", UPSERT, json!({
-                "inputs": [{ "id": "fatima@example.qa", "idProperty": "email", "properties": fatima_properties() }]
-            })),
+            sent(
+                "PATCH",
+                "/crm/v3/objects/contacts/501",
+                json!({ "properties": fatima_properties() })
+            ),
+            sent(
+                "POST",
+                UPSERT,
+                json!({
+                    "inputs": [{ "id": "fatima@example.qa", "idProperty": "email", "properties": fatima_properties() }]
+                })
+            ),
         ]
     );
     assert_eq!(progress.records["contact"], "777");
@@ -462,7 +617,9 @@ async fn a_known_contact_deleted_in_hubspot_is_found_again_by_email() {
 #[tokio::test]
 async fn what_the_lead_does_not_have_is_left_out_of_every_body_rather_than_sent_blank() {
     let portal = Portal::start().await;
-    portal.answer("POST", SEARCH, 200, search_results(&[])).await;
+    portal
+        .answer("POST", SEARCH, 200, search_results(&[]))
+        .await;
     portal.answer("POST", CONTACTS, 201, object("603")).await;
     portal.answer("POST", UPSERT, 200, upserted("604")).await;
     portal.answer("POST", DEALS, 201, object("9004")).await;
@@ -479,19 +636,38 @@ async fn what_the_lead_does_not_have_is_left_out_of_every_body_rather_than_sent_
         Some("Asked for a quote"),
     );
 
-    portal.push(&phone_only, Some(&settings()), &mut PushProgress::default()).await.unwrap();
-    portal.push(&email_only, Some(&settings()), &mut PushProgress::default()).await.unwrap();
+    portal
+        .push(&phone_only, Some(&settings()), &mut PushProgress::default())
+        .await
+        .unwrap();
+    portal
+        .push(&email_only, Some(&settings()), &mut PushProgress::default())
+        .await
+        .unwrap();
 
     let mut requests = portal.received().await;
-    let paths: Vec<_> = requests.iter().map(|r| (r.method.as_str(), r.path.as_str())).collect();
+    let paths: Vec<_> = requests
+        .iter()
+        .map(|r| (r.method.as_str(), r.path.as_str()))
+        .collect();
     assert_eq!(
         paths,
-        [("POST", SEARCH), ("POST", CONTACTS), ("POST", DEALS), ("POST", UPSERT), ("POST", DEALS), ("POST", NOTES)],
+        [
+            ("POST", SEARCH),
+            ("POST", CONTACTS),
+            ("POST", DEALS),
+            ("POST", UPSERT),
+            ("POST", DEALS),
+            ("POST", NOTES)
+        ],
         "no summary, no note"
     );
     take_note_timestamp(&mut requests[5]);
     for request in &requests {
-        assert_nothing_blank(&request.body, &format!("{} {}", request.method, request.path));
+        assert_nothing_blank(
+            &request.body,
+            &format!("{} {}", request.method, request.path),
+        );
     }
     assert_eq!(
         requests[1].body["properties"],
@@ -515,9 +691,15 @@ async fn a_nameless_lead_does_not_overwrite_the_last_name_hubspot_already_holds(
     let portal = Portal::start().await;
     portal.answer("POST", UPSERT, 200, upserted("501")).await;
     portal.answer("POST", DEALS, 201, object("9001")).await;
-    let nameless = lead(json!({"id": "lead-6", "email": "fatima@example.qa", "stage": "new"}), None);
+    let nameless = lead(
+        json!({"id": "lead-6", "email": "fatima@example.qa", "stage": "new"}),
+        None,
+    );
 
-    portal.push(&nameless, Some(&settings()), &mut PushProgress::default()).await.unwrap();
+    portal
+        .push(&nameless, Some(&settings()), &mut PushProgress::default())
+        .await
+        .unwrap();
 
     let requests = portal.received().await;
     assert_eq!(
@@ -529,45 +711,95 @@ async fn a_nameless_lead_does_not_overwrite_the_last_name_hubspot_already_holds(
 #[tokio::test]
 async fn a_conflict_from_hubspot_is_a_permanent_rejection_carrying_its_category() {
     let portal = Portal::start().await;
-    portal.answer("POST", SEARCH, 200, search_results(&[])).await;
     portal
-        .answer("POST", CONTACTS, 409, hubspot_error("CONFLICT", "Contact already exists. Existing ID: 12345"))
+        .answer("POST", SEARCH, 200, search_results(&[]))
         .await;
-    let lead = lead(json!({"id": "lead-7", "name": "Fatima", "phone": "+97455551234", "stage": "new"}), None);
+    portal
+        .answer(
+            "POST",
+            CONTACTS,
+            409,
+            hubspot_error("CONFLICT", "Contact already exists. Existing ID: 12345"),
+        )
+        .await;
+    let lead = lead(
+        json!({"id": "lead-7", "name": "Fatima", "phone": "+97455551234", "stage": "new"}),
+        None,
+    );
     let mut progress = PushProgress::default();
 
-    let error = portal.push(&lead, Some(&settings()), &mut progress).await.unwrap_err();
+    let error = portal
+        .push(&lead, Some(&settings()), &mut progress)
+        .await
+        .unwrap_err();
 
     match &error {
-        ProviderError::Rejected { provider, status, code, .. } => {
-            assert_eq!((*provider, *status, code.as_str()), (Provider::Hubspot, 409, "CONFLICT"))
+        ProviderError::Rejected {
+            provider,
+            status,
+            code,
+            ..
+        } => {
+            assert_eq!(
+                (*provider, *status, code.as_str()),
+                (Provider::Hubspot, 409, "CONFLICT")
+            )
         }
         other => panic!("expected a rejection, got {other}"),
     }
     assert!(!error.is_retryable());
-    assert!(!error.to_string().contains("12345"), "HubSpot's prose stays out of Display: {error}");
-    assert_eq!(portal.received().await.len(), 2, "search, create; not resent");
+    assert!(
+        !error.to_string().contains("12345"),
+        "HubSpot's prose stays out of Display: {error}"
+    );
+    assert_eq!(
+        portal.received().await.len(),
+        2,
+        "search, create; not resent"
+    );
     assert_eq!(progress, PushProgress::default());
 }
 
 #[tokio::test]
-async fn a_validation_error_on_the_deal_is_a_rejection_and_the_contact_already_made_is_remembered() {
+async fn a_validation_error_on_the_deal_is_a_rejection_and_the_contact_already_made_is_remembered()
+{
     let portal = Portal::start().await;
     portal.answer("POST", UPSERT, 200, upserted("501")).await;
     portal
-        .answer("POST", DEALS, 400, hubspot_error("VALIDATION_ERROR", "Property values were not valid"))
+        .answer(
+            "POST",
+            DEALS,
+            400,
+            hubspot_error("VALIDATION_ERROR", "Property values were not valid"),
+        )
         .await;
     let mut progress = PushProgress::default();
 
-    let error = portal.push(&fatima("qualified", SUMMARY), Some(&settings()), &mut progress).await.unwrap_err();
+    let error = portal
+        .push(
+            &fatima("qualified", SUMMARY),
+            Some(&settings()),
+            &mut progress,
+        )
+        .await
+        .unwrap_err();
 
     assert!(
         matches!(&error, ProviderError::Rejected { status: 400, code, .. } if code == "VALIDATION_ERROR"),
         "{error}"
     );
     assert!(!error.is_retryable());
-    let paths: Vec<_> = portal.received().await.into_iter().map(|r| r.path).collect();
-    assert_eq!(paths, [UPSERT, DEALS], "no note without its deal, and the deal is not resent");
+    let paths: Vec<_> = portal
+        .received()
+        .await
+        .into_iter()
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(
+        paths,
+        [UPSERT, DEALS],
+        "no note without its deal, and the deal is not resent"
+    );
     let expected = PushProgress {
         records: BTreeMap::from([("contact".to_string(), "501".to_string())]),
         ..PushProgress::default()
@@ -583,18 +815,32 @@ async fn a_401_from_hubspot_is_unauthorized_rather_than_a_rejection() {
             "POST",
             UPSERT,
             401,
-            hubspot_error("INVALID_AUTHENTICATION", "Authentication credentials not found."),
+            hubspot_error(
+                "INVALID_AUTHENTICATION",
+                "Authentication credentials not found.",
+            ),
         )
         .await;
     let mut progress = PushProgress::default();
 
-    let error = portal.push(&fatima("qualified", SUMMARY), Some(&settings()), &mut progress).await.unwrap_err();
+    let error = portal
+        .push(
+            &fatima("qualified", SUMMARY),
+            Some(&settings()),
+            &mut progress,
+        )
+        .await
+        .unwrap_err();
 
     assert!(
         matches!(&error, ProviderError::Unauthorized { provider: Provider::Hubspot, code } if code == "INVALID_AUTHENTICATION"),
         "{error}"
     );
     assert!(!error.to_string().contains(TOKEN));
-    assert_eq!(portal.received().await.len(), 1, "refreshing is the caller's call, not the client's");
+    assert_eq!(
+        portal.received().await.len(),
+        1,
+        "refreshing is the caller's call, not the client's"
+    );
     assert_eq!(progress, PushProgress::default());
 }

@@ -7,7 +7,10 @@ use shared::Provider;
 
 async fn connected(ctx: &TestContext) -> String {
     let tenant = TestContext::tenant();
-    assert_eq!(outcome(&ctx.connect_hubspot(&tenant, "pro").await)["status"], "connected");
+    assert_eq!(
+        outcome(&ctx.connect_hubspot(&tenant, "pro").await)["status"],
+        "connected"
+    );
     tenant
 }
 
@@ -22,30 +25,60 @@ async fn settings_naming_an_unknown_pipeline_or_stage_are_refused() {
     let ctx = TestContext::new().await;
     let tenant = connected(&ctx).await;
 
-    let unknown_pipeline = ctx.api(settings(&tenant, json!({"pipeline_id": "nope", "stage_mapping": {}}))).await;
+    let unknown_pipeline = ctx
+        .api(settings(
+            &tenant,
+            json!({"pipeline_id": "nope", "stage_mapping": {}}),
+        ))
+        .await;
     assert_eq!(unknown_pipeline.status, 400);
     assert_eq!(unknown_pipeline.body["error"], "bad_request");
-    assert!(unknown_pipeline.body["message"].as_str().unwrap().contains("nope"));
+    assert!(unknown_pipeline.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("nope"));
 
     let foreign_stage = ctx
-        .api(settings(&tenant, json!({"pipeline_id": "default", "stage_mapping": {"won": "not-a-stage"}})))
+        .api(settings(
+            &tenant,
+            json!({"pipeline_id": "default", "stage_mapping": {"won": "not-a-stage"}}),
+        ))
         .await;
     assert_eq!(foreign_stage.status, 400);
-    assert!(foreign_stage.body["message"].as_str().unwrap().contains("not-a-stage"));
+    assert!(foreign_stage.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("not-a-stage"));
 
     let unknown_leadrelay_stage = ctx
-        .api(settings(&tenant, json!({"pipeline_id": "default", "stage_mapping": {"maybe": "closedwon"}})))
+        .api(settings(
+            &tenant,
+            json!({"pipeline_id": "default", "stage_mapping": {"maybe": "closedwon"}}),
+        ))
         .await;
     assert_eq!(unknown_leadrelay_stage.status, 400);
-    assert!(unknown_leadrelay_stage.body["message"].as_str().unwrap().contains("maybe"));
+    assert!(unknown_leadrelay_stage.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("maybe"));
 
     let not_json = ctx
-        .api(ApiEvent::sample("connections-api/settings.json").claims(&tenant, "pro").raw_body("{"))
+        .api(
+            ApiEvent::sample("connections-api/settings.json")
+                .claims(&tenant, "pro")
+                .raw_body("{"),
+        )
         .await;
     assert_eq!(not_json.status, 400);
 
     let tenant_id = TenantId::parse(&tenant).unwrap();
-    let stored = ctx.services.store.get_connection(&tenant_id, Provider::Hubspot).await.unwrap().unwrap();
+    let stored = ctx
+        .services
+        .store
+        .get_connection(&tenant_id, Provider::Hubspot)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(stored.settings.is_none(), "nothing invalid was saved");
 }
 
@@ -53,7 +86,10 @@ async fn settings_naming_an_unknown_pipeline_or_stage_are_refused() {
 async fn pipelines_of_a_tenant_without_a_connection_are_not_found() {
     let ctx = TestContext::new().await;
     let response = ctx
-        .api(ApiEvent::sample("connections-api/pipelines.json").claims(&TestContext::tenant(), "pro"))
+        .api(
+            ApiEvent::sample("connections-api/pipelines.json")
+                .claims(&TestContext::tenant(), "pro"),
+        )
         .await;
     assert_eq!(response.status, 404);
     assert_eq!(response.body["error"], "not_found");
@@ -64,12 +100,24 @@ async fn an_expiring_access_token_is_refreshed_lazily_and_the_refresh_token_kept
     let ctx = TestContext::new().await;
     let tenant = connected(&ctx).await;
     let tenant_id = TenantId::parse(&tenant).unwrap();
-    let before = ctx.services.store.get_connection(&tenant_id, Provider::Hubspot).await.unwrap().unwrap();
+    let before = ctx
+        .services
+        .store
+        .get_connection(&tenant_id, Provider::Hubspot)
+        .await
+        .unwrap()
+        .unwrap();
     ctx.hubspot.expire_access_tokens();
     // The stored expiry says the token is spent, so the next use refreshes first.
     ctx.services
         .store
-        .update_tokens(&tenant_id, Provider::Hubspot, before.version, &before.credentials, spent_token())
+        .update_tokens(
+            &tenant_id,
+            Provider::Hubspot,
+            before.version,
+            &before.credentials,
+            spent_token(),
+        )
         .await
         .unwrap();
 
@@ -81,13 +129,27 @@ async fn an_expiring_access_token_is_refreshed_lazily_and_the_refresh_token_kept
         .hubspot
         .requests()
         .into_iter()
-        .filter(|r| r.path == "/oauth/2026-03/token" && r.form().get("grant_type").map(String::as_str) == Some("refresh_token"))
+        .filter(|r| {
+            r.path == "/oauth/2026-03/token"
+                && r.form().get("grant_type").map(String::as_str) == Some("refresh_token")
+        })
         .collect();
     assert_eq!(refreshes.len(), 1);
-    let after = ctx.services.store.get_connection(&tenant_id, Provider::Hubspot).await.unwrap().unwrap();
+    let after = ctx
+        .services
+        .store
+        .get_connection(&tenant_id, Provider::Hubspot)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(after.version > before.version);
     assert!(after.token_expiry().unwrap() > chrono::Utc::now());
-    let opened = ctx.services.vault.open(&tenant_id, Provider::Hubspot, &after.credentials).await.unwrap();
+    let opened = ctx
+        .services
+        .vault
+        .open(&tenant_id, Provider::Hubspot, &after.credentials)
+        .await
+        .unwrap();
     use secrecy::ExposeSecret;
     assert_eq!(
         opened.refresh_token.unwrap().expose_secret(),
@@ -101,10 +163,22 @@ async fn a_dead_grant_marks_the_connection_needs_reauth_and_the_list_shows_it() 
     let ctx = TestContext::new().await;
     let tenant = connected(&ctx).await;
     let tenant_id = TenantId::parse(&tenant).unwrap();
-    let before = ctx.services.store.get_connection(&tenant_id, Provider::Hubspot).await.unwrap().unwrap();
+    let before = ctx
+        .services
+        .store
+        .get_connection(&tenant_id, Provider::Hubspot)
+        .await
+        .unwrap()
+        .unwrap();
     ctx.services
         .store
-        .update_tokens(&tenant_id, Provider::Hubspot, before.version, &before.credentials, spent_token())
+        .update_tokens(
+            &tenant_id,
+            Provider::Hubspot,
+            before.version,
+            &before.credentials,
+            spent_token(),
+        )
         .await
         .unwrap();
     ctx.hubspot.inject(
@@ -123,7 +197,10 @@ async fn a_dead_grant_marks_the_connection_needs_reauth_and_the_list_shows_it() 
         .await;
     let connection = &listed.body["connections"][0];
     assert_eq!(connection["status"], "needs_reauth");
-    assert!(connection["last_error"]["message"].as_str().unwrap().contains("invalid_grant"));
+    assert!(connection["last_error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("invalid_grant"));
     assert!(connection["last_error"]["at"].is_string());
 }
 
@@ -132,39 +209,60 @@ async fn a_hubspot_outage_while_listing_pipelines_is_a_502_with_a_generic_messag
     let ctx = TestContext::new().await;
     let tenant = connected(&ctx).await;
     for _ in 0..4 {
-        ctx.hubspot.inject(Route::Pipelines, Fault::Status(503, "down".into()));
+        ctx.hubspot
+            .inject(Route::Pipelines, Fault::Status(503, "down".into()));
     }
     let response = ctx
         .api(ApiEvent::sample("connections-api/pipelines.json").claims(&tenant, "pro"))
         .await;
     assert_eq!(response.status, 502);
     assert_eq!(response.body["error"], "provider_error");
-    assert_eq!(ctx.hubspot.count("GET", "/crm/v3/pipelines/deals"), 4, "bounded retries");
+    assert_eq!(
+        ctx.hubspot.count("GET", "/crm/v3/pipelines/deals"),
+        4,
+        "bounded retries"
+    );
 }
 
 #[tokio::test]
 async fn requests_without_claims_or_for_unknown_providers_get_clear_errors() {
     let ctx = TestContext::new().await;
-    let no_claims = ctx.api(ApiEvent::sample("connections-api/list.json").without_claims()).await;
+    let no_claims = ctx
+        .api(ApiEvent::sample("connections-api/list.json").without_claims())
+        .await;
     assert_eq!(no_claims.status, 401);
     assert_eq!(no_claims.body["error"], "unauthorized");
 
-    let bad_plan = ctx.api(ApiEvent::sample("connections-api/list.json").claims("t1", "platinum")).await;
+    let bad_plan = ctx
+        .api(ApiEvent::sample("connections-api/list.json").claims("t1", "platinum"))
+        .await;
     assert_eq!(bad_plan.status, 401);
 
     let unknown = ctx
-        .api(ApiEvent::sample("connections-api/authorize.json").claims("t1", "business").provider("pipedrive"))
+        .api(
+            ApiEvent::sample("connections-api/authorize.json")
+                .claims("t1", "business")
+                .provider("pipedrive"),
+        )
         .await;
     assert_eq!(unknown.status, 404);
 
     let later = ctx
-        .api(ApiEvent::sample("connections-api/authorize.json").claims("t1", "business").provider("zoho"))
+        .api(
+            ApiEvent::sample("connections-api/authorize.json")
+                .claims("t1", "business")
+                .provider("zoho"),
+        )
         .await;
     assert_eq!(later.status, 404);
     assert_eq!(later.body["error"], "not_supported");
 
     let unknown_route = ctx
-        .api(ApiEvent::sample("connections-api/list.json").claims("t1", "pro").path("GET", "/connections/x/y/z"))
+        .api(
+            ApiEvent::sample("connections-api/list.json")
+                .claims("t1", "pro")
+                .path("GET", "/connections/x/y/z"),
+        )
         .await;
     assert_eq!(unknown_route.status, 404);
 }

@@ -5,13 +5,23 @@ use crate::connect::assert_no_connection;
 async fn consented(ctx: &TestContext, tenant: &str) -> Vec<(String, String)> {
     let started = ctx.authorize(tenant, "pro").await;
     assert_eq!(started.status, 200, "{}", started.body);
-    ctx.consent(started.body["authorize_url"].as_str().unwrap()).await
+    ctx.consent(started.body["authorize_url"].as_str().unwrap())
+        .await
 }
 
 fn with_state(query: &[(String, String)], state: &str) -> Vec<(String, String)> {
     query
         .iter()
-        .map(|(k, v)| (k.clone(), if k == "state" { state.to_string() } else { v.clone() }))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                if k == "state" {
+                    state.to_string()
+                } else {
+                    v.clone()
+                },
+            )
+        })
         .collect()
 }
 
@@ -20,7 +30,10 @@ async fn a_replayed_state_is_refused_and_the_code_is_not_exchanged_again() {
     let ctx = TestContext::new().await;
     let tenant = TestContext::tenant();
     let query = consented(&ctx, &tenant).await;
-    assert_eq!(outcome(&ctx.callback("hubspot", &query).await)["status"], "connected");
+    assert_eq!(
+        outcome(&ctx.callback("hubspot", &query).await)["status"],
+        "connected"
+    );
 
     let replay = ctx.callback("hubspot", &query).await;
     assert_eq!(outcome(&replay)["status"], "error");
@@ -39,8 +52,15 @@ async fn a_forged_state_is_refused_and_stores_nothing() {
     assert_no_connection(&ctx, &tenant).await;
     assert_eq!(ctx.hubspot.count("POST", "/oauth/2026-03/token"), 0);
 
-    let missing: Vec<_> = query.iter().filter(|(k, _)| k != "state").cloned().collect();
-    assert_eq!(outcome(&ctx.callback("hubspot", &missing).await)["reason"], "invalid_state");
+    let missing: Vec<_> = query
+        .iter()
+        .filter(|(k, _)| k != "state")
+        .cloned()
+        .collect();
+    assert_eq!(
+        outcome(&ctx.callback("hubspot", &missing).await)["reason"],
+        "invalid_state"
+    );
 }
 
 #[tokio::test]
@@ -75,7 +95,10 @@ async fn a_callback_without_a_code_is_refused() {
     let tenant = TestContext::tenant();
     let query = consented(&ctx, &tenant).await;
     let no_code: Vec<_> = query.iter().filter(|(k, _)| k != "code").cloned().collect();
-    assert_eq!(outcome(&ctx.callback("hubspot", &no_code).await)["reason"], "missing_code");
+    assert_eq!(
+        outcome(&ctx.callback("hubspot", &no_code).await)["reason"],
+        "missing_code"
+    );
     assert_no_connection(&ctx, &tenant).await;
 }
 
@@ -85,7 +108,10 @@ async fn the_callback_only_ever_redirects_to_the_configured_setup_page() {
     for provider in ["hubspot", "unknown", "%2F%2Fevil.example", ""] {
         let query = vec![
             ("state".to_string(), "x".to_string()),
-            ("redirect_uri".to_string(), "https://evil.example/".to_string()),
+            (
+                "redirect_uri".to_string(),
+                "https://evil.example/".to_string(),
+            ),
         ];
         let target = ctx.callback(provider, &query).await;
         assert_eq!(target.host_str(), Some("app.leadrelay.test"), "{target}");

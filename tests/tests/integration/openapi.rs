@@ -6,7 +6,8 @@ use connections_api::ROUTES;
 
 fn documented() -> BTreeSet<(String, String)> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/openapi.yaml");
-    let doc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let mut routes = BTreeSet::new();
     for (path, item) in doc["paths"].as_mapping().unwrap() {
         let path = path.as_str().unwrap();
@@ -35,7 +36,8 @@ fn every_documented_route_is_routed_and_every_route_is_documented() {
 #[test]
 fn the_callback_route_is_documented_as_public() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/openapi.yaml");
-    let doc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let callback = &doc["paths"]["/oauth/{provider}/callback"]["get"];
     assert!(callback.is_mapping());
     assert_eq!(callback["security"], serde_yaml::Value::Sequence(vec![]));

@@ -12,7 +12,10 @@ use shared::Provider;
 /// A Pro tenant with HubSpot connected and its stage mapping saved.
 async fn connected_tenant(ctx: &TestContext) -> String {
     let tenant = TestContext::tenant();
-    assert_eq!(outcome(&ctx.connect_hubspot(&tenant, "pro").await)["status"], "connected");
+    assert_eq!(
+        outcome(&ctx.connect_hubspot(&tenant, "pro").await)["status"],
+        "connected"
+    );
     let saved = ctx
         .api(ApiEvent::sample("connections-api/settings.json").claims(&tenant, "pro"))
         .await;
@@ -36,10 +39,16 @@ async fn a_new_lead_becomes_a_contact_a_deal_in_the_mapped_stage_and_a_note_in_t
     let tenant = connected_tenant(&ctx).await;
     let before = ctx.hubspot.crm_call_count();
 
-    let delivery = ctx.deliver(&[fatima(&tenant, "qualified", "Wants 12 seats <b>now</b>")]).await;
+    let delivery = ctx
+        .deliver(&[fatima(&tenant, "qualified", "Wants 12 seats <b>now</b>")])
+        .await;
     assert!(delivery.failed.is_empty(), "{delivery:?}");
 
-    assert_eq!(ctx.hubspot.crm_call_count() - before, 3, "upsert, deal, note");
+    assert_eq!(
+        ctx.hubspot.crm_call_count() - before,
+        3,
+        "upsert, deal, note"
+    );
     let contacts = ctx.hubspot.contacts();
     assert_eq!(contacts.len(), 1);
     let contact = &contacts[0];
@@ -50,24 +59,43 @@ async fn a_new_lead_becomes_a_contact_a_deal_in_the_mapped_stage_and_a_note_in_t
     let deals = ctx.hubspot.deals();
     assert_eq!(deals.len(), 1);
     assert_eq!(deals[0].properties["pipeline"], "default");
-    assert_eq!(deals[0].properties["dealstage"], "qualifiedtobuy", "mapped from `qualified`");
+    assert_eq!(
+        deals[0].properties["dealstage"], "qualifiedtobuy",
+        "mapped from `qualified`"
+    );
     let notes = ctx.hubspot.notes();
     assert_eq!(notes.len(), 1);
     let body = &notes[0].properties["hs_note_body"];
-    assert!(body.contains("Wants 12 seats &lt;b&gt;now&lt;/b&gt;"), "{body}");
+    assert!(
+        body.contains("Wants 12 seats &lt;b&gt;now&lt;/b&gt;"),
+        "{body}"
+    );
     assert!(body.contains("Score: 82/100"));
 
     let deal_links = ctx.hubspot.associations("deals", &deals[0].id);
-    assert!(deal_links.contains(&("contacts".into(), contact.id.clone(), 3)), "{deal_links:?}");
+    assert!(
+        deal_links.contains(&("contacts".into(), contact.id.clone(), 3)),
+        "{deal_links:?}"
+    );
     let note_links = ctx.hubspot.associations("notes", &notes[0].id);
-    assert!(note_links.contains(&("contacts".into(), contact.id.clone(), 202)), "{note_links:?}");
-    assert!(note_links.contains(&("deals".into(), deals[0].id.clone(), 214)), "{note_links:?}");
+    assert!(
+        note_links.contains(&("contacts".into(), contact.id.clone(), 202)),
+        "{note_links:?}"
+    );
+    assert!(
+        note_links.contains(&("deals".into(), deals[0].id.clone(), 214)),
+        "{note_links:?}"
+    );
 
     // The mapping remembers what the lead became.
     let mapping = ctx
         .services
         .store
-        .get_lead_mapping(&TenantId::parse(&tenant).unwrap(), "lead-1", Provider::Hubspot)
+        .get_lead_mapping(
+            &TenantId::parse(&tenant).unwrap(),
+            "lead-1",
+            Provider::Hubspot,
+        )
         .await
         .unwrap()
         .unwrap();
@@ -85,12 +113,17 @@ async fn a_new_lead_becomes_a_contact_a_deal_in_the_mapped_stage_and_a_note_in_t
 async fn the_same_lead_with_a_new_stage_moves_the_deal_without_duplicates() {
     let ctx = TestContext::new().await;
     let tenant = connected_tenant(&ctx).await;
-    ctx.deliver(&[fatima(&tenant, "qualified", "First chat")]).await;
+    ctx.deliver(&[fatima(&tenant, "qualified", "First chat")])
+        .await;
     let before = ctx.hubspot.crm_call_count();
 
     let delivery = ctx.deliver(&[fatima(&tenant, "won", "First chat")]).await;
     assert!(delivery.failed.is_empty());
-    assert_eq!(ctx.hubspot.crm_call_count() - before, 2, "contact update, deal stage update");
+    assert_eq!(
+        ctx.hubspot.crm_call_count() - before,
+        2,
+        "contact update, deal stage update"
+    );
     assert_eq!(ctx.hubspot.contacts().len(), 1);
     assert_eq!(ctx.hubspot.notes().len(), 1);
     let deals = ctx.hubspot.deals();
@@ -98,7 +131,8 @@ async fn the_same_lead_with_a_new_stage_moves_the_deal_without_duplicates() {
     assert_eq!(deals[0].properties["dealstage"], "closedwon");
 
     // A new summary updates the one note.
-    ctx.deliver(&[fatima(&tenant, "won", "Signed the contract")]).await;
+    ctx.deliver(&[fatima(&tenant, "won", "Signed the contract")])
+        .await;
     let notes = ctx.hubspot.notes();
     assert_eq!(notes.len(), 1);
     assert!(notes[0].properties["hs_note_body"].contains("Signed the contract"));
@@ -114,9 +148,17 @@ async fn a_duplicate_delivery_costs_no_call_and_creates_nothing() {
 
     let again = ctx.deliver(&[message]).await;
     assert!(again.failed.is_empty());
-    assert_eq!(ctx.hubspot.crm_call_count(), before, "an identical replay sends nothing");
     assert_eq!(
-        (ctx.hubspot.contacts().len(), ctx.hubspot.deals().len(), ctx.hubspot.notes().len()),
+        ctx.hubspot.crm_call_count(),
+        before,
+        "an identical replay sends nothing"
+    );
+    assert_eq!(
+        (
+            ctx.hubspot.contacts().len(),
+            ctx.hubspot.deals().len(),
+            ctx.hubspot.notes().len()
+        ),
         (1, 1, 1)
     );
 }
@@ -126,13 +168,28 @@ async fn two_concurrent_deliveries_of_one_message_push_it_once() {
     let ctx = TestContext::new().await;
     let tenant = connected_tenant(&ctx).await;
     let body = fatima(&tenant, "qualified", "Concurrent");
-    let first = InboundMessage { message_id: "m-1".into(), body: body.clone(), receive_count: 1 };
-    let second = InboundMessage { message_id: "m-1".into(), body: body.clone(), receive_count: 1 };
+    let first = InboundMessage {
+        message_id: "m-1".into(),
+        body: body.clone(),
+        receive_count: 1,
+    };
+    let second = InboundMessage {
+        message_id: "m-1".into(),
+        body: body.clone(),
+        receive_count: 1,
+    };
 
-    let (a, b) = tokio::join!(process_message(&ctx.services, &first), process_message(&ctx.services, &second));
+    let (a, b) = tokio::join!(
+        process_message(&ctx.services, &first),
+        process_message(&ctx.services, &second)
+    );
 
     assert_eq!(
-        (ctx.hubspot.contacts().len(), ctx.hubspot.deals().len(), ctx.hubspot.notes().len()),
+        (
+            ctx.hubspot.contacts().len(),
+            ctx.hubspot.deals().len(),
+            ctx.hubspot.notes().len()
+        ),
         (1, 1, 1),
         "{a:?} / {b:?}"
     );
@@ -143,7 +200,15 @@ async fn two_concurrent_deliveries_of_one_message_push_it_once() {
     assert_eq!(pushed, 1, "exactly one delivery pushed: {a:?} / {b:?}");
     // The other either waits for a retry or saw the finished push; a retry then costs nothing.
     let before = ctx.hubspot.crm_call_count();
-    let retry = process_message(&ctx.services, &InboundMessage { message_id: "m-1".into(), body, receive_count: 2 }).await;
+    let retry = process_message(
+        &ctx.services,
+        &InboundMessage {
+            message_id: "m-1".into(),
+            body,
+            receive_count: 2,
+        },
+    )
+    .await;
     assert!(retry.is_settled());
     assert_eq!(ctx.hubspot.crm_call_count(), before);
 }
@@ -152,21 +217,30 @@ async fn two_concurrent_deliveries_of_one_message_push_it_once() {
 async fn a_contact_that_already_exists_in_hubspot_is_updated_not_duplicated() {
     let ctx = TestContext::new().await;
     let tenant = connected_tenant(&ctx).await;
-    let existing = ctx.hubspot.seed_contact(json!({"email": "fatima@example.qa", "firstname": "F.", "lastname": "K"}));
+    let existing = ctx
+        .hubspot
+        .seed_contact(json!({"email": "fatima@example.qa", "firstname": "F.", "lastname": "K"}));
 
     ctx.deliver(&[fatima(&tenant, "new", "Hi")]).await;
     let contacts = ctx.hubspot.contacts();
     assert_eq!(contacts.len(), 1);
     assert_eq!(contacts[0].id, existing);
     assert_eq!(contacts[0].properties["firstname"], "Fatima");
-    assert_eq!(ctx.hubspot.associations("deals", &ctx.hubspot.deals()[0].id)[0].1, existing);
+    assert_eq!(
+        ctx.hubspot
+            .associations("deals", &ctx.hubspot.deals()[0].id)[0]
+            .1,
+        existing
+    );
 }
 
 #[tokio::test]
 async fn a_phone_only_lead_finds_the_contact_with_that_phone() {
     let ctx = TestContext::new().await;
     let tenant = connected_tenant(&ctx).await;
-    let existing = ctx.hubspot.seed_contact(json!({"phone": "+61 412 345 678", "lastname": "Nguyen"}));
+    let existing = ctx
+        .hubspot
+        .seed_contact(json!({"phone": "+61 412 345 678", "lastname": "Nguyen"}));
     let message = lead_message(
         &tenant,
         "pro",
@@ -198,7 +272,8 @@ async fn three_server_errors_then_success_lands_the_lead_once() {
     let tenant = connected_tenant(&ctx).await;
     // On the upsert, which is idempotent, the client retries in-process.
     for _ in 0..3 {
-        ctx.hubspot.inject(Route::Contacts, Fault::Status(500, "oops".into()));
+        ctx.hubspot
+            .inject(Route::Contacts, Fault::Status(500, "oops".into()));
     }
     let delivery = ctx.deliver(&[fatima(&tenant, "new", "Hi")]).await;
     assert!(delivery.failed.is_empty(), "{delivery:?}");
@@ -206,7 +281,8 @@ async fn three_server_errors_then_success_lands_the_lead_once() {
     // On a deal create, which is not, each 500 goes back to SQS; the retries create it once.
     let tenant = connected_tenant(&ctx).await;
     for _ in 0..3 {
-        ctx.hubspot.inject(Route::Deals, Fault::Status(500, "oops".into()));
+        ctx.hubspot
+            .inject(Route::Deals, Fault::Status(500, "oops".into()));
     }
     let mut delivery = ctx.deliver(&[fatima(&tenant, "new", "Hi")]).await;
     let mut deliveries = 1;
@@ -225,15 +301,27 @@ async fn an_outage_is_retried_by_sqs_and_the_retry_reuses_what_was_created() {
     let ctx = TestContext::new().await;
     let tenant = connected_tenant(&ctx).await;
     // Creating a note is not idempotent: a 503 is not retried in-process but by SQS.
-    ctx.hubspot.inject(Route::Notes, Fault::Status(503, "down".into()));
+    ctx.hubspot
+        .inject(Route::Notes, Fault::Status(503, "down".into()));
     let first = ctx.deliver(&[fatima(&tenant, "new", "Hi")]).await;
     assert_eq!(first.failed.len(), 1, "retryable: handed back to SQS");
-    assert_eq!((ctx.hubspot.contacts().len(), ctx.hubspot.deals().len(), ctx.hubspot.notes().len()), (1, 1, 0));
+    assert_eq!(
+        (
+            ctx.hubspot.contacts().len(),
+            ctx.hubspot.deals().len(),
+            ctx.hubspot.notes().len()
+        ),
+        (1, 1, 0)
+    );
 
     let second = ctx.redeliver(1).await;
     assert!(second.failed.is_empty(), "{second:?}");
     assert_eq!(
-        (ctx.hubspot.contacts().len(), ctx.hubspot.deals().len(), ctx.hubspot.notes().len()),
+        (
+            ctx.hubspot.contacts().len(),
+            ctx.hubspot.deals().len(),
+            ctx.hubspot.notes().len()
+        ),
         (1, 1, 1),
         "the retry created only the missing note"
     );
@@ -246,9 +334,17 @@ async fn a_permanent_refusal_dead_letters_that_message_and_the_rest_of_the_batch
     let tenant = connected_tenant(&ctx).await;
     // The stage `lost` was mapped to a HubSpot stage that has since been deleted.
     let tenant_id = TenantId::parse(&tenant).unwrap();
-    let connection = ctx.services.store.get_connection(&tenant_id, Provider::Hubspot).await.unwrap().unwrap();
+    let connection = ctx
+        .services
+        .store
+        .get_connection(&tenant_id, Provider::Hubspot)
+        .await
+        .unwrap()
+        .unwrap();
     let mut settings = connection.settings.clone().unwrap();
-    settings.stage_mapping.insert(shared::stage::LeadStage::Lost, "deleted-stage".into());
+    settings
+        .stage_mapping
+        .insert(shared::stage::LeadStage::Lost, "deleted-stage".into());
     ctx.services
         .store
         .save_settings(&tenant_id, Provider::Hubspot, connection.version, &settings)
@@ -257,9 +353,17 @@ async fn a_permanent_refusal_dead_letters_that_message_and_the_rest_of_the_batch
         .unwrap();
 
     let bad = fatima(&tenant, "lost", "refused");
-    let good = lead_message(&tenant, "pro", json!({"id": "lead-2", "name": "Sam Lee", "email": "sam@example.com.au", "stage": "new"}), Some("ok"));
+    let good = lead_message(
+        &tenant,
+        "pro",
+        json!({"id": "lead-2", "name": "Sam Lee", "email": "sam@example.com.au", "stage": "new"}),
+        Some("ok"),
+    );
     let delivery = ctx.deliver(&[bad, good]).await;
-    assert!(delivery.failed.is_empty(), "both settled: one pushed, one dead-lettered: {delivery:?}");
+    assert!(
+        delivery.failed.is_empty(),
+        "both settled: one pushed, one dead-lettered: {delivery:?}"
+    );
 
     let letters = ctx.queues.dead_letters().await;
     assert_eq!(letters.len(), 1);
@@ -267,36 +371,65 @@ async fn a_permanent_refusal_dead_letters_that_message_and_the_rest_of_the_batch
     assert!(reason.contains("HTTP 400"), "{reason}");
     assert_eq!(letters[0].1["tenant_id"], tenant);
     assert_eq!(letters[0].1["lead_id"], "lead-1");
-    assert!(letters[0].0.contains("\"lead-1\""), "the original body is kept");
-    let deals: Vec<String> = ctx.hubspot.deals().iter().map(|d| d.properties["dealname"].clone()).collect();
+    assert!(
+        letters[0].0.contains("\"lead-1\""),
+        "the original body is kept"
+    );
+    let deals: Vec<String> = ctx
+        .hubspot
+        .deals()
+        .iter()
+        .map(|d| d.properties["dealname"].clone())
+        .collect();
     assert_eq!(deals, vec!["Sam Lee (LeadRelay)".to_string()]);
 
     // The connection shows the last push's outcome.
-    let listed = ctx.api(ApiEvent::sample("connections-api/list.json").claims(&tenant, "pro")).await;
+    let listed = ctx
+        .api(ApiEvent::sample("connections-api/list.json").claims(&tenant, "pro"))
+        .await;
     assert!(listed.body["connections"][0]["last_sync_at"].is_string());
-    ctx.deliver(&[fatima(&tenant, "lost", "refused again")]).await;
-    let listed = ctx.api(ApiEvent::sample("connections-api/list.json").claims(&tenant, "pro")).await;
+    ctx.deliver(&[fatima(&tenant, "lost", "refused again")])
+        .await;
+    let listed = ctx
+        .api(ApiEvent::sample("connections-api/list.json").claims(&tenant, "pro"))
+        .await;
     let connection = &listed.body["connections"][0];
-    assert!(connection["last_error"]["message"].as_str().unwrap().contains("HTTP 400"), "{connection}");
+    assert!(
+        connection["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 400"),
+        "{connection}"
+    );
 }
 
 #[tokio::test]
 async fn malformed_and_unknown_version_messages_go_to_the_dlq_with_their_reason() {
     let ctx = TestContext::new().await;
     let unknown_version = json!({"version": 7, "tenant_id": "t"}).to_string();
-    let delivery = ctx.deliver(&["not json at all".to_string(), unknown_version]).await;
+    let delivery = ctx
+        .deliver(&["not json at all".to_string(), unknown_version])
+        .await;
     assert!(delivery.failed.is_empty());
     let letters = ctx.queues.dead_letters().await;
     assert_eq!(letters.len(), 2);
     let reasons: Vec<&String> = letters.iter().map(|l| &l.1["failure_reason"]).collect();
     assert!(reasons.iter().any(|r| r.contains("version")), "{reasons:?}");
-    assert!(reasons.iter().all(|r| r.contains("not a valid lead")), "{reasons:?}");
+    assert!(
+        reasons.iter().all(|r| r.contains("not a valid lead")),
+        "{reasons:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_tenant_with_no_connection_settles_with_nothing_pushed() {
     let ctx = TestContext::new().await;
-    let message = lead_message(&TestContext::tenant(), "business", json!({"id": "l", "name": "A B", "stage": "new"}), None);
+    let message = lead_message(
+        &TestContext::tenant(),
+        "business",
+        json!({"id": "l", "name": "A B", "stage": "new"}),
+        None,
+    );
     let delivery = ctx.deliver(&[message]).await;
     assert!(delivery.failed.is_empty());
     assert!(ctx.queues.dead_letters().await.is_empty());
@@ -308,7 +441,12 @@ async fn a_plan_that_no_longer_allows_the_connection_pushes_nothing() {
     let ctx = TestContext::new().await;
     let tenant = connected_tenant(&ctx).await;
     let before = ctx.hubspot.crm_call_count();
-    let message = lead_message(&tenant, "free", json!({"id": "l", "name": "A B", "email": "a@b.co", "stage": "new"}), None);
+    let message = lead_message(
+        &tenant,
+        "free",
+        json!({"id": "l", "name": "A B", "email": "a@b.co", "stage": "new"}),
+        None,
+    );
     let delivery = ctx.deliver(&[message]).await;
     assert!(delivery.failed.is_empty());
     assert_eq!(ctx.hubspot.crm_call_count(), before);
@@ -328,7 +466,10 @@ async fn a_rejected_token_is_refreshed_once_and_the_push_retried() {
         .hubspot
         .requests()
         .iter()
-        .filter(|r| r.path == "/oauth/2026-03/token" && r.form().get("grant_type").map(String::as_str) == Some("refresh_token"))
+        .filter(|r| {
+            r.path == "/oauth/2026-03/token"
+                && r.form().get("grant_type").map(String::as_str) == Some("refresh_token")
+        })
         .count();
     assert_eq!(refreshes, 1);
 }
@@ -339,13 +480,26 @@ async fn a_connection_that_needs_reauth_dead_letters_with_that_reason() {
     let tenant = connected_tenant(&ctx).await;
     ctx.services
         .store
-        .mark_needs_reauth(&TenantId::parse(&tenant).unwrap(), Provider::Hubspot, "invalid_grant from hubspot", chrono::Utc::now())
+        .mark_needs_reauth(
+            &TenantId::parse(&tenant).unwrap(),
+            Provider::Hubspot,
+            "invalid_grant from hubspot",
+            chrono::Utc::now(),
+        )
         .await
         .unwrap();
-    assert!(ctx.deliver(&[fatima(&tenant, "new", "Hi")]).await.failed.is_empty());
+    assert!(ctx
+        .deliver(&[fatima(&tenant, "new", "Hi")])
+        .await
+        .failed
+        .is_empty());
     let letters = ctx.queues.dead_letters().await;
     assert_eq!(letters.len(), 1);
-    assert!(letters[0].1["failure_reason"].contains("reconnected"), "{:?}", letters[0].1);
+    assert!(
+        letters[0].1["failure_reason"].contains("reconnected"),
+        "{:?}",
+        letters[0].1
+    );
 }
 
 #[tokio::test]
@@ -353,10 +507,18 @@ async fn a_lead_still_failing_on_its_last_delivery_goes_to_the_dlq_with_the_reas
     let ctx = TestContext::new().await;
     let tenant = connected_tenant(&ctx).await;
     for _ in 0..4 {
-        ctx.hubspot.inject(Route::Contacts, Fault::Status(502, "bad gateway".into()));
+        ctx.hubspot
+            .inject(Route::Contacts, Fault::Status(502, "bad gateway".into()));
     }
-    let last = InboundMessage { message_id: "m-9".into(), body: fatima(&tenant, "new", "Hi"), receive_count: 5 };
+    let last = InboundMessage {
+        message_id: "m-9".into(),
+        body: fatima(&tenant, "new", "Hi"),
+        receive_count: 5,
+    };
     let outcome = process_message(&ctx.services, &last).await;
-    assert!(matches!(&outcome, MessageOutcome::DeadLettered { reason } if reason.contains("gave up after 5")), "{outcome:?}");
+    assert!(
+        matches!(&outcome, MessageOutcome::DeadLettered { reason } if reason.contains("gave up after 5")),
+        "{outcome:?}"
+    );
     assert_eq!(ctx.queues.dead_letters().await.len(), 1);
 }

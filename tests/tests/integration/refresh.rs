@@ -18,12 +18,20 @@ use crate::manage::spent_token;
 
 async fn connected(ctx: &TestContext) -> TenantId {
     let tenant = TestContext::tenant();
-    assert_eq!(outcome(&ctx.connect_hubspot(&tenant, "pro").await)["status"], "connected");
+    assert_eq!(
+        outcome(&ctx.connect_hubspot(&tenant, "pro").await)["status"],
+        "connected"
+    );
     TenantId::parse(&tenant).unwrap()
 }
 
 async fn connection(ctx: &TestContext, tenant: &TenantId) -> Connection {
-    ctx.services.store.get_connection(tenant, Provider::Hubspot).await.unwrap().unwrap()
+    ctx.services
+        .store
+        .get_connection(tenant, Provider::Hubspot)
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 /// Makes the stored access token spent, as if time had passed.
@@ -32,7 +40,13 @@ async fn spend(ctx: &TestContext, tenant: &TenantId) {
     assert!(ctx
         .services
         .store
-        .update_tokens(tenant, Provider::Hubspot, c.version, &c.credentials, spent_token())
+        .update_tokens(
+            tenant,
+            Provider::Hubspot,
+            c.version,
+            &c.credentials,
+            spent_token()
+        )
         .await
         .unwrap());
 }
@@ -41,12 +55,16 @@ fn refresh_calls(ctx: &TestContext) -> usize {
     ctx.hubspot
         .requests()
         .iter()
-        .filter(|r| r.path == "/oauth/2026-03/token" && r.form().get("grant_type").map(String::as_str) == Some("refresh_token"))
+        .filter(|r| {
+            r.path == "/oauth/2026-03/token"
+                && r.form().get("grant_type").map(String::as_str) == Some("refresh_token")
+        })
         .count()
 }
 
 async fn run_schedule(ctx: &TestContext) -> token_refresh::RefreshSummary {
-    let event: EventBridgeEvent = serde_json::from_value(events::load("token-refresh/schedule.json")).unwrap();
+    let event: EventBridgeEvent =
+        serde_json::from_value(events::load("token-refresh/schedule.json")).unwrap();
     token_refresh::handle(&ctx.services, LambdaEvent::new(event, Context::default()))
         .await
         .unwrap()
@@ -55,7 +73,11 @@ async fn run_schedule(ctx: &TestContext) -> token_refresh::RefreshSummary {
 #[tokio::test]
 async fn the_schedule_refreshes_every_due_connection_and_leaves_the_rest() {
     let ctx = TestContext::new().await;
-    let due = [connected(&ctx).await, connected(&ctx).await, connected(&ctx).await];
+    let due = [
+        connected(&ctx).await,
+        connected(&ctx).await,
+        connected(&ctx).await,
+    ];
     let fresh = connected(&ctx).await;
     for tenant in &due {
         spend(&ctx, tenant).await;
@@ -64,14 +86,24 @@ async fn the_schedule_refreshes_every_due_connection_and_leaves_the_rest() {
     let before = connection(&ctx, &fresh).await;
 
     let summary = run_schedule(&ctx).await;
-    assert_eq!((summary.refreshed, summary.skipped, summary.failed), (3, 0, 0));
+    assert_eq!(
+        (summary.refreshed, summary.skipped, summary.failed),
+        (3, 0, 0)
+    );
     assert_eq!(refresh_calls(&ctx), 3);
     for tenant in &due {
         let c = connection(&ctx, tenant).await;
         assert!(c.token_expiry().unwrap() > chrono::Utc::now() + chrono::Duration::minutes(20));
-        assert!(c.refresh_lease_owner.is_none(), "the lease is released in the same write");
+        assert!(
+            c.refresh_lease_owner.is_none(),
+            "the lease is released in the same write"
+        );
     }
-    assert_eq!(connection(&ctx, &fresh).await.version, before.version, "not due: untouched");
+    assert_eq!(
+        connection(&ctx, &fresh).await.version,
+        before.version,
+        "not due: untouched"
+    );
 
     // Nothing is due any more: a second run does nothing.
     let again = run_schedule(&ctx).await;
@@ -80,7 +112,8 @@ async fn the_schedule_refreshes_every_due_connection_and_leaves_the_rest() {
 }
 
 #[tokio::test]
-async fn fifty_concurrent_refreshes_of_one_connection_make_one_provider_call_and_all_get_a_working_token() {
+async fn fifty_concurrent_refreshes_of_one_connection_make_one_provider_call_and_all_get_a_working_token(
+) {
     let ctx = TestContext::new().await;
     let tenant = connected(&ctx).await;
     spend(&ctx, &tenant).await;
@@ -89,12 +122,21 @@ async fn fifty_concurrent_refreshes_of_one_connection_make_one_provider_call_and
     let attempts = (0..50).map(|_| refresh(&ctx.services, stale.clone(), RefreshCause::Expiring));
     let results = futures::future::join_all(attempts).await;
 
-    assert_eq!(refresh_calls(&ctx), 1, "exactly one refresh reached HubSpot");
+    assert_eq!(
+        refresh_calls(&ctx),
+        1,
+        "exactly one refresh reached HubSpot"
+    );
     let tokens: std::collections::HashSet<String> = results
         .into_iter()
         .map(|r| {
             let refreshed = r.expect("every attempt ends with tokens");
-            refreshed.credentials.access_token.unwrap().expose_secret().to_string()
+            refreshed
+                .credentials
+                .access_token
+                .unwrap()
+                .expose_secret()
+                .to_string()
         })
         .collect();
     assert_eq!(tokens.len(), 1, "everyone uses the one new token");
@@ -108,7 +150,12 @@ async fn fifty_concurrent_refreshes_of_one_connection_make_one_provider_call_and
         .await
         .unwrap();
     assert_eq!(answer.status().as_u16(), 200, "and it works");
-    for secret in ctx.hubspot.issued_access_tokens().iter().chain(ctx.hubspot.live_refresh_tokens().iter()) {
+    for secret in ctx
+        .hubspot
+        .issued_access_tokens()
+        .iter()
+        .chain(ctx.hubspot.live_refresh_tokens().iter())
+    {
         relay_tests::logs::assert_never_logged("token", secret);
     }
 }
@@ -121,15 +168,32 @@ async fn tokens_the_provider_issued_are_stored_even_when_the_first_writes_fail()
     let stale = connection(&ctx, &tenant).await;
     // Every DynamoDB attempt of the first store (the SDK tries 3 times) fails.
     let moto = std::env::var("AWS_ENDPOINT_URL").unwrap();
-    let proxy = FaultyAws::start(&moto, "UpdateItem", "refresh_lease_owner = :owner OR version", 3).await;
+    let proxy = FaultyAws::start(
+        &moto,
+        "UpdateItem",
+        "refresh_lease_owner = :owner OR version",
+        3,
+    )
+    .await;
     let services = ctx.services_via(&proxy.endpoint);
 
-    let refreshed = refresh(&services, stale, RefreshCause::Expiring).await.expect("stored on a later attempt");
+    let refreshed = refresh(&services, stale, RefreshCause::Expiring)
+        .await
+        .expect("stored on a later attempt");
 
-    assert!(proxy.matched() >= 4, "the store was tried again after failing: {} calls matched", proxy.matched());
+    assert!(
+        proxy.matched() >= 4,
+        "the store was tried again after failing: {} calls matched",
+        proxy.matched()
+    );
     assert_eq!(refresh_calls(&ctx), 1, "the provider was asked once");
     let stored = connection(&ctx, &tenant).await;
-    let opened = ctx.services.vault.open(&tenant, Provider::Hubspot, &stored.credentials).await.unwrap();
+    let opened = ctx
+        .services
+        .vault
+        .open(&tenant, Provider::Hubspot, &stored.credentials)
+        .await
+        .unwrap();
     assert_eq!(
         opened.access_token.unwrap().expose_secret(),
         refreshed.credentials.access_token.unwrap().expose_secret(),
@@ -163,7 +227,8 @@ async fn a_transient_failure_leaves_the_connection_active_for_the_next_run() {
     let tenant = connected(&ctx).await;
     spend(&ctx, &tenant).await;
     for _ in 0..4 {
-        ctx.hubspot.inject(Route::Token, Fault::Status(503, "down".into()));
+        ctx.hubspot
+            .inject(Route::Token, Fault::Status(503, "down".into()));
     }
     let summary = run_schedule(&ctx).await;
     assert_eq!(summary.failed, 1);
@@ -183,10 +248,14 @@ async fn a_connection_without_a_refresh_token_is_never_touched_by_the_schedule()
     let sealed = ctx
         .services
         .vault
-        .seal(&tenant, Provider::Freshsales, &Credentials {
-            api_key: Some("key-1234567890".to_string().into()),
-            ..Credentials::default()
-        })
+        .seal(
+            &tenant,
+            Provider::Freshsales,
+            &Credentials {
+                api_key: Some("key-1234567890".to_string().into()),
+                ..Credentials::default()
+            },
+        )
         .await
         .unwrap();
     let row = Connection {
@@ -209,8 +278,17 @@ async fn a_connection_without_a_refresh_token_is_never_touched_by_the_schedule()
     };
     assert!(ctx.services.store.put_connection(&row, None).await.unwrap());
     let summary = run_schedule(&ctx).await;
-    assert_eq!((summary.refreshed, summary.skipped, summary.failed), (0, 0, 0));
-    let after = ctx.services.store.get_connection(&tenant, Provider::Freshsales).await.unwrap().unwrap();
+    assert_eq!(
+        (summary.refreshed, summary.skipped, summary.failed),
+        (0, 0, 0)
+    );
+    let after = ctx
+        .services
+        .store
+        .get_connection(&tenant, Provider::Freshsales)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(after.version, 1);
     assert!(ctx.hubspot.requests().is_empty());
 }
@@ -221,17 +299,29 @@ async fn a_rotated_refresh_token_is_stored_and_the_old_one_is_refused_afterwards
     let tenant = connected(&ctx).await;
     let original = {
         let c = connection(&ctx, &tenant).await;
-        ctx.services.vault.open(&tenant, Provider::Hubspot, &c.credentials).await.unwrap()
+        ctx.services
+            .vault
+            .open(&tenant, Provider::Hubspot, &c.credentials)
+            .await
+            .unwrap()
     };
     spend(&ctx, &tenant).await;
 
     assert_eq!(run_schedule(&ctx).await.refreshed, 1);
 
     let stored = connection(&ctx, &tenant).await;
-    let now = ctx.services.vault.open(&tenant, Provider::Hubspot, &stored.credentials).await.unwrap();
+    let now = ctx
+        .services
+        .vault
+        .open(&tenant, Provider::Hubspot, &stored.credentials)
+        .await
+        .unwrap();
     let old_refresh = original.refresh_token.unwrap().expose_secret().to_string();
     let new_refresh = now.refresh_token.unwrap().expose_secret().to_string();
-    assert_ne!(old_refresh, new_refresh, "the rotated refresh token replaced the old one");
+    assert_ne!(
+        old_refresh, new_refresh,
+        "the rotated refresh token replaced the old one"
+    );
     assert_eq!(ctx.hubspot.live_refresh_tokens(), vec![new_refresh.clone()]);
 
     // The simulator refuses the old one, and the stored one keeps working.
@@ -244,10 +334,19 @@ async fn a_rotated_refresh_token_is_stored_and_the_old_one_is_refused_afterwards
         ]
     };
     let token_url = format!("{}/oauth/2026-03/token", ctx.hubspot.base_url());
-    let old = reqwest::Client::new().post(&token_url).form(&form(&old_refresh)).send().await.unwrap();
+    let old = reqwest::Client::new()
+        .post(&token_url)
+        .form(&form(&old_refresh))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(old.status().as_u16(), 400);
     spend(&ctx, &tenant).await;
-    assert_eq!(run_schedule(&ctx).await.refreshed, 1, "the stored token refreshes again");
+    assert_eq!(
+        run_schedule(&ctx).await.refreshed,
+        1,
+        "the stored token refreshes again"
+    );
 }
 
 #[tokio::test]
@@ -261,13 +360,21 @@ async fn concurrent_pushes_and_the_schedule_never_present_a_rotated_token_twice(
         let mut attempts: Vec<_> = (0..20)
             .map(|_| refresh(&ctx.services, stale.clone(), RefreshCause::Expiring))
             .collect();
-        attempts.push(refresh(&ctx.services, stale.clone(), RefreshCause::DueBefore(chrono::Utc::now())));
+        attempts.push(refresh(
+            &ctx.services,
+            stale.clone(),
+            RefreshCause::DueBefore(chrono::Utc::now()),
+        ));
         for result in futures::future::join_all(attempts).await {
             assert!(result.is_ok(), "round {round}: {:?}", result.err());
         }
         assert_eq!(refresh_calls(&ctx), round + 1, "one refresh per round");
     }
     let c = connection(&ctx, &tenant).await;
-    assert_eq!(c.status, ConnectionStatus::Active, "the grant was never revoked");
+    assert_eq!(
+        c.status,
+        ConnectionStatus::Active,
+        "the grant was never revoked"
+    );
     assert_eq!(ctx.hubspot.live_refresh_tokens().len(), 1);
 }

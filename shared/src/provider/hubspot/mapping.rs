@@ -40,8 +40,11 @@ struct HubSpotStage {
 }
 
 pub(super) fn pipelines(response: PipelinesResponse) -> Vec<Pipeline> {
-    let mut pipelines: Vec<HubSpotPipeline> =
-        response.results.into_iter().filter(|p| !p.archived).collect();
+    let mut pipelines: Vec<HubSpotPipeline> = response
+        .results
+        .into_iter()
+        .filter(|p| !p.archived)
+        .collect();
     pipelines.sort_by_key(|p| p.display_order);
     pipelines
         .into_iter()
@@ -77,7 +80,9 @@ pub(super) fn deal_name(lead: &crate::lead::Lead) -> String {
 }
 
 /// `hub_id` (and `user_id`, when present) from the token response.
-pub(super) fn account_from_token_extras(extras: &Map<String, Value>) -> Option<BTreeMap<String, String>> {
+pub(super) fn account_from_token_extras(
+    extras: &Map<String, Value>,
+) -> Option<BTreeMap<String, String>> {
     let hub_id = extras.get("hub_id").and_then(number_or_string)?;
     let mut account = BTreeMap::from([("hub_id".to_string(), hub_id)]);
     if let Some(user) = extras.get("user_id").and_then(number_or_string) {
@@ -112,7 +117,10 @@ mod tests {
         )
         .unwrap();
         let out = pipelines(body);
-        assert_eq!(out.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["default", "2"]);
+        assert_eq!(
+            out.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+            ["default", "2"]
+        );
         assert_eq!(out[0].stages[0].id, "appointmentscheduled");
         assert!(!out[0].stages[0].is_closed);
         assert!(out[0].stages[1].is_closed);
@@ -120,7 +128,9 @@ mod tests {
 
     #[test]
     fn the_account_is_the_hub_id() {
-        let extras: Map<String, Value> = serde_json::from_str(r#"{"hub_id":123,"user_id":7,"token_use":"access_token"}"#).unwrap();
+        let extras: Map<String, Value> =
+            serde_json::from_str(r#"{"hub_id":123,"user_id":7,"token_use":"access_token"}"#)
+                .unwrap();
         let account = account_from_token_extras(&extras).unwrap();
         assert_eq!(account["hub_id"], "123");
         assert_eq!(account["user_id"], "7");

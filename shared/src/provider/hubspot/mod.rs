@@ -27,7 +27,10 @@ impl CrmProvider for HubSpot {
 
     /// HubSpot's token response names the portal (`hub_id`); a response without one is not a
     /// HubSpot install we can use.
-    fn account_from_tokens(&self, tokens: &TokenSet) -> Result<BTreeMap<String, String>, ProviderError> {
+    fn account_from_tokens(
+        &self,
+        tokens: &TokenSet,
+    ) -> Result<BTreeMap<String, String>, ProviderError> {
         mapping::account_from_token_extras(&tokens.extras).ok_or(ProviderError::Garbage {
             provider: Provider::Hubspot,
             status: 200,

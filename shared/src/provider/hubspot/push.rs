@@ -56,7 +56,12 @@ pub(super) async fn push_lead(
     settings: Option<&ConnectionSettings>,
     progress: &mut PushProgress,
 ) -> Result<(), ProviderError> {
-    let contact = sync_contact(session, lead, progress.records.get("contact").map(String::as_str)).await?;
+    let contact = sync_contact(
+        session,
+        lead,
+        progress.records.get("contact").map(String::as_str),
+    )
+    .await?;
     progress.records.insert("contact".into(), contact.clone());
 
     match progress.records.get("deal").cloned() {
@@ -69,7 +74,14 @@ pub(super) async fn push_lead(
         Some(deal) => {
             let mapped = settings.and_then(|s| s.stage_mapping.get(&lead.stage).cloned());
             if let Some(stage) = mapped.filter(|s| progress.stage.as_ref() != Some(s)) {
-                update(session, "deals.update", "deals", &deal, json!({ "dealstage": stage })).await?;
+                update(
+                    session,
+                    "deals.update",
+                    "deals",
+                    &deal,
+                    json!({ "dealstage": stage }),
+                )
+                .await?;
                 progress.stage = Some(stage);
             }
         }
@@ -84,7 +96,14 @@ pub(super) async fn push_lead(
                 progress.records.insert("note".into(), note);
             }
             Some(note) if progress.summary_digest.as_deref() != Some(digest.as_str()) => {
-                update(session, "notes.update", "notes", &note, json!({ "hs_note_body": body })).await?;
+                update(
+                    session,
+                    "notes.update",
+                    "notes",
+                    &note,
+                    json!({ "hs_note_body": body }),
+                )
+                .await?;
             }
             Some(_) => {}
         }
@@ -124,7 +143,15 @@ pub(super) async fn sync_contact(
 ) -> Result<String, ProviderError> {
     let properties = Value::Object(contact_properties(lead));
     if let Some(id) = known_id {
-        match update(session, "contacts.update", "contacts", id, properties.clone()).await {
+        match update(
+            session,
+            "contacts.update",
+            "contacts",
+            id,
+            properties.clone(),
+        )
+        .await
+        {
             Ok(()) => return Ok(id.to_string()),
             // Deleted in HubSpot since: find or create it again below.
             Err(ProviderError::Rejected { status: 404, .. }) => {}
@@ -134,12 +161,17 @@ pub(super) async fn sync_contact(
     if let Some(email) = &lead.email {
         // Upsert by email: create or update in one call. Without `idProperty` HubSpot would
         // read `id` as a record id and silently update nothing.
-        let body = json!({ "inputs": [{ "id": email, "idProperty": "email", "properties": properties }] });
+        let body =
+            json!({ "inputs": [{ "id": email, "idProperty": "email", "properties": properties }] });
         let response = session
             .http
             .send(
                 session
-                    .request("contacts.upsert", Method::POST, "/crm/v3/objects/contacts/batch/upsert")
+                    .request(
+                        "contacts.upsert",
+                        Method::POST,
+                        "/crm/v3/objects/contacts/batch/upsert",
+                    )
                     .json(body)
                     // Keyed by email: sending it twice leaves one contact.
                     .idempotency(Idempotency::Safe),
@@ -164,7 +196,13 @@ pub(super) async fn sync_contact(
             return Ok(id);
         }
     }
-    create(session, "contacts.create", "contacts", json!({ "properties": properties, "associations": [] })).await
+    create(
+        session,
+        "contacts.create",
+        "contacts",
+        json!({ "properties": properties, "associations": [] }),
+    )
+    .await
 }
 
 /// The id of a contact whose `property` equals `value`, if any.
@@ -182,7 +220,11 @@ pub(super) async fn search_by(
         .http
         .send(
             session
-                .request("contacts.search", Method::POST, "/crm/v3/objects/contacts/search")
+                .request(
+                    "contacts.search",
+                    Method::POST,
+                    "/crm/v3/objects/contacts/search",
+                )
                 .json(body)
                 .idempotency(Idempotency::Safe),
         )
@@ -215,14 +257,17 @@ async fn target_stage(
         code: "PIPELINE_NOT_FOUND".into(),
         message: "the configured pipeline no longer exists".into(),
     })?;
-    let stage = pipeline.stages.iter().find(|s| !s.is_closed).or(pipeline.stages.first()).ok_or_else(|| {
-        ProviderError::Rejected {
+    let stage = pipeline
+        .stages
+        .iter()
+        .find(|s| !s.is_closed)
+        .or(pipeline.stages.first())
+        .ok_or_else(|| ProviderError::Rejected {
             provider: session.provider,
             status: 404,
             code: "PIPELINE_HAS_NO_STAGES".into(),
             message: "the pipeline has no stages".into(),
-        }
-    })?;
+        })?;
     Ok((pipeline.id.clone(), stage.id.clone()))
 }
 
@@ -300,7 +345,15 @@ async fn create(
 ) -> Result<String, ProviderError> {
     let response = session
         .http
-        .send(session.request(operation, Method::POST, &format!("/crm/v3/objects/{object}")).json(body))
+        .send(
+            session
+                .request(
+                    operation,
+                    Method::POST,
+                    &format!("/crm/v3/objects/{object}"),
+                )
+                .json(body),
+        )
         .await?
         .error_for_status()?;
     Ok(response.json::<ObjectId>()?.id)
@@ -315,7 +368,11 @@ async fn update(
 ) -> Result<(), ProviderError> {
     // PATCH of a property set is idempotent: safe to retry.
     let request = session
-        .request(operation, Method::PATCH, &format!("/crm/v3/objects/{object}/{id}"))
+        .request(
+            operation,
+            Method::PATCH,
+            &format!("/crm/v3/objects/{object}/{id}"),
+        )
         .json(json!({ "properties": properties }))
         .idempotency(Idempotency::Safe);
     session.http.send(request).await?.error_for_status()?;
@@ -328,6 +385,9 @@ mod tests {
 
     #[test]
     fn summaries_are_escaped_so_they_cannot_inject_html() {
-        assert_eq!(escape_html("<b>hi</b> & \"x\"\nnext"), "&lt;b&gt;hi&lt;/b&gt; &amp; &quot;x&quot;<br>next");
+        assert_eq!(
+            escape_html("<b>hi</b> & \"x\"\nnext"),
+            "&lt;b&gt;hi&lt;/b&gt; &amp; &quot;x&quot;<br>next"
+        );
     }
 }
