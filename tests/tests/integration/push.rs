@@ -522,3 +522,31 @@ async fn a_lead_still_failing_on_its_last_delivery_goes_to_the_dlq_with_the_reas
     );
     assert_eq!(ctx.queues.dead_letters().await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_connection_to_a_destination_not_built_here_does_not_hold_back_the_others() {
+    let ctx = TestContext::new().await;
+    let tenant = connected_tenant(&ctx).await;
+    let tenant_id = TenantId::parse(&tenant).unwrap();
+    // A Google Sheets row, as the older system may hold: no integration for it here yet.
+    let mut sheets = ctx
+        .services
+        .store
+        .get_connection(&tenant_id, Provider::Hubspot)
+        .await
+        .unwrap()
+        .unwrap();
+    sheets.provider = Provider::GoogleSheets;
+    sheets.settings = None;
+    assert!(ctx
+        .services
+        .store
+        .put_connection(&sheets, None)
+        .await
+        .unwrap());
+
+    let delivery = ctx.deliver(&[fatima(&tenant, "new", "Hi")]).await;
+    assert!(delivery.failed.is_empty(), "{delivery:?}");
+    assert_eq!(ctx.hubspot.contacts().len(), 1);
+    assert!(ctx.queues.dead_letters().await.is_empty());
+}
