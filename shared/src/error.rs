@@ -106,11 +106,6 @@ pub enum ProviderError {
         status: u16,
         detail: String,
     },
-    #[error("{provider}: {operation} is not implemented yet")]
-    NotImplemented {
-        provider: Provider,
-        operation: &'static str,
-    },
 }
 
 impl ProviderError {
@@ -134,8 +129,7 @@ impl ProviderError {
             | ProviderError::Unauthorized { provider, .. }
             | ProviderError::InvalidGrant { provider, .. }
             | ProviderError::Rejected { provider, .. }
-            | ProviderError::Garbage { provider, .. }
-            | ProviderError::NotImplemented { provider, .. } => *provider,
+            | ProviderError::Garbage { provider, .. } => *provider,
         }
     }
 }
@@ -195,7 +189,6 @@ impl Error {
             Error::PlanRequired { .. } => 403,
             Error::NotFound(_) | Error::NotSupported(_) => 404,
             Error::Conflict(_) | Error::NeedsReauth { .. } => 409,
-            Error::Provider(ProviderError::NotImplemented { .. }) => 501,
             Error::Provider(_) => 502,
             Error::Busy(_) => 503,
             Error::Store(_) | Error::Vault(_) | Error::Config(_) => 500,
@@ -212,7 +205,6 @@ impl Error {
             Error::NotSupported(_) => "not_supported",
             Error::Conflict(_) => "conflict",
             Error::NeedsReauth { .. } => "needs_reauth",
-            Error::Provider(ProviderError::NotImplemented { .. }) => "not_implemented",
             Error::Provider(_) => "provider_error",
             Error::Busy(_) => "busy",
             Error::Store(_) | Error::Vault(_) | Error::Config(_) => "internal",
@@ -242,7 +234,6 @@ impl Error {
                 } => {
                     format!("{provider} refused the request (HTTP {status})")
                 }
-                ProviderError::NotImplemented { .. } => e.to_string(),
             },
             Error::Store(_) | Error::Vault(_) | Error::Config(_) => {
                 "internal error; it has been logged".to_string()
