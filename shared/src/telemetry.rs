@@ -15,13 +15,14 @@ pub fn init() {
         .with_env_filter(filter)
         .with_target(false)
         .without_time();
-    // Lambda adds its own timestamps to every line; JSON keeps span fields on each event.
+    // Lambda adds its own timestamps to every line. The span list puts every enclosing span's
+    // fields on each event: the request id (outermost), tenant and lead id, provider.
     let result = if json {
         builder
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .with_span_list(false)
+            .with_span_list(true)
             .try_init()
     } else {
         builder.try_init()
