@@ -56,13 +56,18 @@ pub(super) async fn push_lead(
     settings: Option<&ConnectionSettings>,
     progress: &mut PushProgress,
 ) -> Result<(), ProviderError> {
-    let contact = sync_contact(
-        session,
-        lead,
-        progress.records.get("contact").map(String::as_str),
-    )
-    .await?;
+    let known = progress.records.get("contact").cloned();
+    let contact = sync_contact(session, lead, known.as_deref()).await?;
     progress.records.insert("contact".into(), contact.clone());
+    if known.as_ref().is_some_and(|k| *k != contact) {
+        // The contact we knew was deleted in HubSpot and has been found or created again: the
+        // lead's deal and note move onto it.
+        for (kind, object) in [("deal", "deals"), ("note", "notes")] {
+            if let Some(id) = progress.records.get(kind) {
+                associate_default(session, object, id, &contact).await?;
+            }
+        }
+    }
 
     match progress.records.get("deal").cloned() {
         None => {
@@ -335,6 +340,21 @@ fn escape_html(text: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
         .replace('\n', "<br>")
+}
+
+/// Links a record to a contact with HubSpot's default (unlabeled) association type:
+/// `PUT /crm/v4/objects/{type}/{id}/associations/default/contacts/{contact}` (checked: HubSpot's
+/// v4 associations guide). A PUT of an existing association is a no-op, so it is safe to retry.
+async fn associate_default(
+    session: &Session<'_>,
+    object: &str,
+    id: &str,
+    contact: &str,
+) -> Result<(), ProviderError> {
+    let path = format!("/crm/v4/objects/{object}/{id}/associations/default/contacts/{contact}");
+    let request = session.request("associations.default", Method::PUT, &path);
+    session.http.send(request).await?.error_for_status()?;
+    Ok(())
 }
 
 async fn create(

@@ -1291,3 +1291,50 @@ pub(super) fn seed_contact(
     }
     Ok(records.insert(object, properties, Utc::now()).to_string())
 }
+
+// ---------------------------------------------------------------------------
+// PUT /crm/v4/objects/{from}/{fromId}/associations/default/{to}/{toId}
+// ---------------------------------------------------------------------------
+
+/// Creates the default (unlabeled, HUBSPOT_DEFINED) association between two existing records,
+/// as HubSpot's v4 "associate records without a label" endpoint does.
+pub(super) async fn associate_default(
+    State(shared): State<Arc<Shared>>,
+    Path((from, from_id, to, to_id)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    shared.metered(&headers, |hub_id| {
+        let from = ObjectType::parse(&from).ok_or_else(|| unknown_object_type(&from))?;
+        let to = ObjectType::parse(&to).ok_or_else(|| unknown_object_type(&to))?;
+        let (_, _, type_id, _) = ASSOCIATION_TYPES
+            .iter()
+            .find(|(f, t, _, _)| *f == from && *t == to)
+            .copied()
+            .ok_or_else(|| bad_request(format!("no default association from {} to {}", from.plural(), to.plural())))?;
+        let mut store = shared.crm_store();
+        let records = store.hub(hub_id);
+        let from_id = records.exists(from, &from_id).ok_or_else(record_not_found)?;
+        let to_id = records.exists(to, &to_id).ok_or_else(record_not_found)?;
+        records.associate(Edge {
+            from,
+            from_id,
+            to,
+            to_id,
+            type_id,
+        });
+        let now = iso(Utc::now());
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "status": "COMPLETE",
+                "results": [{
+                    "from": { "id": from_id.to_string() },
+                    "to": { "id": to_id.to_string() },
+                    "associationSpec": { "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id }
+                }],
+                "startedAt": now,
+                "completedAt": now
+            }),
+        ))
+    })
+}

@@ -585,6 +585,10 @@ fn router(shared: Arc<Shared>) -> Router {
             "/crm/v3/objects/{object}/{id}",
             get(crm::read_object).patch(crm::update_object),
         )
+        .route(
+            "/crm/v4/objects/{from}/{from_id}/associations/default/{to}/{to_id}",
+            axum::routing::put(crm::associate_default),
+        )
         .route("/crm/v3/properties/{object}", get(schema::list_properties))
         .route(
             "/crm/v3/properties/{object}/{name}",
