@@ -10,7 +10,7 @@ use crate::provider::Pipeline;
 use crate::registry::Provider;
 use crate::services::Services;
 use crate::stage::LeadStage;
-use crate::store::ConnectionSettings;
+use crate::store::{ConnectionSettings, ContactProperty};
 
 /// `GET /connections`.
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant))]
@@ -48,6 +48,12 @@ pub struct SettingsInput {
     pub pipeline_id: String,
     #[serde(default)]
     pub stage_mapping: BTreeMap<LeadStage, String>,
+    /// A contact property to receive the lead's source (text or dropdown).
+    #[serde(default)]
+    pub source_property: Option<String>,
+    /// A contact property to receive the lead's score, 0–100 (number or text).
+    #[serde(default)]
+    pub score_property: Option<String>,
 }
 
 /// `PUT /connections/{provider}/settings`: validates the pipeline and every mapped stage
@@ -85,9 +91,21 @@ pub async fn save_settings(
             )));
         }
     }
+    let source_property = match &input.source_property {
+        Some(name) => {
+            Some(checked_property(&open, &session, name, &["string", "enumeration"]).await?)
+        }
+        None => None,
+    };
+    let score_property = match &input.score_property {
+        Some(name) => Some(checked_property(&open, &session, name, &["number", "string"]).await?),
+        None => None,
+    };
     let settings = ConnectionSettings {
         pipeline_id: input.pipeline_id,
         stage_mapping: input.stage_mapping,
+        source_property,
+        score_property,
     };
     let saved = services
         .store
@@ -98,6 +116,40 @@ pub async fn save_settings(
         })?;
     tracing::info!(pipeline = %settings.pipeline_id, mapped = settings.stage_mapping.len(), "settings saved");
     Ok(ConnectionView::from(&saved))
+}
+
+/// A contact property the tenant named, checked to exist with one of the `kinds` of value.
+async fn checked_property(
+    open: &super::OpenConnection<'_>,
+    session: &crate::provider::Session<'_>,
+    name: &str,
+    kinds: &[&str],
+) -> Result<ContactProperty, Error> {
+    let provider = open.connection.provider;
+    let well_formed = !name.is_empty()
+        && name.len() <= 100
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !well_formed {
+        return Err(Error::BadRequest(format!(
+            "{name:?} is not a property name"
+        )));
+    }
+    let info = open
+        .implementation
+        .describe_contact_property(session, name)
+        .await?
+        .ok_or_else(|| Error::BadRequest(format!("{provider} has no contact property {name:?}")))?;
+    if !kinds.contains(&info.kind.as_str()) {
+        return Err(Error::BadRequest(format!(
+            "contact property {name:?} holds {} values; expected one of: {}",
+            info.kind,
+            kinds.join(", ")
+        )));
+    }
+    Ok(ContactProperty {
+        name: name.to_string(),
+        options: info.options,
+    })
 }
 
 #[derive(Debug, Serialize)]

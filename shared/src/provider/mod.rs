@@ -48,6 +48,15 @@ pub struct PushProgress {
     pub summary_digest: Option<String>,
 }
 
+/// A contact property as the provider describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PropertyInfo {
+    /// The provider's type name (`string`, `number`, `enumeration`, ...).
+    pub kind: String,
+    /// Allowed values, for enumerations.
+    pub options: Vec<String>,
+}
+
 /// A short stable digest of a text, to tell whether a CRM already holds it.
 pub fn text_digest(text: &str) -> String {
     use sha2::{Digest, Sha256};
@@ -121,6 +130,16 @@ pub trait CrmProvider: Send + Sync {
     }
 
     async fn get_pipelines(&self, session: &Session<'_>) -> Result<Vec<Pipeline>, ProviderError>;
+
+    /// Describes a contact property, or `None` when the account has no such property. Providers
+    /// without tenant-chosen properties answer `None` for every name.
+    async fn describe_contact_property(
+        &self,
+        _session: &Session<'_>,
+        _name: &str,
+    ) -> Result<Option<PropertyInfo>, ProviderError> {
+        Ok(None)
+    }
 
     /// Duplicate detection: the id of an existing contact matching the query, if any.
     async fn search_contact(

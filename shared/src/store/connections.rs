@@ -22,11 +22,40 @@ pub enum ConnectionStatus {
     Disconnected,
 }
 
-/// The pipeline leads go to, and which CRM stage each LeadRelay stage lands in.
+/// The pipeline leads go to, which CRM stage each LeadRelay stage lands in, and the contact
+/// properties (chosen by the tenant) that receive the lead's source and score.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionSettings {
     pub pipeline_id: String,
     pub stage_mapping: BTreeMap<LeadStage, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_property: Option<ContactProperty>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_property: Option<ContactProperty>,
+}
+
+/// A contact property of the tenant's CRM, as checked when the settings were saved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactProperty {
+    pub name: String,
+    /// The values an enumeration property accepts (empty: any value). A lead's value is written
+    /// only when it matches one, so a dropdown never makes a push fail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+}
+
+impl ContactProperty {
+    /// The value to write for `value`: itself for a free property, the matching option
+    /// (case-insensitively) for an enumeration, or nothing.
+    pub fn value_for(&self, value: &str) -> Option<String> {
+        if self.options.is_empty() {
+            return Some(value.to_string());
+        }
+        self.options
+            .iter()
+            .find(|option| option.eq_ignore_ascii_case(value.trim()))
+            .cloned()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,7 +16,8 @@ mod oauth_states;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
 pub use connections::{
-    Connection, ConnectionSettings, ConnectionStatus, DueConnection, LastError, TokenSchedule,
+    Connection, ConnectionSettings, ConnectionStatus, ContactProperty, DueConnection, LastError,
+    TokenSchedule,
 };
 pub use lead_mappings::{LeadClaim, LeadMapping};
 pub use oauth_states::PendingAuthorization;

@@ -200,6 +200,8 @@ fn settings() -> ConnectionSettings {
             (LeadStage::Qualified, "qualifiedtobuy".to_string()),
             (LeadStage::Won, "closedwon".to_string()),
         ]),
+        source_property: None,
+        score_property: None,
     }
 }
 

@@ -550,3 +550,87 @@ async fn a_connection_to_a_destination_not_built_here_does_not_hold_back_the_oth
     assert_eq!(ctx.hubspot.contacts().len(), 1);
     assert!(ctx.queues.dead_letters().await.is_empty());
 }
+
+#[tokio::test]
+async fn source_and_score_land_in_the_contact_properties_the_tenant_chose() {
+    let ctx = TestContext::new().await;
+    let tenant = connected_tenant(&ctx).await;
+    ctx.hubspot
+        .add_enum_property("contacts", "leadrelay_channel", &["whatsapp", "instagram"]);
+    ctx.hubspot.add_property("contacts", "leadrelay_score");
+    let saved = ctx
+        .api(
+            ApiEvent::sample("connections-api/settings.json")
+                .claims(&tenant, "pro")
+                .body(json!({
+                    "pipeline_id": "default",
+                    "stage_mapping": {"qualified": "qualifiedtobuy"},
+                    "source_property": "leadrelay_channel",
+                    "score_property": "leadrelay_score"
+                })),
+        )
+        .await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    assert_eq!(
+        saved.body["settings"]["source_property"]["options"],
+        json!(["whatsapp", "instagram"])
+    );
+
+    // "WhatsApp" matches the dropdown's "whatsapp"; a source it does not offer is left out.
+    let wa = fatima(&tenant, "qualified", "Hi").replace("\"whatsapp\"", "\"WhatsApp\"");
+    let web = lead_message(
+        &tenant,
+        "pro",
+        json!({"id": "lead-web", "name": "Sam Lee", "email": "sam@example.com.au", "source": "website", "score": 40, "stage": "new"}),
+        None,
+    );
+    let delivery = ctx.deliver(&[wa, web]).await;
+    assert!(delivery.failed.is_empty(), "{delivery:?}");
+    let contacts = ctx.hubspot.contacts();
+    let by_email = |email: &str| {
+        contacts
+            .iter()
+            .find(|c| c.properties["email"] == email)
+            .unwrap()
+    };
+    let fatima_contact = by_email("fatima@example.qa");
+    assert_eq!(fatima_contact.properties["leadrelay_channel"], "whatsapp");
+    assert_eq!(fatima_contact.properties["leadrelay_score"], "82");
+    let sam = by_email("sam@example.com.au");
+    assert!(!sam.properties.contains_key("leadrelay_channel"));
+    assert_eq!(sam.properties["leadrelay_score"], "40");
+}
+
+#[tokio::test]
+async fn settings_naming_a_contact_property_hubspot_does_not_have_are_refused() {
+    let ctx = TestContext::new().await;
+    let tenant = connected_tenant(&ctx).await;
+    for (field, name) in [
+        ("source_property", "no_such_property"),
+        ("score_property", "../etc"),
+    ] {
+        let refused = ctx
+            .api(
+                ApiEvent::sample("connections-api/settings.json")
+                    .claims(&tenant, "pro")
+                    .body(json!({"pipeline_id": "default", field: name})),
+            )
+            .await;
+        assert_eq!(refused.status, 400, "{field}: {}", refused.body);
+    }
+    // A dropdown cannot hold a score.
+    ctx.hubspot
+        .add_enum_property("contacts", "score_bucket", &["low", "high"]);
+    let wrong_kind = ctx
+        .api(
+            ApiEvent::sample("connections-api/settings.json")
+                .claims(&tenant, "pro")
+                .body(json!({"pipeline_id": "default", "score_property": "score_bucket"})),
+        )
+        .await;
+    assert_eq!(wrong_kind.status, 400);
+    assert!(wrong_kind.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("enumeration"));
+}

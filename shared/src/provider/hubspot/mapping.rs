@@ -74,6 +74,33 @@ pub(super) fn pipelines(response: PipelinesResponse) -> Vec<Pipeline> {
         .collect()
 }
 
+#[derive(Deserialize)]
+pub(super) struct PropertyResponse {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    options: Vec<PropertyOption>,
+}
+
+#[derive(Deserialize)]
+struct PropertyOption {
+    value: String,
+    #[serde(default)]
+    hidden: bool,
+}
+
+pub(super) fn property_info(response: PropertyResponse) -> crate::provider::PropertyInfo {
+    crate::provider::PropertyInfo {
+        kind: response.kind,
+        options: response
+            .options
+            .into_iter()
+            .filter(|o| !o.hidden)
+            .map(|o| o.value)
+            .collect(),
+    }
+}
+
 /// The deal's name: who, and where it came from.
 pub(super) fn deal_name(lead: &crate::lead::Lead) -> String {
     format!("{} (LeadRelay)", lead.full_name)

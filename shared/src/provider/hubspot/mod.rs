@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use reqwest::Method;
 
-use super::{CrmProvider, Pipeline, PushProgress, Session};
+use super::{CrmProvider, Pipeline, PropertyInfo, PushProgress, Session};
 use crate::error::ProviderError;
 use crate::lead::{ContactQuery, Lead};
 use crate::oauth::TokenSet;
@@ -40,6 +40,25 @@ impl CrmProvider for HubSpot {
 
     async fn get_pipelines(&self, session: &Session<'_>) -> Result<Vec<Pipeline>, ProviderError> {
         list_pipelines(session).await
+    }
+
+    /// `GET /crm/v3/properties/contacts/{name}` (checked: spec
+    /// `CRM/Properties/Rollouts/145899/v3/properties.json`: `type`, and `options[].value`).
+    async fn describe_contact_property(
+        &self,
+        session: &Session<'_>,
+        name: &str,
+    ) -> Result<Option<PropertyInfo>, ProviderError> {
+        let path = format!("/crm/v3/properties/contacts/{name}");
+        let response = session
+            .http
+            .send(session.request("properties.read", Method::GET, &path))
+            .await?;
+        if response.status == 404 {
+            return Ok(None);
+        }
+        let body: mapping::PropertyResponse = response.error_for_status()?.json()?;
+        Ok(Some(mapping::property_info(body)))
     }
 
     async fn search_contact(

@@ -57,7 +57,7 @@ pub(super) async fn push_lead(
     progress: &mut PushProgress,
 ) -> Result<(), ProviderError> {
     let known = progress.records.get("contact").cloned();
-    let contact = sync_contact(session, lead, known.as_deref()).await?;
+    let contact = sync_contact_with(session, lead, settings, known.as_deref()).await?;
     progress.records.insert("contact".into(), contact.clone());
     if known.as_ref().is_some_and(|k| *k != contact) {
         // The contact we knew was deleted in HubSpot and has been found or created again: the
@@ -119,7 +119,7 @@ pub(super) async fn push_lead(
 
 /// Contact properties from the lead; absent fields are left out so they never blank what the
 /// portal already holds.
-fn contact_properties(lead: &Lead) -> Map<String, Value> {
+fn contact_properties(lead: &Lead, settings: Option<&ConnectionSettings>) -> Map<String, Value> {
     let mut properties = Map::new();
     // A nameless lead carries the placeholder last name. HubSpot needs one of email, firstname
     // and lastname, so the placeholder is sent only when nothing else identifies the contact:
@@ -136,6 +136,21 @@ fn contact_properties(lead: &Lead) -> Map<String, Value> {
     if let Some(phone) = &lead.phone {
         properties.insert("phone".into(), json!(phone));
     }
+    // Source and score go to the properties the tenant chose, if any; a source an enumeration
+    // does not offer is left out rather than failing the push.
+    if let Some(settings) = settings {
+        let chosen = [
+            (&settings.source_property, lead.source.clone()),
+            (&settings.score_property, lead.score.map(|s| s.to_string())),
+        ];
+        for (property, value) in chosen {
+            if let (Some(property), Some(value)) = (property, value) {
+                if let Some(value) = property.value_for(&value) {
+                    properties.insert(property.name.clone(), json!(value));
+                }
+            }
+        }
+    }
     properties
 }
 
@@ -146,7 +161,16 @@ pub(super) async fn sync_contact(
     lead: &Lead,
     known_id: Option<&str>,
 ) -> Result<String, ProviderError> {
-    let properties = Value::Object(contact_properties(lead));
+    sync_contact_with(session, lead, None, known_id).await
+}
+
+async fn sync_contact_with(
+    session: &Session<'_>,
+    lead: &Lead,
+    settings: Option<&ConnectionSettings>,
+    known_id: Option<&str>,
+) -> Result<String, ProviderError> {
+    let properties = Value::Object(contact_properties(lead, settings));
     if let Some(id) = known_id {
         match update(
             session,
