@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{open_session, ConnectionView};
-use crate::error::{Error, ProviderError};
+use crate::error::Error;
 use crate::identity::Caller;
 use crate::oauth::OAuthClient;
 use crate::provider::Pipeline;
@@ -29,15 +29,10 @@ pub async fn list_pipelines(
     caller: &Caller,
     provider: Provider,
 ) -> Result<Vec<Pipeline>, Error> {
-    let open = open_session(services, &caller.tenant, provider).await?;
-    let session = open.session()?;
-    match open.implementation.get_pipelines(&session).await {
-        Ok(pipelines) => Ok(pipelines),
-        Err(error @ (ProviderError::Unauthorized { .. } | ProviderError::InvalidGrant { .. })) => {
-            Err(open.needs_reauth(&error).await)
-        }
-        Err(error) => Err(error.into()),
-    }
+    let mut open = open_session(services, &caller.tenant, provider).await?;
+    let implementation = open.implementation;
+    open.call(&mut (), |session, _| implementation.get_pipelines(session))
+        .await
 }
 
 /// Body of `PUT /connections/{provider}/settings`. Unknown LeadRelay stages are refused when
@@ -65,15 +60,11 @@ pub async fn save_settings(
     provider: Provider,
     input: SettingsInput,
 ) -> Result<ConnectionView, Error> {
-    let open = open_session(services, &caller.tenant, provider).await?;
-    let session = open.session()?;
-    let pipelines = match open.implementation.get_pipelines(&session).await {
-        Ok(p) => p,
-        Err(error @ (ProviderError::Unauthorized { .. } | ProviderError::InvalidGrant { .. })) => {
-            return Err(open.needs_reauth(&error).await)
-        }
-        Err(error) => return Err(error.into()),
-    };
+    let mut open = open_session(services, &caller.tenant, provider).await?;
+    let implementation = open.implementation;
+    let pipelines = open
+        .call(&mut (), |session, _| implementation.get_pipelines(session))
+        .await?;
     let pipeline = pipelines
         .iter()
         .find(|p| p.id == input.pipeline_id)
@@ -92,13 +83,11 @@ pub async fn save_settings(
         }
     }
     let source_property = match &input.source_property {
-        Some(name) => {
-            Some(checked_property(&open, &session, name, &["string", "enumeration"]).await?)
-        }
+        Some(name) => Some(checked_property(&mut open, name, &["string", "enumeration"]).await?),
         None => None,
     };
     let score_property = match &input.score_property {
-        Some(name) => Some(checked_property(&open, &session, name, &["number", "string"]).await?),
+        Some(name) => Some(checked_property(&mut open, name, &["number", "string"]).await?),
         None => None,
     };
     let settings = ConnectionSettings {
@@ -120,8 +109,7 @@ pub async fn save_settings(
 
 /// A contact property the tenant named, checked to exist with one of the `kinds` of value.
 async fn checked_property(
-    open: &super::OpenConnection<'_>,
-    session: &crate::provider::Session<'_>,
+    open: &mut super::OpenConnection<'_>,
     name: &str,
     kinds: &[&str],
 ) -> Result<ContactProperty, Error> {
@@ -134,9 +122,12 @@ async fn checked_property(
             "{name:?} is not a property name"
         )));
     }
+    let implementation = open.implementation;
+    // Borrowed inputs travel in the call's state, which outlives each attempt.
     let info = open
-        .implementation
-        .describe_contact_property(session, name)
+        .call(&mut &*name, |session, name| {
+            implementation.describe_contact_property(session, name)
+        })
         .await?
         .ok_or_else(|| Error::BadRequest(format!("{provider} has no contact property {name:?}")))?;
     if !kinds.contains(&info.kind.as_str()) {

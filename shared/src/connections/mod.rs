@@ -11,7 +11,7 @@ pub use callback::{complete_authorization, CallbackParams};
 pub use manage::{
     disconnect, list_connections, list_pipelines, save_settings, Disconnected, SettingsInput,
 };
-pub use session::{open_session, OpenConnection};
+pub use session::{open_connection, open_session, OpenConnection};
 pub use view::ConnectionView;
 
 use crate::error::Error;

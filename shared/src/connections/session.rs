@@ -3,6 +3,7 @@
 //! [`crate::refresh`], under the connection's refresh lease.
 
 use chrono::Utc;
+use futures::future::BoxFuture;
 use secrecy::SecretString;
 
 use crate::credentials::Credentials;
@@ -48,13 +49,39 @@ impl<'a> OpenConnection<'a> {
         ))
     }
 
-    pub fn credentials(&self) -> &Credentials {
-        &self.credentials
+    /// Runs one provider call on this connection. If the provider rejects the access token, it
+    /// is refreshed once under the refresh lease (unless someone already did) and the call made
+    /// again; a second rejection, or a dead grant, marks the connection `needs_reauth`.
+    /// `state` is handed to each attempt (a push's progress, or `()`).
+    pub async fn call<A, T>(
+        &mut self,
+        state: &mut A,
+        call: impl for<'s> Fn(&'s Session<'s>, &'s mut A) -> BoxFuture<'s, Result<T, ProviderError>>,
+    ) -> Result<T, Error> {
+        let mut refreshed = false;
+        loop {
+            let session = self.session()?;
+            let result = call(&session, state).await;
+            drop(session);
+            match result {
+                Ok(value) => return Ok(value),
+                Err(ProviderError::Unauthorized { .. }) if !refreshed => {
+                    tracing::info!("the provider rejected the access token; refreshing once");
+                    self.refresh_after_rejection().await?;
+                    refreshed = true;
+                }
+                Err(
+                    error @ (ProviderError::Unauthorized { .. }
+                    | ProviderError::InvalidGrant { .. }),
+                ) => return Err(self.needs_reauth(&error).await),
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     /// The provider refused the current access token: refresh once (unless someone already
     /// did) so the caller can retry with the new one.
-    pub async fn refresh_after_rejection(&mut self) -> Result<(), Error> {
+    async fn refresh_after_rejection(&mut self) -> Result<(), Error> {
         let rejected = self
             .credentials
             .access_token
@@ -75,7 +102,7 @@ impl<'a> OpenConnection<'a> {
     }
 
     /// Records that the provider no longer accepts this connection, and says so.
-    pub async fn needs_reauth(&self, error: &ProviderError) -> Error {
+    async fn needs_reauth(&self, error: &ProviderError) -> Error {
         refresh::mark_needs_reauth(self.services, &self.connection, &error.to_string()).await
     }
 }
@@ -88,12 +115,22 @@ pub async fn open_session<'a>(
     tenant: &TenantId,
     provider: Provider,
 ) -> Result<OpenConnection<'a>, Error> {
-    let implementation = super::implementation(provider)?;
     let connection = services
         .store
         .get_connection(tenant, provider)
         .await?
         .ok_or_else(|| Error::NotFound(format!("{provider} connection")))?;
+    open_connection(services, connection).await
+}
+
+/// Opens a connection row the caller has already read (lead push lists them all first).
+pub async fn open_connection(
+    services: &Services,
+    connection: Connection,
+) -> Result<OpenConnection<'_>, Error> {
+    let tenant = &connection.tenant_id;
+    let provider = connection.provider;
+    let implementation = super::implementation(provider)?;
     refresh::require_active(&connection)?;
     if refresh::expiring(&connection, Utc::now()) {
         let refreshed = refresh::refresh(services, connection, RefreshCause::Expiring).await?;

@@ -8,13 +8,12 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 
-use crate::connections::open_session;
-use crate::error::{Error, ProviderError};
+use crate::connections::open_connection;
+use crate::error::Error;
 use crate::lead::LeadMessage;
 use crate::provider::PushProgress;
-use crate::registry::Provider;
 use crate::services::Services;
-use crate::store::{LeadClaim, LeadMapping};
+use crate::store::{Connection, LeadClaim, LeadMapping};
 
 /// A claim outlives one lead-push invocation (the function's timeout), so a live holder never
 /// loses it; a crashed holder's claim lapses before SQS redelivers the message.
@@ -28,11 +27,13 @@ pub enum DestinationOutcome {
     AlreadyPushed,
 }
 
+/// Pushes to the destination of `connection`, a row of the lead's tenant read just before.
 pub(super) async fn push(
     services: &Services,
     message: &LeadMessage,
-    provider: Provider,
+    connection: Connection,
 ) -> Result<DestinationOutcome, Error> {
+    let provider = connection.provider;
     let tenant = &message.tenant_id;
     let lead = &message.lead;
     let digest = lead.digest();
@@ -82,7 +83,7 @@ pub(super) async fn push(
         stage: mapping.stage.clone(),
         summary_digest: mapping.summary_digest.clone(),
     };
-    let result = push_with_session(services, message, provider, &mut progress).await;
+    let result = push_with_session(services, message, connection, &mut progress).await;
 
     mapping.records = progress.records.clone();
     mapping.stage = progress.stage.clone();
@@ -132,34 +133,20 @@ async fn release(services: &Services, mapping: &mut LeadMapping, owner: &str) ->
     }
 }
 
-/// Opens the connection and pushes; a rejected token is refreshed once and the push retried.
+/// Opens the connection and pushes, through the connection's refresh-once-on-401 call.
 async fn push_with_session(
     services: &Services,
     message: &LeadMessage,
-    provider: Provider,
+    connection: Connection,
     progress: &mut PushProgress,
 ) -> Result<(), Error> {
-    let mut open = open_session(services, &message.tenant_id, provider).await?;
+    let mut open = open_connection(services, connection).await?;
+    let implementation = open.implementation;
     let settings = open.connection.settings.clone();
-    let mut refreshed = false;
-    loop {
-        let session = open.session()?;
-        let result = open
-            .implementation
-            .push_lead(&session, &message.lead, settings.as_ref(), progress)
-            .await;
-        drop(session);
-        match result {
-            Ok(()) => return Ok(()),
-            Err(ProviderError::Unauthorized { .. }) if !refreshed => {
-                tracing::info!("the provider rejected the access token; refreshing once");
-                open.refresh_after_rejection().await?;
-                refreshed = true;
-            }
-            Err(
-                error @ (ProviderError::Unauthorized { .. } | ProviderError::InvalidGrant { .. }),
-            ) => return Err(open.needs_reauth(&error).await),
-            Err(error) => return Err(error.into()),
-        }
-    }
+    // Borrowed inputs travel in the call's state, which outlives each attempt.
+    let mut state = (progress, &message.lead, settings.as_ref());
+    open.call(&mut state, |session, (progress, lead, settings)| {
+        implementation.push_lead(session, lead, *settings, progress)
+    })
+    .await
 }

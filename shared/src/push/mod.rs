@@ -131,11 +131,14 @@ async fn push_everywhere(
         };
     }
 
-    let pushes = allowed.iter().map(|provider| {
-        let provider = *provider;
+    let destinations = connections
+        .into_iter()
+        .filter(|c| allowed.contains(&c.provider));
+    let pushes = destinations.map(|connection| {
+        let provider = connection.provider;
         async move {
             let span = tracing::info_span!("destination", provider = %provider);
-            let result = destination::push(services, parsed, provider)
+            let result = destination::push(services, parsed, connection)
                 .instrument(span)
                 .await;
             (provider, result)
