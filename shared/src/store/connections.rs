@@ -321,10 +321,7 @@ impl Store {
             .send()
             .await;
         conditional("UpdateItem", result)?
-            .map(|output| {
-                serde_dynamo::from_item(output.attributes.unwrap_or_default())
-                    .map_err(|e| malformed("connection", e).into())
-            })
+            .map(|output| connection_from(output.attributes))
             .transpose()
     }
 
@@ -419,10 +416,7 @@ impl Store {
             .send()
             .await;
         conditional("UpdateItem", result)?
-            .map(|output| {
-                serde_dynamo::from_item(output.attributes.unwrap_or_default())
-                    .map_err(|e| malformed("connection", e).into())
-            })
+            .map(|output| connection_from(output.attributes))
             .transpose()
     }
 
@@ -495,6 +489,14 @@ impl Store {
             .await;
         Ok(conditional("DeleteItem", result)?.is_some())
     }
+}
+
+/// The row an UpdateItem returned (`ReturnValues: ALL_NEW`).
+fn connection_from(
+    attributes: Option<HashMap<String, AttributeValue>>,
+) -> Result<Connection, Error> {
+    serde_dynamo::from_item(attributes.unwrap_or_default())
+        .map_err(|e| malformed("connection", e).into())
 }
 
 /// A conditional write whose row vanished meanwhile (a disconnect) has nothing left to do.
