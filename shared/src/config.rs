@@ -206,20 +206,27 @@ impl Config {
 
     /// A provider URL from the registry, moved to the configured override origin if any.
     pub fn provider_url(&self, provider: Provider, registry_url: &str) -> Url {
-        let mut url = Url::parse(registry_url).expect("registry URLs are valid");
-        if let Some(origin) = self.endpoint_overrides.get(&provider) {
-            // Infallible for http(s) origins, which is all `from_lookup` accepts.
-            let _ = url.set_scheme(origin.scheme());
-            let _ = url.set_host(origin.host_str());
-            let _ = url.set_port(origin.port_or_known_default());
-            let prefix = origin.path().trim_end_matches('/');
-            if !prefix.is_empty() {
-                let path = format!("{prefix}{}", url.path());
-                url.set_path(&path);
-            }
+        let url = Url::parse(registry_url).expect("registry URLs are valid");
+        match self.endpoint_overrides.get(&provider) {
+            Some(origin) => moved_to(origin, &url),
+            None => url,
         }
-        url
     }
+}
+
+/// `url` with the scheme, host and port of `origin`, and `origin`'s path (if any) before its
+/// own path.
+pub fn moved_to(origin: &Url, url: &Url) -> Url {
+    let mut moved = url.clone();
+    // Infallible for http(s) origins, which is all `from_lookup` accepts.
+    let _ = moved.set_scheme(origin.scheme());
+    let _ = moved.set_host(origin.host_str());
+    let _ = moved.set_port(origin.port_or_known_default());
+    let prefix = origin.path().trim_end_matches('/');
+    if !prefix.is_empty() {
+        moved.set_path(&format!("{prefix}{}", url.path()));
+    }
+    moved
 }
 
 /// Variable names are built once per cold start and live for the process; leaking them keeps

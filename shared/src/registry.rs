@@ -65,6 +65,7 @@ impl Provider {
     pub fn facts(self) -> Option<&'static ProviderFacts> {
         match self {
             Provider::Hubspot => Some(&HUBSPOT),
+            Provider::Zoho => Some(&ZOHO),
             _ => None,
         }
     }
@@ -128,8 +129,9 @@ pub enum AuthFacts {
 pub struct OAuthFacts {
     pub authorize_url: &'static str,
     pub token_url: &'static str,
-    /// RFC 7009-style revocation endpoint (form: token, token_type_hint, client credentials).
+    /// The revocation endpoint, sent in [`OAuthFacts::revoke_style`].
     pub revoke_url: Option<&'static str>,
+    pub revoke_style: RevokeStyle,
     pub introspect_url: Option<&'static str>,
     pub scopes: &'static [&'static str],
     /// Extra query parameters the authorize URL needs (e.g. `access_type=offline`).
@@ -141,6 +143,21 @@ pub struct OAuthFacts {
     pub refresh_token_idle_lifetime: Option<Duration>,
     /// Access-token lifetime to assume when the token response gives none.
     pub default_access_token_lifetime: Option<Duration>,
+    /// Each consent mints a refresh token and the provider keeps only so many per user and
+    /// app, silently deleting the oldest (Zoho: 20): revoke the one a reconnect replaces.
+    pub revoke_replaced_refresh_token: bool,
+    /// Never mint access tokens more often than this per connection (the provider blocks
+    /// clients that do): a refresh asked for sooner waits for the next chance instead.
+    pub min_refresh_interval: Option<Duration>,
+}
+
+/// How a revocation request carries the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeStyle {
+    /// RFC 7009: a form with `token`, `token_type_hint` and the client credentials.
+    Rfc7009Form,
+    /// Zoho: `POST {revoke_url}?token=...` with no body.
+    TokenInQuery,
 }
 
 #[derive(Debug)]
@@ -185,6 +202,7 @@ pub static HUBSPOT: ProviderFacts = ProviderFacts {
         authorize_url: "https://app.hubspot.com/oauth/authorize",
         token_url: "https://api.hubapi.com/oauth/2026-03/token",
         revoke_url: Some("https://api.hubapi.com/oauth/2026-03/token/revoke"),
+        revoke_style: RevokeStyle::Rfc7009Form,
         introspect_url: Some("https://api.hubapi.com/oauth/2026-03/token/introspect"),
         scopes: &[
             "oauth",
@@ -199,6 +217,8 @@ pub static HUBSPOT: ProviderFacts = ProviderFacts {
         rotates_refresh_tokens: false,
         refresh_token_idle_lifetime: None,
         default_access_token_lifetime: Some(Duration::from_secs(30 * 60)),
+        revoke_replaced_refresh_token: false,
+        min_refresh_interval: None,
     }),
     api_base: "https://api.hubapi.com",
     data_centres: &[],
@@ -214,6 +234,110 @@ pub static HUBSPOT: ProviderFacts = ProviderFacts {
     ],
     docs: "https://developers.hubspot.com/docs/api/oauth-quickstart-guide",
 };
+
+/// Zoho CRM. Every host is per data centre: the browser starts at the US accounts server, Zoho
+/// sends it back with `location` and `accounts-server`, and the token response names the
+/// `api_domain`. The URLs below are the US ones; a connection's own hosts replace their origin
+/// (see `provider::zoho`). Checked: Zoho Accounts multi-DC page; Zoho CRM OAuth and
+/// token-validity pages; `zoho/crm-oas` (v8 specs) for the API (see PROVIDERS notes in the
+/// README).
+pub static ZOHO: ProviderFacts = ProviderFacts {
+    provider: Provider::Zoho,
+    display_name: "Zoho CRM",
+    auth: AuthFacts::OAuth(OAuthFacts {
+        authorize_url: "https://accounts.zoho.com/oauth/v2/auth",
+        token_url: "https://accounts.zoho.com/oauth/v2/token",
+        revoke_url: Some("https://accounts.zoho.com/oauth/v2/token/revoke"),
+        revoke_style: RevokeStyle::TokenInQuery,
+        introspect_url: None,
+        scopes: &[
+            "ZohoCRM.modules.leads.ALL",
+            "ZohoCRM.modules.contacts.ALL",
+            "ZohoCRM.modules.deals.ALL",
+            "ZohoCRM.modules.notes.ALL",
+            "ZohoCRM.modules.accounts.ALL",
+            "ZohoCRM.settings.fields.READ",
+            "ZohoCRM.settings.layouts.READ",
+            "ZohoCRM.settings.pipeline.READ",
+            "ZohoCRM.org.READ",
+        ],
+        // Without both, Zoho issues no refresh token (or none on a repeat consent).
+        authorize_params: &[("access_type", "offline"), ("prompt", "consent")],
+        // Zoho's server-based clients accept PKCE (code_challenge, S256) on /oauth/v2/auth.
+        pkce: true,
+        // Zoho documents long-lived refresh tokens and no new one on refresh; the product plan
+        // says they rotate. Any refresh token a response carries is stored either way, and
+        // refreshes are never resent once they may have reached Zoho.
+        rotates_refresh_tokens: true,
+        refresh_token_idle_lifetime: None,
+        default_access_token_lifetime: Some(Duration::from_secs(60 * 60)),
+        revoke_replaced_refresh_token: true,
+        // At most 10 access tokens per refresh token per 10 minutes, then blocked for the rest
+        // of the window: one a minute can never reach it.
+        min_refresh_interval: Some(Duration::from_secs(60)),
+    }),
+    api_base: "https://www.zohoapis.com",
+    data_centres: &[
+        DataCentre {
+            code: "us",
+            accounts_host: "accounts.zoho.com",
+            api_host: "www.zohoapis.com",
+        },
+        DataCentre {
+            code: "eu",
+            accounts_host: "accounts.zoho.eu",
+            api_host: "www.zohoapis.eu",
+        },
+        DataCentre {
+            code: "in",
+            accounts_host: "accounts.zoho.in",
+            api_host: "www.zohoapis.in",
+        },
+        DataCentre {
+            code: "au",
+            accounts_host: "accounts.zoho.com.au",
+            api_host: "www.zohoapis.com.au",
+        },
+        DataCentre {
+            code: "jp",
+            accounts_host: "accounts.zoho.jp",
+            api_host: "www.zohoapis.jp",
+        },
+        DataCentre {
+            code: "ca",
+            accounts_host: "accounts.zohocloud.ca",
+            api_host: "www.zohoapis.ca",
+        },
+        DataCentre {
+            code: "cn",
+            accounts_host: "accounts.zoho.com.cn",
+            api_host: "www.zohoapis.com.cn",
+        },
+        DataCentre {
+            code: "sa",
+            accounts_host: "accounts.zoho.sa",
+            api_host: "www.zohoapis.sa",
+        },
+    ],
+    // API credits are per organisation per day and depend on the edition and user count; the
+    // floor (Free edition) is 5,000 credits a day. Concurrency is also capped per org.
+    rate_limit: RateLimit {
+        requests: 5_000,
+        window: Duration::from_secs(24 * 60 * 60),
+    },
+    throttle: &[ThrottleSignal::Status429, ThrottleSignal::ZohoNonStandard],
+    docs: "https://www.zoho.com/crm/developer/docs/api/v8/",
+};
+
+impl ProviderFacts {
+    /// The data centre whose accounts or API host is `host`, if it is one of the provider's.
+    pub fn data_centre_of(&self, host: &str) -> Option<&'static DataCentre> {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.data_centres
+            .iter()
+            .find(|dc| dc.accounts_host == host || dc.api_host == host)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -235,6 +359,30 @@ mod tests {
         assert!("HubSpot".parse::<Provider>().is_err());
         assert!("".parse::<Provider>().is_err());
         assert!("hubspot#x".parse::<Provider>().is_err());
+    }
+
+    #[test]
+    fn zoho_data_centres_are_found_by_either_host_and_nothing_else() {
+        assert_eq!(
+            ZOHO.data_centre_of("accounts.zoho.com.au").unwrap().code,
+            "au"
+        );
+        assert_eq!(ZOHO.data_centre_of("www.zohoapis.eu").unwrap().code, "eu");
+        assert_eq!(
+            ZOHO.data_centre_of("ACCOUNTS.ZOHOCLOUD.CA").unwrap().code,
+            "ca"
+        );
+        for foreign in [
+            "accounts.zoho.com.evil.example",
+            "zoho.com",
+            "accounts-zoho.com",
+            "",
+        ] {
+            assert!(ZOHO.data_centre_of(foreign).is_none(), "{foreign}");
+        }
+        let oauth = ZOHO.oauth().unwrap();
+        assert!(oauth.authorize_params.contains(&("access_type", "offline")));
+        assert!(oauth.authorize_params.contains(&("prompt", "consent")));
     }
 
     #[test]

@@ -38,7 +38,8 @@ impl Services {
                 config.table_name.clone(),
             ),
             vault: Vault::new(aws_sdk_kms::Client::new(aws), config.kms_key_id.clone()),
-            http: HttpClient::new(&config.http),
+            http: HttpClient::new(&config.http)
+                .with_local_routes(config.endpoint_overrides.clone()),
             sqs: aws_sdk_sqs::Client::new(aws),
             config,
         }

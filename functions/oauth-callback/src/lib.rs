@@ -25,6 +25,11 @@ pub async fn handle(
                 .map(|c| SecretString::from(c.to_string())),
             state: query.first("state").map(str::to_string),
             error: query.first("error").map(str::to_string),
+            extras: query
+                .iter()
+                .filter(|(name, _)| !matches!(*name, "code" | "state" | "error"))
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
         };
         let target = connections::complete_authorization(services, &provider, params).await;
         Ok(Response::builder()

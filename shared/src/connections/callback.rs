@@ -1,14 +1,20 @@
+use std::collections::BTreeMap;
+
 use chrono::Utc;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tracing::field;
 use url::Url;
 
 use crate::credentials::Credentials;
 use crate::error::{Error, ProviderError};
+use crate::identity::TenantId;
+use crate::oauth::TokenSet;
 use crate::oauth::{state, OAuthClient};
+use crate::provider::CrmProvider;
 use crate::registry::Provider;
 use crate::services::Services;
 use crate::store::{Connection, ConnectionStatus, TokenSchedule};
+use crate::vault::SealedCredentials;
 
 /// The callback's query string. Not `Debug`: the code is a secret.
 #[derive(Default)]
@@ -16,6 +22,8 @@ pub struct CallbackParams {
     pub code: Option<SecretString>,
     pub state: Option<String>,
     pub error: Option<String>,
+    /// Every other parameter (Zoho's `location` and `accounts-server`); nothing secret.
+    pub extras: BTreeMap<String, String>,
 }
 
 /// Why a callback did not connect; the `reason` sent back to the setup page.
@@ -25,6 +33,7 @@ enum Failure {
     AuthorizationFailed,
     State(&'static str),
     MissingCode,
+    UntrustedAccountsServer,
     TokenExchangeFailed,
     ProviderUnavailable,
     Internal,
@@ -37,6 +46,7 @@ impl Failure {
             Failure::AuthorizationFailed => "authorization_failed",
             Failure::State(reason) => reason,
             Failure::MissingCode => "missing_code",
+            Failure::UntrustedAccountsServer => "untrusted_accounts_server",
             Failure::TokenExchangeFailed => "token_exchange_failed",
             Failure::ProviderUnavailable => "provider_unavailable",
             Failure::Internal => "internal",
@@ -113,47 +123,125 @@ async fn connect(
 
     let implementation =
         super::implementation(provider).map_err(|_| Failure::ProviderUnavailable)?;
-    let oauth = OAuthClient::new(provider, &services.config, &services.http)
+    // A callback naming an accounts server that is not the provider's never gets a code sent
+    // to it.
+    let token_origin = implementation
+        .token_origin_from_callback(&params.extras)
+        .map_err(|error| {
+            tracing::warn!(error = %error, "the callback named an accounts server we do not trust");
+            Failure::UntrustedAccountsServer
+        })?;
+    let mut oauth = OAuthClient::new(provider, &services.config, &services.http)
         .map_err(|_| Failure::ProviderUnavailable)?;
+    if let Some(origin) = &token_origin {
+        oauth = oauth.at_origin(origin);
+    }
     let tokens = oauth
         .exchange_code(&code, pending.pkce_verifier.as_ref())
         .await
         .map_err(exchange_failure)?;
-    let account = implementation
-        .account_from_tokens(&tokens)
-        .map_err(exchange_failure)?;
+    let account = match account_of(services, implementation, &tokens, &params.extras).await {
+        Ok(account) => account,
+        Err(error) => {
+            forget_unusable_grant(&oauth, tokens.refresh_token.as_ref()).await;
+            return Err(exchange_failure(error));
+        }
+    };
     let credentials = Credentials {
         access_token: Some(tokens.access_token),
         refresh_token: tokens.refresh_token,
         api_key: None,
     };
-    let sealed = services
+    let sealed = match services
         .vault
         .seal(&pending.tenant, provider, &credentials)
         .await
-        .map_err(|e| {
+    {
+        Ok(sealed) => sealed,
+        Err(e) => {
             tracing::error!(error = %e, "could not encrypt the new credentials");
-            Failure::Internal
-        })?;
-    let obtained_at = Utc::now();
-    let schedule = TokenSchedule::for_tokens(
+            forget_unusable_grant(&oauth, credentials.refresh_token.as_ref()).await;
+            return Err(Failure::Internal);
+        }
+    };
+    let new_row = NewConnection {
+        tenant: &pending.tenant,
         provider,
-        tokens.expires_at,
-        credentials.refresh_token.is_some(),
-        obtained_at,
-    );
+        sealed,
+        has_refresh_token: credentials.refresh_token.is_some(),
+        account,
+        expires_at: tokens.expires_at,
+    };
+    // A failed write here is not proof that nothing was stored, so the new tokens are not
+    // revoked on it (that could kill a connection that did get stored).
+    if let Some(previous) = store_connection(services, new_row).await? {
+        revoke_replaced(services, implementation, &previous, &credentials).await;
+    }
+    Ok(())
+}
+
+/// The account facts to keep: from the token response and the callback, then from the
+/// provider's API where it takes a call (which also proves the new token works).
+async fn account_of(
+    services: &Services,
+    implementation: &'static dyn CrmProvider,
+    tokens: &TokenSet,
+    callback_params: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ProviderError> {
+    let mut account = implementation.account_from_tokens(tokens, callback_params)?;
+    let session = super::session::api_session(
+        services,
+        implementation,
+        &account,
+        tokens.access_token.clone(),
+    )
+    .map_err(|_| ProviderError::Garbage {
+        provider: implementation.provider(),
+        status: 0,
+        detail: "no API base for this provider".into(),
+    })?;
+    let details = implementation.account_details(&session).await?;
+    drop(session);
+    account.extend(details);
+    Ok(account)
+}
+
+struct NewConnection<'a> {
+    tenant: &'a TenantId,
+    provider: Provider,
+    sealed: SealedCredentials,
+    has_refresh_token: bool,
+    account: BTreeMap<String, String>,
+    expires_at: Option<chrono::DateTime<Utc>>,
+}
+
+/// Stores the new connection, replacing any previous one. Returns the replaced row.
+async fn store_connection(
+    services: &Services,
+    new: NewConnection<'_>,
+) -> Result<Option<Connection>, Failure> {
+    let NewConnection {
+        tenant,
+        provider,
+        sealed,
+        has_refresh_token,
+        account,
+        expires_at,
+    } = new;
+    let obtained_at = Utc::now();
+    let schedule = TokenSchedule::for_tokens(provider, expires_at, has_refresh_token, obtained_at);
 
     // A concurrent refresh may bump the row's version between our read and write: re-read and
     // write again, a bounded number of times.
     for _ in 0..3 {
         let existing = services
             .store
-            .get_connection(&pending.tenant, provider)
+            .get_connection(tenant, provider)
             .await
             .map_err(internal)?;
         let same_account = existing.as_ref().is_some_and(|e| e.account == account);
         let connection = Connection {
-            tenant_id: pending.tenant.clone(),
+            tenant_id: tenant.clone(),
             provider,
             status: ConnectionStatus::Active,
             credentials: sealed.clone(),
@@ -187,11 +275,75 @@ async fn connect(
                 reconnect = existing.is_some(),
                 "connection stored"
             );
-            return Ok(());
+            return Ok(existing);
         }
     }
     tracing::error!("connection row kept changing under the callback");
     Err(Failure::Internal)
+}
+
+/// A reconnect replaced `previous`. Where the provider keeps only so many refresh tokens per
+/// user and silently deletes the oldest (Zoho), the replaced one is revoked so that it never
+/// pushes out a token that is still in use.
+async fn revoke_replaced(
+    services: &Services,
+    implementation: &'static dyn CrmProvider,
+    previous: &Connection,
+    current: &Credentials,
+) {
+    let provider = previous.provider;
+    let wanted = provider
+        .facts()
+        .and_then(|f| f.oauth())
+        .is_some_and(|o| o.revoke_replaced_refresh_token);
+    if !wanted {
+        return;
+    }
+    let old = match services
+        .vault
+        .open(&previous.tenant_id, provider, &previous.credentials)
+        .await
+    {
+        Ok(old) => old,
+        Err(error) => {
+            tracing::warn!(error = %error, "the replaced credentials could not be opened to revoke");
+            return;
+        }
+    };
+    let (Some(old_token), new_token) = (&old.refresh_token, &current.refresh_token) else {
+        return;
+    };
+    if new_token
+        .as_ref()
+        .is_some_and(|new| new.expose_secret() == old_token.expose_secret())
+    {
+        return;
+    }
+    let revoked = match implementation.oauth_client(
+        &services.config,
+        &services.http,
+        &previous.account,
+    ) {
+        Ok(oauth) => oauth.revoke(old_token).await,
+        Err(error) => {
+            tracing::warn!(error = %error, "no OAuth client to revoke the replaced refresh token");
+            return;
+        }
+    };
+    match revoked {
+        Ok(done) => tracing::info!(revoked = done, "the replaced refresh token was revoked"),
+        Err(error) => tracing::warn!(error = %error, "revoking the replaced refresh token failed"),
+    }
+}
+
+/// Tokens were issued but will not be kept: revoke them rather than leave a live grant that
+/// nobody holds (and that counts against the provider's per-user cap).
+async fn forget_unusable_grant(oauth: &OAuthClient<'_>, refresh_token: Option<&SecretString>) {
+    if let Some(token) = refresh_token {
+        if let Err(error) = oauth.revoke(token).await {
+            tracing::warn!(error = %error, "could not revoke tokens that were not stored");
+        }
+    }
 }
 
 fn exchange_failure(error: ProviderError) -> Failure {

@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use super::{open_session, ConnectionView};
 use crate::error::Error;
 use crate::identity::Caller;
-use crate::oauth::OAuthClient;
 use crate::provider::Pipeline;
 use crate::registry::Provider;
 use crate::services::Services;
@@ -49,6 +48,10 @@ pub struct SettingsInput {
     /// A contact property to receive the lead's score, 0–100 (number or text).
     #[serde(default)]
     pub score_property: Option<String>,
+    /// For CRMs that convert leads (Zoho): the LeadRelay stage at which the lead becomes a
+    /// contact and a deal. Without it, leads stay leads.
+    #[serde(default)]
+    pub convert_at: Option<LeadStage>,
 }
 
 /// `PUT /connections/{provider}/settings`: validates the pipeline and every mapped stage
@@ -82,17 +85,37 @@ pub async fn save_settings(
             )));
         }
     }
-    let source_property = match &input.source_property {
-        Some(name) => Some(checked_property(&mut open, name, &["string", "enumeration"]).await?),
-        None => None,
-    };
-    let score_property = match &input.score_property {
-        Some(name) => Some(checked_property(&mut open, name, &["number", "string"]).await?),
-        None => None,
-    };
+    if let Some(stage) = input.convert_at {
+        if !implementation.converts_leads() {
+            return Err(Error::BadRequest(format!(
+                "{provider} has no lead conversion; leave convert_at out"
+            )));
+        }
+        if stage.rank().is_none() {
+            return Err(Error::BadRequest(format!(
+                "a lead cannot be converted at stage {stage}"
+            )));
+        }
+    }
+    let (default_source, default_score) = implementation.default_lead_properties();
+    let source_property = chosen_property(
+        &mut open,
+        input.source_property.as_deref(),
+        default_source,
+        &["string", "enumeration"],
+    )
+    .await?;
+    let score_property = chosen_property(
+        &mut open,
+        input.score_property.as_deref(),
+        default_score,
+        &["number", "string", "enumeration"],
+    )
+    .await?;
     let settings = ConnectionSettings {
         pipeline_id: input.pipeline_id,
         stage_mapping: input.stage_mapping,
+        convert_at: input.convert_at,
         source_property,
         score_property,
     };
@@ -105,6 +128,30 @@ pub async fn save_settings(
         })?;
     tracing::info!(pipeline = %settings.pipeline_id, mapped = settings.stage_mapping.len(), "settings saved");
     Ok(ConnectionView::from(&saved))
+}
+
+/// The property the tenant named (which must exist and fit), or else the provider's default
+/// (used only where the account has it in a fitting kind).
+async fn chosen_property(
+    open: &mut super::OpenConnection<'_>,
+    named: Option<&str>,
+    default: Option<&str>,
+    kinds: &[&str],
+) -> Result<Option<ContactProperty>, Error> {
+    if let Some(name) = named {
+        return checked_property(open, name, kinds).await.map(Some);
+    }
+    let Some(name) = default else {
+        return Ok(None);
+    };
+    match checked_property(open, name, kinds).await {
+        Ok(property) => Ok(Some(property)),
+        Err(Error::BadRequest(reason)) => {
+            tracing::info!(property = name, reason = %reason, "default property not usable; left out");
+            Ok(None)
+        }
+        Err(other) => Err(other),
+    }
 }
 
 /// A contact property the tenant named, checked to exist with one of the `kinds` of value.
@@ -164,10 +211,13 @@ pub async fn disconnect(
         .await?
         .ok_or_else(|| Error::NotFound(format!("{provider} connection")))?;
     let mut revoked = false;
-    if let (Some(implementation), Ok(oauth)) = (
-        crate::provider::for_provider(provider),
-        OAuthClient::new(provider, &services.config, &services.http),
-    ) {
+    let implementation = crate::provider::for_provider(provider);
+    if let Some((implementation, Ok(oauth))) = implementation.map(|i| {
+        (
+            i,
+            i.oauth_client(&services.config, &services.http, &connection.account),
+        )
+    }) {
         match services
             .vault
             .open(&caller.tenant, provider, &connection.credentials)

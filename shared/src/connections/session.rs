@@ -27,7 +27,6 @@ impl<'a> OpenConnection<'a> {
     /// A session for API calls on this connection.
     pub fn session(&self) -> Result<Session<'_>, Error> {
         let provider = self.connection.provider;
-        let facts = provider.facts().ok_or(Error::NotSupported(provider))?;
         let token: SecretString = self
             .credentials
             .access_token
@@ -37,16 +36,12 @@ impl<'a> OpenConnection<'a> {
                 provider,
                 reason: "no usable credential is stored".into(),
             })?;
-        let default_base = self.services.config.provider_url(provider, facts.api_base);
-        Ok(Session::new(
-            provider,
-            &self.services.http,
-            self.implementation
-                .api_base(default_base, &self.connection.account),
+        api_session(
+            self.services,
+            self.implementation,
             &self.connection.account,
             token,
-            self.implementation.auth_scheme(),
-        ))
+        )
     }
 
     /// Runs one provider call on this connection. If the provider rejects the access token, it
@@ -105,6 +100,27 @@ impl<'a> OpenConnection<'a> {
     async fn needs_reauth(&self, error: &ProviderError) -> Error {
         refresh::mark_needs_reauth(self.services, &self.connection, &error.to_string()).await
     }
+}
+
+/// A session on `account`'s API base (the registry's, moved for local runs, or the account's
+/// own data centre or instance) with `token`.
+pub(crate) fn api_session<'a>(
+    services: &'a Services,
+    implementation: &'static dyn CrmProvider,
+    account: &'a std::collections::BTreeMap<String, String>,
+    token: SecretString,
+) -> Result<Session<'a>, Error> {
+    let provider = implementation.provider();
+    let facts = provider.facts().ok_or(Error::NotSupported(provider))?;
+    let default_base = services.config.provider_url(provider, facts.api_base);
+    Ok(Session::new(
+        provider,
+        &services.http,
+        implementation.api_base(default_base, account),
+        account,
+        token,
+        implementation.auth_scheme(),
+    ))
 }
 
 /// Loads a tenant's connection, opens its credentials and refreshes an access token that is

@@ -12,6 +12,8 @@ pub mod redact;
 pub mod retry;
 pub mod throttle;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
@@ -153,7 +155,13 @@ fn parse_json_quietly<'de, T: DeserializeOwned>(
 pub struct HttpClient {
     client: reqwest::Client,
     settings: HttpSettings,
+    /// `<PROVIDER>_ENDPOINT_URL` (local runs and tests only): where that provider's calls go.
+    local_routes: Arc<BTreeMap<Provider, Url>>,
 }
+
+/// Carries the host a locally routed request was meant for, so that one simulator can play
+/// every host of a provider (Zoho's data centres, Salesforce instances, Bitrix24 portals).
+pub static ORIGINAL_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 impl HttpClient {
     pub fn new(settings: &HttpSettings) -> Self {
@@ -167,7 +175,32 @@ impl HttpClient {
         HttpClient {
             client,
             settings: settings.clone(),
+            local_routes: Arc::default(),
         }
+    }
+
+    /// Sends each provider's calls to its configured local origin instead of the host in the
+    /// URL, naming that host in [`ORIGINAL_HOST`]. Hosts that vary per account (data centres,
+    /// instances, portals) are stored as the provider gave them and only moved here, at the
+    /// last moment, so nothing else knows about simulators.
+    pub fn with_local_routes(mut self, routes: BTreeMap<Provider, Url>) -> Self {
+        self.local_routes = Arc::new(routes);
+        self
+    }
+
+    /// The URL to connect to and, when moved, the host it was meant for.
+    fn route(&self, request: &OutboundRequest) -> (Url, Option<HeaderValue>) {
+        let Some(origin) = self.local_routes.get(&request.provider) else {
+            return (request.url.clone(), None);
+        };
+        if request.url.origin() == origin.origin() {
+            return (request.url.clone(), None);
+        }
+        let meant_for = request
+            .url
+            .host_str()
+            .and_then(|h| HeaderValue::from_str(h).ok());
+        (crate::config::moved_to(origin, &request.url), meant_for)
     }
 
     pub fn settings(&self) -> &HttpSettings {
@@ -287,10 +320,14 @@ impl HttpClient {
     }
 
     async fn send_once(&self, request: &OutboundRequest) -> Result<HttpResponse, reqwest::Error> {
+        let (url, meant_for) = self.route(request);
         let mut builder = self
             .client
-            .request(request.method.clone(), request.url.clone())
+            .request(request.method.clone(), url)
             .headers(request.headers.clone());
+        if let Some(host) = meant_for {
+            builder = builder.header(ORIGINAL_HOST.clone(), host);
+        }
         builder = match &request.body {
             Body::Empty => builder,
             Body::Json(value) => builder.json(value),

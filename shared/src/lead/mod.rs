@@ -169,6 +169,24 @@ impl Lead {
         }
     }
 
+    /// The name of the lead's deal or opportunity: who, and where it came from.
+    pub fn deal_name(&self) -> String {
+        format!("{} (LeadRelay)", self.full_name)
+    }
+
+    /// What a CRM note says beside the summary: the lead id, source and score. The stage is
+    /// left out (it is the deal's business), so a stage change never rewrites the note.
+    pub fn summary_facts(&self) -> String {
+        let mut facts = vec![format!("Lead: {}", self.id)];
+        if let Some(source) = &self.source {
+            facts.push(format!("Source: {source}"));
+        }
+        if let Some(score) = self.score {
+            facts.push(format!("Score: {score}/100"));
+        }
+        facts.join(" · ")
+    }
+
     /// Whether the lead can be matched to an existing CRM contact at all.
     ///
     /// A lead with neither email nor phone is still pushed: it qualified, the sales team must see

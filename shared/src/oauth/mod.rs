@@ -19,7 +19,7 @@ use url::Url;
 use crate::config::{Config, OAuthAppCredentials};
 use crate::error::{Error, ProviderError};
 use crate::http::{HttpClient, Idempotency, OAuthTransport, OutboundRequest};
-use crate::registry::{OAuthFacts, Provider};
+use crate::registry::{OAuthFacts, Provider, RevokeStyle};
 pub use token::TokenSet;
 use token::{classify_token_error, ProviderTokenResponse, TokenEndpointError};
 
@@ -84,6 +84,16 @@ impl<'a> OAuthClient<'a> {
 
     pub fn facts(&self) -> &'static OAuthFacts {
         self.facts
+    }
+
+    /// The same client with its token and revocation endpoints on `origin`: a connection's own
+    /// accounts server (Zoho's data centres), which the provider named and we validated.
+    pub fn at_origin(mut self, origin: &Url) -> Self {
+        self.token_url = crate::config::moved_to(origin, &self.token_url);
+        self.revoke_url = self
+            .revoke_url
+            .map(|url| crate::config::moved_to(origin, &url));
+        self
     }
 
     fn client(&self) -> Oauth2Client {
@@ -175,24 +185,32 @@ impl<'a> OAuthClient<'a> {
         ))
     }
 
-    /// Revokes a refresh token at the provider (RFC 7009 form with the client credentials in
-    /// the body, as HubSpot's 2026-03 revoke endpoint takes them). Returns `false` when the
-    /// provider has no revocation endpoint.
+    /// Revokes a refresh token at the provider, in the provider's [`RevokeStyle`]: an RFC 7009
+    /// form with the client credentials in the body (HubSpot's 2026-03 endpoint), or the token
+    /// in the query (Zoho). Returns `false` when the provider has no revocation endpoint.
     pub async fn revoke(&self, refresh_token: &SecretString) -> Result<bool, ProviderError> {
-        let Some(url) = self.revoke_url.clone() else {
+        let Some(mut url) = self.revoke_url.clone() else {
             return Ok(false);
         };
-        let request = OutboundRequest::new(self.provider, "token.revoke", Method::POST, url)
-            .form(vec![
-                ("token", refresh_token.expose_secret().to_string()),
-                ("token_type_hint", "refresh_token".into()),
-                ("client_id", self.app.client_id.clone()),
-                (
-                    "client_secret",
-                    self.app.client_secret.expose_secret().to_string(),
-                ),
-            ])
-            .idempotency(Idempotency::Safe);
+        let request = match self.facts.revoke_style {
+            RevokeStyle::Rfc7009Form => {
+                OutboundRequest::new(self.provider, "token.revoke", Method::POST, url).form(vec![
+                    ("token", refresh_token.expose_secret().to_string()),
+                    ("token_type_hint", "refresh_token".into()),
+                    ("client_id", self.app.client_id.clone()),
+                    (
+                        "client_secret",
+                        self.app.client_secret.expose_secret().to_string(),
+                    ),
+                ])
+            }
+            RevokeStyle::TokenInQuery => {
+                url.query_pairs_mut()
+                    .append_pair("token", refresh_token.expose_secret());
+                OutboundRequest::new(self.provider, "token.revoke", Method::POST, url)
+            }
+        }
+        .idempotency(Idempotency::Safe);
         let response = self.http.send(request).await?;
         if response.is_success() {
             return Ok(true);

@@ -3,6 +3,7 @@
 //! handling are shared.
 
 pub mod hubspot;
+pub mod zoho;
 
 use std::collections::BTreeMap;
 
@@ -12,8 +13,9 @@ use secrecy::SecretString;
 use serde::Serialize;
 use url::Url;
 
+use crate::config::Config;
 use crate::credentials::Credentials;
-use crate::error::ProviderError;
+use crate::error::{Error, ProviderError};
 use crate::http::{HttpClient, OutboundRequest};
 use crate::lead::{ContactQuery, Lead};
 use crate::oauth::{OAuthClient, TokenSet};
@@ -67,6 +69,37 @@ pub fn text_digest(text: &str) -> String {
         .collect()
 }
 
+/// The pipeline and stage for a new deal when the tenant mapped none for the lead's stage: the
+/// first open stage of the named pipeline (or of the first pipeline without settings).
+pub fn default_stage(
+    provider: Provider,
+    pipelines: &[Pipeline],
+    pipeline_id: Option<&str>,
+) -> Result<(String, String), ProviderError> {
+    let pipeline = match pipeline_id {
+        Some(id) => pipelines.iter().find(|p| p.id == id),
+        None => pipelines.first(),
+    }
+    .ok_or_else(|| ProviderError::Rejected {
+        provider,
+        status: 404,
+        code: "PIPELINE_NOT_FOUND".into(),
+        message: "the configured pipeline no longer exists".into(),
+    })?;
+    let stage = pipeline
+        .stages
+        .iter()
+        .find(|s| !s.is_closed)
+        .or(pipeline.stages.first())
+        .ok_or_else(|| ProviderError::Rejected {
+            provider,
+            status: 404,
+            code: "PIPELINE_HAS_NO_STAGES".into(),
+            message: "the pipeline has no stages".into(),
+        })?;
+    Ok((pipeline.id.clone(), stage.id.clone()))
+}
+
 /// An authenticated conversation with one tenant's account at one provider.
 pub struct Session<'a> {
     pub provider: Provider,
@@ -117,16 +150,69 @@ pub trait CrmProvider: Send + Sync {
         "Bearer"
     }
 
-    /// Non-secret account facts to keep from a token response (account id, data centre,
-    /// instance URL). Refusing a response here refuses the connect.
+    /// Where to exchange the code, for providers whose callback names the user's own
+    /// accounts server (Zoho's data centres): `params` are the callback's query parameters
+    /// beyond `code`, `state` and `error`. A host that is not the provider's is refused here,
+    /// before any code is sent to it. `None`: the registry's token endpoint.
+    fn token_origin_from_callback(
+        &self,
+        _params: &BTreeMap<String, String>,
+    ) -> Result<Option<Url>, ProviderError> {
+        Ok(None)
+    }
+
+    /// Non-secret account facts to keep from a token response and the callback's extra
+    /// parameters (account id, data centre, instance URL). Refusing them refuses the connect.
     fn account_from_tokens(
         &self,
         tokens: &TokenSet,
+        callback_params: &BTreeMap<String, String>,
     ) -> Result<BTreeMap<String, String>, ProviderError>;
 
     /// The API base for a connected account (per data centre or instance where that varies).
     fn api_base(&self, default_base: Url, _account: &BTreeMap<String, String>) -> Url {
         default_base
+    }
+
+    /// The connected account's own token and revocation origin, where that varies.
+    fn token_origin(&self, _account: &BTreeMap<String, String>) -> Option<Url> {
+        None
+    }
+
+    /// The OAuth client for a connected account: this deployment's app, on the account's own
+    /// accounts server where the provider has several.
+    fn oauth_client<'a>(
+        &self,
+        config: &'a Config,
+        http: &'a HttpClient,
+        account: &BTreeMap<String, String>,
+    ) -> Result<OAuthClient<'a>, Error> {
+        let client = OAuthClient::new(self.provider(), config, http)?;
+        Ok(match self.token_origin(account) {
+            Some(origin) => client.at_origin(&origin),
+            None => client,
+        })
+    }
+
+    /// The lead properties that receive the source and score when the tenant names none
+    /// (Zoho: `Lead_Source`, `Rating`), each used only where the account has it.
+    fn default_lead_properties(&self) -> (Option<&'static str>, Option<&'static str>) {
+        (None, None)
+    }
+
+    /// Whether a lead can be converted (Zoho, Salesforce: Lead into Contact and Deal), so that
+    /// settings may name the stage at which that happens.
+    fn converts_leads(&self) -> bool {
+        false
+    }
+
+    /// Account facts that take an API call to learn (Zoho's organisation id), asked once
+    /// right after the code exchange; the call also proves the new token works.
+    async fn account_details(
+        &self,
+        _session: &Session<'_>,
+    ) -> Result<BTreeMap<String, String>, ProviderError> {
+        Ok(BTreeMap::new())
     }
 
     async fn get_pipelines(&self, session: &Session<'_>) -> Result<Vec<Pipeline>, ProviderError>;
@@ -192,6 +278,7 @@ pub trait CrmProvider: Send + Sync {
 pub fn for_provider(provider: Provider) -> Option<&'static dyn CrmProvider> {
     match provider {
         Provider::Hubspot => Some(&hubspot::HubSpot),
+        Provider::Zoho => Some(&zoho::Zoho),
         _ => None,
     }
 }

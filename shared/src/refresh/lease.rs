@@ -20,7 +20,6 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::credentials::Credentials;
 use crate::error::{Error, ProviderError};
-use crate::oauth::OAuthClient;
 use crate::provider;
 use crate::services::Services;
 use crate::store::{Connection, ConnectionStatus, TokenSchedule};
@@ -95,6 +94,21 @@ pub async fn mark_needs_reauth(
         provider,
         reason: reason.to_string(),
     }
+}
+
+/// How long to wait before this connection may mint another access token, where the provider
+/// caps how often that may happen (Zoho blocks a refresh token for the rest of a 10-minute
+/// window after 10 mints).
+fn too_soon_to_mint(connection: &Connection, now: DateTime<Utc>) -> Option<Duration> {
+    let interval = connection
+        .provider
+        .facts()
+        .and_then(|f| f.oauth())
+        .and_then(|o| o.min_refresh_interval)?;
+    let since = (now - connection.refreshed_at?)
+        .to_std()
+        .unwrap_or_default();
+    interval.checked_sub(since).filter(|left| !left.is_zero())
 }
 
 /// Whether the stored row already answers the cause.
@@ -209,6 +223,18 @@ async fn refresh_holding_lease(
     let Some(refresh_token) = credentials.refresh_token.clone() else {
         return Err(mark_needs_reauth(services, &connection, "no refresh token is stored").await);
     };
+    if let Some(wait) = too_soon_to_mint(&connection, Utc::now()) {
+        release().await;
+        tracing::warn!(
+            wait_ms = wait.as_millis() as u64,
+            "refresh wanted again too soon; the provider caps how often tokens are minted"
+        );
+        return Err(ProviderError::Throttled {
+            provider,
+            retry_after: Some(wait),
+        }
+        .into());
+    }
     let implementation = match provider::for_provider(provider) {
         Some(i) => i,
         None => {
@@ -216,13 +242,14 @@ async fn refresh_holding_lease(
             return Err(Error::NotSupported(provider));
         }
     };
-    let oauth = match OAuthClient::new(provider, &services.config, &services.http) {
-        Ok(o) => o,
-        Err(e) => {
-            release().await;
-            return Err(e);
-        }
-    };
+    let oauth =
+        match implementation.oauth_client(&services.config, &services.http, &connection.account) {
+            Ok(o) => o,
+            Err(e) => {
+                release().await;
+                return Err(e);
+            }
+        };
     let tokens = match implementation.refresh_token(&oauth, &refresh_token).await {
         Ok(tokens) => tokens,
         Err(error @ ProviderError::InvalidGrant { .. }) => {

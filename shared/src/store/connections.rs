@@ -28,10 +28,37 @@ pub enum ConnectionStatus {
 pub struct ConnectionSettings {
     pub pipeline_id: String,
     pub stage_mapping: BTreeMap<LeadStage, String>,
+    /// Where the CRM separates leads from contacts (Zoho, Salesforce): the LeadRelay stage at
+    /// which the CRM lead is converted into a contact and a deal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub convert_at: Option<LeadStage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_property: Option<ContactProperty>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score_property: Option<ContactProperty>,
+}
+
+impl ConnectionSettings {
+    /// The properties the tenant chose for the lead's source and score, with the values to
+    /// write there. A value a dropdown does not offer is left out rather than failing the push.
+    pub fn source_and_score(
+        &self,
+        source: Option<&str>,
+        score: Option<u8>,
+    ) -> Vec<(String, String)> {
+        let mut chosen = Vec::new();
+        if let (Some(property), Some(source)) = (&self.source_property, source) {
+            if let Some(value) = property.value_for(source) {
+                chosen.push((property.name.clone(), value));
+            }
+        }
+        if let (Some(property), Some(score)) = (&self.score_property, score) {
+            if let Some(value) = property.value_for_score(score) {
+                chosen.push((property.name.clone(), value));
+            }
+        }
+        chosen
+    }
 }
 
 /// A contact property of the tenant's CRM, as checked when the settings were saved.
@@ -55,6 +82,22 @@ impl ContactProperty {
             .iter()
             .find(|option| option.eq_ignore_ascii_case(value.trim()))
             .cloned()
+    }
+
+    /// The value to write for a 0–100 score: the number for a free property, else the option
+    /// that spells it, else the temperature option for its band (Hot from 70, Warm from 40,
+    /// Cold below: a common way of customising a rating dropdown), else nothing.
+    pub fn value_for_score(&self, score: u8) -> Option<String> {
+        let number = score.to_string();
+        if let Some(value) = self.value_for(&number) {
+            return Some(value);
+        }
+        let band = match score {
+            70.. => "Hot",
+            40..=69 => "Warm",
+            _ => "Cold",
+        };
+        self.value_for(band)
     }
 }
 

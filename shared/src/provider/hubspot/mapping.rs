@@ -101,11 +101,6 @@ pub(super) fn property_info(response: PropertyResponse) -> crate::provider::Prop
     }
 }
 
-/// The deal's name: who, and where it came from.
-pub(super) fn deal_name(lead: &crate::lead::Lead) -> String {
-    format!("{} (LeadRelay)", lead.full_name)
-}
-
 /// `hub_id` (and `user_id`, when present) from the token response.
 pub(super) fn account_from_token_extras(
     extras: &Map<String, Value>,

@@ -30,6 +30,7 @@ impl CrmProvider for HubSpot {
     fn account_from_tokens(
         &self,
         tokens: &TokenSet,
+        _callback_params: &BTreeMap<String, String>,
     ) -> Result<BTreeMap<String, String>, ProviderError> {
         mapping::account_from_token_extras(&tokens.extras).ok_or(ProviderError::Garbage {
             provider: Provider::Hubspot,

@@ -13,11 +13,10 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::mapping;
 use crate::error::ProviderError;
 use crate::http::Idempotency;
 use crate::lead::{truncate_chars, Lead, LeadWarning};
-use crate::provider::{text_digest, PushProgress, Session};
+use crate::provider::{default_stage, text_digest, PushProgress, Session};
 use crate::store::ConnectionSettings;
 
 /// Association type ids, HUBSPOT_DEFINED: deal→contact 3, note→contact 202, note→deal 214.
@@ -139,16 +138,8 @@ fn contact_properties(lead: &Lead, settings: Option<&ConnectionSettings>) -> Map
     // Source and score go to the properties the tenant chose, if any; a source an enumeration
     // does not offer is left out rather than failing the push.
     if let Some(settings) = settings {
-        let chosen = [
-            (&settings.source_property, lead.source.clone()),
-            (&settings.score_property, lead.score.map(|s| s.to_string())),
-        ];
-        for (property, value) in chosen {
-            if let (Some(property), Some(value)) = (property, value) {
-                if let Some(value) = property.value_for(&value) {
-                    properties.insert(property.name.clone(), json!(value));
-                }
-            }
+        for (name, value) in settings.source_and_score(lead.source.as_deref(), lead.score) {
+            properties.insert(name, json!(value));
         }
     }
     properties
@@ -276,28 +267,11 @@ async fn target_stage(
         }
     }
     let pipelines = super::list_pipelines(session).await?;
-    let pipeline = match settings {
-        Some(s) => pipelines.iter().find(|p| p.id == s.pipeline_id),
-        None => pipelines.first(),
-    }
-    .ok_or_else(|| ProviderError::Rejected {
-        provider: session.provider,
-        status: 404,
-        code: "PIPELINE_NOT_FOUND".into(),
-        message: "the configured pipeline no longer exists".into(),
-    })?;
-    let stage = pipeline
-        .stages
-        .iter()
-        .find(|s| !s.is_closed)
-        .or(pipeline.stages.first())
-        .ok_or_else(|| ProviderError::Rejected {
-            provider: session.provider,
-            status: 404,
-            code: "PIPELINE_HAS_NO_STAGES".into(),
-            message: "the pipeline has no stages".into(),
-        })?;
-    Ok((pipeline.id.clone(), stage.id.clone()))
+    default_stage(
+        session.provider,
+        &pipelines,
+        settings.map(|s| s.pipeline_id.as_str()),
+    )
 }
 
 async fn create_deal(
@@ -309,7 +283,7 @@ async fn create_deal(
 ) -> Result<String, ProviderError> {
     let body = json!({
         "properties": {
-            "dealname": mapping::deal_name(lead),
+            "dealname": lead.deal_name(),
             "pipeline": pipeline,
             "dealstage": stage,
         },
@@ -342,18 +316,10 @@ async fn create_note(
 /// (HubSpot renders note bodies as HTML) and cut to HubSpot's limit.
 fn note_body(lead: &Lead) -> Option<String> {
     let summary = lead.summary.as_deref()?;
-    // The stage is the deal's business: leaving it out keeps a stage change to one call.
-    let mut facts = vec![format!("Lead: {}", lead.id)];
-    if let Some(source) = &lead.source {
-        facts.push(format!("Source: {source}"));
-    }
-    if let Some(score) = lead.score {
-        facts.push(format!("Score: {score}/100"));
-    }
     let text = format!(
         "<p><strong>LeadRelay conversation summary</strong></p><p>{}</p><p>{}</p>",
         escape_html(summary),
-        escape_html(&facts.join(" · "))
+        escape_html(&lead.summary_facts())
     );
     Some(truncate_chars(&text, NOTE_BODY_LIMIT))
 }
