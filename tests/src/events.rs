@@ -89,3 +89,19 @@ impl ApiEvent {
         lambda_http::request::from_str(&self.0.to_string()).expect("a valid API Gateway v2 event")
     }
 }
+
+/// A lead as the lead pipeline sends it (`fields` is the message's `lead` object), read by the
+/// real message parser.
+pub fn lead(fields: Value, summary: Option<&str>) -> shared::lead::Lead {
+    let message = json!({
+        "version": 1,
+        "tenant_id": "tenant-1",
+        "plan": "pro",
+        "lead": fields,
+        "summary": summary,
+        "occurred_at": "2026-11-28T04:00:00Z"
+    });
+    shared::lead::parse_message(&message.to_string())
+        .expect("a valid lead message")
+        .lead
+}

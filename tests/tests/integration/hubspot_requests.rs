@@ -6,12 +6,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use relay_tests::events::lead;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use shared::config::{Config, HttpSettings};
 use shared::error::ProviderError;
 use shared::http::HttpClient;
-use shared::lead::{parse_message, Lead};
+use shared::lead::Lead;
 use shared::provider::{for_provider, text_digest, PushProgress, Session};
 use shared::stage::LeadStage;
 use shared::store::ConnectionSettings;
@@ -200,22 +201,10 @@ fn settings() -> ConnectionSettings {
             (LeadStage::Qualified, "qualifiedtobuy".to_string()),
             (LeadStage::Won, "closedwon".to_string()),
         ]),
+        convert_at: None,
         source_property: None,
         score_property: None,
     }
-}
-
-/// A lead as the lead pipeline sends it, read by the real message parser.
-fn lead(fields: Value, summary: Option<&str>) -> Lead {
-    let message = json!({
-        "version": 1,
-        "tenant_id": "tenant-1",
-        "plan": "pro",
-        "lead": fields,
-        "summary": summary,
-        "occurred_at": "2026-11-28T04:00:00Z"
-    });
-    parse_message(&message.to_string()).unwrap().lead
 }
 
 const SUMMARY: &str = "Wants 12 seats <b>now</b> & a \"demo\"\nnext week";

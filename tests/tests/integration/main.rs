@@ -11,3 +11,4 @@ mod oauth_state;
 mod openapi;
 mod push;
 mod refresh;
+mod zoho_requests;
