@@ -33,9 +33,10 @@ pub fn classify(
     };
     match status {
         // Zoho's token endpoint answers HTTP 200 {"error":"Access Denied"} when the
-        // access-token minting limit is hit.
+        // access-token minting limit is hit, and stays blocked for the rest of its 10-minute
+        // window: asking again within this invocation would only prolong it.
         200..=299 if has(ThrottleSignal::ZohoNonStandard) && zoho_access_denied(body) => {
-            throttled(false)
+            throttled(true)
         }
         200..=299 => Verdict::Done,
         429 => {
@@ -49,9 +50,8 @@ pub fn classify(
             // Salesforce's limit is a rolling 24 h allocation: no point waiting here.
             throttled(true)
         }
-        400 if has(ThrottleSignal::ZohoNonStandard)
-            && (contains(body, b"TOO_MANY_REQUESTS") || zoho_access_denied(body)) =>
-        {
+        400 if has(ThrottleSignal::ZohoNonStandard) && zoho_access_denied(body) => throttled(true),
+        400 if has(ThrottleSignal::ZohoNonStandard) && contains(body, b"TOO_MANY_REQUESTS") => {
             throttled(false)
         }
         503 if has(ThrottleSignal::Bitrix24QueryLimit)
@@ -167,13 +167,20 @@ mod tests {
     #[test]
     fn zoho_access_denied_is_throttling_even_on_http_200() {
         let denied = r#"{"error":"Access Denied","error_description":"You have made too many requests continuously."}"#;
-        assert!(is_throttled(&verdict(&[ZohoNonStandard], 200, denied)));
-        assert!(is_throttled(&verdict(&[ZohoNonStandard], 400, denied)));
-        assert!(is_throttled(&verdict(
-            &[ZohoNonStandard],
-            400,
-            r#"{"code":"TOO_MANY_REQUESTS"}"#
-        )));
+        // Blocked for the rest of a 10-minute window: not waited out within the call.
+        let blocked = Verdict::Throttled {
+            retry_after: None,
+            give_up: true,
+        };
+        assert_eq!(verdict(&[ZohoNonStandard], 200, denied), blocked);
+        assert_eq!(verdict(&[ZohoNonStandard], 400, denied), blocked);
+        assert_eq!(
+            verdict(&[ZohoNonStandard], 400, r#"{"code":"TOO_MANY_REQUESTS"}"#),
+            Verdict::Throttled {
+                retry_after: None,
+                give_up: false
+            }
+        );
         assert_eq!(
             verdict(&[ZohoNonStandard], 200, r#"{"access_token":"x"}"#),
             Verdict::Done
