@@ -12,8 +12,13 @@ pub mod faults;
 pub mod hubspot;
 pub mod recorder;
 pub mod server;
+pub mod zoho;
 
 pub use faults::{Fault, FaultQueue, FaultRoute};
 pub use hubspot::{HubSpotSim, HubSpotSimConfig, Rotation, Route, SeededTokens, SimObject};
 pub use recorder::{RecordedRequest, Recorder};
 pub use server::{Reject, ServerHandle};
+pub use zoho::{
+    ZohoDc, ZohoField, ZohoParent, ZohoPipeline, ZohoRecord, ZohoRequest, ZohoRoute, ZohoSchema,
+    ZohoSeededTokens, ZohoSim, ZohoSimConfig, ZohoStage,
+};
