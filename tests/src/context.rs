@@ -1,5 +1,5 @@
-//! `TestContext`: a fresh table and KMS key on moto, a HubSpot simulator with its own client
-//! credentials, and the real handlers wired to them. One per test, so tests run in parallel
+//! `TestContext`: a fresh table and KMS key on moto, HubSpot and Zoho simulators with their own
+//! client credentials, and the real handlers wired to them. One per test, so tests run in parallel
 //! without seeing each other's data.
 
 use std::collections::HashMap;
@@ -12,13 +12,15 @@ use shared::Services;
 use url::Url;
 
 use crate::events::ApiEvent;
-use crate::sim::{HubSpotSim, HubSpotSimConfig};
+use crate::sim::{HubSpotSim, HubSpotSimConfig, ZohoSim, ZohoSimConfig};
 
 pub struct TestContext {
     pub services: Services,
     /// The function configuration the services were built from.
     pub vars: HashMap<String, String>,
     pub hubspot: HubSpotSim,
+    /// Plays every Zoho data centre (see `sim::zoho`).
+    pub zoho: ZohoSim,
     pub aws: SdkConfig,
     pub table: String,
     pub key_id: String,
@@ -50,10 +52,24 @@ impl TestContext {
         Self::build(&[], |sim| sim.rotation = rotation).await
     }
 
-    /// A context with configuration overrides and a simulator set up by `tune`.
+    /// A context with configuration overrides and a HubSpot simulator set up by `tune`.
     pub async fn build(
         overrides: &[(&str, &str)],
         tune: impl FnOnce(&mut HubSpotSimConfig),
+    ) -> TestContext {
+        Self::build_with(overrides, tune, |_| {}).await
+    }
+
+    /// A context whose Zoho simulator is set up by `tune`.
+    pub async fn with_zoho(tune: impl FnOnce(&mut ZohoSimConfig)) -> TestContext {
+        Self::build_with(&[], |_| {}, tune).await
+    }
+
+    /// A context with configuration overrides and both simulators set up.
+    pub async fn build_with(
+        overrides: &[(&str, &str)],
+        tune: impl FnOnce(&mut HubSpotSimConfig),
+        tune_zoho: impl FnOnce(&mut ZohoSimConfig),
     ) -> TestContext {
         crate::logs::install();
         let aws = crate::aws::local_config().await.expect("local AWS");
@@ -71,6 +87,13 @@ impl TestContext {
         };
         tune(&mut sim_config);
         let hubspot = HubSpotSim::start(sim_config).await;
+        let mut zoho_config = ZohoSimConfig {
+            client_id: "test-zoho-client-id".into(),
+            client_secret: client_secret.clone(),
+            ..ZohoSimConfig::default()
+        };
+        tune_zoho(&mut zoho_config);
+        let zoho = ZohoSim::start(zoho_config).await;
         let mut vars: HashMap<String, String> = HashMap::from([
             ("TABLE_NAME".into(), table.clone()),
             ("KMS_KEY_ID".into(), key_id.clone()),
@@ -85,6 +108,9 @@ impl TestContext {
             ("HUBSPOT_CLIENT_ID".into(), "test-client-id".into()),
             ("HUBSPOT_CLIENT_SECRET".into(), client_secret.clone()),
             ("HUBSPOT_ENDPOINT_URL".into(), hubspot.base_url()),
+            ("ZOHO_CLIENT_ID".into(), "test-zoho-client-id".into()),
+            ("ZOHO_CLIENT_SECRET".into(), client_secret.clone()),
+            ("ZOHO_ENDPOINT_URL".into(), zoho.base_url()),
             ("HTTP_BACKOFF_BASE_MS".into(), "10".into()),
             ("HTTP_MAX_WAIT_MS".into(), "500".into()),
             ("HTTP_TIMEOUT_MS".into(), "8000".into()),
@@ -102,6 +128,7 @@ impl TestContext {
             services: Services::with_aws_config(config, &aws),
             vars,
             hubspot,
+            zoho,
             aws,
             table,
             key_id,
@@ -175,13 +202,31 @@ impl TestContext {
     }
 
     pub async fn authorize(&self, tenant: &str, plan: &str) -> ApiResponse {
-        self.api(ApiEvent::sample("connections-api/authorize.json").claims(tenant, plan))
-            .await
+        self.authorize_provider("hubspot", tenant, plan).await
+    }
+
+    pub async fn authorize_provider(
+        &self,
+        provider: &str,
+        tenant: &str,
+        plan: &str,
+    ) -> ApiResponse {
+        self.api(
+            ApiEvent::sample("connections-api/authorize.json")
+                .provider(provider)
+                .claims(tenant, plan),
+        )
+        .await
     }
 
     /// The browser at the provider's consent screen: returns the query the provider sends the
     /// browser back to the callback with.
     pub async fn consent(&self, authorize_url: &str) -> Vec<(String, String)> {
+        self.consent_for("hubspot", authorize_url).await
+    }
+
+    /// As [`Self::consent`], for `provider`'s callback.
+    pub async fn consent_for(&self, provider: &str, authorize_url: &str) -> Vec<(String, String)> {
         let response = self
             .browser
             .get(authorize_url)
@@ -197,7 +242,7 @@ impl TestContext {
         let url = Url::parse(&location).expect("redirect URL");
         assert_eq!(
             url.as_str().split('?').next().unwrap(),
-            "https://api.leadrelay.test/oauth/hubspot/callback",
+            format!("https://api.leadrelay.test/oauth/{provider}/callback"),
             "the provider redirects to the configured callback"
         );
         url.query_pairs()
@@ -219,6 +264,19 @@ impl TestContext {
             .expect("the handler never fails the invocation");
         assert_eq!(response.status().as_u16(), 302);
         Url::parse(response.headers()["location"].to_str().unwrap()).expect("redirect target")
+    }
+
+    /// The whole Zoho connect flow for a tenant whose Zoho account lives in data centre `dc`
+    /// (`us`, `eu`, `au`, ...); `extra` is appended to the consent URL (simulator-only
+    /// parameters such as `sim_user=`). Returns the setup-page redirect.
+    pub async fn connect_zoho(&self, tenant: &str, plan: &str, dc: &str, extra: &str) -> Url {
+        let started = self.authorize_provider("zoho", tenant, plan).await;
+        assert_eq!(started.status, 200, "{}", started.body);
+        let url = started.body["authorize_url"].as_str().unwrap().to_string();
+        let query = self
+            .consent_for("zoho", &format!("{url}&sim_dc={dc}{extra}"))
+            .await;
+        self.callback("zoho", &query).await
     }
 
     /// The whole connect flow for a tenant; returns the setup-page redirect.

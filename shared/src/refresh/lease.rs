@@ -98,7 +98,9 @@ pub async fn mark_needs_reauth(
 
 /// How long to wait before this connection may mint another access token, where the provider
 /// caps how often that may happen (Zoho blocks a refresh token for the rest of a 10-minute
-/// window after 10 mints).
+/// window after 10 mints). Only a rejected token can ask for that: an expiring one was minted
+/// an access-token lifetime ago, but a provider that keeps rejecting fresh tokens would
+/// otherwise have every push mint another.
 fn too_soon_to_mint(connection: &Connection, now: DateTime<Utc>) -> Option<Duration> {
     let interval = connection
         .provider
@@ -223,7 +225,8 @@ async fn refresh_holding_lease(
     let Some(refresh_token) = credentials.refresh_token.clone() else {
         return Err(mark_needs_reauth(services, &connection, "no refresh token is stored").await);
     };
-    if let Some(wait) = too_soon_to_mint(&connection, Utc::now()) {
+    let rejected = matches!(cause, RefreshCause::Rejected(_));
+    if let Some(wait) = too_soon_to_mint(&connection, Utc::now()).filter(|_| rejected) {
         release().await;
         tracing::warn!(
             wait_ms = wait.as_millis() as u64,

@@ -1,10 +1,17 @@
-//! `provider-sim --listen 127.0.0.1:PORT`
+//! `provider-sim --listen 127.0.0.1:PORT [--zoho-listen 127.0.0.1:PORT]`
 //!
 //! Runs the HubSpot simulator for the demo and for manual testing. Client
 //! credentials default to `demo-client-id` / `demo-client-secret` and can be
 //! overridden with `HUBSPOT_CLIENT_ID` / `HUBSPOT_CLIENT_SECRET`. Prints one
 //! line, `provider-sim listening on http://ADDR`, then serves until the
 //! process is interrupted (ctrl-c) or terminated (SIGTERM).
+//!
+//! With `--zoho-listen ADDR` it also runs the Zoho CRM simulator there (one
+//! origin for every Zoho data centre; see `relay_tests::sim::zoho`) and prints
+//! a second line, `zoho-sim listening on http://ADDR`. Its client credentials
+//! default to `demo-zoho-client-id` / `demo-zoho-client-secret` and can be
+//! overridden with `ZOHO_CLIENT_ID` / `ZOHO_CLIENT_SECRET`; its
+//! `GET /_sim/state?dc=us` shows one data centre's records.
 //!
 //! Besides HubSpot's own endpoints (OAuth, pipelines, properties, contacts,
 //! deals, notes), the simulator serves `GET /_sim/state`: every record and
@@ -16,18 +23,37 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 
 use anyhow::{bail, Context, Result};
-use relay_tests::sim::{HubSpotSim, HubSpotSimConfig};
+use relay_tests::sim::{HubSpotSim, HubSpotSimConfig, ZohoSim, ZohoSimConfig};
 
-const USAGE: &str = "usage: provider-sim --listen 127.0.0.1:PORT
+const USAGE: &str = "usage: provider-sim --listen 127.0.0.1:PORT [--zoho-listen 127.0.0.1:PORT]
 
 Starts the HubSpot simulator on ADDR (port 0 picks a free port).
 GET /_sim/state (simulator only, no auth) shows the stored contacts, deals,
 notes and associations.
-Environment: HUBSPOT_CLIENT_ID, HUBSPOT_CLIENT_SECRET, RUST_LOG.";
+With --zoho-listen, also starts the Zoho CRM simulator (every data centre on
+one origin; the relay names the meant host in X-Forwarded-Host). Its
+GET /_sim/state?dc=us shows one data centre's leads, contacts, deals,
+accounts and notes.
+Environment: HUBSPOT_CLIENT_ID, HUBSPOT_CLIENT_SECRET, ZOHO_CLIENT_ID,
+ZOHO_CLIENT_SECRET, RUST_LOG.";
 
-fn parse_listen(args: impl IntoIterator<Item = String>) -> Result<SocketAddr> {
+/// Where each simulator listens.
+#[derive(Debug, PartialEq, Eq)]
+struct Listen {
+    hubspot: SocketAddr,
+    zoho: Option<SocketAddr>,
+}
+
+fn parse_addr(flag: &str, value: &str) -> Result<SocketAddr> {
+    value
+        .parse()
+        .with_context(|| format!("{flag} {value:?} is not an IP:PORT address"))
+}
+
+fn parse_listen(args: impl IntoIterator<Item = String>) -> Result<Listen> {
     let mut args = args.into_iter();
     let mut listen: Option<String> = None;
+    let mut zoho: Option<String> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => {
@@ -37,16 +63,27 @@ fn parse_listen(args: impl IntoIterator<Item = String>) -> Result<SocketAddr> {
             "--listen" => {
                 listen = Some(args.next().context("--listen needs an address")?);
             }
-            other => match other.strip_prefix("--listen=") {
-                Some(value) => listen = Some(value.to_owned()),
-                None => bail!("unexpected argument {other:?}\n\n{USAGE}"),
-            },
+            "--zoho-listen" => {
+                zoho = Some(args.next().context("--zoho-listen needs an address")?);
+            }
+            other => {
+                if let Some(value) = other.strip_prefix("--listen=") {
+                    listen = Some(value.to_owned());
+                } else if let Some(value) = other.strip_prefix("--zoho-listen=") {
+                    zoho = Some(value.to_owned());
+                } else {
+                    bail!("unexpected argument {other:?}\n\n{USAGE}");
+                }
+            }
         }
     }
     let listen = listen.with_context(|| format!("missing --listen\n\n{USAGE}"))?;
-    listen
-        .parse()
-        .with_context(|| format!("--listen {listen:?} is not an IP:PORT address"))
+    Ok(Listen {
+        hubspot: parse_addr("--listen", &listen)?,
+        zoho: zoho
+            .map(|value| parse_addr("--zoho-listen", &value))
+            .transpose()?,
+    })
 }
 
 fn env_or(name: &str, default: &str) -> Result<String> {
@@ -67,7 +104,8 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
 
-    let addr = parse_listen(std::env::args().skip(1))?;
+    let listen = parse_listen(std::env::args().skip(1))?;
+    let addr = listen.hubspot;
     let config = HubSpotSimConfig {
         client_id: env_or("HUBSPOT_CLIENT_ID", "demo-client-id")?,
         client_secret: env_or("HUBSPOT_CLIENT_SECRET", "demo-client-secret")?,
@@ -82,10 +120,29 @@ async fn main() -> Result<()> {
     stdout.flush()?;
     drop(stdout);
 
+    let zoho = match listen.zoho {
+        Some(zoho_addr) => {
+            let config = ZohoSimConfig {
+                client_id: env_or("ZOHO_CLIENT_ID", "demo-zoho-client-id")?,
+                client_secret: env_or("ZOHO_CLIENT_SECRET", "demo-zoho-client-secret")?,
+                ..ZohoSimConfig::default()
+            };
+            let zoho = ZohoSim::start_on(zoho_addr, config)
+                .await
+                .with_context(|| format!("binding {zoho_addr}"))?;
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "zoho-sim listening on {}", zoho.base_url())?;
+            stdout.flush()?;
+            Some(zoho)
+        }
+        None => None,
+    };
+
     // The workspace builds tokio without its `signal` feature, so no handler
     // is installed: SIGINT (ctrl-c) and SIGTERM keep their default action and
     // end the process, which is all a stateless-on-disk simulator needs.
     std::future::pending::<()>().await;
+    drop(zoho);
     drop(sim);
     Ok(())
 }
@@ -100,20 +157,37 @@ mod tests {
 
     #[test]
     fn parses_listen_forms() {
-        assert_eq!(
-            parse_listen(args(&["--listen", "127.0.0.1:8089"]))
-                .unwrap()
-                .port(),
-            8089
-        );
+        let only = parse_listen(args(&["--listen", "127.0.0.1:8089"])).unwrap();
+        assert_eq!(only.hubspot.port(), 8089);
+        assert_eq!(only.zoho, None);
         assert_eq!(
             parse_listen(args(&["--listen=127.0.0.1:0"]))
                 .unwrap()
+                .hubspot
                 .port(),
             0
         );
         assert!(parse_listen(args(&[])).is_err());
         assert!(parse_listen(args(&["--listen", "localhost"])).is_err());
         assert!(parse_listen(args(&["--bogus"])).is_err());
+    }
+
+    #[test]
+    fn parses_the_zoho_listen_forms() {
+        let both = parse_listen(args(&[
+            "--listen",
+            "127.0.0.1:8089",
+            "--zoho-listen",
+            "127.0.0.1:8090",
+        ]))
+        .unwrap();
+        assert_eq!(both.hubspot.port(), 8089);
+        assert_eq!(both.zoho.map(|a| a.port()), Some(8090));
+        let equals =
+            parse_listen(args(&["--zoho-listen=127.0.0.1:0", "--listen=127.0.0.1:1"])).unwrap();
+        assert_eq!(equals.zoho.map(|a| a.port()), Some(0));
+        assert!(parse_listen(args(&["--zoho-listen", "127.0.0.1:1"])).is_err());
+        assert!(parse_listen(args(&["--listen", "127.0.0.1:1", "--zoho-listen"])).is_err());
+        assert!(parse_listen(args(&["--listen", "127.0.0.1:1", "--zoho-listen", "nope"])).is_err());
     }
 }

@@ -11,4 +11,5 @@ mod oauth_state;
 mod openapi;
 mod push;
 mod refresh;
+mod zoho;
 mod zoho_requests;
