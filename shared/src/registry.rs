@@ -134,6 +134,8 @@ pub struct OAuthFacts {
     pub revoke_style: RevokeStyle,
     pub introspect_url: Option<&'static str>,
     pub scopes: &'static [&'static str],
+    /// How the authorize URL joins scopes: RFC 6749's space, or Zoho's comma.
+    pub scope_separator: &'static str,
     /// Extra query parameters the authorize URL needs (e.g. `access_type=offline`).
     pub authorize_params: &'static [(&'static str, &'static str)],
     pub pkce: bool,
@@ -212,6 +214,7 @@ pub static HUBSPOT: ProviderFacts = ProviderFacts {
             "crm.objects.deals.write",
             "crm.schemas.contacts.read",
         ],
+        scope_separator: " ",
         authorize_params: &[],
         pkce: true,
         rotates_refresh_tokens: false,
@@ -261,6 +264,8 @@ pub static ZOHO: ProviderFacts = ProviderFacts {
             "ZohoCRM.settings.pipeline.READ",
             "ZohoCRM.org.READ",
         ],
+        // Zoho's authorize page takes `scope` comma-separated.
+        scope_separator: ",",
         // Without both, Zoho issues no refresh token (or none on a repeat consent).
         authorize_params: &[("access_type", "offline"), ("prompt", "consent")],
         // Zoho's server-based clients accept PKCE (code_challenge, S256) on /oauth/v2/auth.

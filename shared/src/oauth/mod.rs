@@ -120,9 +120,12 @@ impl<'a> OAuthClient<'a> {
     pub fn authorize(&self, state: &str) -> AuthorizeRequest {
         let client = self.client();
         let state_value = state.to_string();
-        let mut request = client
-            .authorize_url(move || CsrfToken::new(state_value))
-            .add_scopes(self.facts.scopes.iter().map(|s| Scope::new(s.to_string())));
+        let mut request = client.authorize_url(move || CsrfToken::new(state_value));
+        request = if self.facts.scope_separator == " " {
+            request.add_scopes(self.facts.scopes.iter().map(|s| Scope::new(s.to_string())))
+        } else {
+            request.add_extra_param("scope", self.facts.scopes.join(self.facts.scope_separator))
+        };
         for (name, value) in self.facts.authorize_params {
             request = request.add_extra_param(*name, *value);
         }

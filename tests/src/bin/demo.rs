@@ -2,7 +2,7 @@
 //!
 //! `demo provision` creates the local table and KMS key on moto and prints `KEY=VALUE` lines.
 //! `demo run` drives the real function binaries, served by `cargo lambda watch`, through the
-//! HubSpot connect flow, and prints what happened in words.
+//! HubSpot and Zoho connect flows and lead pushes, and prints what happened in words.
 
 use anyhow::{bail, Context, Result};
 use relay_tests::events::ApiEvent;
@@ -430,7 +430,242 @@ async fn run() -> Result<()> {
         }
     ));
 
-    println!("\nDone. Zoho, Freshsales, Salesforce, Bitrix24 and Google Sheets join this demo with their issues.");
+    run_zoho(&lambda, &browser, &services).await?;
+
+    println!("\nDone. Freshsales, Salesforce, Bitrix24 and Google Sheets join this demo with their issues.");
+    Ok(())
+}
+
+/// A second tenant, in Australia, connects Zoho CRM: its account lives in Zoho's AU data
+/// centre, so every call after the consent goes to the AU hosts.
+async fn run_zoho(
+    lambda: &Lambda,
+    browser: &reqwest::Client,
+    services: &shared::Services,
+) -> Result<()> {
+    let tenant = "sydney-solar";
+    let plan = "pro";
+    let zoho_sim = std::env::var("ZOHO_ENDPOINT_URL")?;
+    println!("\nZoho CRM: tenant {tenant:?} ({plan} plan), whose Zoho account lives in the AU data centre");
+
+    step(15, "The setup page asks for a Zoho authorize URL");
+    let authorize = |who: &'static str| {
+        ApiEvent::sample("connections-api/authorize.json")
+            .provider("zoho")
+            .claims(who, plan)
+    };
+    let (status, _, body) = lambda.http("connections-api", &authorize(tenant)).await?;
+    if status != 200 {
+        bail!("authorize answered {status}: {body}");
+    }
+    let url = url::Url::parse(body["authorize_url"].as_str().context("authorize_url")?)?;
+    let params: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+    say(format!("{status} -> https://accounts.zoho.com{} (always the US accounts server; Zoho sends the user on)", url.path()));
+    say(format!(
+        "access_type={}, prompt={} (else no refresh token), PKCE {}, scopes: {}",
+        params.get("access_type").map(String::as_str).unwrap_or("-"),
+        params.get("prompt").map(String::as_str).unwrap_or("-"),
+        params
+            .get("code_challenge_method")
+            .map(String::as_str)
+            .unwrap_or("none"),
+        params.get("scope").map(String::as_str).unwrap_or("-")
+    ));
+
+    step(
+        16,
+        "The user signs in at Zoho; Zoho redirects back naming the user's data centre",
+    );
+    // `sim_dc` is the simulator's stand-in for where the user's account lives.
+    let consent = browser.get(format!("{url}&sim_dc=au")).send().await?;
+    let back = url::Url::parse(
+        consent
+            .headers()
+            .get("location")
+            .context("the consent screen did not redirect")?
+            .to_str()?,
+    )?;
+    let query: Vec<(String, String)> = back.query_pairs().into_owned().collect();
+    for (name, value) in &query {
+        if name == "location" || name == "accounts-server" {
+            say(format!("{name}={value}"));
+        }
+    }
+
+    step(
+        17,
+        "oauth-callback exchanges the code at accounts.zoho.com.au and stores the connection",
+    );
+    let pairs: Vec<(&str, &str)> = query
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let callback = ApiEvent::sample("oauth-callback/callback.json")
+        .provider("zoho")
+        .query(&pairs);
+    let (status, headers, _) = lambda.http("oauth-callback", &callback).await?;
+    say(format!(
+        "{status} -> {}",
+        headers["location"].as_str().unwrap_or("?")
+    ));
+    let tenant_id = TenantId::parse(tenant)?;
+    let stored = services
+        .store
+        .get_connection(&tenant_id, Provider::Zoho)
+        .await?
+        .context("no Zoho connection was stored")?;
+    for key in ["data_centre", "accounts_server", "api_domain", "org_id"] {
+        say(format!(
+            "{key}: {}",
+            stored.account.get(key).map(String::as_str).unwrap_or("-")
+        ));
+    }
+    say(format!(
+        "credentials: {} bytes of KMS ciphertext under {{tenant_id: {tenant}, provider: zoho}}",
+        stored.credentials.len()
+    ));
+
+    step(18, "A callback naming an accounts server that is not Zoho's is refused before any code is sent");
+    let (_, _, body) = lambda
+        .http("connections-api", &authorize("sydney-solar-2"))
+        .await?;
+    let forged_url = format!(
+        "{}&sim_dc=au&sim_accounts_server=https://accounts.zoho.com.evil.example",
+        body["authorize_url"].as_str().context("authorize_url")?
+    );
+    let consent = browser.get(forged_url).send().await?;
+    let back = url::Url::parse(consent.headers()["location"].to_str()?)?;
+    let query: Vec<(String, String)> = back.query_pairs().into_owned().collect();
+    let pairs: Vec<(&str, &str)> = query
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (_, headers, _) = lambda
+        .http(
+            "oauth-callback",
+            &ApiEvent::sample("oauth-callback/callback.json")
+                .provider("zoho")
+                .query(&pairs),
+        )
+        .await?;
+    say(format!(
+        "-> {}",
+        headers["location"].as_str().unwrap_or("?")
+    ));
+
+    step(
+        19,
+        "Settings: Zoho's Standard pipeline, the stage mapping, and conversion at `qualified`",
+    );
+    let settings = json!({
+        "pipeline_id": "Standard (Standard)",
+        "stage_mapping": {"qualified": "Needs Analysis", "proposal": "Proposal/Price Quote",
+                          "won": "Closed Won", "lost": "Closed Lost"},
+        "convert_at": "qualified"
+    });
+    let (status, _, body) = lambda
+        .http(
+            "connections-api",
+            &ApiEvent::sample("connections-api/settings.json")
+                .provider("zoho")
+                .claims(tenant, plan)
+                .body(settings),
+        )
+        .await?;
+    say(format!(
+        "{status}: pipeline {}, convert at {}, source -> {}, score -> {}",
+        body["settings"]["pipeline_id"].as_str().unwrap_or("?"),
+        body["settings"]["convert_at"].as_str().unwrap_or("-"),
+        body["settings"]["source_property"]["name"]
+            .as_str()
+            .unwrap_or("-"),
+        body["settings"]["score_property"]["name"]
+            .as_str()
+            .unwrap_or("-"),
+    ));
+
+    step(20, "A lead from Facebook, still being talked to (contacted), lands as a Zoho Lead with its note");
+    let aws = relay_tests::aws::local_config().await?;
+    let queues = relay_tests::queue::LeadQueues::create(&aws, TABLE).await?;
+    let lead = |stage: &str| {
+        relay_tests::queue::lead_message(
+            tenant,
+            plan,
+            json!({"id": "lead-au-7", "name": "Liam O'Brien", "email": "liam@obrien.example.com.au",
+                   "phone": "0412 345 678", "country": "AU", "source": "facebook", "score": 64, "stage": stage}),
+            Some("Wants a 6.6 kW rooftop system quoted for a house in Parramatta."),
+        )
+    };
+    queues.send(&lead("contacted")).await;
+    say(deliver(lambda, &queues, 1).await?);
+    print_zoho(browser, &zoho_sim).await?;
+
+    step(
+        21,
+        "The lead qualifies: Zoho converts it into a Contact and a Deal in the mapped stage",
+    );
+    queues.send(&lead("qualified")).await;
+    say(deliver(lambda, &queues, 1).await?);
+    print_zoho(browser, &zoho_sim).await?;
+    Ok(())
+}
+
+/// What the simulated Zoho AU data centre now holds.
+async fn print_zoho(browser: &reqwest::Client, base: &str) -> Result<()> {
+    let state: Value = browser
+        .get(format!("{base}/_sim/state?dc=au"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let list = |kind: &str| state[kind].as_array().cloned().unwrap_or_default();
+    let text = |r: &Value, f: &str| r[f].as_str().unwrap_or("").to_string();
+    for lead in list("leads") {
+        say(format!(
+            "Zoho (AU) lead {}: {} {} <{}> {}, source {}{}",
+            text(&lead, "id"),
+            text(&lead, "First_Name"),
+            text(&lead, "Last_Name"),
+            text(&lead, "Email"),
+            text(&lead, "Phone"),
+            text(&lead, "Lead_Source"),
+            if lead["$converted"] == json!(true) {
+                ", converted"
+            } else {
+                ""
+            }
+        ));
+    }
+    for contact in list("contacts") {
+        say(format!(
+            "Zoho (AU) contact {}: {} {} <{}>",
+            text(&contact, "id"),
+            text(&contact, "First_Name"),
+            text(&contact, "Last_Name"),
+            text(&contact, "Email")
+        ));
+    }
+    for deal in list("deals") {
+        say(format!(
+            "Zoho (AU) deal {}: {:?} in {}, stage {}, closing {}",
+            text(&deal, "id"),
+            text(&deal, "Deal_Name"),
+            text(&deal, "Pipeline"),
+            text(&deal, "Stage"),
+            text(&deal, "Closing_Date")
+        ));
+    }
+    for note in list("notes") {
+        say(format!(
+            "Zoho (AU) note {} on {} {}: {}",
+            text(&note, "id"),
+            note["Parent_Id"]["module"]["api_name"]
+                .as_str()
+                .unwrap_or("?"),
+            note["Parent_Id"]["id"].as_str().unwrap_or("?"),
+            text(&note, "Note_Content").replace('\n', " ")
+        ));
+    }
     Ok(())
 }
 

@@ -604,3 +604,41 @@ async fn settings_refuse_conversion_where_it_makes_no_sense() {
         .unwrap()
         .contains("no lead conversion"));
 }
+
+#[tokio::test]
+async fn the_authorize_url_asks_for_offline_access_with_consent_pkce_and_comma_separated_scopes() {
+    let ctx = TestContext::new().await;
+    let started = ctx
+        .authorize_provider("zoho", &TestContext::tenant(), "pro")
+        .await;
+    assert_eq!(started.status, 200, "{}", started.body);
+    let url = url::Url::parse(started.body["authorize_url"].as_str().unwrap()).unwrap();
+    assert_eq!(url.path(), "/oauth/v2/auth");
+    let query: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(query["access_type"], "offline", "else no refresh token");
+    assert_eq!(
+        query["prompt"], "consent",
+        "else no refresh token on a repeat consent"
+    );
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(query["client_id"], "test-zoho-client-id");
+    assert_eq!(
+        query["redirect_uri"],
+        "https://api.leadrelay.test/oauth/zoho/callback"
+    );
+    let scopes: Vec<&str> = query["scope"].split(',').collect();
+    assert!(scopes.contains(&"ZohoCRM.modules.leads.ALL"), "{scopes:?}");
+    assert!(
+        scopes.contains(&"ZohoCRM.settings.pipeline.READ"),
+        "{scopes:?}"
+    );
+    assert!(
+        !query["scope"].contains(' '),
+        "Zoho takes scopes comma-separated: {}",
+        query["scope"]
+    );
+    assert!(
+        !scopes.contains(&"ZohoCRM.modules.ALL"),
+        "no broader grant than the push needs"
+    );
+}

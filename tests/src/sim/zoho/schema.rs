@@ -639,15 +639,11 @@ fn check_value(
                 return Err(expected("integer"));
             }
         }
-        "currency" | "double" => {
-            if !value.is_number() {
-                return Err(expected(&field.data_type));
-            }
+        "currency" | "double" if !value.is_number() => {
+            return Err(expected(&field.data_type));
         }
-        "boolean" => {
-            if !value.is_boolean() {
-                return Err(expected("boolean"));
-            }
+        "boolean" if !value.is_boolean() => {
+            return Err(expected("boolean"));
         }
         "date" => {
             let valid = value
