@@ -66,6 +66,7 @@ impl Provider {
         match self {
             Provider::Hubspot => Some(&HUBSPOT),
             Provider::Zoho => Some(&ZOHO),
+            Provider::Freshsales => Some(&FRESHSALES),
             _ => None,
         }
     }
@@ -102,6 +103,9 @@ pub struct ProviderFacts {
     pub api_base: &'static str,
     /// Data-centre hosts, for providers that have several (empty otherwise).
     pub data_centres: &'static [DataCentre],
+    /// For providers where each account has its own host (`acme.myfreshworks.com`): the
+    /// domains such a host must be directly under. Nothing is ever sent to another host.
+    pub account_host_suffixes: &'static [&'static str],
     pub rate_limit: RateLimit,
     /// How this provider says "slow down"; the HTTP client reads it to classify answers.
     pub throttle: &'static [ThrottleSignal],
@@ -225,6 +229,7 @@ pub static HUBSPOT: ProviderFacts = ProviderFacts {
     }),
     api_base: "https://api.hubapi.com",
     data_centres: &[],
+    account_host_suffixes: &[],
     // 110 requests per 10 s per installing account for OAuth apps; the search endpoints allow
     // about 5 per second and send no rate-limit headers.
     rate_limit: RateLimit {
@@ -282,6 +287,7 @@ pub static ZOHO: ProviderFacts = ProviderFacts {
         min_refresh_interval: Some(Duration::from_secs(60)),
     }),
     api_base: "https://www.zohoapis.com",
+    account_host_suffixes: &[],
     data_centres: &[
         DataCentre {
             code: "us",
@@ -332,6 +338,29 @@ pub static ZOHO: ProviderFacts = ProviderFacts {
     },
     throttle: &[ThrottleSignal::Status429, ThrottleSignal::ZohoNonStandard],
     docs: "https://www.zoho.com/crm/developer/docs/api/v8/",
+};
+
+/// Freshsales (Freshworks CRM). The tenant pastes an API key and its account's domain; each
+/// account has its own host: `{alias}.myfreshworks.com` (API under `/crm/sales/api`) or, for
+/// accounts from before the Freshworks bundle, `{alias}.freshsales.io` (API under `/api`).
+/// Checked: Freshworks CRM API reference (developers.freshworks.com/crm/api), Freshworks support
+/// articles on API limits (1,000 requests an hour on Growth, 2,000 on Pro, 5,000 on Enterprise,
+/// per account; 429 beyond), and open-source integrations (n8n, Airbyte, RudderStack) for shapes.
+pub static FRESHSALES: ProviderFacts = ProviderFacts {
+    provider: Provider::Freshsales,
+    display_name: "Freshsales",
+    auth: AuthFacts::ApiKey,
+    // Never used as is: every call goes to the account's own host (`provider::freshsales`).
+    api_base: "https://myfreshworks.com/crm/sales/api",
+    data_centres: &[],
+    account_host_suffixes: &["myfreshworks.com", "freshsales.io"],
+    // The floor of the per-account hourly limits (paid plans also cap at 400 a minute).
+    rate_limit: RateLimit {
+        requests: 1_000,
+        window: Duration::from_secs(60 * 60),
+    },
+    throttle: &[ThrottleSignal::Status429],
+    docs: "https://developers.freshworks.com/crm/api/",
 };
 
 impl ProviderFacts {

@@ -8,7 +8,7 @@ mod routes;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use serde_json::json;
-use shared::connections::{self, SettingsInput};
+use shared::connections::{self, ApiKeyInput, SettingsInput};
 use shared::identity::Caller;
 use shared::{Error, Provider, Services};
 use tracing::Instrument;
@@ -78,8 +78,20 @@ async fn dispatch(services: &Services, request: &Request) -> Result<Response<Bod
             200,
             &connections::disconnect(services, &caller, provider()?).await?,
         ),
-        // API-key connect is built with the Freshsales integration.
-        Route::ConnectFreshsales => Err(Error::NotSupported(Provider::Freshsales)),
+        Route::ConnectFreshsales => {
+            // serde's messages may quote a value, and a value here may be the key.
+            let input: ApiKeyInput = parse_body(request).map_err(|_| {
+                Error::BadRequest(
+                    "the body must be {\"domain\": string, \"api_key\": string} and nothing else"
+                        .into(),
+                )
+            })?;
+            json(
+                200,
+                &connections::connect_with_api_key(services, &caller, Provider::Freshsales, input)
+                    .await?,
+            )
+        }
     }
 }
 

@@ -23,6 +23,12 @@ pub async fn start_authorization(
     provider: Provider,
 ) -> Result<AuthorizationStart, Error> {
     super::implementation(provider)?;
+    if let Some(facts) = provider.facts().filter(|f| f.oauth().is_none()) {
+        return Err(Error::BadRequest(format!(
+            "{} connects with an API key, not OAuth: PUT /connections/{provider}",
+            facts.display_name
+        )));
+    }
     let oauth = OAuthClient::new(provider, &services.config, &services.http)?;
     let connected: Vec<Provider> = services
         .store

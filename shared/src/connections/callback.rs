@@ -7,14 +7,13 @@ use url::Url;
 
 use crate::credentials::Credentials;
 use crate::error::{Error, ProviderError};
-use crate::identity::TenantId;
 use crate::oauth::TokenSet;
 use crate::oauth::{state, OAuthClient};
 use crate::provider::CrmProvider;
+use super::persist::{store_connection, NewConnection};
 use crate::registry::Provider;
 use crate::services::Services;
-use crate::store::{Connection, ConnectionStatus, TokenSchedule};
-use crate::vault::SealedCredentials;
+use crate::store::Connection;
 
 /// The callback's query string. Not `Debug`: the code is a secret.
 #[derive(Default)]
@@ -174,7 +173,10 @@ async fn connect(
     };
     // A failed write here is not proof that nothing was stored, so the new tokens are not
     // revoked on it (that could kill a connection that did get stored).
-    if let Some(previous) = store_connection(services, new_row).await? {
+    if let Some(previous) = store_connection(services, new_row)
+        .await
+        .map_err(internal)?
+    {
         revoke_replaced(services, implementation, &previous, &credentials).await;
     }
     Ok(())
@@ -204,82 +206,6 @@ async fn account_of(
     drop(session);
     account.extend(details);
     Ok(account)
-}
-
-struct NewConnection<'a> {
-    tenant: &'a TenantId,
-    provider: Provider,
-    sealed: SealedCredentials,
-    has_refresh_token: bool,
-    account: BTreeMap<String, String>,
-    expires_at: Option<chrono::DateTime<Utc>>,
-}
-
-/// Stores the new connection, replacing any previous one. Returns the replaced row.
-async fn store_connection(
-    services: &Services,
-    new: NewConnection<'_>,
-) -> Result<Option<Connection>, Failure> {
-    let NewConnection {
-        tenant,
-        provider,
-        sealed,
-        has_refresh_token,
-        account,
-        expires_at,
-    } = new;
-    let obtained_at = Utc::now();
-    let schedule = TokenSchedule::for_tokens(provider, expires_at, has_refresh_token, obtained_at);
-
-    // A concurrent refresh may bump the row's version between our read and write: re-read and
-    // write again, a bounded number of times.
-    for _ in 0..3 {
-        let existing = services
-            .store
-            .get_connection(tenant, provider)
-            .await
-            .map_err(internal)?;
-        let same_account = existing.as_ref().is_some_and(|e| e.account == account);
-        let connection = Connection {
-            tenant_id: tenant.clone(),
-            provider,
-            status: ConnectionStatus::Active,
-            credentials: sealed.clone(),
-            account: account.clone(),
-            token_expires_at: schedule.token_expires_at,
-            refresh_due_at: schedule.refresh_due_at,
-            refresh_bucket: schedule
-                .refresh_due_at
-                .map(|_| crate::store::REFRESH_BUCKET.to_string()),
-            refreshed_at: Some(obtained_at),
-            version: existing.as_ref().map_or(1, |e| e.version + 1),
-            // Pipelines belong to the account: keep the mapping only when it is the same one.
-            settings: existing
-                .as_ref()
-                .filter(|_| same_account)
-                .and_then(|e| e.settings.clone()),
-            connected_at: Utc::now(),
-            last_sync_at: existing.as_ref().and_then(|e| e.last_sync_at),
-            last_error: None,
-            refresh_lease_owner: None,
-            refresh_lease_until: None,
-        };
-        if services
-            .store
-            .put_connection(&connection, existing.as_ref().map(|e| e.version))
-            .await
-            .map_err(internal)?
-        {
-            tracing::info!(
-                ciphertext_bytes = sealed.len(),
-                reconnect = existing.is_some(),
-                "connection stored"
-            );
-            return Ok(existing);
-        }
-    }
-    tracing::error!("connection row kept changing under the callback");
-    Err(Failure::Internal)
 }
 
 /// A reconnect replaced `previous`. Where the provider keeps only so many refresh tokens per

@@ -119,9 +119,22 @@ pub async fn save_settings(
         source_property,
         score_property,
     };
+    // Account facts the push relies on (Freshsales' lead source ids) are read again, so a
+    // source added in the CRM since the connect is used from now on.
+    let details = open
+        .call(&mut (), |session, _| implementation.account_details(session))
+        .await?;
+    let mut account = open.connection.account.clone();
+    account.extend(details);
     let saved = services
         .store
-        .save_settings(&caller.tenant, provider, open.connection.version, &settings)
+        .save_settings(
+            &caller.tenant,
+            provider,
+            open.connection.version,
+            &settings,
+            &account,
+        )
         .await?
         .ok_or_else(|| {
             Error::Conflict("the connection changed meanwhile; reload and try again".into())

@@ -1,11 +1,14 @@
 //! The connect and manage use cases behind the setup pages and the OAuth callback.
 
+mod api_key;
 mod authorize;
 mod callback;
 mod manage;
+mod persist;
 mod session;
 mod view;
 
+pub use api_key::{connect_with_api_key, ApiKeyInput};
 pub use authorize::{start_authorization, AuthorizationStart};
 pub use callback::{complete_authorization, CallbackParams};
 pub use manage::{

@@ -60,7 +60,10 @@ impl<'a> OpenConnection<'a> {
             drop(session);
             match result {
                 Ok(value) => return Ok(value),
-                Err(ProviderError::Unauthorized { .. }) if !refreshed => {
+                // An API key cannot be refreshed: a refused key needs the tenant.
+                Err(ProviderError::Unauthorized { .. })
+                    if !refreshed && self.credentials.refresh_token.is_some() =>
+                {
                     tracing::info!("the provider rejected the access token; refreshing once");
                     self.refresh_after_rejection().await?;
                     refreshed = true;

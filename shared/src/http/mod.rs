@@ -79,10 +79,12 @@ impl OutboundRequest {
         }
     }
 
-    /// `Authorization: <scheme> <secret>`, marked sensitive so no layer prints it.
+    /// `Authorization: <scheme> <secret>` (or `<scheme><secret>` for a scheme ending in `=`,
+    /// Freshsales' `Token token=`), marked sensitive so no layer prints it.
     pub fn authorization(mut self, scheme: &str, secret: &SecretString) -> Self {
+        let separator = if scheme.ends_with('=') { "" } else { " " };
         if let Ok(mut value) =
-            HeaderValue::from_str(&format!("{scheme} {}", secret.expose_secret()))
+            HeaderValue::from_str(&format!("{scheme}{separator}{}", secret.expose_secret()))
         {
             value.set_sensitive(true);
             self.headers.insert(AUTHORIZATION, value);

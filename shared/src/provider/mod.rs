@@ -2,6 +2,7 @@
 //! endpoints, field mapping and quirks and nothing else: HTTP, retries, auth headers and token
 //! handling are shared.
 
+pub mod freshsales;
 pub mod hubspot;
 pub mod zoho;
 
@@ -169,6 +170,12 @@ pub trait CrmProvider: Send + Sync {
         callback_params: &BTreeMap<String, String>,
     ) -> Result<BTreeMap<String, String>, ProviderError>;
 
+    /// For API-key providers: the account facts (its own host) from the domain the tenant
+    /// pasted, or why that domain is refused.
+    fn account_for_domain(&self, _domain: &str) -> Result<BTreeMap<String, String>, String> {
+        Err(format!("{} does not connect with an API key", self.provider()))
+    }
+
     /// The API base for a connected account (per data centre or instance where that varies).
     fn api_base(&self, default_base: Url, _account: &BTreeMap<String, String>) -> Url {
         default_base
@@ -279,6 +286,7 @@ pub fn for_provider(provider: Provider) -> Option<&'static dyn CrmProvider> {
     match provider {
         Provider::Hubspot => Some(&hubspot::HubSpot),
         Provider::Zoho => Some(&zoho::Zoho),
+        Provider::Freshsales => Some(&freshsales::Freshsales),
         _ => None,
     }
 }

@@ -347,19 +347,25 @@ impl Store {
         provider: Provider,
         expected_version: u64,
         settings: &ConnectionSettings,
+        account: &BTreeMap<String, String>,
     ) -> Result<Option<Connection>, Error> {
         let value =
             serde_dynamo::to_attribute_value(settings).map_err(|e| malformed("settings", e))?;
+        let account =
+            serde_dynamo::to_attribute_value(account).map_err(|e| malformed("account", e))?;
         let result = self
             .update_connection(tenant, provider)
             .condition_expression("version = :expected")
-            .update_expression("SET settings = :settings, version = version + :one")
+            .update_expression(
+                "SET settings = :settings, account = :account, version = version + :one",
+            )
             .expression_attribute_values(
                 ":expected",
                 AttributeValue::N(expected_version.to_string()),
             )
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(":settings", value)
+            .expression_attribute_values(":account", account)
             .return_values(ReturnValue::AllNew)
             .send()
             .await;

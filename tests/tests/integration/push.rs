@@ -347,7 +347,13 @@ async fn a_permanent_refusal_dead_letters_that_message_and_the_rest_of_the_batch
         .insert(shared::stage::LeadStage::Lost, "deleted-stage".into());
     ctx.services
         .store
-        .save_settings(&tenant_id, Provider::Hubspot, connection.version, &settings)
+        .save_settings(
+            &tenant_id,
+            Provider::Hubspot,
+            connection.version,
+            &settings,
+            &connection.account,
+        )
         .await
         .unwrap()
         .unwrap();
