@@ -5,12 +5,12 @@ use secrecy::{ExposeSecret, SecretString};
 use tracing::field;
 use url::Url;
 
+use super::persist::{store_connection, NewConnection};
 use crate::credentials::Credentials;
 use crate::error::{Error, ProviderError};
 use crate::oauth::TokenSet;
 use crate::oauth::{state, OAuthClient};
 use crate::provider::CrmProvider;
-use super::persist::{store_connection, NewConnection};
 use crate::registry::Provider;
 use crate::services::Services;
 use crate::store::Connection;

@@ -122,7 +122,9 @@ pub async fn save_settings(
     // Account facts the push relies on (Freshsales' lead source ids) are read again, so a
     // source added in the CRM since the connect is used from now on.
     let details = open
-        .call(&mut (), |session, _| implementation.account_details(session))
+        .call(&mut (), |session, _| {
+            implementation.account_details(session)
+        })
         .await?;
     let mut account = open.connection.account.clone();
     account.extend(details);

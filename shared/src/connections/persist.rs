@@ -39,11 +39,7 @@ pub(super) async fn store_connection(
     // A concurrent refresh may bump the row's version between our read and write: re-read and
     // write again, a bounded number of times.
     for _ in 0..3 {
-        let existing = services
-            .store
-            .get_connection(tenant, provider)
-            .await
-            ?;
+        let existing = services.store.get_connection(tenant, provider).await?;
         let same_account = existing.as_ref().is_some_and(|e| e.account == account);
         let connection = Connection {
             tenant_id: tenant.clone(),
@@ -72,8 +68,7 @@ pub(super) async fn store_connection(
         if services
             .store
             .put_connection(&connection, existing.as_ref().map(|e| e.version))
-            .await
-            ?
+            .await?
         {
             tracing::info!(
                 ciphertext_bytes = sealed.len(),
@@ -87,4 +82,3 @@ pub(super) async fn store_connection(
         "the connection kept changing while it was being replaced".into(),
     ))
 }
-

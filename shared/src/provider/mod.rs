@@ -173,7 +173,10 @@ pub trait CrmProvider: Send + Sync {
     /// For API-key providers: the account facts (its own host) from the domain the tenant
     /// pasted, or why that domain is refused.
     fn account_for_domain(&self, _domain: &str) -> Result<BTreeMap<String, String>, String> {
-        Err(format!("{} does not connect with an API key", self.provider()))
+        Err(format!(
+            "{} does not connect with an API key",
+            self.provider()
+        ))
     }
 
     /// The API base for a connected account (per data centre or instance where that varies).

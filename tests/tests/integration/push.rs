@@ -624,19 +624,25 @@ async fn settings_naming_a_contact_property_hubspot_does_not_have_are_refused() 
             .await;
         assert_eq!(refused.status, 400, "{field}: {}", refused.body);
     }
-    // A dropdown cannot hold a score.
+    // A dropdown may hold a score: the option that spells it, or its Hot/Warm/Cold band.
     ctx.hubspot
-        .add_enum_property("contacts", "score_bucket", &["low", "high"]);
-    let wrong_kind = ctx
+        .add_enum_property("contacts", "score_band", &["Cold", "Warm", "Hot"]);
+    let banded = ctx
         .api(
             ApiEvent::sample("connections-api/settings.json")
                 .claims(&tenant, "pro")
-                .body(json!({"pipeline_id": "default", "score_property": "score_bucket"})),
+                .body(json!({"pipeline_id": "default", "score_property": "score_band"})),
         )
         .await;
-    assert_eq!(wrong_kind.status, 400);
-    assert!(wrong_kind.body["message"]
-        .as_str()
-        .unwrap()
-        .contains("enumeration"));
+    assert_eq!(banded.status, 200, "{}", banded.body);
+    assert_eq!(
+        banded.body["settings"]["score_property"]["options"],
+        json!(["Cold", "Warm", "Hot"])
+    );
+    ctx.deliver(&[fatima(&tenant, "new", "banded")]).await;
+    let contact = ctx.hubspot.contacts().into_iter().next().unwrap();
+    assert_eq!(
+        contact.properties["score_band"], "Hot",
+        "82 is in the Hot band"
+    );
 }

@@ -120,12 +120,18 @@ mod tests {
     fn every_form_a_tenant_pastes_becomes_the_account_host() {
         assert_eq!(host("acme"), "acme.myfreshworks.com");
         assert_eq!(host("  Acme.MyFreshworks.com. "), "acme.myfreshworks.com");
-        assert_eq!(host("acme-34234423.myfreshworks.com"), "acme-34234423.myfreshworks.com");
+        assert_eq!(
+            host("acme-34234423.myfreshworks.com"),
+            "acme-34234423.myfreshworks.com"
+        );
         assert_eq!(
             host("https://acme.myfreshworks.com/crm/sales/contacts/view/402174844666?tab=notes"),
             "acme.myfreshworks.com"
         );
-        assert_eq!(host("http://oldco.freshsales.io/deals"), "oldco.freshsales.io");
+        assert_eq!(
+            host("http://oldco.freshsales.io/deals"),
+            "oldco.freshsales.io"
+        );
         assert_eq!(
             parse("acme").unwrap().api_base.as_str(),
             "https://acme.myfreshworks.com/crm/sales/api"

@@ -33,7 +33,9 @@ impl std::fmt::Display for Id {
 
 /// An id as the API takes it back: a number where it is one.
 pub(super) fn id_value(id: &str) -> Value {
-    id.parse::<u64>().map(Value::from).unwrap_or_else(|_| json!(id))
+    id.parse::<u64>()
+        .map(Value::from)
+        .unwrap_or_else(|_| json!(id))
 }
 
 #[derive(Deserialize)]
@@ -232,8 +234,14 @@ mod tests {
         ]}))
         .unwrap();
         let account = BTreeMap::from([(LEAD_SOURCE_IDS.to_string(), lead_source_cache(sources))]);
-        assert_eq!(lead_source_id(&account, "whatsapp").as_deref(), Some("31000123456"));
-        assert_eq!(lead_source_id(&account, " web form ").as_deref(), Some("31000123457"));
+        assert_eq!(
+            lead_source_id(&account, "whatsapp").as_deref(),
+            Some("31000123456")
+        );
+        assert_eq!(
+            lead_source_id(&account, " web form ").as_deref(),
+            Some("31000123457")
+        );
         assert_eq!(lead_source_id(&account, "instagram"), None);
         assert_eq!(id_value("31000123456"), json!(31000123456u64));
     }

@@ -102,9 +102,7 @@ pub(super) async fn sync_contact(
         }
     }
     if let Some(email) = lead.email.clone() {
-        let upsert = move |contact: Map<String, Value>| {
-            json!({ "unique_identifier": { "emails": email }, "contact": contact })
-        };
+        let upsert = move |contact: Map<String, Value>| json!({ "unique_identifier": { "emails": email }, "contact": contact });
         let response = send_contact(
             session,
             "contacts.upsert",
@@ -123,8 +121,15 @@ pub(super) async fn sync_contact(
             return Ok(id);
         }
     }
-    let response =
-        send_contact(session, "contacts.create", Method::POST, "/contacts", lead, wrap).await?;
+    let response = send_contact(
+        session,
+        "contacts.create",
+        Method::POST,
+        "/contacts",
+        lead,
+        wrap,
+    )
+    .await?;
     mapping::created_id(&response, "contact")
 }
 
