@@ -182,6 +182,19 @@ impl TestContext {
         self.queues.settle(&event, &response).await
     }
 
+    /// Runs token-refresh as its EventBridge schedule does, with the sample event.
+    pub async fn run_schedule(&self) -> token_refresh::RefreshSummary {
+        let event: aws_lambda_events::event::eventbridge::EventBridgeEvent =
+            serde_json::from_value(crate::events::load("token-refresh/schedule.json"))
+                .expect("the schedule sample");
+        token_refresh::handle(
+            &self.services,
+            lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
+        )
+        .await
+        .expect("token-refresh never fails the invocation")
+    }
+
     /// Calls connections-api with an event.
     pub async fn api(&self, event: ApiEvent) -> ApiResponse {
         let response = connections_api::handle(&self.services, event.request())

@@ -6,5 +6,6 @@ pub mod aws_faults;
 pub mod context;
 pub mod events;
 pub mod logs;
+pub mod mock_account;
 pub mod queue;
 pub mod sim;

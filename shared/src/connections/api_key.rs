@@ -13,7 +13,6 @@ use crate::error::{Error, ProviderError};
 use crate::identity::Caller;
 use crate::registry::{AuthFacts, Provider};
 use crate::services::Services;
-use crate::store::ConnectionStatus;
 
 /// The body. Not `Debug`: it holds the key.
 #[derive(Deserialize)]
@@ -50,15 +49,7 @@ pub async fn connect_with_api_key(
             facts.display_name
         )));
     }
-    let connected: Vec<Provider> = services
-        .store
-        .list_connections(&caller.tenant)
-        .await?
-        .iter()
-        .filter(|c| c.status != ConnectionStatus::Disconnected)
-        .map(|c| c.provider)
-        .collect();
-    caller.plan.check_connect(provider, &connected)?;
+    super::check_plan(services, caller, provider).await?;
 
     let mut account = implementation
         .account_for_domain(&input.domain)

@@ -6,7 +6,7 @@ use crate::identity::Caller;
 use crate::oauth::{state, OAuthClient};
 use crate::registry::Provider;
 use crate::services::Services;
-use crate::store::{ConnectionStatus, PendingAuthorization};
+use crate::store::PendingAuthorization;
 
 #[derive(Debug, Serialize)]
 pub struct AuthorizationStart {
@@ -30,15 +30,7 @@ pub async fn start_authorization(
         )));
     }
     let oauth = OAuthClient::new(provider, &services.config, &services.http)?;
-    let connected: Vec<Provider> = services
-        .store
-        .list_connections(&caller.tenant)
-        .await?
-        .iter()
-        .filter(|c| c.status != ConnectionStatus::Disconnected)
-        .map(|c| c.provider)
-        .collect();
-    caller.plan.check_connect(provider, &connected)?;
+    super::check_plan(services, caller, provider).await?;
 
     let state = state::new_state();
     let request = oauth.authorize(&state);

@@ -25,3 +25,20 @@ use crate::registry::Provider;
 pub(crate) fn implementation(provider: Provider) -> Result<&'static dyn CrmProvider, Error> {
     provider::for_provider(provider).ok_or(Error::NotSupported(provider))
 }
+
+/// Whether the caller's plan allows connecting `provider` next to what the tenant already has.
+async fn check_plan(
+    services: &crate::services::Services,
+    caller: &crate::identity::Caller,
+    provider: Provider,
+) -> Result<(), Error> {
+    let connected: Vec<Provider> = services
+        .store
+        .list_connections(&caller.tenant)
+        .await?
+        .iter()
+        .filter(|c| c.status != crate::store::ConnectionStatus::Disconnected)
+        .map(|c| c.provider)
+        .collect();
+    caller.plan.check_connect(provider, &connected)
+}

@@ -60,6 +60,25 @@ pub struct ContactQuery {
     pub phone: Option<String>,
 }
 
+/// A field duplicate detection matches on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContactField {
+    Email,
+    Phone,
+}
+
+impl ContactQuery {
+    /// What to look for, in order: the email first (the stronger identity), then the phone.
+    pub fn criteria(&self) -> impl Iterator<Item = (ContactField, &str)> {
+        [
+            (ContactField::Email, self.email.as_deref()),
+            (ContactField::Phone, self.phone.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(field, value)| value.map(|v| (field, v)))
+    }
+}
+
 /// Something normalisation had to drop or stand in for. Its text names the field and the
 /// problem, never the value, so it is safe to log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::credentials::Credentials;
 use crate::error::{Error, ProviderError};
 use crate::http::{HttpClient, OutboundRequest};
-use crate::lead::{ContactQuery, Lead};
+use crate::lead::{ContactField, ContactQuery, Lead};
 use crate::oauth::{OAuthClient, TokenSet};
 use crate::registry::Provider;
 use crate::store::ConnectionSettings;
@@ -70,9 +70,35 @@ pub fn text_digest(text: &str) -> String {
         .collect()
 }
 
-/// The pipeline and stage for a new deal when the tenant mapped none for the lead's stage: the
-/// first open stage of the named pipeline (or of the first pipeline without settings).
-pub fn default_stage(
+/// The pipeline and stage for a lead's new deal: the tenant's mapping for the lead's stage,
+/// else the first open stage of the tenant's pipeline (or of the account's first pipeline
+/// without settings), read live.
+pub async fn deal_stage(
+    session: &Session<'_>,
+    lead: &Lead,
+    settings: Option<&ConnectionSettings>,
+) -> Result<(String, String), ProviderError> {
+    if let Some(settings) = settings {
+        if let Some(stage) = settings.stage_mapping.get(&lead.stage) {
+            return Ok((settings.pipeline_id.clone(), stage.clone()));
+        }
+    }
+    let implementation = for_provider(session.provider).ok_or(ProviderError::Rejected {
+        provider: session.provider,
+        status: 0,
+        code: "not_built".into(),
+        message: "no implementation for this provider".into(),
+    })?;
+    let pipelines = implementation.get_pipelines(session).await?;
+    default_stage(
+        session.provider,
+        &pipelines,
+        settings.map(|s| s.pipeline_id.as_str()),
+    )
+}
+
+/// The first open stage of the named pipeline (or of the first pipeline without one).
+fn default_stage(
     provider: Provider,
     pipelines: &[Pipeline],
     pipeline_id: Option<&str>,
@@ -242,6 +268,21 @@ pub trait CrmProvider: Send + Sync {
         &self,
         session: &Session<'_>,
         query: &ContactQuery,
+    ) -> Result<Option<String>, ProviderError> {
+        for (field, value) in query.criteria() {
+            if let Some(id) = self.find_contact(session, field, value).await? {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The id of an existing contact whose `field` equals `value`, if any.
+    async fn find_contact(
+        &self,
+        session: &Session<'_>,
+        field: ContactField,
+        value: &str,
     ) -> Result<Option<String>, ProviderError>;
 
     /// Creates or updates the lead's contact; returns its id.

@@ -5,50 +5,27 @@
 //! The account is `acme.myfreshworks.com`: every call must name it, which the HTTP client's local
 //! routing carries in `X-Forwarded-Host`, under the bundle's `/crm/sales/api` prefix.
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::collections::BTreeMap;
 
 use relay_tests::events::lead;
-use secrecy::SecretString;
+use relay_tests::mock_account::{sent, MockAccount, Sent};
 use serde_json::{json, Value};
-use shared::config::{Config, HttpSettings};
 use shared::error::ProviderError;
-use shared::http::HttpClient;
 use shared::lead::Lead;
 use shared::provider::{for_provider, text_digest, CrmProvider, PushProgress, Session};
 use shared::stage::LeadStage;
 use shared::store::ConnectionSettings;
 use shared::Provider;
-use url::Url;
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
 
 const KEY: &str = "sfg999666t673t7t82";
 const API: &str = "/crm/sales/api";
 
+/// A Freshsales account on wiremock, reached at its own host.
 struct Account {
-    server: MockServer,
-    http: HttpClient,
-    api_base: Url,
-    account: BTreeMap<String, String>,
+    mock: MockAccount,
     host: &'static str,
-}
-
-#[derive(Debug, PartialEq)]
-struct Sent {
-    method: String,
-    path: String,
-    query: Option<String>,
-    body: Value,
-}
-
-fn sent(method: &str, path: &str, body: Value) -> Sent {
-    Sent {
-        method: method.into(),
-        path: path.into(),
-        query: None,
-        body,
-    }
 }
 
 fn freshsales() -> &'static dyn CrmProvider {
@@ -56,68 +33,30 @@ fn freshsales() -> &'static dyn CrmProvider {
 }
 
 impl Account {
+    /// `domain` as the tenant pasted it.
     async fn start(domain: &'static str) -> Account {
-        let server = MockServer::start().await;
-        let vars = HashMap::from([
-            ("TABLE_NAME", "t".to_string()),
-            ("KMS_KEY_ID", "k".to_string()),
-            ("SETUP_PAGE_URL", "https://app.leadrelay.test/s".to_string()),
-            (
-                "OAUTH_REDIRECT_BASE_URL",
-                "https://api.leadrelay.test".to_string(),
-            ),
-            ("FRESHSALES_ENDPOINT_URL", server.uri()),
-        ]);
-        let config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
-        let http = HttpClient::new(&HttpSettings {
-            connect_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(5),
-            max_attempts: 3,
-            max_wait: Duration::from_secs(1),
-            backoff_base: Duration::from_millis(5),
-        })
-        .with_local_routes(config.endpoint_overrides.clone());
         let mut account = freshsales().account_for_domain(domain).unwrap();
         account.insert(
             "lead_source_ids".into(),
             json!({"whatsapp": "31000123456", "web": "31000123457"}).to_string(),
         );
-        let default_base = config.provider_url(
-            Provider::Freshsales,
-            Provider::Freshsales.facts().unwrap().api_base,
-        );
-        let api_base = freshsales().api_base(default_base, &account);
         let host = if domain.ends_with("freshsales.io") {
             "oldco.freshsales.io"
         } else {
             "acme.myfreshworks.com"
         };
         Account {
-            server,
-            http,
-            api_base,
-            account,
+            mock: MockAccount::start(Provider::Freshsales, account).await,
             host,
         }
     }
 
     async fn answer(&self, verb: &str, at: &str, status: u16, body: Value) {
-        Mock::given(method(verb))
-            .and(path(at))
-            .respond_with(ResponseTemplate::new(status).set_body_json(body))
-            .mount(&self.server)
-            .await;
+        self.mock.answer(verb, at, status, body).await;
     }
 
     fn session(&self) -> Session<'_> {
-        Session::new(
-            Provider::Freshsales,
-            &self.http,
-            self.api_base.clone(),
-            &self.account,
-            SecretString::from(KEY.to_string()),
-            freshsales().auth_scheme(),
-        )
+        self.mock.session(KEY)
     }
 
     async fn push(
@@ -131,43 +70,11 @@ impl Account {
             .await
     }
 
+    /// Every request received, in order: each with the key, at the account's own host.
     async fn received(&self) -> Vec<Sent> {
-        self.server
-            .received_requests()
+        self.mock
+            .received("Token token=sfg999666t673t7t82", Some(self.host))
             .await
-            .unwrap()
-            .into_iter()
-            .map(|request| {
-                let header = |name: &str| {
-                    request
-                        .headers
-                        .get(name)
-                        .map(|v| v.to_str().unwrap().to_string())
-                };
-                let what = format!("{} {}", request.method, request.url.path());
-                assert_eq!(
-                    header("authorization").as_deref(),
-                    Some("Token token=sfg999666t673t7t82"),
-                    "{what}"
-                );
-                assert_eq!(
-                    header("x-forwarded-host").as_deref(),
-                    Some(self.host),
-                    "{what}"
-                );
-                let body = if request.body.is_empty() {
-                    Value::Null
-                } else {
-                    request.body_json().unwrap()
-                };
-                Sent {
-                    method: request.method.to_string(),
-                    path: request.url.path().to_string(),
-                    query: request.url.query().map(str::to_string),
-                    body,
-                }
-            })
-            .collect()
     }
 }
 
@@ -289,7 +196,7 @@ async fn a_read_only_lead_score_is_dropped_and_the_contact_sent_again() {
         .respond_with(ResponseTemplate::new(400).set_body_json(
             json!({"errors": {"code": 400, "message": ["lead_score is a read-only field"]}}),
         ))
-        .mount(&account.server)
+        .mount(&account.mock.server)
         .await;
     account
         .answer(

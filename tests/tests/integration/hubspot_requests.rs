@@ -2,24 +2,18 @@
 //! request, in order, and what the push records in `PushProgress`. Shapes from HubSpot's v3
 //! object specs (`CRM/{Contacts,Deals,Notes}/Rollouts/424/v3`).
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use relay_tests::events::lead;
-use secrecy::SecretString;
+use relay_tests::mock_account::{sent, MockAccount, Sent};
 use serde_json::{json, Value};
-use shared::config::{Config, HttpSettings};
 use shared::error::ProviderError;
-use shared::http::HttpClient;
 use shared::lead::Lead;
-use shared::provider::{for_provider, text_digest, PushProgress, Session};
+use shared::provider::{text_digest, PushProgress};
 use shared::stage::LeadStage;
 use shared::store::ConnectionSettings;
 use shared::Provider;
-use url::Url;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const TOKEN: &str = "test-token";
 const CONTACTS: &str = "/crm/v3/objects/contacts";
@@ -30,68 +24,16 @@ const NOTES: &str = "/crm/v3/objects/notes";
 
 /// A portal on wiremock, reached the way production reaches HubSpot: the registry's API base
 /// moved to the server by `HUBSPOT_ENDPOINT_URL`.
-struct Portal {
-    server: MockServer,
-    http: HttpClient,
-    api_base: Url,
-    account: BTreeMap<String, String>,
-}
-
-/// One request as HubSpot received it.
-#[derive(Debug, PartialEq)]
-struct Sent {
-    method: String,
-    path: String,
-    body: Value,
-}
-
-fn sent(method: &str, path: &str, body: Value) -> Sent {
-    Sent {
-        method: method.to_string(),
-        path: path.to_string(),
-        body,
-    }
-}
+struct Portal(MockAccount);
 
 impl Portal {
     async fn start() -> Portal {
-        let server = MockServer::start().await;
-        let vars = HashMap::from([
-            ("TABLE_NAME", "t".to_string()),
-            ("KMS_KEY_ID", "k".to_string()),
-            ("SETUP_PAGE_URL", "https://app.leadrelay.test/s".to_string()),
-            (
-                "OAUTH_REDIRECT_BASE_URL",
-                "https://api.leadrelay.test".to_string(),
-            ),
-            ("HUBSPOT_ENDPOINT_URL", server.uri()),
-        ]);
-        let config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
-        let facts = Provider::Hubspot.facts().unwrap();
-        let api_base = config.provider_url(Provider::Hubspot, facts.api_base);
-        let http = HttpClient::new(&HttpSettings {
-            connect_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(5),
-            max_attempts: 3,
-            max_wait: Duration::from_secs(1),
-            backoff_base: Duration::from_millis(5),
-        });
         let account = BTreeMap::from([("hub_id".to_string(), "42".to_string())]);
-        Portal {
-            server,
-            http,
-            api_base,
-            account,
-        }
+        Portal(MockAccount::start(Provider::Hubspot, account).await)
     }
 
-    /// Answers `verb path` with `status` and a JSON body, as often as asked.
     async fn answer(&self, verb: &str, at: &str, status: u16, body: Value) {
-        Mock::given(method(verb))
-            .and(path(at))
-            .respond_with(ResponseTemplate::new(status).set_body_json(body))
-            .mount(&self.server)
-            .await;
+        self.0.answer(verb, at, status, body).await;
     }
 
     async fn push(
@@ -100,57 +42,21 @@ impl Portal {
         settings: Option<&ConnectionSettings>,
         progress: &mut PushProgress,
     ) -> Result<(), ProviderError> {
-        let hubspot = for_provider(Provider::Hubspot).unwrap();
-        let session = Session::new(
-            Provider::Hubspot,
-            &self.http,
-            self.api_base.clone(),
-            &self.account,
-            SecretString::from(TOKEN.to_string()),
-            hubspot.auth_scheme(),
-        );
-        hubspot.push_lead(&session, lead, settings, progress).await
+        let session = self.0.session(TOKEN);
+        self.0
+            .implementation()
+            .push_lead(&session, lead, settings, progress)
+            .await
     }
 
-    /// Every request received, in order, after checking each one's credentials and encoding.
+    /// Every request received, in order, after checking each one's credentials; HubSpot's
+    /// calls carry no query string.
     async fn received(&self) -> Vec<Sent> {
-        self.server
-            .received_requests()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|request| {
-                let header = |name: &str| {
-                    request
-                        .headers
-                        .get(name)
-                        .map(|v| v.to_str().unwrap().to_string())
-                };
-                let what = format!("{} {}", request.method, request.url.path());
-                assert_eq!(
-                    header("authorization").as_deref(),
-                    Some("Bearer test-token"),
-                    "{what}"
-                );
-                assert_eq!(request.url.query(), None, "{what}");
-                // Only the v4 default-association PUT has no body.
-                let body = if request.body.is_empty() {
-                    Value::Null
-                } else {
-                    assert_eq!(
-                        header("content-type").as_deref(),
-                        Some("application/json"),
-                        "{what}"
-                    );
-                    request.body_json().unwrap()
-                };
-                Sent {
-                    method: request.method.to_string(),
-                    path: request.url.path().to_string(),
-                    body,
-                }
-            })
-            .collect()
+        let sent = self.0.received("Bearer test-token", None).await;
+        for request in &sent {
+            assert_eq!(request.query, None, "{} {}", request.method, request.path);
+        }
+        sent
     }
 }
 

@@ -1,11 +1,8 @@
 //! Token refresh: the scheduled job through the real handler, the lease under concurrency,
 //! and the ordering of writes when storage fails after the provider answered.
 
-use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use lambda_runtime::{Context, LambdaEvent};
 use relay_tests::aws_faults::FaultyAws;
 use relay_tests::context::{outcome, TestContext};
-use relay_tests::events;
 use relay_tests::sim::{Fault, Route};
 use secrecy::ExposeSecret;
 use shared::credentials::Credentials;
@@ -62,14 +59,6 @@ fn refresh_calls(ctx: &TestContext) -> usize {
         .count()
 }
 
-async fn run_schedule(ctx: &TestContext) -> token_refresh::RefreshSummary {
-    let event: EventBridgeEvent =
-        serde_json::from_value(events::load("token-refresh/schedule.json")).unwrap();
-    token_refresh::handle(&ctx.services, LambdaEvent::new(event, Context::default()))
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn the_schedule_refreshes_every_due_connection_and_leaves_the_rest() {
     let ctx = TestContext::new().await;
@@ -85,7 +74,7 @@ async fn the_schedule_refreshes_every_due_connection_and_leaves_the_rest() {
     // HubSpot tokens live 30 minutes: the fresh one is outside the 15-minute lookahead.
     let before = connection(&ctx, &fresh).await;
 
-    let summary = run_schedule(&ctx).await;
+    let summary = ctx.run_schedule().await;
     assert_eq!(
         (summary.refreshed, summary.skipped, summary.failed),
         (3, 0, 0)
@@ -106,7 +95,7 @@ async fn the_schedule_refreshes_every_due_connection_and_leaves_the_rest() {
     );
 
     // Nothing is due any more: a second run does nothing.
-    let again = run_schedule(&ctx).await;
+    let again = ctx.run_schedule().await;
     assert_eq!((again.refreshed, again.skipped, again.failed), (0, 0, 0));
     assert_eq!(refresh_calls(&ctx), 3);
 }
@@ -211,13 +200,13 @@ async fn a_dead_grant_marks_the_connection_needs_reauth_and_takes_it_off_the_sch
         Route::Token,
         Fault::Status(400, r#"{"error":"invalid_grant","error_description":"refresh token is invalid, expired or revoked","status":"BAD_REFRESH_TOKEN","message":"x"}"#.into()),
     );
-    let summary = run_schedule(&ctx).await;
+    let summary = ctx.run_schedule().await;
     assert_eq!((summary.refreshed, summary.failed), (0, 1));
     let c = connection(&ctx, &tenant).await;
     assert_eq!(c.status, ConnectionStatus::NeedsReauth);
     assert!(c.last_error.unwrap().message.contains("invalid_grant"));
     assert!(c.refresh_due_at.is_none(), "no longer in the refresh index");
-    let again = run_schedule(&ctx).await;
+    let again = ctx.run_schedule().await;
     assert_eq!((again.refreshed, again.skipped, again.failed), (0, 0, 0));
 }
 
@@ -230,13 +219,13 @@ async fn a_transient_failure_leaves_the_connection_active_for_the_next_run() {
         ctx.hubspot
             .inject(Route::Token, Fault::Status(503, "down".into()));
     }
-    let summary = run_schedule(&ctx).await;
+    let summary = ctx.run_schedule().await;
     assert_eq!(summary.failed, 1);
     let c = connection(&ctx, &tenant).await;
     assert_eq!(c.status, ConnectionStatus::Active);
     assert!(c.refresh_lease_owner.is_none(), "the lease was given back");
 
-    let next = run_schedule(&ctx).await;
+    let next = ctx.run_schedule().await;
     assert_eq!(next.refreshed, 1);
 }
 
@@ -277,7 +266,7 @@ async fn a_connection_without_a_refresh_token_is_never_touched_by_the_schedule()
         refresh_lease_until: None,
     };
     assert!(ctx.services.store.put_connection(&row, None).await.unwrap());
-    let summary = run_schedule(&ctx).await;
+    let summary = ctx.run_schedule().await;
     assert_eq!(
         (summary.refreshed, summary.skipped, summary.failed),
         (0, 0, 0)
@@ -307,7 +296,7 @@ async fn a_rotated_refresh_token_is_stored_and_the_old_one_is_refused_afterwards
     };
     spend(&ctx, &tenant).await;
 
-    assert_eq!(run_schedule(&ctx).await.refreshed, 1);
+    assert_eq!(ctx.run_schedule().await.refreshed, 1);
 
     let stored = connection(&ctx, &tenant).await;
     let now = ctx
@@ -343,7 +332,7 @@ async fn a_rotated_refresh_token_is_stored_and_the_old_one_is_refused_afterwards
     assert_eq!(old.status().as_u16(), 400);
     spend(&ctx, &tenant).await;
     assert_eq!(
-        run_schedule(&ctx).await.refreshed,
+        ctx.run_schedule().await.refreshed,
         1,
         "the stored token refreshes again"
     );

@@ -2,10 +2,8 @@
 //! minting caps, push through moto's SQS into the simulator (upsert, notes, conversion), errors
 //! inside 2xx answers, revoke on reconnect and disconnect.
 
-use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use lambda_runtime::{Context, LambdaEvent};
 use relay_tests::context::{outcome, TestContext};
-use relay_tests::events::{self, ApiEvent};
+use relay_tests::events::ApiEvent;
 use relay_tests::queue::lead_message;
 use relay_tests::sim::zoho::{dc, record_error, DEFAULT_USER};
 use relay_tests::sim::{Fault, Rotation, ZohoRoute};
@@ -116,14 +114,6 @@ fn token_requests(ctx: &TestContext, grant: &str) -> Vec<Option<&'static str>> {
         .collect()
 }
 
-async fn run_schedule(ctx: &TestContext) -> token_refresh::RefreshSummary {
-    let event: EventBridgeEvent =
-        serde_json::from_value(events::load("token-refresh/schedule.json")).unwrap();
-    token_refresh::handle(&ctx.services, LambdaEvent::new(event, Context::default()))
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn tenants_in_the_us_eu_and_au_connect_and_every_later_call_goes_to_their_data_centre() {
     let ctx = TestContext::new().await;
@@ -156,7 +146,7 @@ async fn tenants_in_the_us_eu_and_au_connect_and_every_later_call_goes_to_their_
         assert_eq!(pipelines.body["pipelines"][0]["id"], "Standard (Standard)");
 
         spend(&ctx, &tenant).await;
-        assert_eq!(run_schedule(&ctx).await.refreshed, 1);
+        assert_eq!(ctx.run_schedule().await.refreshed, 1);
         assert_eq!(token_requests(&ctx, "refresh_token"), vec![Some(code)]);
 
         let refresh_token = ctx.zoho.live_refresh_tokens(code, DEFAULT_USER);
@@ -353,7 +343,7 @@ async fn with_rotating_refresh_tokens_as_the_plan_claims_the_new_one_is_stored_b
     let tenant = connected(&ctx, "au").await;
     let old = ctx.zoho.live_refresh_tokens("au", DEFAULT_USER)[0].clone();
     spend(&ctx, &tenant).await;
-    assert_eq!(run_schedule(&ctx).await.refreshed, 1);
+    assert_eq!(ctx.run_schedule().await.refreshed, 1);
 
     assert!(!ctx.zoho.is_refresh_token_live(&old));
     let connection = stored(&ctx, &tenant).await.unwrap();

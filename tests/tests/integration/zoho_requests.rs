@@ -5,23 +5,17 @@
 //! The connection lives in Zoho's Australian data centre: every call must name
 //! `www.zohoapis.com.au`, which the HTTP client's local routing carries in `X-Forwarded-Host`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::collections::BTreeMap;
 
 use relay_tests::events::lead;
-use secrecy::SecretString;
+use relay_tests::mock_account::{sent, MockAccount, Sent};
 use serde_json::{json, Value};
-use shared::config::{Config, HttpSettings};
 use shared::error::ProviderError;
-use shared::http::HttpClient;
 use shared::lead::Lead;
 use shared::provider::{for_provider, text_digest, CrmProvider, PushProgress, Session};
 use shared::stage::LeadStage;
 use shared::store::{ConnectionSettings, ContactProperty};
 use shared::Provider;
-use url::Url;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const TOKEN: &str = "1000.test-token";
 const UPSERT: &str = "/crm/v8/Leads/upsert";
@@ -31,29 +25,7 @@ const SUMMARY: &str = "Wants 12 seats <b>now</b> & a demo next week";
 const NOTE: &str = "LeadRelay conversation summary\n\nWants 12 seats <b>now</b> & a demo next week\n\nLead: lead-1 · Source: whatsapp · Score: 82/100";
 
 /// A Zoho org on wiremock, in the AU data centre.
-struct Org {
-    server: MockServer,
-    http: HttpClient,
-    api_base: Url,
-    account: BTreeMap<String, String>,
-}
-
-#[derive(Debug, PartialEq)]
-struct Sent {
-    method: String,
-    path: String,
-    query: Option<String>,
-    body: Value,
-}
-
-fn sent(method: &str, path: &str, body: Value) -> Sent {
-    Sent {
-        method: method.into(),
-        path: path.into(),
-        query: None,
-        body,
-    }
-}
+struct Org(MockAccount);
 
 fn zoho() -> &'static dyn CrmProvider {
     for_provider(Provider::Zoho).unwrap()
@@ -61,26 +33,6 @@ fn zoho() -> &'static dyn CrmProvider {
 
 impl Org {
     async fn start() -> Org {
-        let server = MockServer::start().await;
-        let vars = HashMap::from([
-            ("TABLE_NAME", "t".to_string()),
-            ("KMS_KEY_ID", "k".to_string()),
-            ("SETUP_PAGE_URL", "https://app.leadrelay.test/s".to_string()),
-            (
-                "OAUTH_REDIRECT_BASE_URL",
-                "https://api.leadrelay.test".to_string(),
-            ),
-            ("ZOHO_ENDPOINT_URL", server.uri()),
-        ]);
-        let config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
-        let http = HttpClient::new(&HttpSettings {
-            connect_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(5),
-            max_attempts: 3,
-            max_wait: Duration::from_secs(1),
-            backoff_base: Duration::from_millis(5),
-        })
-        .with_local_routes(config.endpoint_overrides.clone());
         let account = BTreeMap::from([
             (
                 "accounts_server".to_string(),
@@ -92,35 +44,17 @@ impl Org {
             ),
             ("data_centre".to_string(), "au".to_string()),
         ]);
-        let default_base =
-            config.provider_url(Provider::Zoho, Provider::Zoho.facts().unwrap().api_base);
-        let api_base = zoho().api_base(default_base, &account);
-        assert_eq!(api_base.as_str(), "https://www.zohoapis.com.au/");
-        Org {
-            server,
-            http,
-            api_base,
-            account,
-        }
+        let org = MockAccount::start(Provider::Zoho, account).await;
+        assert_eq!(org.api_base.as_str(), "https://www.zohoapis.com.au/");
+        Org(org)
     }
 
     async fn answer(&self, verb: &str, at: &str, status: u16, body: Value) {
-        Mock::given(method(verb))
-            .and(path(at))
-            .respond_with(ResponseTemplate::new(status).set_body_json(body))
-            .mount(&self.server)
-            .await;
+        self.0.answer(verb, at, status, body).await;
     }
 
     fn session(&self) -> Session<'_> {
-        Session::new(
-            Provider::Zoho,
-            &self.http,
-            self.api_base.clone(),
-            &self.account,
-            SecretString::from(TOKEN.to_string()),
-            zoho().auth_scheme(),
-        )
+        self.0.session(TOKEN)
     }
 
     async fn push(
@@ -134,44 +68,14 @@ impl Org {
             .await
     }
 
-    /// Every request received, in order, after checking each one's host and credentials.
+    /// Every request received, in order: each with Zoho's token scheme, at the AU API host.
     async fn received(&self) -> Vec<Sent> {
-        self.server
-            .received_requests()
+        self.0
+            .received(
+                "Zoho-oauthtoken 1000.test-token",
+                Some("www.zohoapis.com.au"),
+            )
             .await
-            .unwrap()
-            .into_iter()
-            .map(|request| {
-                let header = |name: &str| {
-                    request
-                        .headers
-                        .get(name)
-                        .map(|v| v.to_str().unwrap().to_string())
-                };
-                let what = format!("{} {}", request.method, request.url.path());
-                assert_eq!(
-                    header("authorization").as_deref(),
-                    Some("Zoho-oauthtoken 1000.test-token"),
-                    "{what}"
-                );
-                assert_eq!(
-                    header("x-forwarded-host").as_deref(),
-                    Some("www.zohoapis.com.au"),
-                    "{what} went to the connection's data centre"
-                );
-                let body = if request.body.is_empty() {
-                    Value::Null
-                } else {
-                    request.body_json().unwrap()
-                };
-                Sent {
-                    method: request.method.to_string(),
-                    path: request.url.path().to_string(),
-                    query: request.url.query().map(str::to_string),
-                    body,
-                }
-            })
-            .collect()
     }
 }
 

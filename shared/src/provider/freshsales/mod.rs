@@ -13,7 +13,7 @@ use url::Url;
 
 use super::{CrmProvider, Pipeline, PushProgress, Session};
 use crate::error::ProviderError;
-use crate::lead::{ContactQuery, Lead};
+use crate::lead::{ContactField, Lead};
 use crate::oauth::TokenSet;
 use crate::registry::Provider;
 use crate::store::ConnectionSettings;
@@ -77,20 +77,17 @@ impl CrmProvider for Freshsales {
         list_pipelines(session).await
     }
 
-    async fn search_contact(
+    async fn find_contact(
         &self,
         session: &Session<'_>,
-        query: &ContactQuery,
+        field: ContactField,
+        value: &str,
     ) -> Result<Option<String>, ProviderError> {
-        if let Some(email) = &query.email {
-            if let Some(id) = push::lookup(session, "email", email).await? {
-                return Ok(Some(id));
-            }
-        }
-        match &query.phone {
-            Some(phone) => push::lookup(session, "mobile_number", phone).await,
-            None => Ok(None),
-        }
+        let attribute = match field {
+            ContactField::Email => "email",
+            ContactField::Phone => "mobile_number",
+        };
+        push::lookup(session, attribute, value).await
     }
 
     async fn sync_contact(

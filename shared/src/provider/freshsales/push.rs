@@ -14,7 +14,7 @@ use super::mapping;
 use crate::error::ProviderError;
 use crate::http::{HttpResponse, Idempotency};
 use crate::lead::Lead;
-use crate::provider::{default_stage, text_digest, PushProgress, Session};
+use crate::provider::{deal_stage, text_digest, PushProgress, Session};
 use crate::store::ConnectionSettings;
 
 pub(super) async fn push_lead(
@@ -29,7 +29,7 @@ pub(super) async fn push_lead(
 
     match progress.records.get("deal").cloned() {
         None => {
-            let (pipeline, stage) = target_stage(session, lead, settings).await?;
+            let (pipeline, stage) = deal_stage(session, lead, settings).await?;
             let body = json!({ "deal": {
                 "name": lead.deal_name(),
                 // Required by Freshsales; LeadRelay knows no amount.
@@ -196,26 +196,6 @@ pub(super) async fn lookup(
         Some(Value::String(s)) if !s.is_empty() => Some(s),
         _ => None,
     })
-}
-
-/// The pipeline and stage for a new deal: the tenant's mapping for the lead's stage, else the
-/// first open stage of the tenant's pipeline (or of the default pipeline without settings).
-async fn target_stage(
-    session: &Session<'_>,
-    lead: &Lead,
-    settings: Option<&ConnectionSettings>,
-) -> Result<(String, String), ProviderError> {
-    if let Some(settings) = settings {
-        if let Some(stage) = settings.stage_mapping.get(&lead.stage) {
-            return Ok((settings.pipeline_id.clone(), stage.clone()));
-        }
-    }
-    let pipelines = super::list_pipelines(session).await?;
-    default_stage(
-        session.provider,
-        &pipelines,
-        settings.map(|s| s.pipeline_id.as_str()),
-    )
 }
 
 /// `PUT` of the fields given: idempotent, safe to resend.

@@ -12,7 +12,7 @@ use reqwest::Method;
 
 use super::{CrmProvider, Pipeline, PropertyInfo, PushProgress, Session};
 use crate::error::ProviderError;
-use crate::lead::{ContactQuery, Lead};
+use crate::lead::{ContactField, Lead};
 use crate::oauth::TokenSet;
 use crate::registry::Provider;
 use crate::store::ConnectionSettings;
@@ -62,20 +62,17 @@ impl CrmProvider for HubSpot {
         Ok(Some(mapping::property_info(body)))
     }
 
-    async fn search_contact(
+    async fn find_contact(
         &self,
         session: &Session<'_>,
-        query: &ContactQuery,
+        field: ContactField,
+        value: &str,
     ) -> Result<Option<String>, ProviderError> {
-        if let Some(email) = &query.email {
-            if let Some(id) = push::search_by(session, "email", email).await? {
-                return Ok(Some(id));
-            }
-        }
-        match &query.phone {
-            Some(phone) => push::search_by(session, "phone", phone).await,
-            None => Ok(None),
-        }
+        let property = match field {
+            ContactField::Email => "email",
+            ContactField::Phone => "phone",
+        };
+        push::search_by(session, property, value).await
     }
 
     async fn sync_contact(

@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 use crate::error::ProviderError;
 use crate::http::Idempotency;
 use crate::lead::{truncate_chars, Lead, LeadWarning};
-use crate::provider::{default_stage, text_digest, PushProgress, Session};
+use crate::provider::{deal_stage, text_digest, PushProgress, Session};
 use crate::store::ConnectionSettings;
 
 /// Association type ids, HUBSPOT_DEFINED: deal→contact 3, note→contact 202, note→deal 214.
@@ -70,7 +70,7 @@ pub(super) async fn push_lead(
 
     match progress.records.get("deal").cloned() {
         None => {
-            let (pipeline, stage) = target_stage(session, lead, settings).await?;
+            let (pipeline, stage) = deal_stage(session, lead, settings).await?;
             let deal = create_deal(session, lead, &contact, &pipeline, &stage).await?;
             progress.records.insert("deal".into(), deal);
             progress.stage = Some(stage);
@@ -252,26 +252,6 @@ pub(super) async fn search_by(
         .error_for_status()?;
     let results: SearchResults = response.json()?;
     Ok(results.results.into_iter().next().map(|o| o.id))
-}
-
-/// The pipeline and stage for a new deal: the tenant's mapping for the lead's stage, else the
-/// first stage of the tenant's pipeline (or of the portal's first pipeline without settings).
-async fn target_stage(
-    session: &Session<'_>,
-    lead: &Lead,
-    settings: Option<&ConnectionSettings>,
-) -> Result<(String, String), ProviderError> {
-    if let Some(settings) = settings {
-        if let Some(stage) = settings.stage_mapping.get(&lead.stage) {
-            return Ok((settings.pipeline_id.clone(), stage.clone()));
-        }
-    }
-    let pipelines = super::list_pipelines(session).await?;
-    default_stage(
-        session.provider,
-        &pipelines,
-        settings.map(|s| s.pipeline_id.as_str()),
-    )
 }
 
 async fn create_deal(

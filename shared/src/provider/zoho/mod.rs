@@ -17,7 +17,7 @@ use url::Url;
 
 use super::{CrmProvider, Pipeline, PropertyInfo, PushProgress, Session};
 use crate::error::ProviderError;
-use crate::lead::{ContactQuery, Lead};
+use crate::lead::{ContactField, Lead};
 use crate::oauth::TokenSet;
 use crate::registry::Provider;
 use crate::store::ConnectionSettings;
@@ -123,12 +123,13 @@ impl CrmProvider for Zoho {
             .map(mapping::property_info))
     }
 
-    async fn search_contact(
+    async fn find_contact(
         &self,
         session: &Session<'_>,
-        query: &ContactQuery,
+        field: ContactField,
+        value: &str,
     ) -> Result<Option<String>, ProviderError> {
-        push::search_lead(session, query).await
+        push::search_lead(session, field, value).await
     }
 
     async fn sync_contact(

@@ -21,8 +21,9 @@ use super::envelope::{self, RecordResult};
 use super::{mapping, API};
 use crate::error::ProviderError;
 use crate::http::Idempotency;
-use crate::lead::{ContactQuery, Lead, LeadWarning};
-use crate::provider::{default_stage, text_digest, PushProgress, Session};
+use crate::lead::{ContactField, Lead, LeadWarning};
+use crate::provider::CrmProvider;
+use crate::provider::{deal_stage, text_digest, PushProgress, Session};
 use crate::registry::Provider;
 use crate::store::ConnectionSettings;
 
@@ -46,7 +47,7 @@ pub(super) async fn push_lead(
         let id = sync_lead(session, lead, settings, known.as_deref()).await?;
         progress.records.insert("lead".into(), id.clone());
         if let Some(settings) = settings.filter(|s| converts_now(lead, s)) {
-            let (pipeline, stage) = conversion_stage(session, lead, settings).await?;
+            let (pipeline, stage) = deal_stage(session, lead, Some(settings)).await?;
             let converted = convert(session, &id, lead, &pipeline, &stage).await?;
             progress.records.extend(converted);
             progress.stage = Some(stage);
@@ -83,7 +84,10 @@ pub(super) async fn sync_lead(
     }
     let nameless = lead.warnings.contains(&LeadWarning::NameMissing);
     if nameless && lead.has_contact_details() {
-        if let Some(id) = search_lead(session, &lead.contact_query()).await? {
+        if let Some(id) = super::Zoho
+            .search_contact(session, &lead.contact_query())
+            .await?
+        {
             let record = mapping::lead_record(lead, settings, false);
             update(session, "leads.update", "Leads", &id, record).await?;
             return Ok(id);
@@ -122,50 +126,33 @@ async fn upsert(
     record_id(&record)
 }
 
-/// `GET /Leads/search?email=` then `?phone=`: an unconverted lead matching the lead.
+/// `GET /Leads/search?email=` (or `?phone=`): an unconverted lead matching the value.
 pub(super) async fn search_lead(
     session: &Session<'_>,
-    query: &ContactQuery,
+    field: ContactField,
+    value: &str,
 ) -> Result<Option<String>, ProviderError> {
     #[derive(Deserialize)]
     struct Found {
         #[serde(default)]
         data: Vec<Value>,
     }
-    let criteria = [("email", &query.email), ("phone", &query.phone)];
-    for (name, value) in criteria {
-        let Some(value) = value else { continue };
-        let mut request =
-            session.request("leads.search", Method::GET, &format!("{API}/Leads/search"));
-        request.url.query_pairs_mut().append_pair(name, value);
-        let response = session.http.send(request).await?;
-        // 204: nothing matched.
-        if response.status == 204 {
-            continue;
-        }
-        if !response.is_success() {
-            return Err(super::failure(response));
-        }
-        let found: Found = response.json()?;
-        if let Some(id) = found.data.first().and_then(envelope::id_of) {
-            return Ok(Some(id));
-        }
+    let name = match field {
+        ContactField::Email => "email",
+        ContactField::Phone => "phone",
+    };
+    let mut request = session.request("leads.search", Method::GET, &format!("{API}/Leads/search"));
+    request.url.query_pairs_mut().append_pair(name, value);
+    let response = session.http.send(request).await?;
+    // 204: nothing matched.
+    if response.status == 204 {
+        return Ok(None);
     }
-    Ok(None)
-}
-
-/// The deal's pipeline and stage at conversion: the tenant's mapping for the lead's stage,
-/// else the first open stage of the tenant's pipeline.
-async fn conversion_stage(
-    session: &Session<'_>,
-    lead: &Lead,
-    settings: &ConnectionSettings,
-) -> Result<(String, String), ProviderError> {
-    if let Some(stage) = settings.stage_mapping.get(&lead.stage) {
-        return Ok((settings.pipeline_id.clone(), stage.clone()));
+    if !response.is_success() {
+        return Err(super::failure(response));
     }
-    let pipelines = super::list_pipelines(session).await?;
-    default_stage(Provider::Zoho, &pipelines, Some(&settings.pipeline_id))
+    let found: Found = response.json()?;
+    Ok(found.data.first().and_then(envelope::id_of))
 }
 
 /// `POST /Leads/{id}/actions/convert`: the lead becomes a Contact (and an Account where it
