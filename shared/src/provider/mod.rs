@@ -60,6 +60,43 @@ pub struct PropertyInfo {
     pub options: Vec<String>,
 }
 
+/// What a CRM calls a person's fields.
+pub struct PersonFields {
+    pub last_name: &'static str,
+    pub first_name: &'static str,
+    pub email: &'static str,
+    pub phone: &'static str,
+}
+
+/// The lead's name, email and phone under a CRM's field names. Absent values are left out so
+/// they never blank what the CRM already holds. A nameless lead's placeholder last name
+/// (`Unknown`) is written only with `placeholder_allowed`: never over a real name on a record
+/// found by email or phone.
+pub fn person_fields(
+    lead: &Lead,
+    names: &PersonFields,
+    placeholder_allowed: bool,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut fields = serde_json::Map::new();
+    let nameless = lead
+        .warnings
+        .contains(&crate::lead::LeadWarning::NameMissing);
+    if !nameless || placeholder_allowed {
+        fields.insert(names.last_name.into(), lead.last_name.clone().into());
+    }
+    let values = [
+        (names.first_name, &lead.first_name),
+        (names.email, &lead.email),
+        (names.phone, &lead.phone),
+    ];
+    for (name, value) in values {
+        if let Some(value) = value {
+            fields.insert(name.into(), value.clone().into());
+        }
+    }
+    fields
+}
+
 /// A short stable digest of a text, to tell whether a CRM already holds it.
 pub fn text_digest(text: &str) -> String {
     use sha2::{Digest, Sha256};

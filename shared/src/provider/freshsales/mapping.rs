@@ -7,8 +7,8 @@ use serde_json::{json, Map, Value};
 
 use crate::error::ProviderError;
 use crate::http::HttpResponse;
-use crate::lead::{Lead, LeadWarning};
-use crate::provider::{Pipeline, PipelineStage};
+use crate::lead::Lead;
+use crate::provider::{person_fields, PersonFields, Pipeline, PipelineStage};
 use crate::registry::Provider;
 
 /// Account key under which the lead sources (name → id) are cached.
@@ -126,6 +126,13 @@ pub(super) fn pipelines(response: Pipelines) -> Vec<Pipeline> {
         .collect()
 }
 
+const PERSON: PersonFields = PersonFields {
+    last_name: "last_name",
+    first_name: "first_name",
+    email: "email",
+    phone: "mobile_number",
+};
+
 /// The contact: the plan's mapping (`first_name`, `last_name`, `mobile_number`, `email`, the
 /// lead source's id, `lead_score`). Absent values are left out so they never blank what the
 /// account holds; the `Unknown` placeholder name only goes on a contact nothing else names.
@@ -134,19 +141,7 @@ pub(super) fn contact(
     account: &BTreeMap<String, String>,
     with_score: bool,
 ) -> Map<String, Value> {
-    let mut contact = Map::new();
-    if !lead.warnings.contains(&LeadWarning::NameMissing) || !lead.has_contact_details() {
-        contact.insert("last_name".into(), json!(lead.last_name));
-    }
-    if let Some(first) = &lead.first_name {
-        contact.insert("first_name".into(), json!(first));
-    }
-    if let Some(email) = &lead.email {
-        contact.insert("email".into(), json!(email));
-    }
-    if let Some(phone) = &lead.phone {
-        contact.insert("mobile_number".into(), json!(phone));
-    }
+    let mut contact = person_fields(lead, &PERSON, !lead.has_contact_details());
     if let Some(id) = lead
         .source
         .as_deref()

@@ -15,8 +15,10 @@ use serde_json::{json, Map, Value};
 
 use crate::error::ProviderError;
 use crate::http::Idempotency;
-use crate::lead::{truncate_chars, Lead, LeadWarning};
-use crate::provider::{deal_stage, text_digest, PushProgress, Session};
+use crate::lead::{truncate_chars, Lead};
+use crate::provider::{
+    deal_stage, person_fields, text_digest, PersonFields, PushProgress, Session,
+};
 use crate::store::ConnectionSettings;
 
 /// Association type ids, HUBSPOT_DEFINED: deal→contact 3, note→contact 202, note→deal 214.
@@ -116,25 +118,19 @@ pub(super) async fn push_lead(
     Ok(())
 }
 
+const PERSON: PersonFields = PersonFields {
+    last_name: "lastname",
+    first_name: "firstname",
+    email: "email",
+    phone: "phone",
+};
+
 /// Contact properties from the lead; absent fields are left out so they never blank what the
 /// portal already holds.
 fn contact_properties(lead: &Lead, settings: Option<&ConnectionSettings>) -> Map<String, Value> {
-    let mut properties = Map::new();
-    // A nameless lead carries the placeholder last name. HubSpot needs one of email, firstname
-    // and lastname, so the placeholder is sent only when nothing else identifies the contact:
-    // it must never overwrite a real name on a contact found by email or phone.
-    if !lead.warnings.contains(&LeadWarning::NameMissing) || !lead.has_contact_details() {
-        properties.insert("lastname".into(), json!(lead.last_name));
-    }
-    if let Some(first) = &lead.first_name {
-        properties.insert("firstname".into(), json!(first));
-    }
-    if let Some(email) = &lead.email {
-        properties.insert("email".into(), json!(email));
-    }
-    if let Some(phone) = &lead.phone {
-        properties.insert("phone".into(), json!(phone));
-    }
+    // HubSpot needs one of email, firstname and lastname, so a nameless lead's placeholder is
+    // sent only when nothing else identifies the contact.
+    let mut properties = person_fields(lead, &PERSON, !lead.has_contact_details());
     // Source and score go to the properties the tenant chose, if any; a source an enumeration
     // does not offer is left out rather than failing the push.
     if let Some(settings) = settings {

@@ -3,8 +3,8 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::lead::{truncate_chars, Lead, LeadWarning};
-use crate::provider::{Pipeline, PipelineStage, PropertyInfo};
+use crate::lead::{truncate_chars, Lead};
+use crate::provider::{person_fields, PersonFields, Pipeline, PipelineStage, PropertyInfo};
 use crate::store::ConnectionSettings;
 
 /// Zoho shows `-None-` as a picklist's empty choice; it is not a value to write.
@@ -158,21 +158,15 @@ pub(super) fn lead_record(
 
 /// Name, email and phone: what a Lead and the Contact it became both hold.
 pub(super) fn person(lead: &Lead, with_placeholder_name: bool) -> Map<String, Value> {
-    let mut record = Map::new();
-    if !lead.warnings.contains(&LeadWarning::NameMissing) || with_placeholder_name {
-        record.insert("Last_Name".into(), json!(lead.last_name));
-    }
-    if let Some(first) = &lead.first_name {
-        record.insert("First_Name".into(), json!(first));
-    }
-    if let Some(email) = &lead.email {
-        record.insert("Email".into(), json!(email));
-    }
-    if let Some(phone) = &lead.phone {
-        record.insert("Phone".into(), json!(phone));
-    }
-    record
+    person_fields(lead, &PERSON, with_placeholder_name)
 }
+
+const PERSON: PersonFields = PersonFields {
+    last_name: "Last_Name",
+    first_name: "First_Name",
+    email: "Email",
+    phone: "Phone",
+};
 
 /// The note: the summary and what LeadRelay knows of the lead, as plain text (Zoho notes
 /// are not HTML).
