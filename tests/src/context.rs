@@ -12,7 +12,9 @@ use shared::Services;
 use url::Url;
 
 use crate::events::ApiEvent;
-use crate::sim::{HubSpotSim, HubSpotSimConfig, ZohoSim, ZohoSimConfig};
+use crate::sim::{
+    FreshsalesSim, FreshsalesSimConfig, HubSpotSim, HubSpotSimConfig, ZohoSim, ZohoSimConfig,
+};
 
 pub struct TestContext {
     pub services: Services,
@@ -21,6 +23,8 @@ pub struct TestContext {
     pub hubspot: HubSpotSim,
     /// Plays every Zoho data centre (see `sim::zoho`).
     pub zoho: ZohoSim,
+    /// Plays every Freshsales account host; tests register accounts (see `sim::freshsales`).
+    pub freshsales: FreshsalesSim,
     pub aws: SdkConfig,
     pub table: String,
     pub key_id: String,
@@ -94,6 +98,7 @@ impl TestContext {
         };
         tune_zoho(&mut zoho_config);
         let zoho = ZohoSim::start(zoho_config).await;
+        let freshsales = FreshsalesSim::start(FreshsalesSimConfig::default()).await;
         let mut vars: HashMap<String, String> = HashMap::from([
             ("TABLE_NAME".into(), table.clone()),
             ("KMS_KEY_ID".into(), key_id.clone()),
@@ -111,6 +116,7 @@ impl TestContext {
             ("ZOHO_CLIENT_ID".into(), "test-zoho-client-id".into()),
             ("ZOHO_CLIENT_SECRET".into(), client_secret.clone()),
             ("ZOHO_ENDPOINT_URL".into(), zoho.base_url()),
+            ("FRESHSALES_ENDPOINT_URL".into(), freshsales.base_url()),
             ("HTTP_BACKOFF_BASE_MS".into(), "10".into()),
             ("HTTP_MAX_WAIT_MS".into(), "500".into()),
             ("HTTP_TIMEOUT_MS".into(), "8000".into()),
@@ -129,6 +135,7 @@ impl TestContext {
             vars,
             hubspot,
             zoho,
+            freshsales,
             aws,
             table,
             key_id,
@@ -290,6 +297,16 @@ impl TestContext {
             .consent_for("zoho", &format!("{url}&sim_dc={dc}{extra}"))
             .await;
         self.callback("zoho", &query).await
+    }
+
+    /// `PUT /connections/freshsales` with this body, for a tenant on `plan`.
+    pub async fn connect_freshsales(&self, tenant: &str, plan: &str, body: Value) -> ApiResponse {
+        self.api(
+            ApiEvent::sample("connections-api/connect-freshsales.json")
+                .claims(tenant, plan)
+                .body(body),
+        )
+        .await
     }
 
     /// The whole connect flow for a tenant; returns the setup-page redirect.

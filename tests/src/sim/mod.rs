@@ -9,12 +9,14 @@
 //! - [`server`] — bind/serve/shutdown-on-drop.
 
 pub mod faults;
+pub mod freshworks;
 pub mod hubspot;
 pub mod recorder;
 pub mod server;
 pub mod zoho;
 
 pub use faults::{Fault, FaultQueue, FaultRoute};
+pub use freshworks::{FreshsalesRoute, FreshsalesSim, FreshsalesSimConfig};
 pub use hubspot::{HubSpotSim, HubSpotSimConfig, Rotation, Route, SeededTokens, SimObject};
 pub use recorder::{RecordedRequest, Recorder};
 pub use server::{Reject, ServerHandle};

@@ -3,6 +3,7 @@
 
 mod connect;
 mod events;
+mod freshsales;
 mod freshsales_requests;
 mod http_client;
 mod hubspot_requests;
