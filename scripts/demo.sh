@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end demo on loopback, no AWS account needed:
-#   moto_server (DynamoDB, KMS, SQS)  +  provider-sim (HubSpot and Zoho simulators)
+#   moto_server (DynamoDB, KMS, SQS)  +  provider-sim (HubSpot, Zoho and Freshsales simulators)
 #   + `cargo lambda watch` serving the four real function binaries
 #   + the demo driver (relay-tests --bin demo), which provisions and then drives the flows.
 # Everything started here is stopped on exit, also on failure or Ctrl-C. Logs: .local/*.log
@@ -25,13 +25,20 @@ start_moto || die "moto_server did not start"
 SIM_PORT="$(free_port)"
 ZOHO_PORT="$(free_port)"
 while [[ "$ZOHO_PORT" == "$SIM_PORT" ]]; do ZOHO_PORT="$(free_port)"; done
+FRESHSALES_PORT="$(free_port)"
+while [[ "$FRESHSALES_PORT" == "$SIM_PORT" || "$FRESHSALES_PORT" == "$ZOHO_PORT" ]]; do
+  FRESHSALES_PORT="$(free_port)"
+done
+export FRESHSALES_DEMO_DOMAIN=doha-motors.myfreshworks.com
+export FRESHSALES_DEMO_API_KEY=demo-freshsales-key
 start_bg provider-sim "$LOCAL_DIR/provider-sim.log" \
   cargo run -q -p relay-tests --bin provider-sim -- --listen "127.0.0.1:$SIM_PORT" \
-  --zoho-listen "127.0.0.1:$ZOHO_PORT"
+  --zoho-listen "127.0.0.1:$ZOHO_PORT" --freshsales-listen "127.0.0.1:$FRESHSALES_PORT"
 SIM_PID=$BG_PID
 wait_http "http://127.0.0.1:$SIM_PORT/health" 60 "$SIM_PID" 200 || die "provider-sim did not start"
 wait_http "http://127.0.0.1:$ZOHO_PORT/health" 60 "$SIM_PID" 200 || die "the Zoho simulator did not start"
-log "provider-sim ready: HubSpot at http://127.0.0.1:$SIM_PORT, Zoho (every data centre) at http://127.0.0.1:$ZOHO_PORT"
+wait_http "http://127.0.0.1:$FRESHSALES_PORT/health" 60 "$SIM_PID" 200 || die "the Freshsales simulator did not start"
+log "provider-sim ready: HubSpot at http://127.0.0.1:$SIM_PORT, Zoho (every data centre) at http://127.0.0.1:$ZOHO_PORT, Freshsales (every account host) at http://127.0.0.1:$FRESHSALES_PORT"
 
 # Provision the table, KMS key and queues in moto; the driver prints KEY=VALUE lines to export.
 log "provisioning DynamoDB, KMS and SQS in moto"
@@ -53,6 +60,7 @@ export HUBSPOT_CLIENT_SECRET=demo-client-secret
 export ZOHO_ENDPOINT_URL="http://127.0.0.1:$ZOHO_PORT"
 export ZOHO_CLIENT_ID=demo-zoho-client-id
 export ZOHO_CLIENT_SECRET=demo-zoho-client-secret
+export FRESHSALES_ENDPOINT_URL="http://127.0.0.1:$FRESHSALES_PORT"
 export SETUP_PAGE_URL=http://localhost:3000/settings/integrations
 export OAUTH_REDIRECT_BASE_URL=http://127.0.0.1:9001
 export RUST_LOG="${RUST_LOG:-info}"

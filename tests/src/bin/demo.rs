@@ -431,8 +431,9 @@ async fn run() -> Result<()> {
     ));
 
     run_zoho(&lambda, &browser, &services).await?;
+    run_freshsales(&lambda, &browser, &services).await?;
 
-    println!("\nDone. Freshsales, Salesforce, Bitrix24 and Google Sheets join this demo with their issues.");
+    println!("\nDone. Salesforce, Bitrix24 and Google Sheets join this demo with their issues.");
     Ok(())
 }
 
@@ -607,6 +608,206 @@ async fn run_zoho(
     queues.send(&lead("qualified")).await;
     say(deliver(lambda, &queues, 1).await?);
     print_zoho(browser, &zoho_sim).await?;
+    Ok(())
+}
+
+/// A third tenant, in Doha, connects Freshsales with an API key.
+async fn run_freshsales(
+    lambda: &Lambda,
+    browser: &reqwest::Client,
+    services: &shared::Services,
+) -> Result<()> {
+    let tenant = "doha-motors";
+    let plan = "pro";
+    let sim = std::env::var("FRESHSALES_ENDPOINT_URL")?;
+    let host = std::env::var("FRESHSALES_DEMO_DOMAIN")?;
+    let key = std::env::var("FRESHSALES_DEMO_API_KEY")?;
+    println!(
+        "\nFreshsales: tenant {tenant:?} ({plan} plan) pastes its account's address and API key"
+    );
+    let connect = |body: Value| {
+        ApiEvent::sample("connections-api/connect-freshsales.json")
+            .claims(tenant, plan)
+            .body(body)
+    };
+
+    step(
+        22,
+        "A domain that is not Freshworks' is refused before the key is sent anywhere",
+    );
+    let (status, _, body) = lambda
+        .http(
+            "connections-api",
+            &connect(
+                json!({"domain": "doha-motors.myfreshworks.com.evil.example", "api_key": key}),
+            ),
+        )
+        .await?;
+    say(format!(
+        "{status}: {}",
+        body["message"].as_str().unwrap_or("")
+    ));
+
+    step(
+        23,
+        "A wrong key is tried with one cheap call, refused, and nothing is stored",
+    );
+    let (status, _, body) = lambda
+        .http(
+            "connections-api",
+            &connect(json!({"domain": "doha-motors", "api_key": "not-the-key"})),
+        )
+        .await?;
+    say(format!(
+        "{status}: {}",
+        body["message"].as_str().unwrap_or("")
+    ));
+
+    step(
+        24,
+        "The URL pasted from the browser and the right key: checked, sealed with KMS, never echoed",
+    );
+    let pasted = format!("https://{host}/crm/sales/contacts/view/402174844666");
+    let (status, _, body) = lambda
+        .http(
+            "connections-api",
+            &connect(json!({"domain": pasted, "api_key": key})),
+        )
+        .await?;
+    if status != 200 {
+        bail!("connect answered {status}: {body}");
+    }
+    say(format!(
+        "{pasted}\n      -> {status}: account {}, status {}, key in the answer: {}",
+        body["account"]["domain"].as_str().unwrap_or("?"),
+        body["status"].as_str().unwrap_or("?"),
+        body.to_string().contains(&key)
+    ));
+    let stored = services
+        .store
+        .get_connection(&TenantId::parse(tenant)?, Provider::Freshsales)
+        .await?
+        .context("no Freshsales connection was stored")?;
+    say(format!(
+        "stored: {} bytes of KMS ciphertext; lead sources cached by name; nothing to refresh (refresh due: {:?})",
+        stored.credentials.len(),
+        stored.refresh_due_at
+    ));
+
+    step(
+        25,
+        "Pipelines and stages come from the account; the mapping is saved with its ids",
+    );
+    let (_, _, body) = lambda
+        .http(
+            "connections-api",
+            &ApiEvent::sample("connections-api/pipelines.json")
+                .provider("freshsales")
+                .claims(tenant, plan),
+        )
+        .await?;
+    let pipeline = &body["pipelines"][0];
+    let stage = |name: &str| -> String {
+        pipeline["stages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["label"] == name)
+            .and_then(|s| s["id"].as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    say(format!(
+        "{} ({}): {}",
+        pipeline["label"].as_str().unwrap_or("?"),
+        pipeline["id"].as_str().unwrap_or("?"),
+        pipeline["stages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| format!(
+                "{} {}",
+                s["label"].as_str().unwrap_or("?"),
+                s["id"].as_str().unwrap_or("?")
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let (status, _, _) = lambda
+        .http(
+            "connections-api",
+            &ApiEvent::sample("connections-api/settings.json")
+                .provider("freshsales")
+                .claims(tenant, plan)
+                .body(json!({
+                    "pipeline_id": pipeline["id"],
+                    "stage_mapping": {"qualified": stage("Qualification"), "won": stage("Won"), "lost": stage("Lost")}
+                })),
+        )
+        .await?;
+    say(format!("settings saved: {status}"));
+
+    step(26, "A WhatsApp lead lands: contact (lead source by the account's id), deal in the mapped stage, note");
+    let aws = relay_tests::aws::local_config().await?;
+    let queues = relay_tests::queue::LeadQueues::create(&aws, TABLE).await?;
+    queues
+        .send(&relay_tests::queue::lead_message(
+            tenant,
+            plan,
+            json!({"id": "lead-fs-3", "name": "Khalid Al-Sulaiti", "email": "khalid@sulaiti.example.qa",
+                   "phone": "+974 3311 2244", "source": "whatsapp", "score": 77, "stage": "qualified"}),
+            Some("Wants a test drive of the hybrid SUV on Saturday morning."),
+        ))
+        .await;
+    say(deliver(lambda, &queues, 1).await?);
+    let state: Value = browser
+        .get(format!("{sim}/_sim/state?host={host}"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let source_name = |id: &Value| -> String {
+        state["lead_sources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| &s["id"] == id)
+            .and_then(|s| s["name"].as_str())
+            .unwrap_or("-")
+            .to_string()
+    };
+    for c in state["contacts"].as_array().into_iter().flatten() {
+        say(format!(
+            "Freshsales contact {}: {} {} <{}> {}, lead source {} ({}), lead score {}",
+            c["id"],
+            c["first_name"].as_str().unwrap_or(""),
+            c["last_name"].as_str().unwrap_or(""),
+            c["email"].as_str().unwrap_or(""),
+            c["mobile_number"].as_str().unwrap_or(""),
+            c["lead_source_id"],
+            source_name(&c["lead_source_id"]),
+            c["lead_score"]
+        ));
+    }
+    for d in state["deals"].as_array().into_iter().flatten() {
+        say(format!(
+            "Freshsales deal {}: {:?} in pipeline {}, stage {}, contacts {}",
+            d["id"],
+            d["name"].as_str().unwrap_or(""),
+            d["deal_pipeline_id"],
+            d["deal_stage_id"],
+            d["contact_ids"]
+        ));
+    }
+    for n in state["notes"].as_array().into_iter().flatten() {
+        say(format!(
+            "Freshsales note {} on {} {}: {}",
+            n["id"],
+            n["targetable_type"].as_str().unwrap_or("?"),
+            n["targetable_id"],
+            n["description"].as_str().unwrap_or("").replace('\n', " ")
+        ));
+    }
     Ok(())
 }
 

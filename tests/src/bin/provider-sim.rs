@@ -1,4 +1,4 @@
-//! `provider-sim --listen 127.0.0.1:PORT [--zoho-listen 127.0.0.1:PORT]`
+//! `provider-sim --listen 127.0.0.1:PORT [--zoho-listen 127.0.0.1:PORT] [--freshsales-listen 127.0.0.1:PORT]`
 //!
 //! Runs the HubSpot simulator for the demo and for manual testing. Client
 //! credentials default to `demo-client-id` / `demo-client-secret` and can be
@@ -13,6 +13,12 @@
 //! overridden with `ZOHO_CLIENT_ID` / `ZOHO_CLIENT_SECRET`; its
 //! `GET /_sim/state?dc=us` shows one data centre's records.
 //!
+//! With `--freshsales-listen ADDR` it also runs the Freshsales simulator (every account host
+//! on one origin) with one account, `FRESHSALES_DEMO_DOMAIN` (default
+//! `doha-motors.myfreshworks.com`) whose API key is `FRESHSALES_DEMO_API_KEY` (default
+//! `demo-freshsales-key`), and prints `freshsales-sim listening on http://ADDR`; its
+//! `GET /_sim/state?host=` shows that account's records.
+//!
 //! Besides HubSpot's own endpoints (OAuth, pipelines, properties, contacts,
 //! deals, notes), the simulator serves `GET /_sim/state`: every record and
 //! association of the hub as JSON, without authentication. It is a
@@ -23,9 +29,12 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 
 use anyhow::{bail, Context, Result};
-use relay_tests::sim::{HubSpotSim, HubSpotSimConfig, ZohoSim, ZohoSimConfig};
+use relay_tests::sim::{
+    FreshsalesSim, FreshsalesSimConfig, HubSpotSim, HubSpotSimConfig, ZohoSim, ZohoSimConfig,
+};
 
 const USAGE: &str = "usage: provider-sim --listen 127.0.0.1:PORT [--zoho-listen 127.0.0.1:PORT]
+                    [--freshsales-listen 127.0.0.1:PORT]
 
 Starts the HubSpot simulator on ADDR (port 0 picks a free port).
 GET /_sim/state (simulator only, no auth) shows the stored contacts, deals,
@@ -34,14 +43,17 @@ With --zoho-listen, also starts the Zoho CRM simulator (every data centre on
 one origin; the relay names the meant host in X-Forwarded-Host). Its
 GET /_sim/state?dc=us shows one data centre's leads, contacts, deals,
 accounts and notes.
+With --freshsales-listen, also starts the Freshsales simulator with one demo
+account; GET /_sim/state?host= shows its contacts, deals and notes.
 Environment: HUBSPOT_CLIENT_ID, HUBSPOT_CLIENT_SECRET, ZOHO_CLIENT_ID,
-ZOHO_CLIENT_SECRET, RUST_LOG.";
+ZOHO_CLIENT_SECRET, FRESHSALES_DEMO_DOMAIN, FRESHSALES_DEMO_API_KEY, RUST_LOG.";
 
 /// Where each simulator listens.
 #[derive(Debug, PartialEq, Eq)]
 struct Listen {
     hubspot: SocketAddr,
     zoho: Option<SocketAddr>,
+    freshsales: Option<SocketAddr>,
 }
 
 fn parse_addr(flag: &str, value: &str) -> Result<SocketAddr> {
@@ -54,6 +66,7 @@ fn parse_listen(args: impl IntoIterator<Item = String>) -> Result<Listen> {
     let mut args = args.into_iter();
     let mut listen: Option<String> = None;
     let mut zoho: Option<String> = None;
+    let mut freshsales: Option<String> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => {
@@ -66,11 +79,19 @@ fn parse_listen(args: impl IntoIterator<Item = String>) -> Result<Listen> {
             "--zoho-listen" => {
                 zoho = Some(args.next().context("--zoho-listen needs an address")?);
             }
+            "--freshsales-listen" => {
+                freshsales = Some(
+                    args.next()
+                        .context("--freshsales-listen needs an address")?,
+                );
+            }
             other => {
                 if let Some(value) = other.strip_prefix("--listen=") {
                     listen = Some(value.to_owned());
                 } else if let Some(value) = other.strip_prefix("--zoho-listen=") {
                     zoho = Some(value.to_owned());
+                } else if let Some(value) = other.strip_prefix("--freshsales-listen=") {
+                    freshsales = Some(value.to_owned());
                 } else {
                     bail!("unexpected argument {other:?}\n\n{USAGE}");
                 }
@@ -82,6 +103,9 @@ fn parse_listen(args: impl IntoIterator<Item = String>) -> Result<Listen> {
         hubspot: parse_addr("--listen", &listen)?,
         zoho: zoho
             .map(|value| parse_addr("--zoho-listen", &value))
+            .transpose()?,
+        freshsales: freshsales
+            .map(|value| parse_addr("--freshsales-listen", &value))
             .transpose()?,
     })
 }
@@ -138,10 +162,28 @@ async fn main() -> Result<()> {
         None => None,
     };
 
+    let freshsales = match listen.freshsales {
+        Some(addr) => {
+            let sim = FreshsalesSim::start_on(addr, FreshsalesSimConfig::default())
+                .await
+                .with_context(|| format!("binding {addr}"))?;
+            sim.add_account(
+                &env_or("FRESHSALES_DEMO_DOMAIN", "doha-motors.myfreshworks.com")?,
+                &env_or("FRESHSALES_DEMO_API_KEY", "demo-freshsales-key")?,
+            );
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "freshsales-sim listening on {}", sim.base_url())?;
+            stdout.flush()?;
+            Some(sim)
+        }
+        None => None,
+    };
+
     // The workspace builds tokio without its `signal` feature, so no handler
     // is installed: SIGINT (ctrl-c) and SIGTERM keep their default action and
     // end the process, which is all a stateless-on-disk simulator needs.
     std::future::pending::<()>().await;
+    drop(freshsales);
     drop(zoho);
     drop(sim);
     Ok(())
@@ -189,5 +231,27 @@ mod tests {
         assert!(parse_listen(args(&["--zoho-listen", "127.0.0.1:1"])).is_err());
         assert!(parse_listen(args(&["--listen", "127.0.0.1:1", "--zoho-listen"])).is_err());
         assert!(parse_listen(args(&["--listen", "127.0.0.1:1", "--zoho-listen", "nope"])).is_err());
+    }
+
+    #[test]
+    fn parses_the_freshsales_listen_forms() {
+        let all = parse_listen(args(&[
+            "--listen=127.0.0.1:1",
+            "--zoho-listen=127.0.0.1:2",
+            "--freshsales-listen",
+            "127.0.0.1:3",
+        ]))
+        .unwrap();
+        assert_eq!(all.freshsales.map(|a| a.port()), Some(3));
+        let equals = parse_listen(args(&[
+            "--listen=127.0.0.1:1",
+            "--freshsales-listen=127.0.0.1:4",
+        ]))
+        .unwrap();
+        assert_eq!(
+            (equals.zoho, equals.freshsales.map(|a| a.port())),
+            (None, Some(4))
+        );
+        assert!(parse_listen(args(&["--listen=127.0.0.1:1", "--freshsales-listen"])).is_err());
     }
 }
