@@ -8,6 +8,7 @@
 //! - [`recorder`] — request capture and log;
 //! - [`server`] — bind/serve/shutdown-on-drop.
 
+pub mod consent;
 pub mod faults;
 pub mod freshworks;
 pub mod hubspot;

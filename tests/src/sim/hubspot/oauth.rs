@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use rand::RngCore;
@@ -26,7 +26,11 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{correlation_id, hubspot_error, json_response, Shared, AUTH_CODE_TTL, SIM_USER_ID};
+use crate::sim::consent;
 use crate::sim::recorder::decode_form;
+
+/// How the consent screen's error pages name the product.
+const PRODUCT: &str = "HubSpot";
 use crate::sim::server::Reject;
 
 const AUTH_NOT_FOUND_MESSAGE: &str = "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview";
@@ -200,20 +204,24 @@ pub(super) async fn authorize(
     // Errors that cannot be sent back to the app are shown to the user.
     let client_id = param("client_id");
     if client_id.is_empty() || client_id != shared.config.client_id {
-        return error_page("The app's client_id is missing or unknown.");
+        return consent::error_page(PRODUCT, "The app's client_id is missing or unknown.");
     }
     let redirect_uri = param("redirect_uri");
     let Ok(redirect_target) = url::Url::parse(redirect_uri) else {
-        return error_page("The redirect_uri is missing or not an absolute URL.");
+        return consent::error_page(
+            PRODUCT,
+            "The redirect_uri is missing or not an absolute URL.",
+        );
     };
     let state_param = param("state");
     if state_param.is_empty() {
-        return error_page("The state parameter is required.");
+        return consent::error_page(PRODUCT, "The state parameter is required.");
     }
 
     let deny = std::mem::take(&mut shared.auth().deny_next_consent);
     if deny {
-        return redirect_to(
+        return consent::redirect_to(
+            PRODUCT,
             &redirect_target,
             &[
                 ("error", "access_denied"),
@@ -235,7 +243,8 @@ pub(super) async fn authorize(
         None
     };
     if let Some(description) = pkce_problem {
-        return redirect_to(
+        return consent::redirect_to(
+            PRODUCT,
             &redirect_target,
             &[
                 ("error", "invalid_request"),
@@ -262,7 +271,11 @@ pub(super) async fn authorize(
             expires_at: Instant::now() + AUTH_CODE_TTL,
         },
     );
-    redirect_to(&redirect_target, &[("code", &code), ("state", state_param)])
+    consent::redirect_to(
+        PRODUCT,
+        &redirect_target,
+        &[("code", code.as_str()), ("state", state_param)],
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -653,33 +666,4 @@ fn auth_failure_response(failure: &AuthFailure) -> Response {
             ),
         ),
     }
-}
-
-fn redirect_to(target: &url::Url, pairs: &[(&str, &str)]) -> Response {
-    let mut location = target.clone();
-    {
-        let mut query = location.query_pairs_mut();
-        for (key, value) in pairs {
-            query.append_pair(key, value);
-        }
-    }
-    match HeaderValue::from_str(location.as_str()) {
-        Ok(value) => (StatusCode::FOUND, [(header::LOCATION, value)]).into_response(),
-        Err(_) => error_page("The redirect_uri cannot be used as a Location header."),
-    }
-}
-
-fn error_page(reason: &str) -> Response {
-    let escaped = reason
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;");
-    (
-        StatusCode::BAD_REQUEST,
-        Html(format!(
-            "<!DOCTYPE html><html><head><title>HubSpot (simulator) - authorization error</title></head>\
-             <body><h1>Authorization failed</h1><p>{escaped}</p></body></html>"
-        )),
-    )
-        .into_response()
 }

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Extension, Query, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use rand::RngCore;
@@ -26,7 +26,11 @@ use super::{
     dc, json_response, zoho_error, Rotation, Shared, Target, ZohoSimConfig,
     ACCESS_DENIED_DESCRIPTION,
 };
+use crate::sim::consent;
 use crate::sim::recorder::decode_form;
+
+/// How the consent screen's error pages name the product.
+const PRODUCT: &str = "Zoho Accounts";
 use crate::sim::server::Reject;
 
 // ---------------------------------------------------------------------------
@@ -245,17 +249,23 @@ pub(super) async fn authorize(
 
     let client_id = param("client_id");
     if client_id.is_empty() || client_id != shared.config.client_id {
-        return error_page("Invalid Client: the client_id is missing or unknown.");
+        return consent::error_page(
+            PRODUCT,
+            "Invalid Client: the client_id is missing or unknown.",
+        );
     }
     let Ok(redirect_target) = url::Url::parse(param("redirect_uri")) else {
-        return error_page("Invalid Redirect Uri: the redirect_uri is missing or not absolute.");
+        return consent::error_page(
+            PRODUCT,
+            "Invalid Redirect Uri: the redirect_uri is missing or not absolute.",
+        );
     };
     let dc_code = match param("sim_dc") {
         "" => shared.config.default_dc.as_str(),
         code => code,
     };
     let Some(dc) = dc(dc_code) else {
-        return error_page("Unknown data centre in sim_dc.");
+        return consent::error_page(PRODUCT, "Unknown data centre in sim_dc.");
     };
     let user = match param("sim_user") {
         "" => shared.config.default_user.clone(),
@@ -271,13 +281,15 @@ pub(super) async fn authorize(
 
     let deny = std::mem::take(&mut shared.auth().deny_next_consent) || param("sim_deny") == "1";
     if deny {
-        return redirect_to(
+        return consent::redirect_to(
+            PRODUCT,
             &redirect_target,
             &with_state(vec![("error", "access_denied".to_owned())]),
         );
     }
     if param("response_type") != "code" {
-        return redirect_to(
+        return consent::redirect_to(
+            PRODUCT,
             &redirect_target,
             &with_state(vec![("error", "unsupported_response_type".to_owned())]),
         );
@@ -289,7 +301,8 @@ pub(super) async fn authorize(
         .map(str::to_owned)
         .collect();
     if scopes.is_empty() {
-        return redirect_to(
+        return consent::redirect_to(
+            PRODUCT,
             &redirect_target,
             &with_state(vec![("error", "invalid_scope".to_owned())]),
         );
@@ -298,7 +311,8 @@ pub(super) async fn authorize(
         "" => None,
         challenge => {
             if param("code_challenge_method") != "S256" || !is_s256_challenge(challenge) {
-                return redirect_to(
+                return consent::redirect_to(
+                    PRODUCT,
                     &redirect_target,
                     &with_state(vec![("error", "invalid_request".to_owned())]),
                 );
@@ -326,7 +340,8 @@ pub(super) async fn authorize(
         "" => dc.accounts_server(),
         forged => forged.to_owned(),
     };
-    redirect_to(
+    consent::redirect_to(
+        PRODUCT,
         &redirect_target,
         &with_state(vec![
             ("code", code),
@@ -591,33 +606,4 @@ fn is_s256_challenge(challenge: &str) -> bool {
         && challenge
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-fn redirect_to(target: &url::Url, pairs: &[(&str, String)]) -> Response {
-    let mut location = target.clone();
-    {
-        let mut query = location.query_pairs_mut();
-        for (key, value) in pairs {
-            query.append_pair(key, value);
-        }
-    }
-    match HeaderValue::from_str(location.as_str()) {
-        Ok(value) => (StatusCode::FOUND, [(header::LOCATION, value)]).into_response(),
-        Err(_) => error_page("The redirect_uri cannot be used as a Location header."),
-    }
-}
-
-fn error_page(reason: &str) -> Response {
-    let escaped = reason
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;");
-    (
-        StatusCode::BAD_REQUEST,
-        Html(format!(
-            "<!DOCTYPE html><html><head><title>Zoho Accounts (simulator) - error</title></head>\
-             <body><h1>Authorization failed</h1><p>{escaped}</p></body></html>"
-        )),
-    )
-        .into_response()
 }
