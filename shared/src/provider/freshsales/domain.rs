@@ -30,8 +30,10 @@ pub enum DomainError {
     Empty,
     #[error("the domain is not a web address")]
     Unreadable,
-    #[error("{0:?} is not a Freshsales account domain (expected your-company.myfreshworks.com or your-company.freshsales.io)")]
-    NotFreshworks(String),
+    /// The input is not repeated: a key pasted into the wrong field must not come back in an
+    /// answer or a log line.
+    #[error("the domain is not a Freshsales account domain (expected your-company.myfreshworks.com or your-company.freshsales.io)")]
+    NotFreshworks,
 }
 
 /// The account's domain from what the tenant pasted.
@@ -51,14 +53,14 @@ pub fn parse(input: &str) -> Result<AccountDomain, DomainError> {
         || url.password().is_some()
         || url.port().is_some()
     {
-        return Err(DomainError::NotFreshworks(shown(trimmed)));
+        return Err(DomainError::NotFreshworks);
     }
     let host = url
         .host_str()
         .ok_or(DomainError::Unreadable)?
         .trim_end_matches('.')
         .to_ascii_lowercase();
-    let refused = || DomainError::NotFreshworks(shown(&host));
+    let refused = || DomainError::NotFreshworks;
     let (alias, suffix) = if host.contains('.') {
         FRESHSALES
             .account_host_suffixes
@@ -98,11 +100,6 @@ fn is_label(alias: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-/// What of a refused input an error repeats: enough to recognise it, never much.
-fn shown(input: &str) -> String {
-    input.chars().take(80).collect()
-}
-
 /// The stored domain, re-checked on every use.
 pub(super) fn stored(account: &BTreeMap<String, String>) -> Option<AccountDomain> {
     parse(account.get(DOMAIN)?).ok()
@@ -139,6 +136,16 @@ mod tests {
         assert_eq!(
             parse("oldco.freshsales.io").unwrap().api_base.as_str(),
             "https://oldco.freshsales.io/api"
+        );
+    }
+
+    #[test]
+    fn a_refusal_never_repeats_what_was_pasted() {
+        let key_in_the_wrong_field = "Xk9fQ2mZ7rT4vB1nL8sW.secret";
+        let error = parse(key_in_the_wrong_field).unwrap_err();
+        assert!(
+            !error.to_string().contains("Xk9fQ2mZ7rT4vB1nL8sW"),
+            "{error}"
         );
     }
 
