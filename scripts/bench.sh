@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prints lead-push and token-refresh figures against moto and the HubSpot simulator on loopback
+# Prints lead-push and token-refresh figures against moto and the provider simulators on loopback
 # (release build). Figures, not pass/fail: they depend on the machine.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -1,9 +1,10 @@
-//! `make bench`: prints figures for lead push and token refresh against moto and the HubSpot
-//! simulator on loopback. Figures, not assertions: they vary with the machine.
+//! `make bench`: prints figures for lead push and token refresh against moto and the provider
+//! simulators on loopback. Figures, not assertions: they vary with the machine.
 //!
 //! Measures: leads per second through `process_message` at lead-push's concurrency, per-lead
-//! latency (p50, p95, max), HubSpot calls per new and per replayed lead, the scheduled refresh of
-//! many connections, and the process's peak memory.
+//! latency (p50, p95, max), provider calls per new, replayed and (Zoho) converted lead for
+//! HubSpot, Zoho and Freshsales, the scheduled refresh of many connections, and the process's
+//! peak memory.
 
 use std::time::{Duration, Instant};
 
@@ -22,10 +23,14 @@ const CONNECTIONS: usize = 40;
 async fn main() -> Result<()> {
     // HubSpot's rate limit (100 per 10 s in the simulator) would make this a benchmark of
     // waiting: it is lifted here to measure the relay itself.
-    let ctx = TestContext::build(&[("PUSH_CONCURRENCY", "4")], |sim| {
-        sim.rate_limit = (1_000_000, Duration::from_secs(10));
-        sim.search_rate_limit = (1_000_000, Duration::from_secs(1));
-    })
+    let ctx = TestContext::build_with(
+        &[("PUSH_CONCURRENCY", "4")],
+        |sim| {
+            sim.rate_limit = (1_000_000, Duration::from_secs(10));
+            sim.search_rate_limit = (1_000_000, Duration::from_secs(1));
+        },
+        |zoho| zoho.api_credits = (1_000_000, Duration::from_secs(60)),
+    )
     .await;
     let tenant = TestContext::tenant();
     anyhow::ensure!(outcome(&ctx.connect_hubspot(&tenant, "pro").await)["status"] == "connected");
@@ -38,19 +43,7 @@ async fn main() -> Result<()> {
         "lead push: {LEADS} new leads, concurrency {}",
         ctx.services.config.push.concurrency
     );
-    let messages: Vec<InboundMessage> = (0..LEADS)
-        .map(|i| InboundMessage {
-            message_id: format!("m-{i}"),
-            body: lead_message(
-                &tenant,
-                "pro",
-                json!({"id": format!("lead-{i}"), "name": format!("Lead Number{i}"), "email": format!("lead{i}@example.com"),
-                       "phone": format!("+6141234{:04}", i), "stage": "qualified", "score": 50}),
-                Some("Wants a demo."),
-            ),
-            receive_count: 1,
-        })
-        .collect();
+    let messages = leads(&tenant, "qualified");
     let calls_before = ctx.hubspot.crm_call_count();
     let (elapsed, latencies) = push_all(&ctx, &messages).await;
     report("new leads", elapsed, latencies);
@@ -67,8 +60,11 @@ async fn main() -> Result<()> {
         (ctx.hubspot.crm_call_count() - calls_before) as f64 / LEADS as f64
     );
 
+    bench_zoho(&ctx).await?;
+    bench_freshsales(&ctx).await?;
+
     println!(
-        "\ntoken refresh: {CONNECTIONS} due connections, concurrency {}",
+        "\ntoken refresh: {CONNECTIONS} more HubSpot connections, all due (with the OAuth ones above), concurrency {}",
         ctx.services.config.refresh.concurrency
     );
     for _ in 0..CONNECTIONS {
@@ -91,6 +87,113 @@ async fn main() -> Result<()> {
         summary.refreshed as f64 / elapsed.as_secs_f64()
     );
     println!("\npeak resident memory of this process: {}", peak_memory());
+    Ok(())
+}
+
+/// `LEADS` distinct leads of `tenant` at `stage`.
+fn leads(tenant: &str, stage: &str) -> Vec<InboundMessage> {
+    (0..LEADS)
+        .map(|i| InboundMessage {
+            message_id: format!("m-{i}"),
+            body: lead_message(
+                tenant,
+                "pro",
+                json!({"id": format!("lead-{i}"), "name": format!("Lead Number{i}"), "email": format!("lead{i}@example.com"),
+                       "phone": format!("+6141234{:04}", i), "stage": stage, "score": 50, "source": "whatsapp"}),
+                Some("Wants a demo."),
+            ),
+            receive_count: 1,
+        })
+        .collect()
+}
+
+/// Pushes `messages` and prints the rate and the provider calls per lead (`calls` counts them).
+async fn measure(
+    ctx: &TestContext,
+    what: &str,
+    messages: &[InboundMessage],
+    calls: impl Fn() -> usize,
+) {
+    let before = calls();
+    let (elapsed, latencies) = push_all(ctx, messages).await;
+    report(what, elapsed, latencies);
+    println!(
+        "  calls per lead: {:.2}",
+        (calls() - before) as f64 / messages.len() as f64
+    );
+}
+
+async fn bench_zoho(ctx: &TestContext) -> Result<()> {
+    let tenant = TestContext::tenant();
+    let back = outcome(&ctx.connect_zoho(&tenant, "pro", "au", "").await);
+    anyhow::ensure!(back["status"] == "connected", "zoho: {back:?}");
+    let saved = ctx
+        .api(
+            ApiEvent::sample("connections-api/settings.json")
+                .provider("zoho")
+                .claims(&tenant, "pro")
+                .body(json!({"pipeline_id": "Standard (Standard)",
+                             "stage_mapping": {"qualified": "Needs Analysis"},
+                             "convert_at": "qualified"})),
+        )
+        .await;
+    anyhow::ensure!(saved.status == 200, "zoho settings: {}", saved.body);
+    let calls = || {
+        ctx.zoho
+            .requests()
+            .iter()
+            .filter(|r| r.path.starts_with("/crm/"))
+            .count()
+    };
+    println!("\nZoho (AU data centre): {LEADS} leads");
+    let new = leads(&tenant, "contacted");
+    measure(ctx, "new leads", &new, calls).await;
+    measure(ctx, "identical replays", &new, calls).await;
+    measure(
+        ctx,
+        "converted at `qualified`",
+        &leads(&tenant, "qualified"),
+        calls,
+    )
+    .await;
+    Ok(())
+}
+
+async fn bench_freshsales(ctx: &TestContext) -> Result<()> {
+    const HOST: &str = "bench.myfreshworks.com";
+    ctx.freshsales.add_account(HOST, "bench-key");
+    ctx.freshsales
+        .set_rate_limit(HOST, 1_000_000, Duration::from_secs(3600));
+    let tenant = TestContext::tenant();
+    let connected = ctx
+        .connect_freshsales(
+            &tenant,
+            "pro",
+            json!({"domain": HOST, "api_key": "bench-key"}),
+        )
+        .await;
+    anyhow::ensure!(connected.status == 200, "freshsales: {}", connected.body);
+    let pipeline = &ctx.freshsales.pipelines(HOST)[0];
+    let qualification = pipeline
+        .stages
+        .iter()
+        .find(|s| s.name == "Qualification")
+        .map(|s| s.id.clone())
+        .unwrap_or_default();
+    let saved = ctx
+        .api(
+            ApiEvent::sample("connections-api/settings.json")
+                .provider("freshsales")
+                .claims(&tenant, "pro")
+                .body(json!({"pipeline_id": pipeline.id, "stage_mapping": {"qualified": qualification}})),
+        )
+        .await;
+    anyhow::ensure!(saved.status == 200, "freshsales settings: {}", saved.body);
+    let calls = || ctx.freshsales.api_calls(HOST);
+    println!("\nFreshsales: {LEADS} leads");
+    let new = leads(&tenant, "qualified");
+    measure(ctx, "new leads", &new, calls).await;
+    measure(ctx, "identical replays", &new, calls).await;
     Ok(())
 }
 

@@ -1,12 +1,14 @@
 //! Stateful CRM provider simulators that run on loopback, for integration
 //! tests and the demo.
 //!
+//! One folder per provider: [`hubspot`], [`zoho`] (every data centre on one
+//! origin) and [`freshworks`] (Freshsales: every account host on one origin).
 //! Generic building blocks live in their own modules so that every simulator
-//! (HubSpot today; Zoho, Freshsales, Salesforce, Bitrix24 and Google Sheets
-//! later) shares them:
+//! (Salesforce, Bitrix24 and Google Sheets to come) shares them:
 //! - [`faults`] — FIFO fault queue keyed by a simulator's route enum;
 //! - [`recorder`] — request capture and log;
-//! - [`server`] — bind/serve/shutdown-on-drop.
+//! - [`server`] — bind/serve/shutdown-on-drop;
+//! - [`consent`] — a consent screen's redirect back and its error page.
 
 pub mod consent;
 pub mod faults;
