@@ -491,3 +491,44 @@ async fn pipelines_are_read_per_deal_layout_with_actual_values_as_ids() {
         "only the active layout's pipelines are read"
     );
 }
+
+#[tokio::test]
+async fn a_changed_summary_updates_the_note_it_already_made() {
+    let org = Org::start().await;
+    org.answer(
+        "PUT",
+        "/crm/v8/Leads/3001",
+        200,
+        success("3001", "record updated"),
+    )
+    .await;
+    org.answer(
+        "PUT",
+        "/crm/v8/Notes/7001",
+        200,
+        success("7001", "record updated"),
+    )
+    .await;
+    let mut progress = progress(&[("lead", "3001"), ("note", "7001")], None);
+    let later = lead(
+        json!({"id": "lead-1", "name": "Fatima Al-Kuwari", "email": "Fatima@Example.qa",
+               "phone": "5555 1234", "country": "QA", "source": "whatsapp", "score": 82, "stage": "contacted"}),
+        Some("Now wants 20 seats"),
+    );
+    org.push(&later, Some(&settings()), &mut progress)
+        .await
+        .unwrap();
+    let received = org.received().await;
+    assert_eq!(received.len(), 2, "{received:?}");
+    let content = "LeadRelay conversation summary\n\nNow wants 20 seats\n\nLead: lead-1 · Source: whatsapp · Score: 82/100";
+    assert_eq!(
+        received[1],
+        sent(
+            "PUT",
+            "/crm/v8/Notes/7001",
+            json!({"data": [{"Note_Content": content}]})
+        ),
+        "a note update takes no trigger"
+    );
+    assert_eq!(progress.summary_digest, Some(text_digest(content)));
+}

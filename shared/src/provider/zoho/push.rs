@@ -261,7 +261,8 @@ async fn sync_note(
     Ok(())
 }
 
-/// `PUT /{module}/{id}`: fields present overwrite, absent ones stay. Safe to resend.
+/// `PUT /{module}/{id}`: fields present overwrite, absent ones stay. Safe to resend. Records
+/// run workflow rules as a web form's do; notes take no `trigger` (their update spec has none).
 async fn update(
     session: &Session<'_>,
     operation: &'static str,
@@ -269,9 +270,14 @@ async fn update(
     id: &str,
     fields: Map<String, Value>,
 ) -> Result<(), ProviderError> {
+    let body = if module == "Notes" {
+        json!({ "data": [fields] })
+    } else {
+        json!({ "data": [fields], "trigger": TRIGGERS })
+    };
     let request = session
         .request(operation, Method::PUT, &format!("{API}/{module}/{id}"))
-        .json(json!({ "data": [fields], "trigger": TRIGGERS }))
+        .json(body)
         .idempotency(Idempotency::Safe);
     envelope::single_record(session.http.send(request).await?)?;
     Ok(())
