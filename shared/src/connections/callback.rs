@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use tracing::field;
 use url::Url;
 
@@ -177,7 +177,7 @@ async fn connect(
         .await
         .map_err(internal)?
     {
-        revoke_replaced(services, implementation, &previous, &credentials).await;
+        revoke_replaced(services, &previous, &credentials).await;
     }
     Ok(())
 }
@@ -211,54 +211,16 @@ async fn account_of(
 /// A reconnect replaced `previous`. Where the provider keeps only so many refresh tokens per
 /// user and silently deletes the oldest (Zoho), the replaced one is revoked so that it never
 /// pushes out a token that is still in use.
-async fn revoke_replaced(
-    services: &Services,
-    implementation: &'static dyn CrmProvider,
-    previous: &Connection,
-    current: &Credentials,
-) {
-    let provider = previous.provider;
-    let wanted = provider
+async fn revoke_replaced(services: &Services, previous: &Connection, current: &Credentials) {
+    let wanted = previous
+        .provider
         .facts()
         .and_then(|f| f.oauth())
         .is_some_and(|o| o.revoke_replaced_refresh_token);
-    if !wanted {
-        return;
-    }
-    let old = match services
-        .vault
-        .open(&previous.tenant_id, provider, &previous.credentials)
-        .await
-    {
-        Ok(old) => old,
-        Err(error) => {
-            tracing::warn!(error = %error, "the replaced credentials could not be opened to revoke");
-            return;
-        }
-    };
-    let (Some(old_token), new_token) = (&old.refresh_token, &current.refresh_token) else {
-        return;
-    };
-    if new_token
-        .as_ref()
-        .is_some_and(|new| new.expose_secret() == old_token.expose_secret())
-    {
-        return;
-    }
-    let revoked = match implementation.oauth_client(
-        &services.config,
-        &services.http,
-        &previous.account,
-    ) {
-        Ok(oauth) => oauth.revoke(old_token).await,
-        Err(error) => {
-            tracing::warn!(error = %error, "no OAuth client to revoke the replaced refresh token");
-            return;
-        }
-    };
-    match revoked {
-        Ok(done) => tracing::info!(revoked = done, "the replaced refresh token was revoked"),
-        Err(error) => tracing::warn!(error = %error, "revoking the replaced refresh token failed"),
+    if wanted {
+        let revoked =
+            super::revoke_stored_grant(services, previous, current.refresh_token.as_ref()).await;
+        tracing::info!(revoked, "the replaced refresh token was handled");
     }
 }
 

@@ -225,28 +225,7 @@ pub async fn disconnect(
         .get_connection(&caller.tenant, provider)
         .await?
         .ok_or_else(|| Error::NotFound(format!("{provider} connection")))?;
-    let mut revoked = false;
-    let implementation = crate::provider::for_provider(provider);
-    if let Some((implementation, Ok(oauth))) = implementation.map(|i| {
-        (
-            i,
-            i.oauth_client(&services.config, &services.http, &connection.account),
-        )
-    }) {
-        match services
-            .vault
-            .open(&caller.tenant, provider, &connection.credentials)
-            .await
-        {
-            Ok(credentials) => match implementation.revoke(&oauth, &credentials).await {
-                Ok(done) => revoked = done,
-                Err(error) => tracing::warn!(error = %error, "revocation at the provider failed"),
-            },
-            Err(error) => {
-                tracing::warn!(error = %error, "credentials could not be opened to revoke")
-            }
-        }
-    }
+    let revoked = super::revoke_stored_grant(services, &connection, None).await;
     if !services
         .store
         .delete_connection(&caller.tenant, provider)

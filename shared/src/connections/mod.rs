@@ -42,3 +42,51 @@ async fn check_plan(
         .collect();
     caller.plan.check_connect(provider, &connected)
 }
+
+/// Revokes a stored connection's grant at the provider, best effort: its credentials are
+/// opened and the provider asked to revoke them, unless the refresh token is `still_in_use`
+/// (a reconnect that got the same one back). Returns whether the provider revoked; failures
+/// are logged, never raised: the caller goes on either way.
+async fn revoke_stored_grant(
+    services: &crate::services::Services,
+    connection: &crate::store::Connection,
+    still_in_use: Option<&secrecy::SecretString>,
+) -> bool {
+    use secrecy::ExposeSecret;
+    let provider = connection.provider;
+    let Some(implementation) = provider::for_provider(provider) else {
+        return false;
+    };
+    // API-key providers have no OAuth client, and nothing to revoke.
+    let Ok(oauth) =
+        implementation.oauth_client(&services.config, &services.http, &connection.account)
+    else {
+        return false;
+    };
+    let credentials = match services
+        .vault
+        .open(&connection.tenant_id, provider, &connection.credentials)
+        .await
+    {
+        Ok(credentials) => credentials,
+        Err(error) => {
+            tracing::warn!(error = %error, "credentials could not be opened to revoke");
+            return false;
+        }
+    };
+    let same = credentials
+        .refresh_token
+        .as_ref()
+        .zip(still_in_use)
+        .is_some_and(|(old, current)| old.expose_secret() == current.expose_secret());
+    if same {
+        return false;
+    }
+    match implementation.revoke(&oauth, &credentials).await {
+        Ok(done) => done,
+        Err(error) => {
+            tracing::warn!(error = %error, "revocation at the provider failed");
+            false
+        }
+    }
+}

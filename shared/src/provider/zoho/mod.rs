@@ -63,14 +63,11 @@ impl CrmProvider for Zoho {
         struct Orgs {
             org: Vec<serde_json::Value>,
         }
-        let response = session
-            .http
-            .send(session.request("org.read", Method::GET, &format!("{API}/org")))
-            .await?;
-        if !response.is_success() {
-            return Err(failure(response));
-        }
-        let orgs: Orgs = response.json()?;
+        let orgs: Orgs = read(
+            session,
+            session.request("org.read", Method::GET, &format!("{API}/org")),
+        )
+        .await?;
         let id = orgs
             .org
             .first()
