@@ -68,6 +68,20 @@ pub struct Config {
     pub endpoint_overrides: BTreeMap<Provider, Url>,
     pub push: PushSettings,
     pub refresh: RefreshSettings,
+    pub salesforce: SalesforceSettings,
+    /// How long a provider's described schema (Salesforce's objects and fields) is reused before
+    /// it is described again (`SCHEMA_CACHE_TTL_SECONDS`).
+    pub schema_cache_ttl: Duration,
+}
+
+/// What differs per Salesforce deployment.
+#[derive(Debug, Clone)]
+pub struct SalesforceSettings {
+    /// REST version, `vNN.N` (`SALESFORCE_API_VERSION`, default `v62.0`); SOAP uses the same.
+    pub api_version: String,
+    /// How long an access token is taken to live (`SALESFORCE_SESSION_SECONDS`): Salesforce
+    /// sends no `expires_in`; the org's session timeout decides, 2 hours unless changed.
+    pub session_lifetime: Option<Duration>,
 }
 
 /// The scheduled refresh.
@@ -192,6 +206,31 @@ impl Config {
                 lookahead: Duration::from_secs(number("REFRESH_LOOKAHEAD_SECONDS", 900)?),
                 concurrency: number("REFRESH_CONCURRENCY", 8)?.clamp(1, 50) as usize,
             },
+            salesforce: SalesforceSettings {
+                api_version: salesforce_api_version(get("SALESFORCE_API_VERSION"))?,
+                session_lifetime: match get("SALESFORCE_SESSION_SECONDS") {
+                    None => None,
+                    Some(_) => Some(Duration::from_secs(
+                        number("SALESFORCE_SESSION_SECONDS", 0)?.max(300),
+                    )),
+                },
+            },
+            schema_cache_ttl: Duration::from_secs(number("SCHEMA_CACHE_TTL_SECONDS", 86_400)?),
+        })
+    }
+
+    /// How long an access token of `provider` is taken to live when its token response says
+    /// nothing: this deployment's setting, else the registry's.
+    pub fn assumed_token_lifetime(&self, provider: Provider) -> Option<Duration> {
+        let configured = match provider {
+            Provider::Salesforce => self.salesforce.session_lifetime,
+            _ => None,
+        };
+        configured.or_else(|| {
+            provider
+                .facts()
+                .and_then(|f| f.oauth())
+                .and_then(|o| o.default_access_token_lifetime)
         })
     }
 
@@ -227,6 +266,31 @@ pub fn moved_to(origin: &Url, url: &Url) -> Url {
         moved.set_path(&format!("{prefix}{}", url.path()));
     }
     moved
+}
+
+/// `v62.0` unless set; anything but `vNN.N` is refused (it goes into every API path).
+fn salesforce_api_version(raw: Option<String>) -> Result<String, ConfigError> {
+    let version = raw.unwrap_or_else(|| "v62.0".into());
+    let valid = version
+        .strip_prefix('v')
+        .and_then(|rest| rest.split_once('.'))
+        .is_some_and(|(major, minor)| {
+            !major.is_empty()
+                && major.len() <= 3
+                && minor.len() == 1
+                && major
+                    .bytes()
+                    .chain(minor.bytes())
+                    .all(|b| b.is_ascii_digit())
+        });
+    if valid {
+        Ok(version)
+    } else {
+        Err(ConfigError::Invalid {
+            name: "SALESFORCE_API_VERSION",
+            reason: "expected vNN.N, such as v62.0".into(),
+        })
+    }
 }
 
 /// Variable names are built once per cold start and live for the process; leaking them keeps
@@ -299,6 +363,35 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("HTTP_TIMEOUT_MS"));
+    }
+
+    #[test]
+    fn salesforce_version_and_session_length_are_checked_and_defaulted() {
+        let mut vars = base();
+        let config = load(&vars).unwrap();
+        assert_eq!(config.salesforce.api_version, "v62.0");
+        assert_eq!(
+            config.assumed_token_lifetime(Provider::Salesforce),
+            Some(Duration::from_secs(7200))
+        );
+        vars.insert("SALESFORCE_SESSION_SECONDS", "900");
+        vars.insert("SALESFORCE_API_VERSION", "v63.0");
+        let config = load(&vars).unwrap();
+        assert_eq!(config.salesforce.api_version, "v63.0");
+        assert_eq!(
+            config.assumed_token_lifetime(Provider::Salesforce),
+            Some(Duration::from_secs(900))
+        );
+        for bad in ["62.0", "v62", "v62.0/../x", "v6a.0"] {
+            vars.insert("SALESFORCE_API_VERSION", bad);
+            assert!(
+                load(&vars)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("SALESFORCE_API_VERSION"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

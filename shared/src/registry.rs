@@ -67,6 +67,7 @@ impl Provider {
             Provider::Hubspot => Some(&HUBSPOT),
             Provider::Zoho => Some(&ZOHO),
             Provider::Freshsales => Some(&FRESHSALES),
+            Provider::Salesforce => Some(&SALESFORCE),
             _ => None,
         }
     }
@@ -361,6 +362,57 @@ pub static FRESHSALES: ProviderFacts = ProviderFacts {
     },
     throttle: &[ThrottleSignal::Status429],
     docs: "https://developers.freshworks.com/crm/api/",
+};
+
+/// Salesforce. Every org has its own instance (`instance_url` in the token response) and may
+/// have its own login host (My Domain); sandboxes log in at `test.salesforce.com`. The URLs below
+/// are the production login host's; a connection's own login host replaces their origin, and its
+/// API calls go to its stored instance (see `provider::salesforce`). Checked: Salesforce's
+/// OAuth web-server flow, refresh-token rotation and revocation pages, the REST API developer
+/// guide (composite, collections, `Sforce-Limit-Info`), the SOAP API's `convertLead()`, and
+/// `forcedotcom/sfdx-core` for the host allow-list (README, provider notes).
+pub static SALESFORCE: ProviderFacts = ProviderFacts {
+    provider: Provider::Salesforce,
+    display_name: "Salesforce",
+    auth: AuthFacts::OAuth(OAuthFacts {
+        authorize_url: "https://login.salesforce.com/services/oauth2/authorize",
+        token_url: "https://login.salesforce.com/services/oauth2/token",
+        revoke_url: Some("https://login.salesforce.com/services/oauth2/revoke"),
+        revoke_style: RevokeStyle::Rfc7009Form,
+        introspect_url: Some("https://login.salesforce.com/services/oauth2/introspect"),
+        // `refresh_token` is what makes Salesforce issue one (the same as `offline_access`).
+        scopes: &["api", "refresh_token"],
+        scope_separator: " ",
+        authorize_params: &[],
+        // Required of partner apps by Salesforce's security review.
+        pkce: true,
+        // Required of partner apps too; presenting a rotated token revokes the whole grant.
+        rotates_refresh_tokens: true,
+        refresh_token_idle_lifetime: None,
+        // No `expires_in`: the token lives as long as the org's session timeout, 2 hours by
+        // default. `SALESFORCE_SESSION_SECONDS` overrides this per deployment.
+        default_access_token_lifetime: Some(Duration::from_secs(2 * 60 * 60)),
+        revoke_replaced_refresh_token: false,
+        min_refresh_interval: None,
+    }),
+    // Never used as is: every call goes to the connection's instance (`provider::salesforce`).
+    api_base: "https://login.salesforce.com/services/data",
+    data_centres: &[],
+    // Login, My Domain and instance hosts all end in one of these (sfdx-core's allow-list).
+    account_host_suffixes: &[
+        "salesforce.com",
+        "force.com",
+        "cloudforce.com",
+        "crmforce.mil",
+    ],
+    // The floor of the rolling 24-hour allocation (Developer Edition: 15,000); Enterprise orgs
+    // get 100,000 plus 1,000 per licence. Read live from `Sforce-Limit-Info`.
+    rate_limit: RateLimit {
+        requests: 15_000,
+        window: Duration::from_secs(24 * 60 * 60),
+    },
+    throttle: &[ThrottleSignal::SalesforceRequestLimit],
+    docs: "https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/",
 };
 
 impl ProviderFacts {

@@ -71,7 +71,7 @@ impl MockAccount {
         .with_local_routes(config.endpoint_overrides.clone());
         let facts = provider.facts().expect("a built provider");
         let default_base = config.provider_url(provider, facts.api_base);
-        let api_base = Self::implementation_of(provider).api_base(default_base, &account);
+        let api_base = Self::implementation_of(provider).api_base(&config, default_base, &account);
         MockAccount {
             server,
             provider,

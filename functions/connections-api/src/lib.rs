@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::json;
 use shared::connections::{self, ApiKeyInput, SettingsInput};
 use shared::identity::Caller;
+use shared::provider::LoginChoice;
 use shared::{Error, Provider, Services};
 use tracing::Instrument;
 
@@ -55,10 +56,18 @@ async fn dispatch(services: &Services, request: &Request) -> Result<Response<Bod
     };
     let provider = || provider.ok_or_else(|| Error::NotFound("provider".into()));
     match route {
-        Route::Authorize => json(
-            200,
-            &connections::start_authorization(services, &caller, provider()?).await?,
-        ),
+        Route::Authorize => {
+            // No body (or `{}`) means the provider's default login host.
+            let login: LoginChoice = if body_is_empty(request) {
+                LoginChoice::default()
+            } else {
+                parse_body(request)?
+            };
+            json(
+                200,
+                &connections::start_authorization(services, &caller, provider()?, &login).await?,
+            )
+        }
         Route::List => json(
             200,
             &json!({ "connections": connections::list_connections(services, &caller).await? }),
@@ -114,6 +123,14 @@ fn caller(services: &Services, request: &Request) -> Result<Caller, Error> {
     )?;
     tracing::Span::current().record("tenant", caller.tenant.as_str());
     Ok(caller)
+}
+
+fn body_is_empty(request: &Request) -> bool {
+    match request.body() {
+        Body::Text(text) => text.trim().is_empty(),
+        Body::Binary(bytes) => bytes.iter().all(u8::is_ascii_whitespace),
+        _ => true,
+    }
 }
 
 fn parse_body<T: serde::de::DeserializeOwned>(request: &Request) -> Result<T, Error> {

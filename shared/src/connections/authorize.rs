@@ -4,6 +4,7 @@ use serde::Serialize;
 use crate::error::Error;
 use crate::identity::Caller;
 use crate::oauth::{state, OAuthClient};
+use crate::provider::LoginChoice;
 use crate::registry::Provider;
 use crate::services::Services;
 use crate::store::PendingAuthorization;
@@ -15,21 +16,28 @@ pub struct AuthorizationStart {
 }
 
 /// `POST /connections/{provider}/authorize`: checks the plan, stores a single-use state (and
-/// PKCE verifier) and returns the provider's consent URL.
+/// PKCE verifier, and the chosen login host) and returns the provider's consent URL.
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant, provider = %provider))]
 pub async fn start_authorization(
     services: &Services,
     caller: &Caller,
     provider: Provider,
+    login: &LoginChoice,
 ) -> Result<AuthorizationStart, Error> {
-    super::implementation(provider)?;
+    let implementation = super::implementation(provider)?;
     if let Some(facts) = provider.facts().filter(|f| f.oauth().is_none()) {
         return Err(Error::BadRequest(format!(
             "{} connects with an API key, not OAuth: PUT /connections/{provider}",
             facts.display_name
         )));
     }
-    let oauth = OAuthClient::new(provider, &services.config, &services.http)?;
+    let login_origin = implementation
+        .login_origin(login)
+        .map_err(Error::BadRequest)?;
+    let mut oauth = OAuthClient::new(provider, &services.config, &services.http)?;
+    if let Some(origin) = &login_origin {
+        oauth = oauth.at_origin(origin);
+    }
     super::check_plan(services, caller, provider).await?;
 
     let state = state::new_state();
@@ -46,6 +54,7 @@ pub async fn start_authorization(
                 provider,
                 pkce_verifier: request.pkce_verifier,
                 expires_at,
+                login_origin: login_origin.map(|o| o.to_string()),
             },
         )
         .await?;

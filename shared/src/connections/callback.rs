@@ -130,6 +130,15 @@ async fn connect(
             tracing::warn!(error = %error, "the callback named an accounts server we do not trust");
             Failure::UntrustedAccountsServer
         })?;
+    // The login host chosen on the setup page (validated then, and kept with the state)
+    // outranks anything the callback's query could say.
+    let login_origin = pending
+        .login_origin
+        .as_deref()
+        .map(Url::parse)
+        .transpose()
+        .map_err(|_| Failure::Internal)?;
+    let token_origin = login_origin.clone().or(token_origin);
     let mut oauth = OAuthClient::new(provider, &services.config, &services.http)
         .map_err(|_| Failure::ProviderUnavailable)?;
     if let Some(origin) = &token_origin {
@@ -139,7 +148,15 @@ async fn connect(
         .exchange_code(&code, pending.pkce_verifier.as_ref())
         .await
         .map_err(exchange_failure)?;
-    let account = match account_of(services, implementation, &tokens, &params.extras).await {
+    let account = match account_of(
+        services,
+        implementation,
+        &tokens,
+        &params.extras,
+        login_origin.as_ref(),
+    )
+    .await
+    {
         Ok(account) => account,
         Err(error) => {
             forget_unusable_grant(&oauth, tokens.refresh_token.as_ref()).await;
@@ -189,8 +206,9 @@ async fn account_of(
     implementation: &'static dyn CrmProvider,
     tokens: &TokenSet,
     callback_params: &BTreeMap<String, String>,
+    login_origin: Option<&Url>,
 ) -> Result<BTreeMap<String, String>, ProviderError> {
-    let mut account = implementation.account_from_tokens(tokens, callback_params)?;
+    let mut account = implementation.account_from_tokens(tokens, callback_params, login_origin)?;
     let session = super::session::api_session(
         services,
         implementation,

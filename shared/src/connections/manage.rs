@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::{open_session, ConnectionView};
 use crate::error::Error;
 use crate::identity::Caller;
+use crate::lead::LeadField;
 use crate::provider::Pipeline;
 use crate::registry::Provider;
 use crate::services::Services;
@@ -52,6 +53,10 @@ pub struct SettingsInput {
     /// contact and a deal. Without it, leads stay leads.
     #[serde(default)]
     pub convert_at: Option<LeadStage>,
+    /// For CRMs that take them (Salesforce): LeadRelay fields sent to fields the tenant names,
+    /// such as custom fields (`LeadRelay_Score__c`). Each must exist on the CRM's lead and fit.
+    #[serde(default)]
+    pub field_mapping: BTreeMap<LeadField, String>,
 }
 
 /// `PUT /connections/{provider}/settings`: validates the pipeline and every mapped stage
@@ -112,12 +117,23 @@ pub async fn save_settings(
         &["number", "string", "enumeration"],
     )
     .await?;
+    if !input.field_mapping.is_empty() && !implementation.maps_lead_fields() {
+        return Err(Error::BadRequest(format!(
+            "{provider} takes no field mapping; leave field_mapping out"
+        )));
+    }
+    let mut field_mapping = BTreeMap::new();
+    for (field, name) in &input.field_mapping {
+        let property = checked_property(&mut open, name, field.fitting_kinds()).await?;
+        field_mapping.insert(*field, property);
+    }
     let settings = ConnectionSettings {
         pipeline_id: input.pipeline_id,
         stage_mapping: input.stage_mapping,
         convert_at: input.convert_at,
         source_property,
         score_property,
+        field_mapping,
     };
     // Account facts the push relies on (Freshsales' lead source ids) are read again, so a
     // source added in the CRM since the connect is used from now on.
@@ -202,6 +218,7 @@ async fn checked_property(
     Ok(ContactProperty {
         name: name.to_string(),
         options: info.options,
+        kind: Some(info.kind),
     })
 }
 

@@ -36,12 +36,18 @@ impl<'a> OpenConnection<'a> {
                 provider,
                 reason: "no usable credential is stored".into(),
             })?;
-        api_session(
+        let session = api_session(
             self.services,
             self.implementation,
             &self.connection.account,
             token,
-        )
+        )?;
+        Ok(session.with_schema_cache(crate::store::SchemaCache::new(
+            &self.services.store,
+            &self.connection.tenant_id,
+            provider,
+            self.services.config.schema_cache_ttl,
+        )))
     }
 
     /// Runs one provider call on this connection. If the provider rejects the access token, it
@@ -119,7 +125,7 @@ pub(crate) fn api_session<'a>(
     Ok(Session::new(
         provider,
         &services.http,
-        implementation.api_base(default_base, account),
+        implementation.api_base(&services.config, default_base, account),
         account,
         token,
         implementation.auth_scheme(),

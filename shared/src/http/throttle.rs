@@ -50,6 +50,16 @@ pub fn classify(
             // Salesforce's limit is a rolling 24 h allocation: no point waiting here.
             throttled(true)
         }
+        // SOAP reports every error as a 500 fault; the fault code says what it is. A fault is
+        // an answer for the caller to read (an expired session is not an outage), except the
+        // request limit, which is throttling as above.
+        500 if has(ThrottleSignal::SalesforceRequestLimit) && contains(body, b"faultcode>") => {
+            if contains(body, b"REQUEST_LIMIT_EXCEEDED") {
+                throttled(true)
+            } else {
+                Verdict::Done
+            }
+        }
         400 if has(ThrottleSignal::ZohoNonStandard) && zoho_access_denied(body) => throttled(true),
         400 if has(ThrottleSignal::ZohoNonStandard) && contains(body, b"TOO_MANY_REQUESTS") => {
             throttled(false)
@@ -150,6 +160,32 @@ mod tests {
         assert_eq!(
             verdict(&[Status429], 403, limit),
             Verdict::Done,
+            "only for Salesforce"
+        );
+    }
+
+    #[test]
+    fn salesforce_soap_faults_are_answers_except_the_request_limit() {
+        let fault = |code: &str| {
+            format!("<soapenv:Envelope><soapenv:Body><soapenv:Fault><faultcode>sf:{code}</faultcode><faultstring>x</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>")
+        };
+        let signals = &[SalesforceRequestLimit];
+        assert_eq!(
+            verdict(signals, 500, &fault("INVALID_SESSION_ID")),
+            Verdict::Done
+        );
+        assert!(is_throttled(&verdict(
+            signals,
+            500,
+            &fault("REQUEST_LIMIT_EXCEEDED")
+        )));
+        assert_eq!(
+            verdict(signals, 500, "<html>down</html>"),
+            Verdict::Transient
+        );
+        assert_eq!(
+            verdict(&[Status429], 500, &fault("INVALID_SESSION_ID")),
+            Verdict::Transient,
             "only for Salesforce"
         );
     }

@@ -53,6 +53,44 @@ pub struct Lead {
     pub warnings: Vec<LeadWarning>,
 }
 
+/// A LeadRelay field a tenant can send to a field of its own choosing in the CRM (a Salesforce
+/// custom field such as `LeadRelay_Score__c`).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum LeadField {
+    LeadId,
+    Source,
+    Score,
+    Stage,
+    Country,
+    Summary,
+}
+
+impl LeadField {
+    /// The kinds of CRM field that can hold it (`number`, `string`, `enumeration`).
+    pub fn fitting_kinds(self) -> &'static [&'static str] {
+        match self {
+            LeadField::Score => &["number", "string", "enumeration"],
+            LeadField::Source | LeadField::Stage | LeadField::Country => &["string", "enumeration"],
+            LeadField::LeadId | LeadField::Summary => &["string"],
+        }
+    }
+
+    /// The lead's value of this field, as text.
+    pub fn text_of(self, lead: &Lead) -> Option<String> {
+        match self {
+            LeadField::LeadId => Some(lead.id.clone()),
+            LeadField::Source => lead.source.clone(),
+            LeadField::Score => lead.score.map(|s| s.to_string()),
+            LeadField::Stage => Some(lead.stage.to_string()),
+            LeadField::Country => lead.country.clone(),
+            LeadField::Summary => lead.summary.clone(),
+        }
+    }
+}
+
 /// What duplicate detection looks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContactQuery {

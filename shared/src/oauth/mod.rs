@@ -47,6 +47,10 @@ pub struct OAuthClient<'a> {
     authorize_url: Url,
     token_url: Url,
     revoke_url: Option<Url>,
+    /// Access-token lifetime when a token response gives none.
+    assumed_lifetime: Option<std::time::Duration>,
+    /// `<PROVIDER>_ENDPOINT_URL`, where the browser is sent instead in local runs.
+    local_origin: Option<Url>,
 }
 
 /// What the browser is sent to, and the PKCE verifier to keep for the callback.
@@ -79,6 +83,8 @@ impl<'a> OAuthClient<'a> {
             authorize_url: config.provider_url(provider, facts.authorize_url),
             token_url: config.provider_url(provider, facts.token_url),
             revoke_url: facts.revoke_url.map(|u| config.provider_url(provider, u)),
+            assumed_lifetime: config.assumed_token_lifetime(provider),
+            local_origin: config.endpoint_overrides.get(&provider).cloned(),
         })
     }
 
@@ -86,9 +92,16 @@ impl<'a> OAuthClient<'a> {
         self.facts
     }
 
-    /// The same client with its token and revocation endpoints on `origin`: a connection's own
-    /// accounts server (Zoho's data centres), which the provider named and we validated.
+    /// The same client with its endpoints on `origin`: a connection's own accounts server
+    /// (Zoho's data centres) or login host (a Salesforce sandbox or My Domain), validated before.
+    /// In local runs the browser still goes to the simulator (server calls are moved by the
+    /// HTTP client, which names the meant host).
     pub fn at_origin(mut self, origin: &Url) -> Self {
+        let authorize = crate::config::moved_to(origin, &self.authorize_url);
+        self.authorize_url = match &self.local_origin {
+            Some(local) => crate::config::moved_to(local, &authorize),
+            None => authorize,
+        };
         self.token_url = crate::config::moved_to(origin, &self.token_url);
         self.revoke_url = self
             .revoke_url
@@ -160,7 +173,7 @@ impl<'a> OAuthClient<'a> {
             .map_err(|e| classify_token_error(self.provider, e))?;
         Ok(TokenSet::from_response(
             response,
-            self.facts.default_access_token_lifetime,
+            self.assumed_lifetime,
             Utc::now(),
         ))
     }
@@ -183,7 +196,7 @@ impl<'a> OAuthClient<'a> {
             .map_err(|e| classify_token_error(self.provider, e))?;
         Ok(TokenSet::from_response(
             response,
-            self.facts.default_access_token_lifetime,
+            self.assumed_lifetime,
             Utc::now(),
         ))
     }

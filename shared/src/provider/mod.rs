@@ -4,6 +4,7 @@
 
 pub mod freshsales;
 pub mod hubspot;
+pub mod salesforce;
 pub mod zoho;
 
 use std::collections::BTreeMap;
@@ -164,12 +165,34 @@ fn default_stage(
     Ok((pipeline.id.clone(), stage.id.clone()))
 }
 
+/// Where the setup page asks the user to log in, for providers with several login hosts
+/// (Salesforce: production, sandbox, or the org's My Domain). Body of the authorize route.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginChoice {
+    /// `production` (the default) or `sandbox`.
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// The org's own login host (`acme.my.salesforce.com`), where its admin requires it.
+    #[serde(default)]
+    pub my_domain: Option<String>,
+}
+
+impl LoginChoice {
+    pub fn is_empty(&self) -> bool {
+        self.environment.is_none() && self.my_domain.is_none()
+    }
+}
+
 /// An authenticated conversation with one tenant's account at one provider.
 pub struct Session<'a> {
     pub provider: Provider,
     pub http: &'a HttpClient,
     pub api_base: Url,
     pub account: &'a BTreeMap<String, String>,
+    /// Where a provider keeps what it described of the account (Salesforce's objects), when
+    /// the session serves a stored connection.
+    pub schema_cache: Option<crate::store::SchemaCache<'a>>,
     access_token: SecretString,
     auth_scheme: &'static str,
 }
@@ -188,9 +211,37 @@ impl<'a> Session<'a> {
             http,
             api_base,
             account,
+            schema_cache: None,
             access_token,
             auth_scheme,
         }
+    }
+
+    /// The same session with a schema cache.
+    pub fn with_schema_cache(mut self, cache: crate::store::SchemaCache<'a>) -> Self {
+        self.schema_cache = Some(cache);
+        self
+    }
+
+    /// An authorized request to `path` on the API base's own origin (another API family of the
+    /// same host, such as Salesforce's SOAP endpoint).
+    pub fn request_on_origin(
+        &self,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+    ) -> OutboundRequest {
+        let mut url = self.api_base.clone();
+        url.set_path(path);
+        url.set_query(None);
+        OutboundRequest::new(self.provider, operation, method, url)
+            .authorization(self.auth_scheme, &self.access_token)
+    }
+
+    /// The access token itself, for a protocol that carries it in the body rather than a
+    /// header (Salesforce SOAP's `sessionId`). Never log what this is put into.
+    pub fn access_token(&self) -> &SecretString {
+        &self.access_token
     }
 
     /// An authorized request to `path` under the account's API base.
@@ -225,13 +276,39 @@ pub trait CrmProvider: Send + Sync {
         Ok(None)
     }
 
+    /// The login origin for a consent, from the setup page's choice (Salesforce: sandbox, or
+    /// the org's My Domain), checked to be the provider's; `None`: the registry's. Providers
+    /// with one login host refuse any choice.
+    fn login_origin(&self, choice: &LoginChoice) -> Result<Option<Url>, String> {
+        if choice.is_empty() {
+            Ok(None)
+        } else {
+            Err(format!(
+                "{} has one login host; send no body",
+                self.provider()
+            ))
+        }
+    }
+
     /// Non-secret account facts to keep from a token response and the callback's extra
-    /// parameters (account id, data centre, instance URL). Refusing them refuses the connect.
+    /// parameters (account id, data centre, instance URL). `login_origin` is where the code was
+    /// exchanged when that was not the registry's host. Refusing them refuses the connect.
     fn account_from_tokens(
         &self,
         tokens: &TokenSet,
         callback_params: &BTreeMap<String, String>,
+        login_origin: Option<&Url>,
     ) -> Result<BTreeMap<String, String>, ProviderError>;
+
+    /// The account facts after a refresh, where a refresh answer can change them (Salesforce
+    /// names the instance again, and an org that migrated has a new one); `None`: unchanged.
+    fn account_after_refresh(
+        &self,
+        _account: &BTreeMap<String, String>,
+        _tokens: &TokenSet,
+    ) -> Result<Option<BTreeMap<String, String>>, ProviderError> {
+        Ok(None)
+    }
 
     /// For API-key providers: the account facts (its own host) from the domain the tenant
     /// pasted, or why that domain is refused.
@@ -242,8 +319,14 @@ pub trait CrmProvider: Send + Sync {
         ))
     }
 
-    /// The API base for a connected account (per data centre or instance where that varies).
-    fn api_base(&self, default_base: Url, _account: &BTreeMap<String, String>) -> Url {
+    /// The API base for a connected account (per data centre or instance where that varies,
+    /// with the configured API version where the provider versions its paths).
+    fn api_base(
+        &self,
+        _config: &Config,
+        default_base: Url,
+        _account: &BTreeMap<String, String>,
+    ) -> Url {
         default_base
     }
 
@@ -271,6 +354,12 @@ pub trait CrmProvider: Send + Sync {
     /// (Zoho: `Lead_Source`, `Rating`), each used only where the account has it.
     fn default_lead_properties(&self) -> (Option<&'static str>, Option<&'static str>) {
         (None, None)
+    }
+
+    /// Whether settings may send LeadRelay fields to fields the tenant names (Salesforce's
+    /// custom fields); each is checked with [`CrmProvider::describe_contact_property`].
+    fn maps_lead_fields(&self) -> bool {
+        false
     }
 
     /// Whether a lead can be converted (Zoho, Salesforce: Lead into Contact and Deal), so that
@@ -368,6 +457,7 @@ pub fn for_provider(provider: Provider) -> Option<&'static dyn CrmProvider> {
         Provider::Hubspot => Some(&hubspot::HubSpot),
         Provider::Zoho => Some(&zoho::Zoho),
         Provider::Freshsales => Some(&freshsales::Freshsales),
+        Provider::Salesforce => Some(&salesforce::Salesforce),
         _ => None,
     }
 }

@@ -22,7 +22,7 @@ use crate::credentials::Credentials;
 use crate::error::{Error, ProviderError};
 use crate::provider;
 use crate::services::Services;
-use crate::store::{Connection, ConnectionStatus, TokenSchedule};
+use crate::store::{Connection, ConnectionStatus, RefreshedRow, TokenSchedule};
 
 /// Refresh when the access token has less than this left, so that a call started now does not
 /// race the expiry.
@@ -264,6 +264,15 @@ async fn refresh_holding_lease(
         }
     };
     let rotated = tokens.refresh_token.is_some();
+    // A refresh answer may move the account (Salesforce: an org migrated to another instance).
+    // Whatever it says, the new tokens are stored: a refused answer only keeps the old facts.
+    let account = match implementation.account_after_refresh(&connection.account, &tokens) {
+        Ok(account) => account.filter(|a| a != &connection.account),
+        Err(error) => {
+            tracing::error!(error = %error, "the refresh answer named account facts we refuse; keeping the stored ones");
+            None
+        }
+    };
     let fresh = Credentials {
         access_token: Some(tokens.access_token),
         // Whenever the provider sends a refresh token it replaces ours; otherwise ours stays.
@@ -300,8 +309,11 @@ async fn refresh_holding_lease(
                 provider,
                 owner,
                 connection.version,
-                &sealed,
-                schedule,
+                RefreshedRow {
+                    credentials: &sealed,
+                    schedule,
+                    account: account.as_ref(),
+                },
             )
             .await
         {
@@ -326,6 +338,10 @@ async fn refresh_holding_lease(
     }
     tracing::info!(expires_at = ?tokens.expires_at, rotated, "access token refreshed and stored");
     let mut stored = connection;
+    if let Some(account) = account {
+        tracing::info!("account facts changed with the refresh");
+        stored.account = account;
+    }
     stored.version += 1;
     stored.credentials = sealed;
     stored.token_expires_at = schedule.token_expires_at;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{conditional, connection_sk, malformed, store_error, tenant_pk, Store, REFRESH_BUCKET};
 use crate::error::Error;
 use crate::identity::TenantId;
+use crate::lead::{Lead, LeadField};
 use crate::registry::Provider;
 use crate::stage::LeadStage;
 use crate::vault::SealedCredentials;
@@ -36,6 +37,10 @@ pub struct ConnectionSettings {
     pub source_property: Option<ContactProperty>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score_property: Option<ContactProperty>,
+    /// LeadRelay fields the tenant sends to fields of its own choosing (Salesforce custom
+    /// fields), each checked against the CRM's description when saved.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub field_mapping: BTreeMap<LeadField, ContactProperty>,
 }
 
 impl ConnectionSettings {
@@ -59,6 +64,37 @@ impl ConnectionSettings {
         }
         chosen
     }
+
+    /// The tenant's mapped fields with the lead's values, in the form each field takes: a
+    /// number for a number field, the matching option for a dropdown (or nothing when none
+    /// matches, so a dropdown never fails a push), text otherwise.
+    pub fn mapped_values(&self, lead: &Lead) -> Vec<(String, serde_json::Value)> {
+        let mut values = Vec::new();
+        for (field, property) in &self.field_mapping {
+            let Some(text) = field.text_of(lead) else {
+                continue;
+            };
+            let value = match (field, property.kind.as_deref()) {
+                (LeadField::Score, _) => lead.score.and_then(|s| property.value_for_score(s)),
+                _ => property.value_for(&text),
+            };
+            let Some(value) = value else {
+                continue;
+            };
+            let json = match property.kind.as_deref() {
+                Some("number") => value
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(serde_json::Value::Number),
+                _ => Some(serde_json::Value::String(value)),
+            };
+            if let Some(json) = json {
+                values.push((property.name.clone(), json));
+            }
+        }
+        values
+    }
 }
 
 /// A contact property of the tenant's CRM, as checked when the settings were saved.
@@ -69,6 +105,10 @@ pub struct ContactProperty {
     /// only when it matches one, so a dropdown never makes a push fail.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<String>,
+    /// The kind of value it holds (`number`, `string`, `enumeration`), where that decides how a
+    /// value is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 impl ContactProperty {
@@ -150,6 +190,14 @@ impl Connection {
         self.token_expires_at
             .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0))
     }
+}
+
+/// What a refresh writes to a connection row.
+pub struct RefreshedRow<'a> {
+    pub credentials: &'a SealedCredentials,
+    pub schedule: TokenSchedule,
+    /// Account facts the refresh changed (Salesforce's instance), if any.
+    pub account: Option<&'a BTreeMap<String, String>>,
 }
 
 /// When a token set expires and when the scheduled job must refresh it.
@@ -478,9 +526,13 @@ impl Store {
         provider: Provider,
         owner: &str,
         version_at_lease: u64,
-        credentials: &SealedCredentials,
-        schedule: TokenSchedule,
+        refreshed: RefreshedRow<'_>,
     ) -> Result<bool, Error> {
+        let RefreshedRow {
+            credentials,
+            schedule,
+            account,
+        } = refreshed;
         let mut request = self
             .update_connection(tenant, provider)
             .condition_expression("refresh_lease_owner = :owner OR version = :version")
@@ -494,11 +546,17 @@ impl Store {
                 ":creds",
                 AttributeValue::S(credentials.as_base64().into()),
             );
-        let (update, values) = schedule_update(
-            "SET credentials = :creds, version = version + :one",
-            schedule,
-            "refresh_lease_owner, refresh_lease_until",
-        );
+        let set = match account {
+            Some(account) => {
+                let value = serde_dynamo::to_attribute_value(account)
+                    .map_err(|e| malformed("account", e))?;
+                request = request.expression_attribute_values(":account", value);
+                "SET credentials = :creds, account = :account, version = version + :one"
+            }
+            None => "SET credentials = :creds, version = version + :one",
+        };
+        let (update, values) =
+            schedule_update(set, schedule, "refresh_lease_owner, refresh_lease_until");
         request = values
             .into_iter()
             .fold(request.update_expression(update), |r, (k, v)| {

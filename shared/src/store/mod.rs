@@ -5,6 +5,7 @@
 //! | connection | `TENANT#<tenant>` | `CONN#<provider>` |
 //! | OAuth state | `STATE#<sha256 of the state>` | `STATE` |
 //! | lead mapping | `TENANT#<tenant>` | `LEAD#<lead id>#<provider>` |
+//! | described schema | `TENANT#<tenant>` | `SCHEMA#<provider>#<org>#<name>` |
 //!
 //! Every access to tenant data is keyed by the tenant, and every write that can race is
 //! conditional (versions, `attribute_not_exists`).
@@ -12,15 +13,17 @@
 mod connections;
 mod lead_mappings;
 mod oauth_states;
+mod schema_cache;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
 pub use connections::{
     Connection, ConnectionSettings, ConnectionStatus, ContactProperty, DueConnection, LastError,
-    TokenSchedule,
+    RefreshedRow, TokenSchedule,
 };
 pub use lead_mappings::{LeadClaim, LeadMapping};
 pub use oauth_states::PendingAuthorization;
+pub use schema_cache::SchemaCache;
 
 use crate::error::StoreError;
 use crate::identity::TenantId;

@@ -20,6 +20,9 @@ pub struct PendingAuthorization {
     pub provider: Provider,
     pub pkce_verifier: Option<SecretString>,
     pub expires_at: DateTime<Utc>,
+    /// The login host chosen on the setup page (a Salesforce sandbox or My Domain), already
+    /// validated; the code is exchanged there.
+    pub login_origin: Option<String>,
 }
 
 /// How long a consumed state's tombstone outlives its expiry.
@@ -58,6 +61,9 @@ impl Store {
             "ttl".into(),
             AttributeValue::N((pending.expires_at.timestamp() + TOMBSTONE_SECONDS).to_string()),
         );
+        if let Some(origin) = &pending.login_origin {
+            item.insert("login_origin".into(), AttributeValue::S(origin.clone()));
+        }
         if let Some(verifier) = &pending.pkce_verifier {
             item.insert(
                 "pkce_verifier".into(),
@@ -139,6 +145,7 @@ impl Store {
             provider,
             pkce_verifier: text("pkce_verifier").map(SecretString::from),
             expires_at,
+            login_origin: text("login_origin"),
         })
     }
 }

@@ -88,6 +88,7 @@ fn settings() -> ConnectionSettings {
         convert_at: None,
         source_property: None,
         score_property: None,
+        field_mapping: BTreeMap::new(),
     }
 }
 

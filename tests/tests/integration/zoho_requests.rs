@@ -116,6 +116,7 @@ fn settings() -> ConnectionSettings {
         source_property: Some(ContactProperty {
             name: "Lead_Source".into(),
             options: vec!["Chat".into(), "WhatsApp".into(), "Facebook".into()],
+            kind: None,
         }),
         score_property: Some(ContactProperty {
             name: "Rating".into(),
@@ -125,7 +126,9 @@ fn settings() -> ConnectionSettings {
                 "Warm".into(),
                 "Cold".into(),
             ],
+            kind: None,
         }),
+        field_mapping: BTreeMap::new(),
     }
 }
 

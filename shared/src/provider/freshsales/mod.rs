@@ -36,6 +36,7 @@ impl CrmProvider for Freshsales {
         &self,
         _tokens: &TokenSet,
         _callback_params: &BTreeMap<String, String>,
+        _login_origin: Option<&Url>,
     ) -> Result<BTreeMap<String, String>, ProviderError> {
         Err(ProviderError::Rejected {
             provider: Provider::Freshsales,
@@ -67,7 +68,12 @@ impl CrmProvider for Freshsales {
     }
 
     /// The account's own host, re-checked from the stored domain on every use.
-    fn api_base(&self, default_base: Url, account: &BTreeMap<String, String>) -> Url {
+    fn api_base(
+        &self,
+        _config: &crate::config::Config,
+        default_base: Url,
+        account: &BTreeMap<String, String>,
+    ) -> Url {
         domain::stored(account)
             .map(|d| d.api_base)
             .unwrap_or(default_base)

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use reqwest::Method;
+use url::Url;
 
 use super::{CrmProvider, Pipeline, PropertyInfo, PushProgress, Session};
 use crate::error::ProviderError;
@@ -31,6 +32,7 @@ impl CrmProvider for HubSpot {
         &self,
         tokens: &TokenSet,
         _callback_params: &BTreeMap<String, String>,
+        _login_origin: Option<&Url>,
     ) -> Result<BTreeMap<String, String>, ProviderError> {
         mapping::account_from_token_extras(&tokens.extras).ok_or(ProviderError::Garbage {
             provider: Provider::Hubspot,

@@ -48,6 +48,7 @@ impl CrmProvider for Zoho {
         &self,
         tokens: &TokenSet,
         callback_params: &BTreeMap<String, String>,
+        _login_origin: Option<&Url>,
     ) -> Result<BTreeMap<String, String>, ProviderError> {
         let api_domain = tokens.extras.get("api_domain").and_then(|v| v.as_str());
         account::from_connect(api_domain, callback_params)
@@ -80,7 +81,12 @@ impl CrmProvider for Zoho {
         Ok(BTreeMap::from([("org_id".to_string(), id)]))
     }
 
-    fn api_base(&self, default_base: Url, account: &BTreeMap<String, String>) -> Url {
+    fn api_base(
+        &self,
+        _config: &crate::config::Config,
+        default_base: Url,
+        account: &BTreeMap<String, String>,
+    ) -> Url {
         account::stored_origin(account, account::API_DOMAIN).unwrap_or(default_base)
     }
 

@@ -1,0 +1,110 @@
+//! The SOQL the push sends, built from fixed text and escaped literals only: a value never
+//! becomes part of a query's syntax, whatever quotes or backslashes it holds.
+
+use crate::lead::ContactQuery;
+
+/// `value` as a SOQL string literal, quotes included. Salesforce's escapes: `\'`, `\"`, `\\`,
+/// `\n`, `\r`, `\t`, `\b`, `\f`. Other control characters cannot appear in a literal and are
+/// dropped (LeadRelay's emails and E.164 phones never hold any).
+pub fn literal(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for c in value.chars() {
+        match c {
+            '\'' => out.push_str("\\'"),
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// `Email = '…' OR Phone = '…'` for what the query has, or `None` when it has neither.
+fn matches_email_or_phone(query: &ContactQuery) -> Option<String> {
+    let mut terms = Vec::new();
+    if let Some(email) = &query.email {
+        terms.push(format!("Email = {}", literal(email)));
+    }
+    if let Some(phone) = &query.phone {
+        terms.push(format!("Phone = {}", literal(phone)));
+    }
+    (!terms.is_empty()).then(|| terms.join(" OR "))
+}
+
+/// Unconverted leads with the lead's email or phone, oldest first (the one a person would
+/// have kept).
+pub fn leads_matching(query: &ContactQuery) -> Option<String> {
+    matches_email_or_phone(query).map(|terms| {
+        format!(
+            "SELECT Id, Email, Phone FROM Lead WHERE IsConverted = false AND ({terms}) \
+             ORDER BY CreatedDate ASC LIMIT 10"
+        )
+    })
+}
+
+/// Contacts with the lead's email or phone, oldest first.
+pub fn contacts_matching(query: &ContactQuery) -> Option<String> {
+    matches_email_or_phone(query).map(|terms| {
+        format!(
+            "SELECT Id, AccountId, Email, Phone FROM Contact WHERE {terms} \
+             ORDER BY CreatedDate ASC LIMIT 10"
+        )
+    })
+}
+
+/// The lead status a conversion sets (`Closed - Converted` unless the org renamed it).
+pub const CONVERTED_STATUS: &str =
+    "SELECT MasterLabel FROM LeadStatus WHERE IsConverted = true ORDER BY SortOrder ASC LIMIT 1";
+
+/// Opportunity stages with whether each is closed, in the org's order.
+pub const OPPORTUNITY_STAGES: &str = "SELECT ApiName, MasterLabel, IsClosed, IsWon, SortOrder \
+     FROM OpportunityStage WHERE IsActive = true ORDER BY SortOrder ASC";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_and_backslashes_are_escaped_never_closing_the_literal() {
+        assert_eq!(literal("o'brien@example.com"), r"'o\'brien@example.com'");
+        assert_eq!(literal(r"a\' OR Id != '"), r"'a\\\' OR Id != \''");
+        assert_eq!(literal("x\"y\nz\t"), r#"'x\"y\nz\t'"#);
+        assert_eq!(literal("bell\u{7}"), "'bell'");
+    }
+
+    #[test]
+    fn duplicate_queries_use_both_keys_and_only_escaped_values() {
+        let query = ContactQuery {
+            email: Some("o'brien@example.com".into()),
+            phone: Some("+97455512345".into()),
+        };
+        assert_eq!(
+            leads_matching(&query).unwrap(),
+            "SELECT Id, Email, Phone FROM Lead WHERE IsConverted = false AND \
+             (Email = 'o\\'brien@example.com' OR Phone = '+97455512345') \
+             ORDER BY CreatedDate ASC LIMIT 10"
+        );
+        let phone_only = ContactQuery {
+            email: None,
+            phone: Some("+61400000000".into()),
+        };
+        assert_eq!(
+            contacts_matching(&phone_only).unwrap(),
+            "SELECT Id, AccountId, Email, Phone FROM Contact WHERE Phone = '+61400000000' \
+             ORDER BY CreatedDate ASC LIMIT 10"
+        );
+        let nothing = ContactQuery {
+            email: None,
+            phone: None,
+        };
+        assert_eq!(leads_matching(&nothing), None);
+    }
+}
