@@ -13,5 +13,6 @@ mod oauth_state;
 mod openapi;
 mod push;
 mod refresh;
+mod salesforce_requests;
 mod zoho;
 mod zoho_requests;
