@@ -150,6 +150,7 @@ async fn connect(
         .map_err(exchange_failure)?;
     let account = match account_of(
         services,
+        &pending.tenant,
         implementation,
         &tokens,
         &params.extras,
@@ -203,6 +204,7 @@ async fn connect(
 /// provider's API where it takes a call (which also proves the new token works).
 async fn account_of(
     services: &Services,
+    tenant: &crate::identity::TenantId,
     implementation: &'static dyn CrmProvider,
     tokens: &TokenSet,
     callback_params: &BTreeMap<String, String>,
@@ -219,7 +221,14 @@ async fn account_of(
         provider: implementation.provider(),
         status: 0,
         detail: "no API base for this provider".into(),
-    })?;
+    })?
+    // What the provider describes now (Salesforce's objects) serves the first push too.
+    .with_schema_cache(crate::store::SchemaCache::new(
+        &services.store,
+        tenant,
+        implementation.provider(),
+        services.config.schema_cache_ttl,
+    ));
     let details = implementation.account_details(&session).await?;
     drop(session);
     account.extend(details);
