@@ -114,6 +114,18 @@ async fn composite_answer(org: &MockAccount, marker: &str, status: u16, body: Va
         .await;
 }
 
+/// Every composite call answered with `status` and Salesforce's error array of `code`.
+async fn every_composite(org: &MockAccount, status: u16, code: &str) {
+    Mock::given(method("POST"))
+        .and(path(COMPOSITE))
+        .respond_with(
+            ResponseTemplate::new(status)
+                .set_body_json(json!([{"message": "refused", "errorCode": code}])),
+        )
+        .mount(&org.server)
+        .await;
+}
+
 fn settings() -> ConnectionSettings {
     ConnectionSettings {
         pipeline_id: "012000000000000AAA".into(),
@@ -281,13 +293,7 @@ async fn error_arrays_become_refusals_reauth_or_throttling() {
     );
 
     let expired = self::org("00D5g000001REQ3AAA").await;
-    Mock::given(method("POST"))
-        .and(path(COMPOSITE))
-        .respond_with(ResponseTemplate::new(401).set_body_json(json!([
-            {"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}
-        ])))
-        .mount(&expired.server)
-        .await;
+    every_composite(&expired, 401, "INVALID_SESSION_ID").await;
     let error = salesforce()
         .push_lead(
             &expired.session(TOKEN),
@@ -303,13 +309,7 @@ async fn error_arrays_become_refusals_reauth_or_throttling() {
     );
 
     let spent = self::org("00D5g000001REQ4AAA").await;
-    Mock::given(method("POST"))
-        .and(path(COMPOSITE))
-        .respond_with(ResponseTemplate::new(403).set_body_json(json!([
-            {"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}
-        ])))
-        .mount(&spent.server)
-        .await;
+    every_composite(&spent, 403, "REQUEST_LIMIT_EXCEEDED").await;
     let error = salesforce()
         .push_lead(
             &spent.session(TOKEN),
