@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end demo on loopback, no AWS account needed:
-#   moto_server (DynamoDB, KMS, SQS)  +  provider-sim (HubSpot, Zoho and Freshsales simulators)
+#   moto_server (DynamoDB, KMS, SQS)  +  provider-sim (HubSpot, Zoho, Freshsales and Salesforce simulators)
 #   + `cargo lambda watch` serving the four real function binaries
 #   + the demo driver (relay-tests --bin demo), which provisions and then drives the flows.
 # Everything started here is stopped on exit, also on failure or Ctrl-C. Logs: .local/*.log
@@ -29,16 +29,22 @@ FRESHSALES_PORT="$(free_port)"
 while [[ "$FRESHSALES_PORT" == "$SIM_PORT" || "$FRESHSALES_PORT" == "$ZOHO_PORT" ]]; do
   FRESHSALES_PORT="$(free_port)"
 done
+SALESFORCE_PORT="$(free_port)"
+while [[ "$SALESFORCE_PORT" == "$SIM_PORT" || "$SALESFORCE_PORT" == "$ZOHO_PORT" || "$SALESFORCE_PORT" == "$FRESHSALES_PORT" ]]; do
+  SALESFORCE_PORT="$(free_port)"
+done
 export FRESHSALES_DEMO_DOMAIN=doha-motors.myfreshworks.com
 export FRESHSALES_DEMO_API_KEY=demo-freshsales-key
 start_bg provider-sim "$LOCAL_DIR/provider-sim.log" \
   cargo run -q -p relay-tests --bin provider-sim -- --listen "127.0.0.1:$SIM_PORT" \
-  --zoho-listen "127.0.0.1:$ZOHO_PORT" --freshsales-listen "127.0.0.1:$FRESHSALES_PORT"
+  --zoho-listen "127.0.0.1:$ZOHO_PORT" --freshsales-listen "127.0.0.1:$FRESHSALES_PORT" \
+  --salesforce-listen "127.0.0.1:$SALESFORCE_PORT"
 SIM_PID=$BG_PID
 wait_http "http://127.0.0.1:$SIM_PORT/health" 60 "$SIM_PID" 200 || die "provider-sim did not start"
 wait_http "http://127.0.0.1:$ZOHO_PORT/health" 60 "$SIM_PID" 200 || die "the Zoho simulator did not start"
 wait_http "http://127.0.0.1:$FRESHSALES_PORT/health" 60 "$SIM_PID" 200 || die "the Freshsales simulator did not start"
-log "provider-sim ready: HubSpot at http://127.0.0.1:$SIM_PORT, Zoho (every data centre) at http://127.0.0.1:$ZOHO_PORT, Freshsales (every account host) at http://127.0.0.1:$FRESHSALES_PORT"
+wait_http "http://127.0.0.1:$SALESFORCE_PORT/health" 60 "$SIM_PID" 200 || die "the Salesforce simulator did not start"
+log "provider-sim ready: HubSpot at http://127.0.0.1:$SIM_PORT, Zoho (every data centre) at http://127.0.0.1:$ZOHO_PORT, Freshsales (every account host) at http://127.0.0.1:$FRESHSALES_PORT, Salesforce (every login host and instance) at http://127.0.0.1:$SALESFORCE_PORT"
 
 # Provision the table, KMS key and queues in moto; the driver prints KEY=VALUE lines to export.
 log "provisioning DynamoDB, KMS and SQS in moto"
@@ -61,6 +67,9 @@ export ZOHO_ENDPOINT_URL="http://127.0.0.1:$ZOHO_PORT"
 export ZOHO_CLIENT_ID=demo-zoho-client-id
 export ZOHO_CLIENT_SECRET=demo-zoho-client-secret
 export FRESHSALES_ENDPOINT_URL="http://127.0.0.1:$FRESHSALES_PORT"
+export SALESFORCE_ENDPOINT_URL="http://127.0.0.1:$SALESFORCE_PORT"
+export SALESFORCE_CLIENT_ID=demo-salesforce-client-id
+export SALESFORCE_CLIENT_SECRET=demo-salesforce-client-secret
 export SETUP_PAGE_URL=http://localhost:3000/settings/integrations
 export OAUTH_REDIRECT_BASE_URL=http://127.0.0.1:9001
 export RUST_LOG="${RUST_LOG:-info}"

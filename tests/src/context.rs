@@ -13,7 +13,8 @@ use url::Url;
 
 use crate::events::ApiEvent;
 use crate::sim::{
-    FreshsalesSim, FreshsalesSimConfig, HubSpotSim, HubSpotSimConfig, ZohoSim, ZohoSimConfig,
+    FreshsalesSim, FreshsalesSimConfig, HubSpotSim, HubSpotSimConfig, SalesforceSim,
+    SalesforceSimConfig, ZohoSim, ZohoSimConfig,
 };
 
 pub struct TestContext {
@@ -25,6 +26,9 @@ pub struct TestContext {
     pub zoho: ZohoSim,
     /// Plays every Freshsales account host; tests register accounts (see `sim::freshsales`).
     pub freshsales: FreshsalesSim,
+    /// Plays every Salesforce login host and instance; its orgs get ids of their own per
+    /// context (the relay keeps per-org readings in the process).
+    pub salesforce: SalesforceSim,
     pub aws: SdkConfig,
     pub table: String,
     pub key_id: String,
@@ -75,6 +79,21 @@ impl TestContext {
         tune: impl FnOnce(&mut HubSpotSimConfig),
         tune_zoho: impl FnOnce(&mut ZohoSimConfig),
     ) -> TestContext {
+        Self::build_all(overrides, tune, tune_zoho, |_| {}).await
+    }
+
+    /// A context whose Salesforce simulator is set up by `tune`.
+    pub async fn with_salesforce(tune: impl FnOnce(&mut SalesforceSimConfig)) -> TestContext {
+        Self::build_all(&[], |_| {}, |_| {}, tune).await
+    }
+
+    /// A context with configuration overrides and every simulator set up.
+    pub async fn build_all(
+        overrides: &[(&str, &str)],
+        tune: impl FnOnce(&mut HubSpotSimConfig),
+        tune_zoho: impl FnOnce(&mut ZohoSimConfig),
+        tune_salesforce: impl FnOnce(&mut SalesforceSimConfig),
+    ) -> TestContext {
         crate::logs::install();
         let aws = crate::aws::local_config().await.expect("local AWS");
         let table = format!("relay-test-{}", uuid::Uuid::new_v4().simple());
@@ -99,6 +118,17 @@ impl TestContext {
         tune_zoho(&mut zoho_config);
         let zoho = ZohoSim::start(zoho_config).await;
         let freshsales = FreshsalesSim::start(FreshsalesSimConfig::default()).await;
+        let mut salesforce_config = SalesforceSimConfig {
+            client_id: "test-salesforce-client-id".into(),
+            client_secret: client_secret.clone(),
+            ..SalesforceSimConfig::default()
+        };
+        for org in &mut salesforce_config.orgs {
+            org.org_id = unique_record_id("00D");
+            org.user_id = unique_record_id("005");
+        }
+        tune_salesforce(&mut salesforce_config);
+        let salesforce = SalesforceSim::start(salesforce_config).await;
         let mut vars: HashMap<String, String> = HashMap::from([
             ("TABLE_NAME".into(), table.clone()),
             ("KMS_KEY_ID".into(), key_id.clone()),
@@ -117,6 +147,12 @@ impl TestContext {
             ("ZOHO_CLIENT_SECRET".into(), client_secret.clone()),
             ("ZOHO_ENDPOINT_URL".into(), zoho.base_url()),
             ("FRESHSALES_ENDPOINT_URL".into(), freshsales.base_url()),
+            (
+                "SALESFORCE_CLIENT_ID".into(),
+                "test-salesforce-client-id".into(),
+            ),
+            ("SALESFORCE_CLIENT_SECRET".into(), client_secret.clone()),
+            ("SALESFORCE_ENDPOINT_URL".into(), salesforce.base_url()),
             ("HTTP_BACKOFF_BASE_MS".into(), "10".into()),
             ("HTTP_MAX_WAIT_MS".into(), "500".into()),
             ("HTTP_TIMEOUT_MS".into(), "8000".into()),
@@ -136,6 +172,7 @@ impl TestContext {
             hubspot,
             zoho,
             freshsales,
+            salesforce,
             aws,
             table,
             key_id,
@@ -309,6 +346,41 @@ impl TestContext {
         .await
     }
 
+    /// The whole Salesforce connect flow for a tenant: authorize with the login `choice`
+    /// (`None`: production), consent as a user of the simulator's org `org`, callback.
+    pub async fn connect_salesforce(
+        &self,
+        tenant: &str,
+        plan: &str,
+        choice: Option<Value>,
+        org: &str,
+    ) -> Url {
+        let mut event = ApiEvent::sample("connections-api/authorize.json")
+            .provider("salesforce")
+            .claims(tenant, plan);
+        if let Some(choice) = choice {
+            event = event.body(choice);
+        }
+        let started = self.api(event).await;
+        assert_eq!(started.status, 200, "{}", started.body);
+        let url = started.body["authorize_url"].as_str().unwrap().to_string();
+        let query = self
+            .consent_for("salesforce", &format!("{url}&sim_org={org}"))
+            .await;
+        self.callback("salesforce", &query).await
+    }
+
+    /// The id this context gave the simulator's org `key`.
+    pub fn salesforce_org_id(&self, key: &str) -> String {
+        self.salesforce
+            .config()
+            .orgs
+            .iter()
+            .find(|o| o.key == key)
+            .map(|o| o.org_id.clone())
+            .expect("a simulated org")
+    }
+
     /// The whole connect flow for a tenant; returns the setup-page redirect.
     pub async fn connect_hubspot(&self, tenant: &str, plan: &str) -> Url {
         let started = self.authorize(tenant, plan).await;
@@ -317,6 +389,15 @@ impl TestContext {
         let query = self.consent(&url).await;
         self.callback("hubspot", &query).await
     }
+}
+
+/// An 18-character Salesforce-style id with `prefix`, unique to this run.
+fn unique_record_id(prefix: &str) -> String {
+    let tail = uuid::Uuid::new_v4()
+        .simple()
+        .to_string()
+        .to_ascii_uppercase();
+    format!("{prefix}{}", &tail[..18 - prefix.len()])
 }
 
 /// The query of a setup-page redirect as a map.

@@ -222,13 +222,17 @@ async fn account_of(
         status: 0,
         detail: "no API base for this provider".into(),
     })?
-    // What the provider describes now (Salesforce's objects) serves the first push too.
-    .with_schema_cache(crate::store::SchemaCache::new(
-        &services.store,
-        tenant,
-        implementation.provider(),
-        services.config.schema_cache_ttl,
-    ));
+    // What the provider describes now (Salesforce's objects, afresh: the account may have
+    // changed since an earlier connect) serves the first push too.
+    .with_schema_cache(
+        crate::store::SchemaCache::new(
+            &services.store,
+            tenant,
+            implementation.provider(),
+            services.config.schema_cache_ttl,
+        )
+        .refreshing(),
+    );
     let details = implementation.account_details(&session).await?;
     drop(session);
     account.extend(details);

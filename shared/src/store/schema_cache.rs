@@ -22,6 +22,8 @@ pub struct SchemaCache<'a> {
     tenant: &'a TenantId,
     provider: Provider,
     ttl: Duration,
+    /// Written, never read: a connect describes the account afresh.
+    write_only: bool,
 }
 
 impl<'a> SchemaCache<'a> {
@@ -31,7 +33,14 @@ impl<'a> SchemaCache<'a> {
             tenant,
             provider,
             ttl,
+            write_only: false,
         }
+    }
+
+    /// The same cache, never read from: what the caller describes replaces what it holds.
+    pub fn refreshing(mut self) -> Self {
+        self.write_only = true;
+        self
     }
 
     fn key(&self, name: &str) -> HashMap<String, AttributeValue> {
@@ -47,6 +56,9 @@ impl<'a> SchemaCache<'a> {
     /// The stored text under `name` if it is younger than the TTL. A failed read is a miss:
     /// the caller describes again, which costs a call but loses nothing.
     pub async fn load(&self, name: &str) -> Option<String> {
+        if self.write_only {
+            return None;
+        }
         let output = match self
             .store
             .ddb

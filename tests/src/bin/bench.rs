@@ -3,7 +3,7 @@
 //!
 //! Measures: leads per second through `process_message` at lead-push's concurrency, per-lead
 //! latency (p50, p95, max), provider calls per new, replayed and (Zoho) converted lead for
-//! HubSpot, Zoho and Freshsales, the scheduled refresh of many connections, and the process's
+//! HubSpot, Zoho, Freshsales and Salesforce, the scheduled refresh of many connections, and the process's
 //! peak memory.
 
 use std::time::{Duration, Instant};
@@ -62,6 +62,7 @@ async fn main() -> Result<()> {
 
     bench_zoho(&ctx).await?;
     bench_freshsales(&ctx).await?;
+    bench_salesforce(&ctx).await?;
 
     println!(
         "\ntoken refresh: {CONNECTIONS} more HubSpot connections, all due (with the OAuth ones above), concurrency {}",
@@ -92,12 +93,16 @@ async fn main() -> Result<()> {
 
 /// `LEADS` distinct leads of `tenant` at `stage`.
 fn leads(tenant: &str, stage: &str) -> Vec<InboundMessage> {
+    leads_on(tenant, "pro", stage)
+}
+
+fn leads_on(tenant: &str, plan: &str, stage: &str) -> Vec<InboundMessage> {
     (0..LEADS)
         .map(|i| InboundMessage {
             message_id: format!("m-{i}"),
             body: lead_message(
                 tenant,
-                "pro",
+                plan,
                 json!({"id": format!("lead-{i}"), "name": format!("Lead Number{i}"), "email": format!("lead{i}@example.com"),
                        "phone": format!("+6141234{:04}", i), "stage": stage, "score": 50, "source": "whatsapp"}),
                 Some("Wants a demo."),
@@ -194,6 +199,51 @@ async fn bench_freshsales(ctx: &TestContext) -> Result<()> {
     let new = leads(&tenant, "qualified");
     measure(ctx, "new leads", &new, calls).await;
     measure(ctx, "identical replays", &new, calls).await;
+    Ok(())
+}
+
+async fn bench_salesforce(ctx: &TestContext) -> Result<()> {
+    let tenant = TestContext::tenant();
+    let back = outcome(
+        &ctx.connect_salesforce(&tenant, "business", None, "acme")
+            .await,
+    );
+    anyhow::ensure!(back["status"] == "connected", "salesforce: {back:?}");
+    let saved = ctx
+        .api(
+            ApiEvent::sample("connections-api/settings.json")
+                .provider("salesforce")
+                .claims(&tenant, "business")
+                .body(json!({"pipeline_id": "012000000000000AAA",
+                             "stage_mapping": {"qualified": "Qualification"},
+                             "convert_at": "qualified"})),
+        )
+        .await;
+    anyhow::ensure!(saved.status == 200, "salesforce settings: {}", saved.body);
+    let calls = || {
+        ctx.salesforce
+            .requests()
+            .iter()
+            .filter(|r| {
+                !r.sub
+                    && r.path.starts_with("/services/")
+                    && !r.path.starts_with("/services/oauth2/")
+            })
+            .count()
+    };
+    println!(
+        "\nSalesforce: {LEADS} leads (composite calls count once, as in the org's allocation)"
+    );
+    let new = leads_on(&tenant, "business", "contacted");
+    measure(ctx, "new leads", &new, calls).await;
+    measure(ctx, "identical replays", &new, calls).await;
+    measure(
+        ctx,
+        "converted at `qualified` (SOAP convertLead)",
+        &leads_on(&tenant, "business", "qualified"),
+        calls,
+    )
+    .await;
     Ok(())
 }
 

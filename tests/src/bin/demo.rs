@@ -432,6 +432,7 @@ async fn run() -> Result<()> {
 
     run_zoho(&lambda, &browser, &services).await?;
     run_freshsales(&lambda, &browser, &services).await?;
+    run_salesforce(&lambda, &browser, &services).await?;
 
     println!("\nDone. Salesforce, Bitrix24 and Google Sheets join this demo with their issues.");
     Ok(())
@@ -806,6 +807,253 @@ async fn run_freshsales(
             n["targetable_type"].as_str().unwrap_or("?"),
             n["targetable_id"],
             n["description"].as_str().unwrap_or("").replace('\n', " ")
+        ));
+    }
+    Ok(())
+}
+
+/// A Business tenant connects Salesforce at its My Domain and maps a custom field.
+async fn run_salesforce(
+    lambda: &Lambda,
+    browser: &reqwest::Client,
+    services: &shared::Services,
+) -> Result<()> {
+    let tenant = "gulf-freight";
+    let plan = "business";
+    let sim = std::env::var("SALESFORCE_ENDPOINT_URL")?;
+    println!(
+        "\nSalesforce: tenant {tenant:?} ({plan} plan), whose org requires its My Domain login"
+    );
+    let authorize = |who: &'static str, plan: &'static str, body: Value| {
+        ApiEvent::sample("connections-api/authorize.json")
+            .provider("salesforce")
+            .claims(who, plan)
+            .body(body)
+    };
+
+    step(
+        27,
+        "A Pro tenant asks for Salesforce: it is the Business plan's CRM",
+    );
+    let (status, _, body) = lambda
+        .http(
+            "connections-api",
+            &authorize("doha-motors", "pro", json!({})),
+        )
+        .await?;
+    say(format!(
+        "{status}: {}",
+        body["message"].as_str().unwrap_or("")
+    ));
+
+    step(
+        28,
+        "A login host that is not Salesforce's is refused before any state is stored",
+    );
+    let (status, _, body) = lambda
+        .http(
+            "connections-api",
+            &authorize(
+                tenant,
+                plan,
+                json!({"my_domain": "gulf-freight.my.salesforce.com.evil.example"}),
+            ),
+        )
+        .await?;
+    say(format!(
+        "{status}: {}",
+        body["message"].as_str().unwrap_or("")
+    ));
+
+    step(29, "The admin pastes the Lightning address; the consent goes to the org's My Domain, with PKCE");
+    let pasted = "https://acme.lightning.force.com/lightning/page/home";
+    let (status, _, body) = lambda
+        .http(
+            "connections-api",
+            &authorize(tenant, plan, json!({"my_domain": pasted})),
+        )
+        .await?;
+    if status != 200 {
+        bail!("authorize answered {status}: {body}");
+    }
+    let url = url::Url::parse(body["authorize_url"].as_str().context("authorize_url")?)?;
+    let params: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+    say(format!(
+        "{pasted}\n      -> https://acme.my.salesforce.com{} (locally: the simulator), scopes {:?}, PKCE {}",
+        url.path(),
+        params.get("scope").map(String::as_str).unwrap_or("-"),
+        params.get("code_challenge_method").map(String::as_str).unwrap_or("none"),
+    ));
+    let consent = browser.get(format!("{url}&sim_org=acme")).send().await?;
+    let back = url::Url::parse(
+        consent
+            .headers()
+            .get("location")
+            .context("the consent screen did not redirect")?
+            .to_str()?,
+    )?;
+    let query: Vec<(String, String)> = back.query_pairs().into_owned().collect();
+    let pairs: Vec<(&str, &str)> = query
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (status, headers, _) = lambda
+        .http(
+            "oauth-callback",
+            &ApiEvent::sample("oauth-callback/callback.json")
+                .provider("salesforce")
+                .query(&pairs),
+        )
+        .await?;
+    say(format!(
+        "callback {status} -> {}",
+        headers["location"].as_str().unwrap_or("?")
+    ));
+    let stored = services
+        .store
+        .get_connection(&TenantId::parse(tenant)?, Provider::Salesforce)
+        .await?
+        .context("no Salesforce connection was stored")?;
+    for key in ["login_origin", "instance_url", "org_id"] {
+        say(format!(
+            "{key}: {}",
+            stored.account.get(key).map(String::as_str).unwrap_or("-")
+        ));
+    }
+    say(format!(
+        "no expires_in from Salesforce: the session is taken to last until {} (SALESFORCE_SESSION_SECONDS); {} bytes of KMS ciphertext",
+        stored
+            .token_expiry()
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_else(|| "-".into()),
+        stored.credentials.len()
+    ));
+
+    step(30, "Settings: the org's opportunity stages, conversion at `qualified`, the score into a custom field");
+    let (_, _, body) = lambda
+        .http(
+            "connections-api",
+            &ApiEvent::sample("connections-api/pipelines.json")
+                .provider("salesforce")
+                .claims(tenant, plan),
+        )
+        .await?;
+    let pipeline = &body["pipelines"][0];
+    say(format!(
+        "{} ({}): {}",
+        pipeline["label"].as_str().unwrap_or("?"),
+        pipeline["id"].as_str().unwrap_or("?"),
+        pipeline["stages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["id"].as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let (status, _, body) = lambda
+        .http(
+            "connections-api",
+            &ApiEvent::sample("connections-api/settings.json")
+                .provider("salesforce")
+                .claims(tenant, plan)
+                .body(json!({
+                    "pipeline_id": pipeline["id"],
+                    "stage_mapping": {"qualified": "Qualification", "proposal": "Proposal/Price Quote",
+                                      "won": "Closed Won", "lost": "Closed Lost"},
+                    "convert_at": "qualified",
+                    "field_mapping": {"score": "LeadRelay_Score__c", "lead_id": "LeadRelay_Id__c"}
+                })),
+        )
+        .await?;
+    say(format!(
+        "{status}: field_mapping {}",
+        body["settings"]["field_mapping"]
+    ));
+
+    step(31, "A lead whose email holds a quote lands: escaped SOQL finds no duplicate; Lead and Task in one composite");
+    let aws = relay_tests::aws::local_config().await?;
+    let queues = relay_tests::queue::LeadQueues::create(&aws, TABLE).await?;
+    let lead = |stage: &str| {
+        relay_tests::queue::lead_message(
+            tenant,
+            plan,
+            json!({"id": "lead-sf-9", "name": "Aisling O'Neill", "email": "aisling.o'neill@freight.example.ie",
+                   "phone": "+353 85 123 4567", "source": "web", "score": 88, "stage": stage}),
+            Some("Ships 40 reefer containers a month Dublin to Doha; wants a quote."),
+        )
+    };
+    queues.send(&lead("contacted")).await;
+    say(deliver(lambda, &queues, 1).await?);
+    print_salesforce(browser, &sim).await?;
+
+    step(32, "The lead qualifies: SOAP convertLead makes a Contact, an Account and an Opportunity in the mapped stage");
+    queues.send(&lead("qualified")).await;
+    say(deliver(lambda, &queues, 1).await?);
+    print_salesforce(browser, &sim).await?;
+    Ok(())
+}
+
+/// What the simulated Salesforce org now holds.
+async fn print_salesforce(browser: &reqwest::Client, base: &str) -> Result<()> {
+    let state: Value = browser
+        .get(format!("{base}/_sim/state?org=acme"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let records = |object: &str| -> Vec<Value> {
+        state["records"][object]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let show = |v: &Value| {
+        v.as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string())
+    };
+    for l in records("Lead") {
+        say(format!(
+            "Salesforce Lead {}: {} {} <{}> {}, Company {:?}, Rating {}, LeadRelay_Score__c {}, LeadRelay_Id__c {}, converted {}",
+            show(&l["Id"]),
+            show(&l["FirstName"]),
+            show(&l["LastName"]),
+            show(&l["Email"]),
+            show(&l["Phone"]),
+            show(&l["Company"]),
+            show(&l["Rating"]),
+            show(&l["LeadRelay_Score__c"]),
+            show(&l["LeadRelay_Id__c"]),
+            show(&l["IsConverted"])
+        ));
+    }
+    for c in records("Contact") {
+        say(format!(
+            "Salesforce Contact {}: {} {}, Account {}",
+            show(&c["Id"]),
+            show(&c["FirstName"]),
+            show(&c["LastName"]),
+            show(&c["AccountId"])
+        ));
+    }
+    for o in records("Opportunity") {
+        say(format!(
+            "Salesforce Opportunity {}: {:?} in stage {:?}, closes {}",
+            show(&o["Id"]),
+            show(&o["Name"]),
+            show(&o["StageName"]),
+            show(&o["CloseDate"])
+        ));
+    }
+    for t in records("Task") {
+        say(format!(
+            "Salesforce Task {} on {}: {} ({}) {}",
+            show(&t["Id"]),
+            show(&t["WhoId"]),
+            show(&t["Subject"]),
+            show(&t["Status"]),
+            show(&t["Description"]).replace('\n', " ")
         ));
     }
     Ok(())

@@ -1,4 +1,5 @@
-//! `provider-sim --listen 127.0.0.1:PORT [--zoho-listen 127.0.0.1:PORT] [--freshsales-listen 127.0.0.1:PORT]`
+//! `provider-sim --listen 127.0.0.1:PORT [--zoho-listen 127.0.0.1:PORT] [--freshsales-listen 127.0.0.1:PORT]
+//!  [--salesforce-listen 127.0.0.1:PORT]`
 //!
 //! Runs the HubSpot simulator for the demo and for manual testing. Client
 //! credentials default to `demo-client-id` / `demo-client-secret` and can be
@@ -19,6 +20,13 @@
 //! `demo-freshsales-key`), and prints `freshsales-sim listening on http://ADDR`; its
 //! `GET /_sim/state?host=` shows that account's records.
 //!
+//! With `--salesforce-listen ADDR` it also runs the Salesforce simulator (every login host and
+//! instance on one origin) with its two default orgs, `acme` (production, My Domain
+//! `acme.my.salesforce.com`) and `acme-uat` (sandbox), whose Leads carry two custom fields
+//! (`LeadRelay_Score__c`, `LeadRelay_Id__c`); credentials default to
+//! `demo-salesforce-client-id` / `demo-salesforce-client-secret` (`SALESFORCE_CLIENT_ID` /
+//! `SALESFORCE_CLIENT_SECRET`); `GET /_sim/state?org=acme` shows one org's records.
+//!
 //! Besides HubSpot's own endpoints (OAuth, pipelines, properties, contacts,
 //! deals, notes), the simulator serves `GET /_sim/state`: every record and
 //! association of the hub as JSON, without authentication. It is a
@@ -29,12 +37,14 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 
 use anyhow::{bail, Context, Result};
+use relay_tests::sim::salesforce::SfField;
 use relay_tests::sim::{
-    FreshsalesSim, FreshsalesSimConfig, HubSpotSim, HubSpotSimConfig, ZohoSim, ZohoSimConfig,
+    FreshsalesSim, FreshsalesSimConfig, HubSpotSim, HubSpotSimConfig, SalesforceSim,
+    SalesforceSimConfig, ZohoSim, ZohoSimConfig,
 };
 
 const USAGE: &str = "usage: provider-sim --listen 127.0.0.1:PORT [--zoho-listen 127.0.0.1:PORT]
-                    [--freshsales-listen 127.0.0.1:PORT]
+                    [--freshsales-listen 127.0.0.1:PORT] [--salesforce-listen 127.0.0.1:PORT]
 
 Starts the HubSpot simulator on ADDR (port 0 picks a free port).
 GET /_sim/state (simulator only, no auth) shows the stored contacts, deals,
@@ -45,8 +55,11 @@ GET /_sim/state?dc=us shows one data centre's leads, contacts, deals,
 accounts and notes.
 With --freshsales-listen, also starts the Freshsales simulator with one demo
 account; GET /_sim/state?host= shows its contacts, deals and notes.
+With --salesforce-listen, also starts the Salesforce simulator (orgs acme and
+acme-uat); GET /_sim/state?org=acme shows one org's records.
 Environment: HUBSPOT_CLIENT_ID, HUBSPOT_CLIENT_SECRET, ZOHO_CLIENT_ID,
-ZOHO_CLIENT_SECRET, FRESHSALES_DEMO_DOMAIN, FRESHSALES_DEMO_API_KEY, RUST_LOG.";
+ZOHO_CLIENT_SECRET, FRESHSALES_DEMO_DOMAIN, FRESHSALES_DEMO_API_KEY,
+SALESFORCE_CLIENT_ID, SALESFORCE_CLIENT_SECRET, RUST_LOG.";
 
 /// Where each simulator listens.
 #[derive(Debug, PartialEq, Eq)]
@@ -54,6 +67,7 @@ struct Listen {
     hubspot: SocketAddr,
     zoho: Option<SocketAddr>,
     freshsales: Option<SocketAddr>,
+    salesforce: Option<SocketAddr>,
 }
 
 fn parse_addr(flag: &str, value: &str) -> Result<SocketAddr> {
@@ -67,6 +81,7 @@ fn parse_listen(args: impl IntoIterator<Item = String>) -> Result<Listen> {
     let mut listen: Option<String> = None;
     let mut zoho: Option<String> = None;
     let mut freshsales: Option<String> = None;
+    let mut salesforce: Option<String> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => {
@@ -85,8 +100,16 @@ fn parse_listen(args: impl IntoIterator<Item = String>) -> Result<Listen> {
                         .context("--freshsales-listen needs an address")?,
                 );
             }
+            "--salesforce-listen" => {
+                salesforce = Some(
+                    args.next()
+                        .context("--salesforce-listen needs an address")?,
+                );
+            }
             other => {
-                if let Some(value) = other.strip_prefix("--listen=") {
+                if let Some(value) = other.strip_prefix("--salesforce-listen=") {
+                    salesforce = Some(value.to_owned());
+                } else if let Some(value) = other.strip_prefix("--listen=") {
                     listen = Some(value.to_owned());
                 } else if let Some(value) = other.strip_prefix("--zoho-listen=") {
                     zoho = Some(value.to_owned());
@@ -106,6 +129,9 @@ fn parse_listen(args: impl IntoIterator<Item = String>) -> Result<Listen> {
             .transpose()?,
         freshsales: freshsales
             .map(|value| parse_addr("--freshsales-listen", &value))
+            .transpose()?,
+        salesforce: salesforce
+            .map(|value| parse_addr("--salesforce-listen", &value))
             .transpose()?,
     })
 }
@@ -179,10 +205,42 @@ async fn main() -> Result<()> {
         None => None,
     };
 
+    let salesforce = match listen.salesforce {
+        Some(addr) => {
+            let config = SalesforceSimConfig {
+                client_id: env_or("SALESFORCE_CLIENT_ID", "demo-salesforce-client-id")?,
+                client_secret: env_or("SALESFORCE_CLIENT_SECRET", "demo-salesforce-client-secret")?,
+                ..SalesforceSimConfig::default()
+            };
+            let orgs: Vec<String> = config.orgs.iter().map(|o| o.key.clone()).collect();
+            let sim = SalesforceSim::start_on(addr, config)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
+            for org in &orgs {
+                sim.add_field(
+                    org,
+                    "Lead",
+                    SfField::double("LeadRelay_Score__c", "LeadRelay score"),
+                );
+                sim.add_field(
+                    org,
+                    "Lead",
+                    SfField::string("LeadRelay_Id__c", "LeadRelay id", 64),
+                );
+            }
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "salesforce-sim listening on {}", sim.base_url())?;
+            stdout.flush()?;
+            Some(sim)
+        }
+        None => None,
+    };
+
     // The workspace builds tokio without its `signal` feature, so no handler
     // is installed: SIGINT (ctrl-c) and SIGTERM keep their default action and
     // end the process, which is all a stateless-on-disk simulator needs.
     std::future::pending::<()>().await;
+    drop(salesforce);
     drop(freshsales);
     drop(zoho);
     drop(sim);
@@ -253,5 +311,23 @@ mod tests {
             (None, Some(4))
         );
         assert!(parse_listen(args(&["--listen=127.0.0.1:1", "--freshsales-listen"])).is_err());
+    }
+
+    #[test]
+    fn parses_the_salesforce_listen_forms() {
+        let spaced = parse_listen(args(&[
+            "--listen=127.0.0.1:1",
+            "--salesforce-listen",
+            "127.0.0.1:5",
+        ]))
+        .unwrap();
+        assert_eq!(spaced.salesforce.map(|a| a.port()), Some(5));
+        let equals = parse_listen(args(&[
+            "--listen=127.0.0.1:1",
+            "--salesforce-listen=127.0.0.1:6",
+        ]))
+        .unwrap();
+        assert_eq!(equals.salesforce.map(|a| a.port()), Some(6));
+        assert!(parse_listen(args(&["--listen=127.0.0.1:1", "--salesforce-listen"])).is_err());
     }
 }

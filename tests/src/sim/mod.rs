@@ -15,6 +15,7 @@ pub mod faults;
 pub mod freshworks;
 pub mod hubspot;
 pub mod recorder;
+pub mod salesforce;
 pub mod server;
 pub mod zoho;
 
@@ -22,6 +23,10 @@ pub use faults::{Fault, FaultQueue, FaultRoute};
 pub use freshworks::{FreshsalesRoute, FreshsalesSim, FreshsalesSimConfig};
 pub use hubspot::{HubSpotSim, HubSpotSimConfig, Rotation, Route, SeededTokens, SimObject};
 pub use recorder::{RecordedRequest, Recorder};
+pub use salesforce::{
+    SalesforceRoute, SalesforceSim, SalesforceSimConfig, SfField, SfOrgConfig, SfPicklistValue,
+    SfRecordType, SfRequest, SfSeededTokens,
+};
 pub use server::{Reject, ServerHandle};
 pub use zoho::{
     ZohoDc, ZohoField, ZohoParent, ZohoPipeline, ZohoRecord, ZohoRequest, ZohoRoute, ZohoSchema,

@@ -13,6 +13,7 @@ mod oauth_state;
 mod openapi;
 mod push;
 mod refresh;
+mod salesforce;
 mod salesforce_requests;
 mod zoho;
 mod zoho_requests;

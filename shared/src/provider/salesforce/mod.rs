@@ -95,8 +95,9 @@ impl CrmProvider for Salesforce {
         )
     }
 
-    /// Describes the org once at connect (which also proves the token works) so the first
-    /// push and the setup page start from the cache.
+    /// Describes the org (at connect, which also proves the token works, the cache is written
+    /// afresh: the admin may have changed the org), so the first push and the setup page start
+    /// from the cache.
     async fn account_details(
         &self,
         session: &Session<'_>,
