@@ -434,7 +434,7 @@ async fn run() -> Result<()> {
     run_freshsales(&lambda, &browser, &services).await?;
     run_salesforce(&lambda, &browser, &services).await?;
 
-    println!("\nDone. Salesforce, Bitrix24 and Google Sheets join this demo with their issues.");
+    println!("\nDone. Bitrix24 and Google Sheets join this demo with their issue.");
     Ok(())
 }
 
