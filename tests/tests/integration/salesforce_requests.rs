@@ -383,3 +383,85 @@ async fn an_org_near_its_daily_allocation_gets_no_more_pushes() {
     assert!(matches!(again, ProviderError::Throttled { .. }));
     assert_eq!(org.server.received_requests().await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_duplicate_rule_that_blocks_the_create_leads_to_the_record_it_matched() {
+    let org = org("00D5g000001REQ6AAA").await;
+    composite_answer(
+        &org,
+        "ConvertedStatus",
+        200,
+        described(),
+        "api-usage=10/15000",
+    )
+    .await;
+    let nothing = json!({"totalSize": 0, "done": true, "records": []});
+    composite_answer(
+        &org,
+        "\"contacts\"",
+        200,
+        json!({"compositeResponse": [
+            {"body": nothing, "httpHeaders": {}, "httpStatusCode": 200, "referenceId": "contacts"},
+            {"body": nothing, "httpHeaders": {}, "httpStatusCode": 200, "referenceId": "leads"},
+        ]}),
+        "api-usage=11/15000",
+    )
+    .await;
+    let blocked = json!([{
+        "message": "Use one of these records?", "errorCode": "DUPLICATES_DETECTED", "fields": [],
+        "duplicateResut": {"allowSave": false, "duplicateRule": "Standard_Rule_for_Leads",
+            "duplicateRuleEntityType": "Lead", "errorMessage": "Use one of these records?",
+            "matchResults": [{"entityType": "Contact", "matchEngine": "FuzzyMatchEngine", "size": 1, "success": true,
+                "rule": "Standard_Contact_Match_Rule_v1_1",
+                "matchRecords": [{"additionalInformation": [], "fieldDiffs": [], "matchConfidence": 88.0,
+                    "record": {"attributes": {"type": "Contact", "url": "/services/data/v62.0/sobjects/Contact/0035g000001dupAAA"},
+                               "Id": "0035g000001dupAAA"}}]}]}
+    }]);
+    // The org's rule matched on the name, which LeadRelay's queries do not look at.
+    composite_answer(&org, "\"/services/data/v62.0/sobjects/Lead\"", 200, json!({"compositeResponse": [
+        {"body": blocked, "httpHeaders": {}, "httpStatusCode": 400, "referenceId": "lead"},
+        {"body": [{"errorCode": "PROCESSING_HALTED", "message": "rolled back"}], "httpHeaders": {}, "httpStatusCode": 400, "referenceId": "task"},
+    ]}), "api-usage=12/15000").await;
+    Mock::given(method("POST"))
+        .and(path("/services/data/v62.0/sobjects/Lead"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(blocked.clone()))
+        .mount(&org.server)
+        .await;
+    composite_answer(&org, "\"contactUpdate\"", 200, json!({"compositeResponse": [
+        {"body": null, "httpHeaders": {}, "httpStatusCode": 204, "referenceId": "contactUpdate"},
+        {"body": {"id": "00T5g000001taskAAA", "success": true, "errors": []}, "httpHeaders": {}, "httpStatusCode": 201, "referenceId": "task"},
+    ]}), "api-usage=14/15000").await;
+
+    let mut progress = PushProgress::default();
+    salesforce()
+        .push_lead(&org.session(TOKEN), &obrien(), None, &mut progress)
+        .await
+        .unwrap();
+    assert_eq!(
+        progress.records.get("contact").map(String::as_str),
+        Some("0035g000001dupAAA")
+    );
+    assert!(
+        !progress.records.contains_key("lead"),
+        "no lead was created"
+    );
+    assert_eq!(progress.records["task"], "00T5g000001taskAAA");
+    let update = composites_and_posts(&org).await.into_iter().last().unwrap();
+    assert_eq!(
+        update["compositeRequest"][0]["url"],
+        "/services/data/v62.0/sobjects/Contact/0035g000001dupAAA"
+    );
+    assert_eq!(
+        update["compositeRequest"][1]["body"]["WhoId"],
+        "0035g000001dupAAA"
+    );
+}
+
+/// Every request body the org received, composite or not, in order.
+async fn composites_and_posts(org: &MockAccount) -> Vec<Value> {
+    org.received(&format!("Bearer {TOKEN}"), Some(INSTANCE))
+        .await
+        .into_iter()
+        .map(|sent| sent.body)
+        .collect()
+}
