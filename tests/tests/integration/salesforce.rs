@@ -6,9 +6,11 @@
 
 use relay_tests::context::{outcome, TestContext};
 use relay_tests::events::ApiEvent;
+use relay_tests::logs;
 use relay_tests::queue::lead_message;
 use relay_tests::sim::salesforce::SfField;
 use relay_tests::sim::{Fault, SalesforceRoute};
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use shared::identity::TenantId;
 use shared::store::Connection;
@@ -263,6 +265,30 @@ async fn a_business_tenant_connects_and_a_lead_lands_with_custom_fields_and_its_
     assert_eq!(opportunities.len(), 1);
     assert_eq!(text(&opportunities[0], "StageName"), Some("Closed Won"));
     assert_eq!(ctx.salesforce.records(ACME, "Contact").len(), 1);
+
+    // Nothing secret reached the logs: not the tokens (the access token also travels inside the
+    // SOAP envelope), the code, the verifier or the client secret.
+    let credentials = ctx
+        .services
+        .vault
+        .open(
+            &TenantId::parse(&tenant).unwrap(),
+            Provider::Salesforce,
+            &stored(&ctx, &tenant).await.credentials,
+        )
+        .await
+        .unwrap();
+    logs::assert_never_logged(
+        "access token",
+        credentials.access_token.as_ref().unwrap().expose_secret(),
+    );
+    logs::assert_never_logged(
+        "refresh token",
+        credentials.refresh_token.as_ref().unwrap().expose_secret(),
+    );
+    logs::assert_never_logged("authorization code", &exchange.form()["code"]);
+    logs::assert_never_logged("PKCE verifier", &exchange.form()["code_verifier"]);
+    logs::assert_never_logged("client secret", &ctx.client_secret);
 }
 
 #[tokio::test]
