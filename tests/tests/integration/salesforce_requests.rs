@@ -465,3 +465,58 @@ async fn composites_and_posts(org: &MockAccount) -> Vec<Value> {
         .map(|sent| sent.body)
         .collect()
 }
+
+#[tokio::test]
+async fn a_lead_converted_in_salesforce_is_followed_to_its_contact_and_opportunity() {
+    let org = org("00D5g000001REQ7AAA").await;
+    composite_answer(
+        &org,
+        "ConvertedStatus",
+        200,
+        described(),
+        "api-usage=10/15000",
+    )
+    .await;
+    composite_answer(&org, "\"leadUpdate\"", 200, json!({"compositeResponse": [
+        {"body": [{"message": "cannot reference converted lead", "errorCode": "CANNOT_UPDATE_CONVERTED_LEAD", "fields": []}],
+         "httpHeaders": {}, "httpStatusCode": 400, "referenceId": "leadUpdate"},
+    ]}), "api-usage=11/15000").await;
+    Mock::given(method("GET"))
+        .and(path(
+            "/services/data/v62.0/sobjects/Lead/00Q5g000001abcDEAQ",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "attributes": {"type": "Lead"}, "ConvertedContactId": "0035g000001cnvAAA",
+            "ConvertedAccountId": "0015g000001cnvAAA", "ConvertedOpportunityId": "0065g000001cnvAAA"
+        })))
+        .mount(&org.server)
+        .await;
+    composite_answer(&org, "\"contactUpdate\"", 200, json!({"compositeResponse": [
+        {"body": null, "httpHeaders": {}, "httpStatusCode": 204, "referenceId": "contactUpdate"},
+        {"body": null, "httpHeaders": {}, "httpStatusCode": 204, "referenceId": "opportunityUpdate"},
+    ]}), "api-usage=13/15000").await;
+
+    // Someone converted the lead by hand (or a conversion's answer was lost): it is won now.
+    let mut progress = PushProgress::default();
+    progress
+        .records
+        .insert("lead".into(), "00Q5g000001abcDEAQ".into());
+    let mut won = obrien();
+    won.stage = LeadStage::Won;
+    won.summary = None;
+    salesforce()
+        .push_lead(&org.session(TOKEN), &won, Some(&settings()), &mut progress)
+        .await
+        .unwrap();
+    assert_eq!(progress.records["contact"], "0035g000001cnvAAA");
+    assert_eq!(progress.records["account"], "0015g000001cnvAAA");
+    assert_eq!(progress.records["opportunity"], "0065g000001cnvAAA");
+    assert_eq!(progress.stage.as_deref(), Some("Closed Won"));
+    let sent = composites_and_posts(&org).await;
+    let last = sent.last().unwrap();
+    assert_eq!(
+        last["compositeRequest"][1],
+        json!({"method": "PATCH", "url": "/services/data/v62.0/sobjects/Opportunity/0065g000001cnvAAA",
+               "referenceId": "opportunityUpdate", "body": {"StageName": "Closed Won"}})
+    );
+}

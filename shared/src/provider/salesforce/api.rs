@@ -169,10 +169,15 @@ pub(super) fn failure(status: u16, errors: &[ApiError]) -> ProviderError {
     }
 }
 
+/// Whether a refusal carries Salesforce's `code` (the fields it names may follow).
+pub(super) fn has_code(error: &ProviderError, wanted: &str) -> bool {
+    matches!(error, ProviderError::Rejected { code, .. }
+        if code.split(' ').next() == Some(wanted))
+}
+
 /// Whether a push failure says our description of the org is out of date.
 pub(super) fn is_schema_error(error: &ProviderError) -> bool {
-    matches!(error, ProviderError::Rejected { code, .. }
-        if SCHEMA_ERRORS.iter().any(|c| code == c || code.starts_with(&format!("{c} "))))
+    SCHEMA_ERRORS.iter().any(|c| has_code(error, c))
 }
 
 /// A 2xx answer's JSON, or the error its array stands for.

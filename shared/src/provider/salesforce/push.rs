@@ -141,12 +141,10 @@ async fn sync_lead(
             Ok(()) => return Ok(()),
             // Converted since (by someone in Salesforce, or by a conversion whose answer we
             // never heard): carry on with what it became.
-            Err(ProviderError::Rejected { code, .. }) if code == "CANNOT_UPDATE_CONVERTED_LEAD" => {
+            Err(e) if api::has_code(&e, "CANNOT_UPDATE_CONVERTED_LEAD") => {
                 return adopt_conversion(session, &id, progress).await;
             }
-            Err(ProviderError::Rejected { code, .. })
-                if code == "NOT_FOUND" || code == "ENTITY_IS_DELETED" =>
-            {
+            Err(e) if api::has_code(&e, "NOT_FOUND") || api::has_code(&e, "ENTITY_IS_DELETED") => {
                 tracing::warn!("the lead we pushed before is gone from Salesforce");
                 progress.records.remove("lead");
                 progress.records.remove("task");
@@ -229,7 +227,7 @@ async fn create_lead(
     .await
     {
         Ok(results) => record_results(lead, results, progress),
-        Err(ProviderError::Rejected { code, .. }) if code == "DUPLICATES_DETECTED" => {
+        Err(e) if api::has_code(&e, "DUPLICATES_DETECTED") => {
             // The org's duplicate rule matched a record our queries did not (it matches on
             // more than email and phone): that record is the lead's.
             let (kind, id) = duplicate_match(session, lead, settings, schema).await?;
