@@ -258,6 +258,24 @@ impl TestContext {
         }
     }
 
+    /// Calls connections-api with a sample event for `provider`, as `tenant` on `plan`, with an
+    /// optional JSON body.
+    pub async fn provider_api(
+        &self,
+        sample: &str,
+        provider: &str,
+        (tenant, plan): (&str, &str),
+        body: Option<Value>,
+    ) -> ApiResponse {
+        let mut event = ApiEvent::sample(sample)
+            .provider(provider)
+            .claims(tenant, plan);
+        if let Some(body) = body {
+            event = event.body(body);
+        }
+        self.api(event).await
+    }
+
     pub async fn authorize(&self, tenant: &str, plan: &str) -> ApiResponse {
         self.authorize_provider("hubspot", tenant, plan).await
     }

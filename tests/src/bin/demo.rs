@@ -1008,53 +1008,45 @@ async fn print_salesforce(browser: &reqwest::Client, base: &str) -> Result<()> {
             .cloned()
             .unwrap_or_default()
     };
-    let show = |v: &Value| {
-        v.as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| v.to_string())
-    };
-    for l in records("Lead") {
-        say(format!(
-            "Salesforce Lead {}: {} {} <{}> {}, Company {:?}, Rating {}, LeadRelay_Score__c {}, LeadRelay_Id__c {}, converted {}",
-            show(&l["Id"]),
-            show(&l["FirstName"]),
-            show(&l["LastName"]),
-            show(&l["Email"]),
-            show(&l["Phone"]),
-            show(&l["Company"]),
-            show(&l["Rating"]),
-            show(&l["LeadRelay_Score__c"]),
-            show(&l["LeadRelay_Id__c"]),
-            show(&l["IsConverted"])
-        ));
-    }
-    for c in records("Contact") {
-        say(format!(
-            "Salesforce Contact {}: {} {}, Account {}",
-            show(&c["Id"]),
-            show(&c["FirstName"]),
-            show(&c["LastName"]),
-            show(&c["AccountId"])
-        ));
-    }
-    for o in records("Opportunity") {
-        say(format!(
-            "Salesforce Opportunity {}: {:?} in stage {:?}, closes {}",
-            show(&o["Id"]),
-            show(&o["Name"]),
-            show(&o["StageName"]),
-            show(&o["CloseDate"])
-        ));
-    }
-    for t in records("Task") {
-        say(format!(
-            "Salesforce Task {} on {}: {} ({}) {}",
-            show(&t["Id"]),
-            show(&t["WhoId"]),
-            show(&t["Subject"]),
-            show(&t["Status"]),
-            show(&t["Description"]).replace('\n', " ")
-        ));
+    // Each object with the fields worth showing.
+    let shown: [(&str, &[&str]); 4] = [
+        (
+            "Lead",
+            &[
+                "FirstName",
+                "LastName",
+                "Email",
+                "Phone",
+                "Company",
+                "Rating",
+                "LeadRelay_Score__c",
+                "LeadRelay_Id__c",
+                "IsConverted",
+            ],
+        ),
+        ("Contact", &["FirstName", "LastName", "AccountId"]),
+        ("Opportunity", &["Name", "StageName", "CloseDate"]),
+        ("Task", &["WhoId", "Subject", "Status", "Description"]),
+    ];
+    for (object, fields) in shown {
+        for record in records(object) {
+            let values: Vec<String> = fields
+                .iter()
+                .map(|f| {
+                    let v = &record[*f];
+                    let text = v
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string());
+                    format!("{f}={}", text.replace('\n', " "))
+                })
+                .collect();
+            say(format!(
+                "Salesforce {object} {}: {}",
+                record["Id"].as_str().unwrap_or("?"),
+                values.join(", ")
+            ));
+        }
     }
     Ok(())
 }

@@ -39,13 +39,8 @@ async fn freshsales_api(
     tenant: &str,
     body: Option<Value>,
 ) -> relay_tests::context::ApiResponse {
-    let mut event = ApiEvent::sample(sample)
-        .provider("freshsales")
-        .claims(tenant, "pro");
-    if let Some(body) = body {
-        event = event.body(body);
-    }
-    ctx.api(event).await
+    ctx.provider_api(sample, "freshsales", (tenant, "pro"), body)
+        .await
 }
 
 /// The default pipeline and its stage ids by name.

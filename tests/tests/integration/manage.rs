@@ -251,7 +251,7 @@ async fn requests_without_claims_or_for_unknown_providers_get_clear_errors() {
         .api(
             ApiEvent::sample("connections-api/authorize.json")
                 .claims("t1", "business")
-                .provider("salesforce"),
+                .provider("bitrix24"),
         )
         .await;
     assert_eq!(later.status, 404);

@@ -43,13 +43,8 @@ async fn sf_api(
     tenant: &str,
     body: Option<Value>,
 ) -> relay_tests::context::ApiResponse {
-    let mut event = ApiEvent::sample(sample)
-        .provider("salesforce")
-        .claims(tenant, "business");
-    if let Some(body) = body {
-        event = event.body(body);
-    }
-    ctx.api(event).await
+    ctx.provider_api(sample, "salesforce", (tenant, "business"), body)
+        .await
 }
 
 fn settings_body() -> Value {

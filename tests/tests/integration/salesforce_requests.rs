@@ -114,6 +114,22 @@ async fn composite_answer(org: &MockAccount, marker: &str, status: u16, body: Va
         .await;
 }
 
+/// The duplicate queries find nothing.
+async fn no_duplicates(org: &MockAccount) {
+    let nothing = json!({"totalSize": 0, "done": true, "records": []});
+    composite_answer(
+        org,
+        "\"contacts\"",
+        200,
+        json!({"compositeResponse": [
+            {"body": nothing, "httpHeaders": {}, "httpStatusCode": 200, "referenceId": "contacts"},
+            {"body": nothing, "httpHeaders": {}, "httpStatusCode": 200, "referenceId": "leads"},
+        ]}),
+        "api-usage=11/15000",
+    )
+    .await;
+}
+
 /// Every composite call answered with `status` and Salesforce's error array of `code`.
 async fn every_composite(org: &MockAccount, status: u16, code: &str) {
     Mock::given(method("POST"))
@@ -187,18 +203,7 @@ async fn a_new_lead_is_searched_in_escaped_soql_then_created_with_its_task_in_on
         "api-usage=10/15000",
     )
     .await;
-    let nothing = json!({"totalSize": 0, "done": true, "records": []});
-    composite_answer(
-        &org,
-        "\"contacts\"",
-        200,
-        json!({"compositeResponse": [
-            {"body": nothing, "httpHeaders": {}, "httpStatusCode": 200, "referenceId": "contacts"},
-            {"body": nothing, "httpHeaders": {}, "httpStatusCode": 200, "referenceId": "leads"},
-        ]}),
-        "api-usage=11/15000",
-    )
-    .await;
+    no_duplicates(&org).await;
     composite_answer(&org, "\"/services/data/v62.0/sobjects/Lead\"", 200, json!({"compositeResponse": [
         {"body": {"id": "00Q5g000001abcDEAQ", "success": true, "errors": []}, "httpHeaders": {}, "httpStatusCode": 201, "referenceId": "lead"},
         {"body": {"id": "00T5g000001taskAAA", "success": true, "errors": []}, "httpHeaders": {}, "httpStatusCode": 201, "referenceId": "task"},
@@ -395,18 +400,7 @@ async fn a_duplicate_rule_that_blocks_the_create_leads_to_the_record_it_matched(
         "api-usage=10/15000",
     )
     .await;
-    let nothing = json!({"totalSize": 0, "done": true, "records": []});
-    composite_answer(
-        &org,
-        "\"contacts\"",
-        200,
-        json!({"compositeResponse": [
-            {"body": nothing, "httpHeaders": {}, "httpStatusCode": 200, "referenceId": "contacts"},
-            {"body": nothing, "httpHeaders": {}, "httpStatusCode": 200, "referenceId": "leads"},
-        ]}),
-        "api-usage=11/15000",
-    )
-    .await;
+    no_duplicates(&org).await;
     let blocked = json!([{
         "message": "Use one of these records?", "errorCode": "DUPLICATES_DETECTED", "fields": [],
         "duplicateResut": {"allowSave": false, "duplicateRule": "Standard_Rule_for_Leads",
