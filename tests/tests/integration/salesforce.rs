@@ -710,3 +710,33 @@ async fn the_schedule_refreshes_at_the_login_host_and_keeps_the_rotated_token() 
     assert!(!ctx.salesforce.grant_revoked_on_reuse(UAT));
     assert_eq!(ctx.salesforce.records(UAT, "Lead").len(), 1);
 }
+
+#[tokio::test]
+async fn a_refresh_naming_a_foreign_instance_is_never_followed_and_its_tokens_are_kept() {
+    let ctx = TestContext::new().await;
+    let tenant = connected(&ctx, None, ACME).await;
+    let before = stored(&ctx, &tenant).await;
+    ctx.salesforce.expire_sessions(ACME);
+    ctx.salesforce
+        .migrate_instance(ACME, "acme.salesforce.com.evil.example");
+    ctx.deliver(&[noura(&tenant, "new")]).await;
+    assert_eq!(ctx.salesforce.refresh_calls(ACME), 1);
+    assert!(
+        ctx.salesforce
+            .requests()
+            .iter()
+            .all(|r| !r.host.contains("evil.example")),
+        "nothing was sent to the host the refresh answer named"
+    );
+    let after = stored(&ctx, &tenant).await;
+    assert_eq!(
+        after.account["instance_url"],
+        "https://acme.my.salesforce.com"
+    );
+    assert_ne!(
+        after.credentials.as_base64(),
+        before.credentials.as_base64(),
+        "the rotated tokens were stored all the same"
+    );
+    assert!(!ctx.salesforce.grant_revoked_on_reuse(ACME));
+}
