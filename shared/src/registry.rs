@@ -68,6 +68,7 @@ impl Provider {
             Provider::Zoho => Some(&ZOHO),
             Provider::Freshsales => Some(&FRESHSALES),
             Provider::Salesforce => Some(&SALESFORCE),
+            Provider::GoogleSheets => Some(&GOOGLE_SHEETS),
             _ => None,
         }
     }
@@ -413,6 +414,47 @@ pub static SALESFORCE: ProviderFacts = ProviderFacts {
     },
     throttle: &[ThrottleSignal::SalesforceRequestLimit],
     docs: "https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/",
+};
+
+/// Google Sheets: Google's OAuth 2.0 for web server apps and the Sheets API v4. An API key
+/// cannot write (it only identifies a project for public data), so the tenant connects with
+/// OAuth and names its spreadsheet in the settings. Checked: Google's OAuth web-server guide and
+/// scope list, the Sheets API v4 discovery document and its `values.append` reference (README,
+/// provider notes).
+pub static GOOGLE_SHEETS: ProviderFacts = ProviderFacts {
+    provider: Provider::GoogleSheets,
+    display_name: "Google Sheets",
+    auth: AuthFacts::OAuth(OAuthFacts {
+        authorize_url: "https://accounts.google.com/o/oauth2/v2/auth",
+        token_url: "https://oauth2.googleapis.com/token",
+        revoke_url: Some("https://oauth2.googleapis.com/revoke"),
+        revoke_style: RevokeStyle::Rfc7009Form,
+        introspect_url: None,
+        // The narrowest scope that reaches a spreadsheet the user names by URL: `drive.file`
+        // covers only files the app created or the user picked in Google's Picker.
+        scopes: &["https://www.googleapis.com/auth/spreadsheets"],
+        scope_separator: " ",
+        // Without both, Google issues no refresh token (or none on a repeat consent).
+        authorize_params: &[("access_type", "offline"), ("prompt", "consent")],
+        pkce: true,
+        rotates_refresh_tokens: false,
+        // A refresh token unused for six months stops working; the schedule refreshes hourly
+        // tokens anyway, so this only matters if the schedule stops.
+        refresh_token_idle_lifetime: Some(Duration::from_secs(180 * 24 * 60 * 60)),
+        default_access_token_lifetime: Some(Duration::from_secs(60 * 60)),
+        revoke_replaced_refresh_token: false,
+        min_refresh_interval: None,
+    }),
+    api_base: "https://sheets.googleapis.com",
+    data_centres: &[],
+    account_host_suffixes: &[],
+    // Per user per project: 60 requests a minute (300 per project).
+    rate_limit: RateLimit {
+        requests: 60,
+        window: Duration::from_secs(60),
+    },
+    throttle: &[ThrottleSignal::Status429],
+    docs: "https://developers.google.com/sheets/api/reference/rest",
 };
 
 impl ProviderFacts {

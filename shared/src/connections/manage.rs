@@ -40,6 +40,8 @@ pub async fn list_pipelines(
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsInput {
+    /// CRMs: a pipeline from `GET /connections/{provider}/pipelines`.
+    #[serde(default)]
     pub pipeline_id: String,
     #[serde(default)]
     pub stage_mapping: BTreeMap<LeadStage, String>,
@@ -57,6 +59,12 @@ pub struct SettingsInput {
     /// such as custom fields (`LeadRelay_Score__c`). Each must exist on the CRM's lead and fit.
     #[serde(default)]
     pub field_mapping: BTreeMap<LeadField, String>,
+    /// Google Sheets: the spreadsheet, as its URL (any form the browser shows) or its id.
+    #[serde(default)]
+    pub spreadsheet_url: Option<String>,
+    /// Google Sheets: the tab's title; without it, the tab the URL names (`gid`), else the first.
+    #[serde(default)]
+    pub sheet: Option<String>,
 }
 
 /// `PUT /connections/{provider}/settings`: validates the pipeline and every mapped stage
@@ -69,6 +77,18 @@ pub async fn save_settings(
     input: SettingsInput,
 ) -> Result<ConnectionView, Error> {
     let mut open = open_session(services, &caller.tenant, provider).await?;
+    if !provider.is_crm() {
+        let settings = spreadsheet_settings(&mut open, input).await?;
+        return store_settings(services, caller, &mut open, settings).await;
+    }
+    if input.spreadsheet_url.is_some() || input.sheet.is_some() {
+        return Err(Error::BadRequest(format!(
+            "{provider} is a CRM: spreadsheet_url and sheet are for Google Sheets"
+        )));
+    }
+    if input.pipeline_id.is_empty() {
+        return Err(Error::BadRequest("pipeline_id is required".into()));
+    }
     let implementation = open.implementation;
     let pipelines = open
         .call(&mut (), |session, _| implementation.get_pipelines(session))
@@ -134,9 +154,21 @@ pub async fn save_settings(
         source_property,
         score_property,
         field_mapping,
+        sheet: None,
     };
-    // Account facts the push relies on (Freshsales' lead source ids) are read again, so a
-    // source added in the CRM since the connect is used from now on.
+    store_settings(services, caller, &mut open, settings).await
+}
+
+/// Saves checked settings on the connection, with the account facts read again: what the push
+/// relies on (Freshsales' lead source ids) stays current.
+async fn store_settings(
+    services: &Services,
+    caller: &Caller,
+    open: &mut super::OpenConnection<'_>,
+    settings: ConnectionSettings,
+) -> Result<ConnectionView, Error> {
+    let provider = open.connection.provider;
+    let implementation = open.implementation;
     let details = open
         .call(&mut (), |session, _| {
             implementation.account_details(session)
@@ -159,6 +191,64 @@ pub async fn save_settings(
         })?;
     tracing::info!(pipeline = %settings.pipeline_id, mapped = settings.stage_mapping.len(), "settings saved");
     Ok(ConnectionView::from(&saved))
+}
+
+/// Google Sheets: the spreadsheet named by URL or id, opened with the connected account (which
+/// proves it may write there) and the tab chosen by title, by the URL's `gid`, or the first.
+async fn spreadsheet_settings(
+    open: &mut super::OpenConnection<'_>,
+    input: SettingsInput,
+) -> Result<ConnectionSettings, Error> {
+    let crm_only = !input.pipeline_id.is_empty()
+        || !input.stage_mapping.is_empty()
+        || input.source_property.is_some()
+        || input.score_property.is_some()
+        || input.convert_at.is_some()
+        || !input.field_mapping.is_empty();
+    if crm_only {
+        return Err(Error::BadRequest(
+            "Google Sheets takes spreadsheet_url (and optionally sheet) only".into(),
+        ));
+    }
+    let pasted = input
+        .spreadsheet_url
+        .ok_or_else(|| Error::BadRequest("spreadsheet_url is required".into()))?;
+    let named = crate::provider::google_sheets::sheet::parse_spreadsheet(&pasted)
+        .map_err(Error::BadRequest)?;
+    let id = named.id.clone();
+    let opened = open
+        .call(&mut &*id, |session, id| {
+            Box::pin(crate::provider::google_sheets::open_spreadsheet(
+                session, id,
+            ))
+        })
+        .await;
+    let spreadsheet = match opened {
+        Ok(spreadsheet) => spreadsheet,
+        Err(Error::Provider(crate::error::ProviderError::Rejected { status, .. }))
+            if status == 403 || status == 404 =>
+        {
+            return Err(Error::BadRequest(
+                "the connected Google account cannot open that spreadsheet: check the URL, or share the sheet with that account".into(),
+            ))
+        }
+        Err(other) => return Err(other),
+    };
+    let tab = match (&input.sheet, named.sheet_id) {
+        (Some(title), _) => spreadsheet.tabs.iter().find(|t| &t.title == title),
+        (None, Some(gid)) => spreadsheet.tabs.iter().find(|t| t.sheet_id == gid),
+        (None, None) => spreadsheet.tabs.first(),
+    }
+    .ok_or_else(|| Error::BadRequest("the spreadsheet has no such sheet".into()))?;
+    Ok(ConnectionSettings {
+        pipeline_id: spreadsheet.id,
+        stage_mapping: BTreeMap::new(),
+        convert_at: None,
+        source_property: None,
+        score_property: None,
+        field_mapping: BTreeMap::new(),
+        sheet: Some(tab.title.clone()),
+    })
 }
 
 /// The property the tenant named (which must exist and fit), or else the provider's default

@@ -140,11 +140,13 @@ fn parse_v1(message: &Map<String, Value>) -> Result<LeadMessage, MessageError> {
         summary,
     };
 
+    let mut lead = Lead::normalise(fields);
+    lead.occurred_at = Some(occurred_at);
     Ok(LeadMessage {
         version: MESSAGE_VERSION,
         tenant_id,
         plan,
-        lead: Lead::normalise(fields),
+        lead,
         occurred_at,
     })
 }

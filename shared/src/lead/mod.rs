@@ -51,6 +51,9 @@ pub struct Lead {
     pub summary: Option<String>,
     /// What normalisation dropped. Not sent to CRMs, not part of [`Lead::digest`].
     pub warnings: Vec<LeadWarning>,
+    /// When the lead pipeline sent this version of the lead (the message's `occurred_at`). Not
+    /// part of [`Lead::digest`]: the same content sent again is the same lead.
+    pub occurred_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A LeadRelay field a tenant can send to a field of its own choosing in the CRM (a Salesforce
@@ -215,6 +218,7 @@ impl Lead {
             country: fields.country,
             summary,
             warnings,
+            occurred_at: None,
         }
     }
 

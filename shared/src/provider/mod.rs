@@ -3,6 +3,7 @@
 //! handling are shared.
 
 pub mod freshsales;
+pub mod google_sheets;
 pub mod hubspot;
 pub mod salesforce;
 pub mod zoho;
@@ -458,6 +459,7 @@ pub fn for_provider(provider: Provider) -> Option<&'static dyn CrmProvider> {
         Provider::Zoho => Some(&zoho::Zoho),
         Provider::Freshsales => Some(&freshsales::Freshsales),
         Provider::Salesforce => Some(&salesforce::Salesforce),
+        Provider::GoogleSheets => Some(&google_sheets::GoogleSheets),
         _ => None,
     }
 }

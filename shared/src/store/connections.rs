@@ -41,6 +41,9 @@ pub struct ConnectionSettings {
     /// fields), each checked against the CRM's description when saved.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub field_mapping: BTreeMap<LeadField, ContactProperty>,
+    /// Google Sheets: the tab rows go to (`pipeline_id` holds the spreadsheet's id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sheet: Option<String>,
 }
 
 impl ConnectionSettings {

@@ -111,6 +111,7 @@ fn settings() -> ConnectionSettings {
         source_property: None,
         score_property: None,
         field_mapping: BTreeMap::new(),
+        sheet: None,
     }
 }
 

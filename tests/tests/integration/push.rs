@@ -534,24 +534,27 @@ async fn a_connection_to_a_destination_not_built_here_does_not_hold_back_the_oth
     let ctx = TestContext::new().await;
     let tenant = connected_tenant(&ctx).await;
     let tenant_id = TenantId::parse(&tenant).unwrap();
-    // A Google Sheets row, as the older system may hold: no integration for it here yet.
-    let mut sheets = ctx
+    // A Bitrix24 row, as the older system may hold: no integration for it here yet.
+    let mut bitrix = ctx
         .services
         .store
         .get_connection(&tenant_id, Provider::Hubspot)
         .await
         .unwrap()
         .unwrap();
-    sheets.provider = Provider::GoogleSheets;
-    sheets.settings = None;
+    bitrix.provider = Provider::Bitrix24;
+    bitrix.settings = None;
     assert!(ctx
         .services
         .store
-        .put_connection(&sheets, None)
+        .put_connection(&bitrix, None)
         .await
         .unwrap());
 
-    let delivery = ctx.deliver(&[fatima(&tenant, "new", "Hi")]).await;
+    // On the Business plan, so that the plan would allow both.
+    let business = fatima(&tenant, "new", "Hi").replace("\"pro\"", "\"business\"");
+    assert!(business.contains("\"business\""));
+    let delivery = ctx.deliver(&[business]).await;
     assert!(delivery.failed.is_empty(), "{delivery:?}");
     assert_eq!(ctx.hubspot.contacts().len(), 1);
     assert!(ctx.queues.dead_letters().await.is_empty());

@@ -165,6 +165,7 @@ fn settings() -> ConnectionSettings {
                 kind: Some("number".into()),
             },
         )]),
+        sheet: None,
     }
 }
 

@@ -129,6 +129,7 @@ fn settings() -> ConnectionSettings {
             kind: None,
         }),
         field_mapping: BTreeMap::new(),
+        sheet: None,
     }
 }
 
