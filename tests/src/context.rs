@@ -13,8 +13,8 @@ use url::Url;
 
 use crate::events::ApiEvent;
 use crate::sim::{
-    FreshsalesSim, FreshsalesSimConfig, HubSpotSim, HubSpotSimConfig, SalesforceSim,
-    SalesforceSimConfig, ZohoSim, ZohoSimConfig,
+    FreshsalesSim, FreshsalesSimConfig, GoogleSim, GoogleSimConfig, HubSpotSim, HubSpotSimConfig,
+    SalesforceSim, SalesforceSimConfig, ZohoSim, ZohoSimConfig,
 };
 
 pub struct TestContext {
@@ -29,6 +29,8 @@ pub struct TestContext {
     /// Plays every Salesforce login host and instance; its orgs get ids of their own per
     /// context (the relay keeps per-org readings in the process).
     pub salesforce: SalesforceSim,
+    /// Plays Google's accounts, OAuth and Sheets hosts; tests add spreadsheets to it.
+    pub google: GoogleSim,
     pub aws: SdkConfig,
     pub table: String,
     pub key_id: String,
@@ -129,6 +131,12 @@ impl TestContext {
         }
         tune_salesforce(&mut salesforce_config);
         let salesforce = SalesforceSim::start(salesforce_config).await;
+        let google = GoogleSim::start(GoogleSimConfig {
+            client_id: "test-google-client-id".into(),
+            client_secret: client_secret.clone(),
+            ..GoogleSimConfig::default()
+        })
+        .await;
         let mut vars: HashMap<String, String> = HashMap::from([
             ("TABLE_NAME".into(), table.clone()),
             ("KMS_KEY_ID".into(), key_id.clone()),
@@ -153,6 +161,12 @@ impl TestContext {
             ),
             ("SALESFORCE_CLIENT_SECRET".into(), client_secret.clone()),
             ("SALESFORCE_ENDPOINT_URL".into(), salesforce.base_url()),
+            (
+                "GOOGLE_SHEETS_CLIENT_ID".into(),
+                "test-google-client-id".into(),
+            ),
+            ("GOOGLE_SHEETS_CLIENT_SECRET".into(), client_secret.clone()),
+            ("GOOGLE_SHEETS_ENDPOINT_URL".into(), google.base_url()),
             ("HTTP_BACKOFF_BASE_MS".into(), "10".into()),
             ("HTTP_MAX_WAIT_MS".into(), "500".into()),
             ("HTTP_TIMEOUT_MS".into(), "8000".into()),
@@ -173,6 +187,7 @@ impl TestContext {
             zoho,
             freshsales,
             salesforce,
+            google,
             aws,
             table,
             key_id,
@@ -386,6 +401,17 @@ impl TestContext {
             .consent_for("salesforce", &format!("{url}&sim_org={org}"))
             .await;
         self.callback("salesforce", &query).await
+    }
+
+    /// The whole Google Sheets connect flow for a tenant, consenting as the simulator's `user`.
+    pub async fn connect_google_sheets(&self, tenant: &str, plan: &str, user: &str) -> Url {
+        let started = self.authorize_provider("google_sheets", tenant, plan).await;
+        assert_eq!(started.status, 200, "{}", started.body);
+        let url = started.body["authorize_url"].as_str().unwrap().to_string();
+        let query = self
+            .consent_for("google_sheets", &format!("{url}&sim_user={user}"))
+            .await;
+        self.callback("google_sheets", &query).await
     }
 
     /// The id this context gave the simulator's org `key`.

@@ -5,6 +5,7 @@ mod connect;
 mod events;
 mod freshsales;
 mod freshsales_requests;
+mod google_sheets;
 mod http_client;
 mod hubspot_requests;
 mod isolation;
