@@ -10,17 +10,23 @@
 //! - [`server`] — bind/serve/shutdown-on-drop;
 //! - [`consent`] — a consent screen's redirect back and its error page.
 
+pub mod bitrix;
 pub mod consent;
 pub mod faults;
 pub mod freshworks;
+pub mod google;
 pub mod hubspot;
 pub mod recorder;
 pub mod salesforce;
 pub mod server;
 pub mod zoho;
 
+pub use bitrix::{
+    BitrixComment, BitrixRecord, BitrixRequest, BitrixRoute, BitrixSim, BitrixSimConfig,
+};
 pub use faults::{Fault, FaultQueue, FaultRoute};
 pub use freshworks::{FreshsalesRoute, FreshsalesSim, FreshsalesSimConfig};
+pub use google::{Cell, GoogleRequest, GoogleRoute, GoogleSeededTokens, GoogleSim, GoogleSimConfig};
 pub use hubspot::{HubSpotSim, HubSpotSimConfig, Rotation, Route, SeededTokens, SimObject};
 pub use recorder::{RecordedRequest, Recorder};
 pub use salesforce::{
