@@ -68,8 +68,8 @@ impl Provider {
             Provider::Zoho => Some(&ZOHO),
             Provider::Freshsales => Some(&FRESHSALES),
             Provider::Salesforce => Some(&SALESFORCE),
+            Provider::Bitrix24 => Some(&BITRIX24),
             Provider::GoogleSheets => Some(&GOOGLE_SHEETS),
-            _ => None,
         }
     }
 }
@@ -157,6 +157,30 @@ pub struct OAuthFacts {
     /// Never mint access tokens more often than this per connection (the provider blocks
     /// clients that do): a refresh asked for sooner waits for the next chance instead.
     pub min_refresh_interval: Option<Duration>,
+    /// How the token endpoint takes its parameters.
+    pub token_request: TokenRequest,
+    /// What the scheduled job refreshes ahead of time.
+    pub scheduled_refresh: ScheduledRefresh,
+}
+
+/// How a token endpoint takes the grant's parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRequest {
+    /// RFC 6749: `POST` with a form body.
+    FormPost,
+    /// Bitrix24's documented form: `GET` with every parameter in the query string.
+    QueryGet,
+}
+
+/// What the scheduled job refreshes before it is needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScheduledRefresh {
+    /// Every access token before it expires, and an idle refresh token before it dies.
+    BeforeExpiry,
+    /// Only an idle refresh token before it dies; access tokens are refreshed when a push
+    /// needs one (Bitrix24 asks integrations not to refresh on a timer and may block those
+    /// that do).
+    KeepAliveOnly,
 }
 
 /// How a revocation request carries the token.
@@ -228,6 +252,8 @@ pub static HUBSPOT: ProviderFacts = ProviderFacts {
         default_access_token_lifetime: Some(Duration::from_secs(30 * 60)),
         revoke_replaced_refresh_token: false,
         min_refresh_interval: None,
+        token_request: TokenRequest::FormPost,
+        scheduled_refresh: ScheduledRefresh::BeforeExpiry,
     }),
     api_base: "https://api.hubapi.com",
     data_centres: &[],
@@ -287,6 +313,8 @@ pub static ZOHO: ProviderFacts = ProviderFacts {
         // At most 10 access tokens per refresh token per 10 minutes, then blocked for the rest
         // of the window: one a minute can never reach it.
         min_refresh_interval: Some(Duration::from_secs(60)),
+        token_request: TokenRequest::FormPost,
+        scheduled_refresh: ScheduledRefresh::BeforeExpiry,
     }),
     api_base: "https://www.zohoapis.com",
     account_host_suffixes: &[],
@@ -395,6 +423,8 @@ pub static SALESFORCE: ProviderFacts = ProviderFacts {
         default_access_token_lifetime: Some(Duration::from_secs(2 * 60 * 60)),
         revoke_replaced_refresh_token: false,
         min_refresh_interval: None,
+        token_request: TokenRequest::FormPost,
+        scheduled_refresh: ScheduledRefresh::BeforeExpiry,
     }),
     // Never used as is: every call goes to the connection's instance (`provider::salesforce`).
     api_base: "https://login.salesforce.com/services/data",
@@ -415,6 +445,88 @@ pub static SALESFORCE: ProviderFacts = ProviderFacts {
     throttle: &[ThrottleSignal::SalesforceRequestLimit],
     docs: "https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/",
 };
+
+/// Bitrix24. The user consents on its own portal (`acme.bitrix24.com`, the setup page asks for
+/// it); the code is exchanged at Bitrix24's OAuth server, which the callback names in
+/// `server_domain` (checked against [`BITRIX24_OAUTH_SERVERS`]); the token answer names the
+/// portal's REST endpoint (`client_endpoint`). The URLs below are the default OAuth server's and
+/// a placeholder portal's. Checked: Bitrix24's REST documentation (`bitrix24/b24restdocs`:
+/// `api-reference/oauth/index.md`, `auto-renewal.md`, the system error list, and the pages of
+/// each method used) (README, provider notes).
+pub static BITRIX24: ProviderFacts = ProviderFacts {
+    provider: Provider::Bitrix24,
+    display_name: "Bitrix24",
+    auth: AuthFacts::OAuth(OAuthFacts {
+        // Never used as is: the consent happens on the tenant's portal.
+        authorize_url: "https://bitrix24.com/oauth/authorize/",
+        token_url: "https://oauth.bitrix.info/oauth/token/",
+        // Bitrix24 documents no revocation: the portal's admin uninstalls the app.
+        revoke_url: None,
+        revoke_style: RevokeStyle::Rfc7009Form,
+        introspect_url: None,
+        // Scopes (`crm`) are fixed when the app is registered, not asked for on consent.
+        scopes: &[],
+        scope_separator: " ",
+        authorize_params: &[],
+        // Not documented for Bitrix24's OAuth server.
+        pkce: false,
+        rotates_refresh_tokens: true,
+        // PROVIDERS.md and the product plan say 28 days; Bitrix24's current page says 180.
+        // The shorter is assumed: a keep-alive every three weeks is far from the timed
+        // refreshing Bitrix24 warns against.
+        refresh_token_idle_lifetime: Some(Duration::from_secs(28 * 24 * 60 * 60)),
+        default_access_token_lifetime: Some(Duration::from_secs(60 * 60)),
+        revoke_replaced_refresh_token: false,
+        min_refresh_interval: None,
+        token_request: TokenRequest::QueryGet,
+        scheduled_refresh: ScheduledRefresh::KeepAliveOnly,
+    }),
+    // Never used as is: every call goes to the portal's `client_endpoint`.
+    api_base: "https://bitrix24.com/rest",
+    data_centres: &[],
+    // Cloud portals are `{name}.bitrix24.{zone}`, one label under one of these.
+    account_host_suffixes: &[
+        "bitrix24.com",
+        "bitrix24.eu",
+        "bitrix24.de",
+        "bitrix24.es",
+        "bitrix24.fr",
+        "bitrix24.it",
+        "bitrix24.pl",
+        "bitrix24.uk",
+        "bitrix24.in",
+        "bitrix24.com.br",
+        "bitrix24.com.tr",
+        "bitrix24.co",
+        "bitrix24.mx",
+        "bitrix24.id",
+        "bitrix24.jp",
+        "bitrix24.cn",
+        "bitrix24.vn",
+        "bitrix24.kz",
+        "bitrix24.by",
+        "bitrix24.ru",
+        "bitrix24.ua",
+    ],
+    // Two requests a second per portal on the leaky bucket (a burst of 50), then 503
+    // `QUERY_LIMIT_EXCEEDED`; 429 `OPERATION_TIME_LIMIT` when a method's execution time is spent.
+    rate_limit: RateLimit {
+        requests: 2,
+        window: Duration::from_secs(1),
+    },
+    throttle: &[
+        ThrottleSignal::Status429,
+        ThrottleSignal::Bitrix24QueryLimit,
+    ],
+    docs: "https://apidocs.bitrix24.com/",
+};
+
+/// Bitrix24's OAuth servers: the only hosts a code or refresh token is ever sent to.
+pub const BITRIX24_OAUTH_SERVERS: &[&str] = &[
+    "oauth.bitrix.info",
+    "oauth.bitrix.com",
+    "oauth.bitrix24.tech",
+];
 
 /// Google Sheets: Google's OAuth 2.0 for web server apps and the Sheets API v4. An API key
 /// cannot write (it only identifies a project for public data), so the tenant connects with
@@ -444,6 +556,8 @@ pub static GOOGLE_SHEETS: ProviderFacts = ProviderFacts {
         default_access_token_lifetime: Some(Duration::from_secs(60 * 60)),
         revoke_replaced_refresh_token: false,
         min_refresh_interval: None,
+        token_request: TokenRequest::FormPost,
+        scheduled_refresh: ScheduledRefresh::BeforeExpiry,
     }),
     api_base: "https://sheets.googleapis.com",
     data_centres: &[],

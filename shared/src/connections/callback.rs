@@ -131,14 +131,18 @@ async fn connect(
             Failure::UntrustedAccountsServer
         })?;
     // The login host chosen on the setup page (validated then, and kept with the state)
-    // outranks anything the callback's query could say.
+    // outranks anything the callback's query could say, where it is also the token host.
     let login_origin = pending
         .login_origin
         .as_deref()
         .map(Url::parse)
         .transpose()
         .map_err(|_| Failure::Internal)?;
-    let token_origin = login_origin.clone().or(token_origin);
+    let token_origin = if implementation.login_origin_issues_tokens() {
+        login_origin.clone().or(token_origin)
+    } else {
+        token_origin
+    };
     let mut oauth = OAuthClient::new(provider, &services.config, &services.http)
         .map_err(|_| Failure::ProviderUnavailable)?;
     if let Some(origin) = &token_origin {

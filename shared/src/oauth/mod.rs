@@ -97,15 +97,22 @@ impl<'a> OAuthClient<'a> {
     /// In local runs the browser still goes to the simulator (server calls are moved by the
     /// HTTP client, which names the meant host).
     pub fn at_origin(mut self, origin: &Url) -> Self {
+        self = self.authorize_at(origin);
+        self.token_url = crate::config::moved_to(origin, &self.token_url);
+        self.revoke_url = self
+            .revoke_url
+            .map(|url| crate::config::moved_to(origin, &url));
+        self
+    }
+
+    /// The same client with only its consent page on `origin` (a Bitrix24 portal, whose
+    /// tokens come from Bitrix24's OAuth server instead).
+    pub fn authorize_at(mut self, origin: &Url) -> Self {
         let authorize = crate::config::moved_to(origin, &self.authorize_url);
         self.authorize_url = match &self.local_origin {
             Some(local) => crate::config::moved_to(local, &authorize),
             None => authorize,
         };
-        self.token_url = crate::config::moved_to(origin, &self.token_url);
-        self.revoke_url = self
-            .revoke_url
-            .map(|url| crate::config::moved_to(origin, &url));
         self
     }
 
@@ -126,6 +133,7 @@ impl<'a> OAuthClient<'a> {
             provider: self.provider,
             operation,
             idempotency,
+            token_request: self.facts.token_request,
         }
     }
 

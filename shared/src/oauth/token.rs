@@ -68,6 +68,8 @@ impl TokenEndpointError {
                 | "BAD_REFRESH_TOKEN"
                 | "BAD_AUTH_CODE"
                 | "expired_token"
+                // Bitrix24: the app's trial or paid period ended; nothing works until it is paid.
+                | "PAYMENT_REQUIRED"
         )
     }
 

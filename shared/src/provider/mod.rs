@@ -2,6 +2,7 @@
 //! endpoints, field mapping and quirks and nothing else: HTTP, retries, auth headers and token
 //! handling are shared.
 
+pub mod bitrix24;
 pub mod freshsales;
 pub mod google_sheets;
 pub mod hubspot;
@@ -167,7 +168,8 @@ fn default_stage(
 }
 
 /// Where the setup page asks the user to log in, for providers with several login hosts
-/// (Salesforce: production, sandbox, or the org's My Domain). Body of the authorize route.
+/// (Salesforce: production, sandbox, or the org's My Domain; Bitrix24: the tenant's portal).
+/// Body of the authorize route.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginChoice {
@@ -177,11 +179,14 @@ pub struct LoginChoice {
     /// The org's own login host (`acme.my.salesforce.com`), where its admin requires it.
     #[serde(default)]
     pub my_domain: Option<String>,
+    /// The Bitrix24 portal (`acme.bitrix24.com`, or its URL as the browser shows it).
+    #[serde(default)]
+    pub portal: Option<String>,
 }
 
 impl LoginChoice {
     pub fn is_empty(&self) -> bool {
-        self.environment.is_none() && self.my_domain.is_none()
+        self.environment.is_none() && self.my_domain.is_none() && self.portal.is_none()
     }
 }
 
@@ -245,12 +250,24 @@ impl<'a> Session<'a> {
         &self.access_token
     }
 
-    /// An authorized request to `path` under the account's API base.
-    pub fn request(&self, operation: &'static str, method: Method, path: &str) -> OutboundRequest {
+    /// A request to `path` under the account's API base without an `Authorization` header, for
+    /// an API that takes the token among its parameters (Bitrix24's `auth`). Never log what the
+    /// token is put into.
+    pub fn unauthenticated_request(
+        &self,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+    ) -> OutboundRequest {
         let mut url = self.api_base.clone();
         let base = url.path().trim_end_matches('/').to_string();
         url.set_path(&format!("{base}{path}"));
         OutboundRequest::new(self.provider, operation, method, url)
+    }
+
+    /// An authorized request to `path` under the account's API base.
+    pub fn request(&self, operation: &'static str, method: Method, path: &str) -> OutboundRequest {
+        self.unauthenticated_request(operation, method, path)
             .authorization(self.auth_scheme, &self.access_token)
     }
 }
@@ -289,6 +306,13 @@ pub trait CrmProvider: Send + Sync {
                 self.provider()
             ))
         }
+    }
+
+    /// Whether the login origin also serves the token endpoint (Salesforce's login hosts do);
+    /// `false` where only the consent page moves (a Bitrix24 portal: tokens come from Bitrix24's
+    /// OAuth server, named by the callback).
+    fn login_origin_issues_tokens(&self) -> bool {
+        true
     }
 
     /// Non-secret account facts to keep from a token response and the callback's extra
@@ -459,7 +483,7 @@ pub fn for_provider(provider: Provider) -> Option<&'static dyn CrmProvider> {
         Provider::Zoho => Some(&zoho::Zoho),
         Provider::Freshsales => Some(&freshsales::Freshsales),
         Provider::Salesforce => Some(&salesforce::Salesforce),
+        Provider::Bitrix24 => Some(&bitrix24::Bitrix24),
         Provider::GoogleSheets => Some(&google_sheets::GoogleSheets),
-        _ => None,
     }
 }

@@ -110,19 +110,10 @@ async fn push_everywhere(
         .filter(|c| c.status != ConnectionStatus::Disconnected)
         .map(|c| c.provider)
         .collect();
-    let mut allowed = parsed.plan.allowed_destinations(&connected);
+    let allowed = parsed.plan.allowed_destinations(&connected);
     for provider in connected.iter().filter(|p| !allowed.contains(p)) {
         tracing::warn!(provider = %provider, plan = %parsed.plan, "connection not pushed: the plan does not allow it");
     }
-    // A row for a provider whose integration is not built here (Bitrix24 and Google Sheets are
-    // still served elsewhere) is not this relay's to push to.
-    allowed.retain(|provider| {
-        let built = crate::provider::for_provider(*provider).is_some();
-        if !built {
-            tracing::warn!(provider = %provider, "connection not pushed: no integration for it is built yet");
-        }
-        built
-    });
     if allowed.is_empty() {
         // The lead stays in LeadRelay; the relay has nowhere to put it. Not a failure.
         tracing::info!("the tenant has no destination its plan allows; nothing to push");

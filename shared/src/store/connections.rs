@@ -10,7 +10,7 @@ use super::{conditional, connection_sk, malformed, store_error, tenant_pk, Store
 use crate::error::Error;
 use crate::identity::TenantId;
 use crate::lead::{Lead, LeadField};
-use crate::registry::Provider;
+use crate::registry::{Provider, ScheduledRefresh};
 use crate::stage::LeadStage;
 use crate::vault::SealedCredentials;
 
@@ -220,11 +220,16 @@ impl TokenSchedule {
         has_refresh_token: bool,
         obtained_at: DateTime<Utc>,
     ) -> TokenSchedule {
-        let idle_lifetime = provider
-            .facts()
-            .and_then(|f| f.oauth())
-            .and_then(|o| o.refresh_token_idle_lifetime);
-        Self::compute(expires_at, has_refresh_token, obtained_at, idle_lifetime)
+        let oauth = provider.facts().and_then(|f| f.oauth());
+        let idle_lifetime = oauth.and_then(|o| o.refresh_token_idle_lifetime);
+        let mut schedule = Self::compute(expires_at, has_refresh_token, obtained_at, idle_lifetime);
+        // Where the provider asks not to be refreshed on a timer, only the keep-alive is
+        // scheduled; a push refreshes the access token when it needs one.
+        if oauth.is_some_and(|o| o.scheduled_refresh == ScheduledRefresh::KeepAliveOnly) {
+            let keep_alive = Self::compute(None, has_refresh_token, obtained_at, idle_lifetime);
+            schedule.refresh_due_at = keep_alive.refresh_due_at;
+        }
+        schedule
     }
 
     fn compute(
@@ -653,6 +658,16 @@ mod tests {
         assert_eq!(s.refresh_due_at, Some(3_600));
         let s = TokenSchedule::compute(None, true, at(0), Some(days(28)));
         assert_eq!(s.refresh_due_at, Some(21 * 86_400));
+    }
+
+    #[test]
+    fn bitrix24_is_only_kept_alive_on_schedule_its_access_tokens_refresh_when_used() {
+        let hour = Some(at(3_600));
+        let bitrix = TokenSchedule::for_tokens(Provider::Bitrix24, hour, true, at(0));
+        assert_eq!(bitrix.token_expires_at, Some(3_600));
+        assert_eq!(bitrix.refresh_due_at, Some(21 * 86_400));
+        let google = TokenSchedule::for_tokens(Provider::GoogleSheets, hour, true, at(0));
+        assert_eq!(google.refresh_due_at, Some(3_600));
     }
 }
 

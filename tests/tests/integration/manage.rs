@@ -247,15 +247,23 @@ async fn requests_without_claims_or_for_unknown_providers_get_clear_errors() {
         .await;
     assert_eq!(unknown.status, 404);
 
-    let later = ctx
+    // Bitrix24 consents on the tenant's portal: without it there is nowhere to send the user.
+    let no_portal = ctx
         .api(
             ApiEvent::sample("connections-api/authorize.json")
                 .claims("t1", "business")
                 .provider("bitrix24"),
         )
         .await;
-    assert_eq!(later.status, 404);
-    assert_eq!(later.body["error"], "not_supported");
+    assert_eq!(no_portal.status, 400);
+    assert!(
+        no_portal.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("portal"),
+        "{}",
+        no_portal.body
+    );
 
     let unknown_route = ctx
         .api(

@@ -530,37 +530,6 @@ async fn a_lead_still_failing_on_its_last_delivery_goes_to_the_dlq_with_the_reas
 }
 
 #[tokio::test]
-async fn a_connection_to_a_destination_not_built_here_does_not_hold_back_the_others() {
-    let ctx = TestContext::new().await;
-    let tenant = connected_tenant(&ctx).await;
-    let tenant_id = TenantId::parse(&tenant).unwrap();
-    // A Bitrix24 row, as the older system may hold: no integration for it here yet.
-    let mut bitrix = ctx
-        .services
-        .store
-        .get_connection(&tenant_id, Provider::Hubspot)
-        .await
-        .unwrap()
-        .unwrap();
-    bitrix.provider = Provider::Bitrix24;
-    bitrix.settings = None;
-    assert!(ctx
-        .services
-        .store
-        .put_connection(&bitrix, None)
-        .await
-        .unwrap());
-
-    // On the Business plan, so that the plan would allow both.
-    let business = fatima(&tenant, "new", "Hi").replace("\"pro\"", "\"business\"");
-    assert!(business.contains("\"business\""));
-    let delivery = ctx.deliver(&[business]).await;
-    assert!(delivery.failed.is_empty(), "{delivery:?}");
-    assert_eq!(ctx.hubspot.contacts().len(), 1);
-    assert!(ctx.queues.dead_letters().await.is_empty());
-}
-
-#[tokio::test]
 async fn source_and_score_land_in_the_contact_properties_the_tenant_chose() {
     let ctx = TestContext::new().await;
     let tenant = connected_tenant(&ctx).await;

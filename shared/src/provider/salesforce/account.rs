@@ -73,6 +73,9 @@ fn salesforce_origin(raw: &str, path_allowed: bool) -> Result<Url, ProviderError
 /// The login origin for the setup page's choice: the org's My Domain where given, else the
 /// sandbox login host, else `None` (production, the registry's host).
 pub(super) fn login_origin(choice: &LoginChoice) -> Result<Option<Url>, String> {
+    if choice.portal.is_some() {
+        return Err("a portal is Bitrix24's; Salesforce takes environment or my_domain".into());
+    }
     if let Some(domain) = choice.my_domain.as_deref().filter(|d| !d.trim().is_empty()) {
         return my_domain_origin(domain).map(Some);
     }
@@ -200,6 +203,7 @@ mod tests {
         LoginChoice {
             environment: environment.map(str::to_string),
             my_domain: my_domain.map(str::to_string),
+            portal: None,
         }
     }
 
