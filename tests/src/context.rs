@@ -13,8 +13,8 @@ use url::Url;
 
 use crate::events::ApiEvent;
 use crate::sim::{
-    FreshsalesSim, FreshsalesSimConfig, GoogleSim, GoogleSimConfig, HubSpotSim, HubSpotSimConfig,
-    SalesforceSim, SalesforceSimConfig, ZohoSim, ZohoSimConfig,
+    BitrixSim, BitrixSimConfig, FreshsalesSim, FreshsalesSimConfig, GoogleSim, GoogleSimConfig,
+    HubSpotSim, HubSpotSimConfig, SalesforceSim, SalesforceSimConfig, ZohoSim, ZohoSimConfig,
 };
 
 pub struct TestContext {
@@ -31,6 +31,8 @@ pub struct TestContext {
     pub salesforce: SalesforceSim,
     /// Plays Google's accounts, OAuth and Sheets hosts; tests add spreadsheets to it.
     pub google: GoogleSim,
+    /// Plays Bitrix24's OAuth servers and every portal the tests add to it.
+    pub bitrix: BitrixSim,
     pub aws: SdkConfig,
     pub table: String,
     pub key_id: String,
@@ -137,6 +139,14 @@ impl TestContext {
             ..GoogleSimConfig::default()
         })
         .await;
+        let bitrix = BitrixSim::start(BitrixSimConfig {
+            client_id: "test-bitrix-client-id".into(),
+            client_secret: client_secret.clone(),
+            // Tests push bursts; the query limit is tested with injected faults.
+            requests_per_second: 10_000,
+            ..BitrixSimConfig::default()
+        })
+        .await;
         let mut vars: HashMap<String, String> = HashMap::from([
             ("TABLE_NAME".into(), table.clone()),
             ("KMS_KEY_ID".into(), key_id.clone()),
@@ -167,6 +177,9 @@ impl TestContext {
             ),
             ("GOOGLE_SHEETS_CLIENT_SECRET".into(), client_secret.clone()),
             ("GOOGLE_SHEETS_ENDPOINT_URL".into(), google.base_url()),
+            ("BITRIX24_CLIENT_ID".into(), "test-bitrix-client-id".into()),
+            ("BITRIX24_CLIENT_SECRET".into(), client_secret.clone()),
+            ("BITRIX24_ENDPOINT_URL".into(), bitrix.base_url()),
             ("HTTP_BACKOFF_BASE_MS".into(), "10".into()),
             ("HTTP_MAX_WAIT_MS".into(), "500".into()),
             ("HTTP_TIMEOUT_MS".into(), "8000".into()),
@@ -188,6 +201,7 @@ impl TestContext {
             freshsales,
             salesforce,
             google,
+            bitrix,
             aws,
             table,
             key_id,
@@ -412,6 +426,31 @@ impl TestContext {
             .consent_for("google_sheets", &format!("{url}&sim_user={user}"))
             .await;
         self.callback("google_sheets", &query).await
+    }
+
+    /// The whole Bitrix24 connect flow for a tenant: authorize naming `portal`, consent on the
+    /// simulator's `consent_portal` (the same one, unless a test says otherwise), callback.
+    pub async fn connect_bitrix24(
+        &self,
+        tenant: &str,
+        plan: &str,
+        portal: &str,
+        consent_portal: &str,
+    ) -> Url {
+        let started = self
+            .api(
+                ApiEvent::sample("connections-api/authorize.json")
+                    .provider("bitrix24")
+                    .claims(tenant, plan)
+                    .body(serde_json::json!({ "portal": portal })),
+            )
+            .await;
+        assert_eq!(started.status, 200, "{}", started.body);
+        let url = started.body["authorize_url"].as_str().unwrap().to_string();
+        let query = self
+            .consent_for("bitrix24", &format!("{url}&sim_portal={consent_portal}"))
+            .await;
+        self.callback("bitrix24", &query).await
     }
 
     /// The id this context gave the simulator's org `key`.

@@ -1,6 +1,7 @@
 //! Integration tests: the real handlers against moto (DynamoDB, KMS) and the HubSpot simulator
 //! on loopback. One binary, one module per feature. Run through `make test`, which starts moto.
 
+mod bitrix24;
 mod connect;
 mod events;
 mod freshsales;
