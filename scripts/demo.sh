@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end demo on loopback, no AWS account needed:
-#   moto_server (DynamoDB, KMS, SQS)  +  provider-sim (HubSpot, Zoho, Freshsales and Salesforce simulators)
+#   moto_server (DynamoDB, KMS, SQS)  +  provider-sim (HubSpot, Zoho, Freshsales, Salesforce, Google
+#   and Bitrix24 simulators)
 #   + `cargo lambda watch` serving the four real function binaries
 #   + the demo driver (relay-tests --bin demo), which provisions and then drives the flows.
 # Everything started here is stopped on exit, also on failure or Ctrl-C. Logs: .local/*.log
@@ -22,29 +23,31 @@ for f in "${FUNCTIONS[@]}"; do cargo build -q --bin "$f"; done
 
 start_moto || die "moto_server did not start"
 
-SIM_PORT="$(free_port)"
-ZOHO_PORT="$(free_port)"
-while [[ "$ZOHO_PORT" == "$SIM_PORT" ]]; do ZOHO_PORT="$(free_port)"; done
-FRESHSALES_PORT="$(free_port)"
-while [[ "$FRESHSALES_PORT" == "$SIM_PORT" || "$FRESHSALES_PORT" == "$ZOHO_PORT" ]]; do
-  FRESHSALES_PORT="$(free_port)"
+# One free port per simulator, all different.
+PORTS=()
+while ((${#PORTS[@]} < 6)); do
+  port="$(free_port)"
+  [[ " ${PORTS[*]} " == *" $port "* ]] || PORTS+=("$port")
 done
-SALESFORCE_PORT="$(free_port)"
-while [[ "$SALESFORCE_PORT" == "$SIM_PORT" || "$SALESFORCE_PORT" == "$ZOHO_PORT" || "$SALESFORCE_PORT" == "$FRESHSALES_PORT" ]]; do
-  SALESFORCE_PORT="$(free_port)"
-done
+SIM_PORT=${PORTS[0]} ZOHO_PORT=${PORTS[1]} FRESHSALES_PORT=${PORTS[2]}
+SALESFORCE_PORT=${PORTS[3]} GOOGLE_PORT=${PORTS[4]} BITRIX_PORT=${PORTS[5]}
 export FRESHSALES_DEMO_DOMAIN=doha-motors.myfreshworks.com
 export FRESHSALES_DEMO_API_KEY=demo-freshsales-key
+export GOOGLE_SHEETS_DEMO_SPREADSHEET=1SouqBakeryLeadRelayDemoSheet000000000000000
+export BITRIX24_DEMO_PORTAL=al-waha.bitrix24.com
 start_bg provider-sim "$LOCAL_DIR/provider-sim.log" \
   cargo run -q -p relay-tests --bin provider-sim -- --listen "127.0.0.1:$SIM_PORT" \
   --zoho-listen "127.0.0.1:$ZOHO_PORT" --freshsales-listen "127.0.0.1:$FRESHSALES_PORT" \
-  --salesforce-listen "127.0.0.1:$SALESFORCE_PORT"
+  --salesforce-listen "127.0.0.1:$SALESFORCE_PORT" --google-listen "127.0.0.1:$GOOGLE_PORT" \
+  --bitrix-listen "127.0.0.1:$BITRIX_PORT"
 SIM_PID=$BG_PID
 wait_http "http://127.0.0.1:$SIM_PORT/health" 60 "$SIM_PID" 200 || die "provider-sim did not start"
 wait_http "http://127.0.0.1:$ZOHO_PORT/health" 60 "$SIM_PID" 200 || die "the Zoho simulator did not start"
 wait_http "http://127.0.0.1:$FRESHSALES_PORT/health" 60 "$SIM_PID" 200 || die "the Freshsales simulator did not start"
 wait_http "http://127.0.0.1:$SALESFORCE_PORT/health" 60 "$SIM_PID" 200 || die "the Salesforce simulator did not start"
-log "provider-sim ready: HubSpot at http://127.0.0.1:$SIM_PORT, Zoho (every data centre) at http://127.0.0.1:$ZOHO_PORT, Freshsales (every account host) at http://127.0.0.1:$FRESHSALES_PORT, Salesforce (every login host and instance) at http://127.0.0.1:$SALESFORCE_PORT"
+wait_http "http://127.0.0.1:$GOOGLE_PORT/health" 60 "$SIM_PID" 200 || die "the Google simulator did not start"
+wait_http "http://127.0.0.1:$BITRIX_PORT/health" 60 "$SIM_PID" 200 || die "the Bitrix24 simulator did not start"
+log "provider-sim ready: HubSpot at http://127.0.0.1:$SIM_PORT, Zoho (every data centre) at http://127.0.0.1:$ZOHO_PORT, Freshsales (every account host) at http://127.0.0.1:$FRESHSALES_PORT, Salesforce (every login host and instance) at http://127.0.0.1:$SALESFORCE_PORT, Google at http://127.0.0.1:$GOOGLE_PORT, Bitrix24 (OAuth servers and portals) at http://127.0.0.1:$BITRIX_PORT"
 
 # Provision the table, KMS key and queues in moto; the driver prints KEY=VALUE lines to export.
 log "provisioning DynamoDB, KMS and SQS in moto"
@@ -70,6 +73,12 @@ export FRESHSALES_ENDPOINT_URL="http://127.0.0.1:$FRESHSALES_PORT"
 export SALESFORCE_ENDPOINT_URL="http://127.0.0.1:$SALESFORCE_PORT"
 export SALESFORCE_CLIENT_ID=demo-salesforce-client-id
 export SALESFORCE_CLIENT_SECRET=demo-salesforce-client-secret
+export GOOGLE_SHEETS_ENDPOINT_URL="http://127.0.0.1:$GOOGLE_PORT"
+export GOOGLE_SHEETS_CLIENT_ID=demo-google-client-id
+export GOOGLE_SHEETS_CLIENT_SECRET=demo-google-client-secret
+export BITRIX24_ENDPOINT_URL="http://127.0.0.1:$BITRIX_PORT"
+export BITRIX24_CLIENT_ID=demo-bitrix-client-id
+export BITRIX24_CLIENT_SECRET=demo-bitrix-client-secret
 export SETUP_PAGE_URL=http://localhost:3000/settings/integrations
 export OAUTH_REDIRECT_BASE_URL=http://127.0.0.1:9001
 export RUST_LOG="${RUST_LOG:-info}"

@@ -433,8 +433,10 @@ async fn run() -> Result<()> {
     run_zoho(&lambda, &browser, &services).await?;
     run_freshsales(&lambda, &browser, &services).await?;
     run_salesforce(&lambda, &browser, &services).await?;
+    run_google_sheets(&lambda, &browser).await?;
+    run_bitrix24(&lambda, &browser).await?;
 
-    println!("\nDone. Bitrix24 and Google Sheets join this demo with their issue.");
+    println!("\nDone: one lead each into HubSpot, Zoho, Freshsales, Salesforce, Google Sheets and Bitrix24.");
     Ok(())
 }
 
@@ -884,31 +886,13 @@ async fn run_salesforce(
         params.get("scope").map(String::as_str).unwrap_or("-"),
         params.get("code_challenge_method").map(String::as_str).unwrap_or("none"),
     ));
-    let consent = browser.get(format!("{url}&sim_org=acme")).send().await?;
-    let back = url::Url::parse(
-        consent
-            .headers()
-            .get("location")
-            .context("the consent screen did not redirect")?
-            .to_str()?,
-    )?;
-    let query: Vec<(String, String)> = back.query_pairs().into_owned().collect();
-    let pairs: Vec<(&str, &str)> = query
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let (status, headers, _) = lambda
-        .http(
-            "oauth-callback",
-            &ApiEvent::sample("oauth-callback/callback.json")
-                .provider("salesforce")
-                .query(&pairs),
-        )
-        .await?;
-    say(format!(
-        "callback {status} -> {}",
-        headers["location"].as_str().unwrap_or("?")
-    ));
+    say(consent_and_callback(
+        lambda,
+        browser,
+        "salesforce",
+        &format!("{url}&sim_org=acme"),
+    )
+    .await?);
     let stored = services
         .store
         .get_connection(&TenantId::parse(tenant)?, Provider::Salesforce)
@@ -991,6 +975,262 @@ async fn run_salesforce(
     queues.send(&lead("qualified")).await;
     say(deliver(lambda, &queues, 1).await?);
     print_salesforce(browser, &sim).await?;
+    Ok(())
+}
+
+/// A Free tenant connects Google Sheets, names its spreadsheet by URL, and leads become rows.
+async fn run_google_sheets(lambda: &Lambda, browser: &reqwest::Client) -> Result<()> {
+    let tenant = "souq-bakery";
+    let plan = "free";
+    let sim = std::env::var("GOOGLE_SHEETS_ENDPOINT_URL")?;
+    let spreadsheet = std::env::var("GOOGLE_SHEETS_DEMO_SPREADSHEET")?;
+    println!("\nGoogle Sheets: tenant {tenant:?} ({plan} plan: Sheets is its one destination)");
+
+    step(33, "The setup page asks for a Google authorize URL: offline access, PKCE, the spreadsheets scope only");
+    let (status, _, body) = lambda
+        .http(
+            "connections-api",
+            &ApiEvent::sample("connections-api/authorize.json")
+                .provider("google_sheets")
+                .claims(tenant, plan),
+        )
+        .await?;
+    if status != 200 {
+        bail!("authorize answered {status}: {body}");
+    }
+    let url = url::Url::parse(body["authorize_url"].as_str().context("authorize_url")?)?;
+    let params: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+    say(format!(
+        "{status} -> https://accounts.google.com{}: scope {}, access_type={}, prompt={}, PKCE {}",
+        url.path(),
+        params.get("scope").map(String::as_str).unwrap_or("-"),
+        params.get("access_type").map(String::as_str).unwrap_or("-"),
+        params.get("prompt").map(String::as_str).unwrap_or("-"),
+        params
+            .get("code_challenge_method")
+            .map(String::as_str)
+            .unwrap_or("none"),
+    ));
+    let consent = format!("{url}&sim_user=owner@souq-bakery.example");
+    say(consent_and_callback(lambda, browser, "google_sheets", &consent).await?);
+
+    step(34, "The tenant pastes its spreadsheet's address; the relay opens it with the connected account before saving");
+    let pasted = format!("https://docs.google.com/spreadsheets/d/{spreadsheet}/edit#gid=0");
+    let (status, _, body) = lambda
+        .http(
+            "connections-api",
+            &ApiEvent::sample("connections-api/settings.json")
+                .provider("google_sheets")
+                .claims(tenant, plan)
+                .body(json!({"spreadsheet_url": pasted})),
+        )
+        .await?;
+    say(format!(
+        "{pasted}\n      -> {status}: spreadsheet {}, sheet {:?}",
+        body["settings"]["pipeline_id"].as_str().unwrap_or("?"),
+        body["settings"]["sheet"].as_str().unwrap_or("?")
+    ));
+
+    step(
+        35,
+        "Two leads arrive, one with a name that would be a formula; then the first one changes",
+    );
+    let aws = relay_tests::aws::local_config().await?;
+    let queues = relay_tests::queue::LeadQueues::create(&aws, TABLE).await?;
+    let hala = |stage: &str, summary: &str| {
+        relay_tests::queue::lead_message(
+            tenant,
+            plan,
+            json!({"id": "lead-gs-1", "name": "Hala Nasser", "email": "hala@example.qa",
+                   "phone": "+974 3300 1122", "source": "instagram", "score": 71, "stage": stage}),
+            Some(summary),
+        )
+    };
+    queues
+        .send(&hala("qualified", "Wants 200 maamoul boxes for Eid."))
+        .await;
+    queues
+        .send(&relay_tests::queue::lead_message(
+            tenant,
+            plan,
+            json!({"id": "lead-gs-2", "name": "=HYPERLINK(\"https://evil.example\",\"Click\")", "stage": "new"}),
+            Some("+SUM(1,2)"),
+        ))
+        .await;
+    say(deliver(lambda, &queues, 2).await?);
+    queues
+        .send(&hala("won", "Ordered 200 boxes, delivery on Thursday."))
+        .await;
+    say(deliver(lambda, &queues, 1).await?);
+
+    step(36, "The sheet: a header, one row per lead (the first updated in place), nothing turned into a formula");
+    let state: Value = browser
+        .get(format!("{sim}/_sim/state?spreadsheet={spreadsheet}"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    say(serde_json::to_string_pretty(&state)?.replace('\n', "\n   "));
+    Ok(())
+}
+
+/// A Pro tenant connects its Bitrix24 portal, picks the Wholesale category, and a lead becomes a
+/// contact, a deal and a timeline comment; then the deal moves on.
+async fn run_bitrix24(lambda: &Lambda, browser: &reqwest::Client) -> Result<()> {
+    let tenant = "al-waha-trading";
+    let plan = "pro";
+    let sim = std::env::var("BITRIX24_ENDPOINT_URL")?;
+    let portal = std::env::var("BITRIX24_DEMO_PORTAL")?;
+    println!("\nBitrix24: tenant {tenant:?} ({plan} plan), portal {portal}");
+
+    step(37, "The setup page sends the portal's address as the browser shows it; the consent is on that portal");
+    let pasted = format!("https://{portal}/crm/deal/kanban/");
+    let (status, _, body) = lambda
+        .http(
+            "connections-api",
+            &ApiEvent::sample("connections-api/authorize.json")
+                .provider("bitrix24")
+                .claims(tenant, plan)
+                .body(json!({ "portal": pasted })),
+        )
+        .await?;
+    if status != 200 {
+        bail!("authorize answered {status}: {body}");
+    }
+    let url = url::Url::parse(body["authorize_url"].as_str().context("authorize_url")?)?;
+    say(format!(
+        "{pasted}\n      -> {status}: https://{portal}{} (locally: the simulator)",
+        url.path()
+    ));
+    let consent = format!("{url}&sim_portal={portal}");
+    say(consent_and_callback(lambda, browser, "bitrix24", &consent).await?);
+    let services = shared::Services::from_env().await?;
+    let stored = services
+        .store
+        .get_connection(&TenantId::parse(tenant)?, Provider::Bitrix24)
+        .await?
+        .context("no Bitrix24 connection was stored")?;
+    say(format!(
+        "stored: REST endpoint {}, member id {}, tokens from {} (by GET, as Bitrix24 documents), access token until {}",
+        stored.account.get("rest_endpoint").map(String::as_str).unwrap_or("?"),
+        stored.account.get("member_id").map(String::as_str).unwrap_or("?"),
+        stored.account.get("oauth_server").map(String::as_str).unwrap_or("?"),
+        stored.token_expiry().map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into()),
+    ));
+    say("scheduled refresh: only a keep-alive three weeks on; access tokens are refreshed when a push needs one");
+
+    step(
+        38,
+        "Deal categories and stages for the setup page; the tenant picks Wholesale",
+    );
+    let (_, _, body) = lambda
+        .http(
+            "connections-api",
+            &ApiEvent::sample("connections-api/pipelines.json")
+                .provider("bitrix24")
+                .claims(tenant, plan),
+        )
+        .await?;
+    let mut wholesale = None;
+    for p in body["pipelines"].as_array().into_iter().flatten() {
+        let stages: Vec<&str> = p["stages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["id"].as_str())
+            .collect();
+        say(format!(
+            "{} ({}): {}",
+            p["label"].as_str().unwrap_or("?"),
+            p["id"].as_str().unwrap_or("?"),
+            stages.join(", ")
+        ));
+        if p["label"] == "Wholesale" {
+            wholesale = p["id"].as_str().map(str::to_string);
+        }
+    }
+    let category = wholesale.context("no Wholesale category")?;
+    let mapping = json!({"pipeline_id": category, "stage_mapping": {
+        "new": format!("C{category}:NEW"),
+        "qualified": format!("C{category}:PREPARATION"),
+        "won": format!("C{category}:WON"),
+        "lost": format!("C{category}:LOSE")}});
+    let (status, _, _) = lambda
+        .http(
+            "connections-api",
+            &ApiEvent::sample("connections-api/settings.json")
+                .provider("bitrix24")
+                .claims(tenant, plan)
+                .body(mapping.clone()),
+        )
+        .await?;
+    say(format!("settings {status}: {}", mapping["stage_mapping"]));
+
+    step(39, "A qualified lead arrives, then wins");
+    let aws = relay_tests::aws::local_config().await?;
+    let queues = relay_tests::queue::LeadQueues::create(&aws, TABLE).await?;
+    let khalid = |stage: &str, summary: &str| {
+        relay_tests::queue::lead_message(
+            tenant,
+            plan,
+            json!({"id": "lead-b24-1", "name": "Khalid Al-Mansoori", "email": "khalid@example.qa",
+                   "phone": "+974 6600 7788", "source": "whatsapp", "score": 88, "stage": stage}),
+            Some(summary),
+        )
+    };
+    queues
+        .send(&khalid(
+            "qualified",
+            "Restaurant owner: 40 kg of dates a month.",
+        ))
+        .await;
+    say(deliver(lambda, &queues, 1).await?);
+    queues
+        .send(&khalid("won", "Signed a yearly supply contract."))
+        .await;
+    say(deliver(lambda, &queues, 1).await?);
+
+    step(
+        40,
+        "The portal now holds one contact, one deal in Wholesale at WON, one comment",
+    );
+    let state: Value = browser
+        .get(format!("{sim}/_sim/state?portal={portal}"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    for contact in state["contacts"].as_array().into_iter().flatten() {
+        say(format!(
+            "contact {}: {} {}, phone {}, email {}",
+            contact["ID"],
+            contact["NAME"].as_str().unwrap_or(""),
+            contact["LAST_NAME"].as_str().unwrap_or(""),
+            contact["PHONE"][0]["VALUE"],
+            contact["EMAIL"][0]["VALUE"],
+        ));
+    }
+    for deal in state["deals"].as_array().into_iter().flatten() {
+        say(format!(
+            "deal {}: {:?}, category {}, stage {}, contact {}",
+            deal["ID"],
+            deal["TITLE"].as_str().unwrap_or(""),
+            deal["CATEGORY_ID"],
+            deal["STAGE_ID"],
+            deal["CONTACT_ID"]
+        ));
+    }
+    for comment in state["comments"].as_array().into_iter().flatten() {
+        say(format!(
+            "comment on {} {}: {}",
+            comment["ENTITY_TYPE"].as_str().unwrap_or("?"),
+            comment["ENTITY_ID"].as_str().unwrap_or("?"),
+            comment["COMMENT"]
+                .as_str()
+                .unwrap_or("?")
+                .replace('\n', " / ")
+        ));
+    }
     Ok(())
 }
 
@@ -1112,6 +1352,41 @@ async fn print_zoho(browser: &reqwest::Client, base: &str) -> Result<()> {
 
 /// Receives what is on the queue, invokes lead-push with it as an SQS event, and deletes what
 /// the function settled: what Lambda's event source mapping does.
+/// The browser at a simulated consent screen, then oauth-callback with what it was sent back
+/// with; returns `callback STATUS -> setup-page URL`.
+async fn consent_and_callback(
+    lambda: &Lambda,
+    browser: &reqwest::Client,
+    provider: &str,
+    consent_url: &str,
+) -> Result<String> {
+    let consent = browser.get(consent_url).send().await?;
+    let back = url::Url::parse(
+        consent
+            .headers()
+            .get("location")
+            .context("the consent screen did not redirect")?
+            .to_str()?,
+    )?;
+    let query: Vec<(String, String)> = back.query_pairs().into_owned().collect();
+    let pairs: Vec<(&str, &str)> = query
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (status, headers, _) = lambda
+        .http(
+            "oauth-callback",
+            &ApiEvent::sample("oauth-callback/callback.json")
+                .provider(provider)
+                .query(&pairs),
+        )
+        .await?;
+    Ok(format!(
+        "callback {status} -> {}",
+        headers["location"].as_str().unwrap_or("?")
+    ))
+}
+
 async fn deliver(
     lambda: &Lambda,
     queues: &relay_tests::queue::LeadQueues,

@@ -27,6 +27,12 @@
 //! `demo-salesforce-client-id` / `demo-salesforce-client-secret` (`SALESFORCE_CLIENT_ID` /
 //! `SALESFORCE_CLIENT_SECRET`); `GET /_sim/state?org=acme` shows one org's records.
 //!
+//! With `--google-listen ADDR` it also runs the Google simulator with one spreadsheet
+//! (`GOOGLE_SHEETS_DEMO_SPREADSHEET`, tab `Leads`) owned by `owner@souq-bakery.example`; with
+//! `--bitrix-listen ADDR` the Bitrix24 simulator with one portal (`BITRIX24_DEMO_PORTAL`, default
+//! `al-waha.bitrix24.com`) that has a second deal category, `Wholesale`. Credentials default to
+//! `demo-google-client-id` / `demo-bitrix-client-id` and their `-secret` twins.
+//!
 //! Besides HubSpot's own endpoints (OAuth, pipelines, properties, contacts,
 //! deals, notes), the simulator serves `GET /_sim/state`: every record and
 //! association of the hub as JSON, without authentication. It is a
@@ -39,12 +45,13 @@ use std::net::SocketAddr;
 use anyhow::{bail, Context, Result};
 use relay_tests::sim::salesforce::SfField;
 use relay_tests::sim::{
-    FreshsalesSim, FreshsalesSimConfig, HubSpotSim, HubSpotSimConfig, SalesforceSim,
-    SalesforceSimConfig, ZohoSim, ZohoSimConfig,
+    BitrixSim, BitrixSimConfig, FreshsalesSim, FreshsalesSimConfig, GoogleSim, GoogleSimConfig,
+    HubSpotSim, HubSpotSimConfig, SalesforceSim, SalesforceSimConfig, ZohoSim, ZohoSimConfig,
 };
 
 const USAGE: &str = "usage: provider-sim --listen 127.0.0.1:PORT [--zoho-listen 127.0.0.1:PORT]
                     [--freshsales-listen 127.0.0.1:PORT] [--salesforce-listen 127.0.0.1:PORT]
+                    [--google-listen 127.0.0.1:PORT] [--bitrix-listen 127.0.0.1:PORT]
 
 Starts the HubSpot simulator on ADDR (port 0 picks a free port).
 GET /_sim/state (simulator only, no auth) shows the stored contacts, deals,
@@ -57,9 +64,17 @@ With --freshsales-listen, also starts the Freshsales simulator with one demo
 account; GET /_sim/state?host= shows its contacts, deals and notes.
 With --salesforce-listen, also starts the Salesforce simulator (orgs acme and
 acme-uat); GET /_sim/state?org=acme shows one org's records.
+With --google-listen, also starts the Google simulator (accounts, OAuth and Sheets
+hosts) with one spreadsheet, GOOGLE_SHEETS_DEMO_SPREADSHEET, owned by
+owner@souq-bakery.example; GET /_sim/state?spreadsheet= shows its rows.
+With --bitrix-listen, also starts the Bitrix24 simulator (OAuth servers and
+portals) with the portal BITRIX24_DEMO_PORTAL and a second deal category,
+Wholesale; GET /_sim/state?portal= shows its contacts, deals and comments.
 Environment: HUBSPOT_CLIENT_ID, HUBSPOT_CLIENT_SECRET, ZOHO_CLIENT_ID,
 ZOHO_CLIENT_SECRET, FRESHSALES_DEMO_DOMAIN, FRESHSALES_DEMO_API_KEY,
-SALESFORCE_CLIENT_ID, SALESFORCE_CLIENT_SECRET, RUST_LOG.";
+SALESFORCE_CLIENT_ID, SALESFORCE_CLIENT_SECRET, GOOGLE_SHEETS_CLIENT_ID,
+GOOGLE_SHEETS_CLIENT_SECRET, GOOGLE_SHEETS_DEMO_SPREADSHEET, BITRIX24_CLIENT_ID,
+BITRIX24_CLIENT_SECRET, BITRIX24_DEMO_PORTAL, RUST_LOG.";
 
 /// Where each simulator listens.
 #[derive(Debug, PartialEq, Eq)]
@@ -68,6 +83,8 @@ struct Listen {
     zoho: Option<SocketAddr>,
     freshsales: Option<SocketAddr>,
     salesforce: Option<SocketAddr>,
+    google: Option<SocketAddr>,
+    bitrix: Option<SocketAddr>,
 }
 
 fn parse_addr(flag: &str, value: &str) -> Result<SocketAddr> {
@@ -76,65 +93,54 @@ fn parse_addr(flag: &str, value: &str) -> Result<SocketAddr> {
         .with_context(|| format!("{flag} {value:?} is not an IP:PORT address"))
 }
 
+/// Every flag takes an address, as `--flag ADDR` or `--flag=ADDR`.
+const FLAGS: [&str; 6] = [
+    "--listen",
+    "--zoho-listen",
+    "--freshsales-listen",
+    "--salesforce-listen",
+    "--google-listen",
+    "--bitrix-listen",
+];
+
 fn parse_listen(args: impl IntoIterator<Item = String>) -> Result<Listen> {
     let mut args = args.into_iter();
-    let mut listen: Option<String> = None;
-    let mut zoho: Option<String> = None;
-    let mut freshsales: Option<String> = None;
-    let mut salesforce: Option<String> = None;
+    let mut given: std::collections::HashMap<&'static str, SocketAddr> = Default::default();
     while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            "--listen" => {
-                listen = Some(args.next().context("--listen needs an address")?);
-            }
-            "--zoho-listen" => {
-                zoho = Some(args.next().context("--zoho-listen needs an address")?);
-            }
-            "--freshsales-listen" => {
-                freshsales = Some(
-                    args.next()
-                        .context("--freshsales-listen needs an address")?,
-                );
-            }
-            "--salesforce-listen" => {
-                salesforce = Some(
-                    args.next()
-                        .context("--salesforce-listen needs an address")?,
-                );
-            }
-            other => {
-                if let Some(value) = other.strip_prefix("--salesforce-listen=") {
-                    salesforce = Some(value.to_owned());
-                } else if let Some(value) = other.strip_prefix("--listen=") {
-                    listen = Some(value.to_owned());
-                } else if let Some(value) = other.strip_prefix("--zoho-listen=") {
-                    zoho = Some(value.to_owned());
-                } else if let Some(value) = other.strip_prefix("--freshsales-listen=") {
-                    freshsales = Some(value.to_owned());
-                } else {
-                    bail!("unexpected argument {other:?}\n\n{USAGE}");
-                }
-            }
+        if arg == "-h" || arg == "--help" {
+            println!("{USAGE}");
+            std::process::exit(0);
         }
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
+            None => (arg.clone(), None),
+        };
+        let Some(flag) = FLAGS.iter().copied().find(|f| *f == name) else {
+            bail!("unexpected argument {arg:?}\n\n{USAGE}");
+        };
+        let value = match inline {
+            Some(value) => value,
+            None => args
+                .next()
+                .with_context(|| format!("{flag} needs an address"))?,
+        };
+        given.insert(flag, parse_addr(flag, &value)?);
     }
-    let listen = listen.with_context(|| format!("missing --listen\n\n{USAGE}"))?;
     Ok(Listen {
-        hubspot: parse_addr("--listen", &listen)?,
-        zoho: zoho
-            .map(|value| parse_addr("--zoho-listen", &value))
-            .transpose()?,
-        freshsales: freshsales
-            .map(|value| parse_addr("--freshsales-listen", &value))
-            .transpose()?,
-        salesforce: salesforce
-            .map(|value| parse_addr("--salesforce-listen", &value))
-            .transpose()?,
+        hubspot: *given
+            .get("--listen")
+            .with_context(|| format!("missing --listen\n\n{USAGE}"))?,
+        zoho: given.get("--zoho-listen").copied(),
+        freshsales: given.get("--freshsales-listen").copied(),
+        salesforce: given.get("--salesforce-listen").copied(),
+        google: given.get("--google-listen").copied(),
+        bitrix: given.get("--bitrix-listen").copied(),
     })
 }
+
+/// The demo spreadsheet's id unless `GOOGLE_SHEETS_DEMO_SPREADSHEET` names another (44
+/// characters, as Google's are).
+const DEMO_SPREADSHEET: &str = "1SouqBakeryLeadRelayDemoSheet000000000000000";
 
 fn env_or(name: &str, default: &str) -> Result<String> {
     match std::env::var(name) {
@@ -236,10 +242,57 @@ async fn main() -> Result<()> {
         None => None,
     };
 
+    let google = match listen.google {
+        Some(addr) => {
+            let config = GoogleSimConfig {
+                client_id: env_or("GOOGLE_SHEETS_CLIENT_ID", "demo-google-client-id")?,
+                client_secret: env_or("GOOGLE_SHEETS_CLIENT_SECRET", "demo-google-client-secret")?,
+                ..GoogleSimConfig::default()
+            };
+            let sim = GoogleSim::start_on(addr, config)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
+            sim.add_spreadsheet_with_id(
+                "owner@souq-bakery.example",
+                &env_or("GOOGLE_SHEETS_DEMO_SPREADSHEET", DEMO_SPREADSHEET)?,
+                "Souq Bakery leads",
+                &["Leads", "Notes"],
+            );
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "google-sim listening on {}", sim.base_url())?;
+            stdout.flush()?;
+            Some(sim)
+        }
+        None => None,
+    };
+
+    let bitrix = match listen.bitrix {
+        Some(addr) => {
+            let config = BitrixSimConfig {
+                client_id: env_or("BITRIX24_CLIENT_ID", "demo-bitrix-client-id")?,
+                client_secret: env_or("BITRIX24_CLIENT_SECRET", "demo-bitrix-client-secret")?,
+                ..BitrixSimConfig::default()
+            };
+            let sim = BitrixSim::start_on(addr, config)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
+            let portal = env_or("BITRIX24_DEMO_PORTAL", "al-waha.bitrix24.com")?;
+            sim.add_portal(&portal);
+            sim.add_category(&portal, "Wholesale", &[]);
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "bitrix-sim listening on {}", sim.base_url())?;
+            stdout.flush()?;
+            Some(sim)
+        }
+        None => None,
+    };
+
     // The workspace builds tokio without its `signal` feature, so no handler
     // is installed: SIGINT (ctrl-c) and SIGTERM keep their default action and
     // end the process, which is all a stateless-on-disk simulator needs.
     std::future::pending::<()>().await;
+    drop(bitrix);
+    drop(google);
     drop(salesforce);
     drop(freshsales);
     drop(zoho);
@@ -329,5 +382,20 @@ mod tests {
         .unwrap();
         assert_eq!(equals.salesforce.map(|a| a.port()), Some(6));
         assert!(parse_listen(args(&["--listen=127.0.0.1:1", "--salesforce-listen"])).is_err());
+    }
+
+    #[test]
+    fn parses_the_google_and_bitrix_flags_and_refuses_strangers() {
+        let both = parse_listen(args(&[
+            "--listen=127.0.0.1:1",
+            "--google-listen",
+            "127.0.0.1:7",
+            "--bitrix-listen=127.0.0.1:8",
+        ]))
+        .unwrap();
+        assert_eq!(both.google.map(|a| a.port()), Some(7));
+        assert_eq!(both.bitrix.map(|a| a.port()), Some(8));
+        assert!(parse_listen(args(&["--listen=127.0.0.1:1", "--pipedrive-listen=1"])).is_err());
+        assert!(parse_listen(args(&["--google-listen=127.0.0.1:7"])).is_err());
     }
 }

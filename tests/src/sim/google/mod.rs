@@ -301,6 +301,11 @@ impl GoogleSim {
         self.shared.store().add(owner, title, sheets)
     }
 
+    /// Like [`GoogleSim::add_spreadsheet`], with an id chosen by the caller (the demo's).
+    pub fn add_spreadsheet_with_id(&self, owner: &str, id: &str, title: &str, sheets: &[&str]) {
+        self.shared.store().add_with_id(owner, id, title, sheets);
+    }
+
     /// Give `email` edit access to spreadsheet `id`.
     ///
     /// # Panics

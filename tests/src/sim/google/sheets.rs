@@ -127,6 +127,18 @@ impl Store {
         let id: String = (0..44)
             .map(|_| char::from(ID_ALPHABET[rng.gen_range(0..ID_ALPHABET.len())]))
             .collect();
+        self.add_with_id(owner, &id, title, sheets)
+    }
+
+    /// A spreadsheet with a chosen id (the demo names it in advance).
+    pub(super) fn add_with_id(
+        &mut self,
+        owner: &str,
+        id: &str,
+        title: &str,
+        sheets: &[&str],
+    ) -> String {
+        let id = id.to_owned();
         let mut spreadsheet = Spreadsheet {
             id: id.clone(),
             title: title.to_owned(),
