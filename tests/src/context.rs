@@ -136,7 +136,8 @@ impl TestContext {
         let google = GoogleSim::start(GoogleSimConfig {
             client_id: "test-google-client-id".into(),
             client_secret: client_secret.clone(),
-            ..GoogleSimConfig::default()
+            // Tests and the bench push bursts; throttling is tested with injected faults.
+            per_user_per_minute: 1_000_000,
         })
         .await;
         let bitrix = BitrixSim::start(BitrixSimConfig {

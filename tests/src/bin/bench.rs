@@ -3,7 +3,7 @@
 //!
 //! Measures: leads per second through `process_message` at lead-push's concurrency, per-lead
 //! latency (p50, p95, max), provider calls per new, replayed and (Zoho) converted lead for
-//! HubSpot, Zoho, Freshsales and Salesforce, the scheduled refresh of many connections, and the process's
+//! HubSpot, Zoho, Freshsales, Salesforce, Google Sheets and Bitrix24, the scheduled refresh of many connections, and the process's
 //! peak memory.
 
 use std::time::{Duration, Instant};
@@ -63,6 +63,8 @@ async fn main() -> Result<()> {
     bench_zoho(&ctx).await?;
     bench_freshsales(&ctx).await?;
     bench_salesforce(&ctx).await?;
+    bench_google_sheets(&ctx).await?;
+    bench_bitrix24(&ctx).await?;
 
     println!(
         "\ntoken refresh: {CONNECTIONS} more HubSpot connections, all due (with the OAuth ones above), concurrency {}",
@@ -244,6 +246,64 @@ async fn bench_salesforce(ctx: &TestContext) -> Result<()> {
         calls,
     )
     .await;
+    Ok(())
+}
+
+async fn bench_google_sheets(ctx: &TestContext) -> Result<()> {
+    const OWNER: &str = "bench@example.com";
+    let tenant = TestContext::tenant();
+    let back = outcome(&ctx.connect_google_sheets(&tenant, "free", OWNER).await);
+    anyhow::ensure!(back["status"] == "connected", "google sheets: {back:?}");
+    let id = ctx.google.add_spreadsheet(OWNER, "Bench", &["Leads"]);
+    let saved = ctx
+        .api(
+            ApiEvent::sample("connections-api/settings.json")
+                .provider("google_sheets")
+                .claims(&tenant, "free")
+                .body(json!({ "spreadsheet_url": id })),
+        )
+        .await;
+    anyhow::ensure!(
+        saved.status == 200,
+        "google sheets settings: {}",
+        saved.body
+    );
+    let calls = || ctx.google.api_calls();
+    println!("\nGoogle Sheets: {LEADS} leads, one row each");
+    let new = leads_on(&tenant, "free", "qualified");
+    measure(ctx, "new leads", &new, calls).await;
+    measure(ctx, "identical replays", &new, calls).await;
+    measure(
+        ctx,
+        "changed leads (row rewritten)",
+        &leads_on(&tenant, "free", "won"),
+        calls,
+    )
+    .await;
+    Ok(())
+}
+
+async fn bench_bitrix24(ctx: &TestContext) -> Result<()> {
+    const PORTAL: &str = "bench.bitrix24.com";
+    ctx.bitrix.add_portal(PORTAL);
+    let tenant = TestContext::tenant();
+    let back = outcome(&ctx.connect_bitrix24(&tenant, "pro", PORTAL, PORTAL).await);
+    anyhow::ensure!(back["status"] == "connected", "bitrix24: {back:?}");
+    let saved = ctx
+        .api(
+            ApiEvent::sample("connections-api/settings.json")
+                .provider("bitrix24")
+                .claims(&tenant, "pro")
+                .body(json!({"pipeline_id": "0", "stage_mapping": {"qualified": "PREPARATION", "won": "WON"}})),
+        )
+        .await;
+    anyhow::ensure!(saved.status == 200, "bitrix24 settings: {}", saved.body);
+    let calls = || ctx.bitrix.rest_calls(PORTAL);
+    println!("\nBitrix24: {LEADS} leads");
+    let new = leads(&tenant, "qualified");
+    measure(ctx, "new leads", &new, calls).await;
+    measure(ctx, "identical replays", &new, calls).await;
+    measure(ctx, "won (deal stage moved)", &leads(&tenant, "won"), calls).await;
     Ok(())
 }
 

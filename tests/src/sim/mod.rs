@@ -26,7 +26,9 @@ pub use bitrix::{
 };
 pub use faults::{Fault, FaultQueue, FaultRoute};
 pub use freshworks::{FreshsalesRoute, FreshsalesSim, FreshsalesSimConfig};
-pub use google::{Cell, GoogleRequest, GoogleRoute, GoogleSeededTokens, GoogleSim, GoogleSimConfig};
+pub use google::{
+    Cell, GoogleRequest, GoogleRoute, GoogleSeededTokens, GoogleSim, GoogleSimConfig,
+};
 pub use hubspot::{HubSpotSim, HubSpotSimConfig, Rotation, Route, SeededTokens, SimObject};
 pub use recorder::{RecordedRequest, Recorder};
 pub use salesforce::{
