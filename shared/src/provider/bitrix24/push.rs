@@ -18,8 +18,8 @@ use crate::error::ProviderError;
 use crate::http::Idempotency;
 use crate::lead::{truncate_chars, ContactField, Lead};
 use crate::provider::{
-    deal_stage, person_fields, text_digest, PersonFields, Pipeline, PipelineStage, PushProgress,
-    Session,
+    deal_stage, person_fields, text_digest, CrmProvider, PersonFields, Pipeline, PipelineStage,
+    PushProgress, Session,
 };
 use crate::store::ConnectionSettings;
 
@@ -148,15 +148,11 @@ pub(super) async fn sync_contact(
 ) -> Result<String, ProviderError> {
     let existing = match known_id {
         Some(id) => Some(id.to_string()),
+        // Email first, then phone: the trait's search over `find_contact` below.
         None => {
-            let mut found = None;
-            for (field, value) in lead.contact_query().criteria() {
-                found = find_contact(session, field, value).await?;
-                if found.is_some() {
-                    break;
-                }
-            }
-            found
+            super::Bitrix24
+                .search_contact(session, &lead.contact_query())
+                .await?
         }
     };
     match existing {
