@@ -501,3 +501,42 @@ async fn foreign_hosts_and_mismatched_portals_are_refused_before_anything_is_sen
         .unwrap()
         .is_none());
 }
+
+#[tokio::test]
+async fn a_deal_whose_create_answer_was_lost_is_found_again_not_created_twice() {
+    let ctx = TestContext::with_env(&[("HTTP_TIMEOUT_MS", "400")]).await;
+    let tenant = connected(&ctx, SOUQ).await;
+    // Bitrix24 creates the deal, but the answer comes after the client gave up.
+    ctx.bitrix.inject(
+        BitrixRoute::Rest("crm.deal.add"),
+        Fault::DelayAfter(std::time::Duration::from_millis(1_500)),
+    );
+    let first = ctx.deliver(&[noura(&tenant, "new", "Hi")]).await;
+    assert_eq!(first.failed.len(), 1, "handed back for a retry: {first:?}");
+    assert_eq!(ctx.bitrix.deals(SOUQ).len(), 1, "Bitrix24 did create it");
+
+    let again = ctx.redeliver(1).await;
+    assert!(again.failed.is_empty(), "{again:?}");
+    let deals = ctx.bitrix.deals(SOUQ);
+    assert_eq!(deals.len(), 1, "not created twice");
+    assert_eq!(deals[0].fields["ORIGIN_ID"], "lead-b24-1");
+    assert_eq!(deals[0].fields["ORIGINATOR_ID"], "leadrelay");
+    let methods = ctx.bitrix.rest_methods(SOUQ);
+    assert_eq!(
+        methods.iter().filter(|m| *m == "crm.deal.add").count(),
+        1,
+        "{methods:?}"
+    );
+    assert!(methods.iter().any(|m| m == "crm.deal.list"));
+    let comments = ctx.bitrix.comments(SOUQ);
+    assert_eq!(comments.len(), 1);
+    assert_eq!(comments[0].entity_id, deals[0].id);
+    assert_eq!(ctx.bitrix.contacts(SOUQ).len(), 1);
+
+    // Later pushes of a lead whose deal was created normally never search.
+    let before = ctx.bitrix.rest_methods(SOUQ).len();
+    ctx.deliver(&[noura(&tenant, "won", "Paid")]).await;
+    assert!(!ctx.bitrix.rest_methods(SOUQ)[before..]
+        .iter()
+        .any(|m| m == "crm.deal.list"));
+}

@@ -9,7 +9,9 @@
 //! | identical replay | none (recognised before this module is called) |
 //!
 //! Bitrix24 appends a phone or email sent without its value id, so an update never sends them:
-//! a known contact keeps the values it has.
+//! a known contact keeps the values it has. A deal carries the lead's id (`ORIGIN_ID`), so a
+//! retry after a create whose answer was lost finds it (`crm.deal.list`, one call, only then)
+//! instead of creating a second one.
 
 use serde_json::{json, Map, Value};
 
@@ -33,6 +35,12 @@ const NAMES: PersonFields = PersonFields {
 /// Bitrix24's deals: CRM entity type 2 in `crm.category.list`.
 const DEAL_ENTITY_TYPE: u8 = 2;
 
+/// What the deals this relay creates say in `ORIGINATOR_ID`.
+const ORIGINATOR: &str = "leadrelay";
+
+/// Marks, in the lead's mapping, a deal create whose answer has not come back yet.
+const DEAL_SENT: &str = "deal_sent";
+
 /// A timeline comment is a text field; kept well under what the portal stores.
 const COMMENT_MAX_CHARS: usize = 10_000;
 
@@ -46,6 +54,16 @@ pub(super) async fn push_lead(
     let contact = sync_contact(session, lead, known.as_deref()).await?;
     progress.records.insert("contact".into(), contact.clone());
 
+    // A create sent before whose answer never came: the deal may exist. Found by the id it
+    // carries, it is used instead of being created twice.
+    if progress.records.contains_key(DEAL_SENT) && !progress.records.contains_key("deal") {
+        if let Some(found) = deal_of_lead(session, lead).await? {
+            progress.records.insert("deal".into(), found);
+            progress.stage = None;
+        }
+    }
+    progress.records.remove(DEAL_SENT);
+
     let deal = match progress.records.get("deal").cloned() {
         None => {
             let (category, stage) = deal_stage(session, lead, settings).await?;
@@ -55,11 +73,17 @@ pub(super) async fn push_lead(
                 "STAGE_ID": stage,
                 "CONTACT_ID": id_value(&contact),
                 "OPENED": "Y",
+                // Bitrix24's fields for linking a record to its external source.
+                "ORIGINATOR_ID": ORIGINATOR,
+                "ORIGIN_ID": lead.id,
             });
             if let Some(source) = &lead.source {
                 fields["SOURCE_DESCRIPTION"] = source.clone().into();
             }
             let params = json!({ "fields": fields, "params": { "REGISTER_SONET_EVENT": "N" } });
+            // Kept with the lead's mapping whatever happens next, so a retry after a lost
+            // answer looks for the deal before creating one.
+            progress.records.insert(DEAL_SENT.into(), "1".into());
             let result = call(
                 session,
                 "deals.create",
@@ -68,6 +92,7 @@ pub(super) async fn push_lead(
                 Idempotency::Unsafe,
             )
             .await?;
+            progress.records.remove(DEAL_SENT);
             let deal = id_of(&result, "deal")?;
             progress.records.insert("deal".into(), deal.clone());
             progress.stage = Some(stage);
@@ -128,6 +153,27 @@ pub(super) async fn push_lead(
         progress.summary_digest = Some(digest);
     }
     Ok(())
+}
+
+/// The deal this relay created for `lead` (by `ORIGINATOR_ID` and `ORIGIN_ID`), if any.
+async fn deal_of_lead(session: &Session<'_>, lead: &Lead) -> Result<Option<String>, ProviderError> {
+    let params = json!({
+        "filter": { "ORIGINATOR_ID": ORIGINATOR, "ORIGIN_ID": lead.id },
+        "select": ["ID"],
+    });
+    let result = call(
+        session,
+        "deals.search",
+        "crm.deal.list",
+        params,
+        Idempotency::Safe,
+    )
+    .await?;
+    Ok(result
+        .as_array()
+        .and_then(|deals| deals.first())
+        .and_then(|deal| deal.get("ID"))
+        .and_then(|id| id_of(id, "deal").ok()))
 }
 
 /// The timeline comment: the summary with the lead's id, source and score.

@@ -775,6 +775,28 @@ fn call(
             let record = portal.deals.get(&id).ok_or_else(not_found)?;
             Ok(Value::Object(record.clone()).into())
         }
+        "crm.deal.list" => {
+            // The subset the relay uses: equality filters on stored fields.
+            let filter = param(params, "filter")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            let list: Vec<Value> = portal
+                .deals
+                .values()
+                .filter(|deal| {
+                    filter.iter().all(|(key, wanted)| {
+                        deal.get(&key.to_ascii_uppercase())
+                            .is_some_and(|have| text(have) == text(wanted))
+                    })
+                })
+                .map(|deal| Value::Object(deal.clone()))
+                .collect();
+            Ok(Answer {
+                total: Some(list.len()),
+                result: Value::Array(list),
+            })
+        }
         "crm.timeline.comment.add" => comment_add(portal, params).map(|id| json!(id).into()),
         "crm.timeline.comment.update" => {
             let id = id_param(params)?;
