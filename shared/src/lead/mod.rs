@@ -235,6 +235,17 @@ impl Lead {
         format!("{} (LeadRelay)", self.full_name)
     }
 
+    /// The summary as a plain-text CRM note (Zoho and Freshsales notes, Bitrix24 timeline
+    /// comments), with [`Lead::summary_facts`] below it; `None` without a summary. Each CRM cuts
+    /// it to its own limit.
+    pub fn plain_note(&self) -> Option<String> {
+        let summary = self.summary.as_deref()?;
+        Some(format!(
+            "LeadRelay conversation summary\n\n{summary}\n\n{}",
+            self.summary_facts()
+        ))
+    }
+
     /// What a CRM note says beside the summary: the lead id, source and score. The stage is
     /// left out (it is the deal's business), so a stage change never rewrites the note.
     pub fn summary_facts(&self) -> String {

@@ -178,12 +178,7 @@ async fn deal_of_lead(session: &Session<'_>, lead: &Lead) -> Result<Option<Strin
 
 /// The timeline comment: the summary with the lead's id, source and score.
 fn comment(lead: &Lead) -> Option<String> {
-    let summary = lead.summary.as_deref()?;
-    let text = format!(
-        "LeadRelay conversation summary\n\n{summary}\n\n{}",
-        lead.summary_facts()
-    );
-    Some(truncate_chars(&text, COMMENT_MAX_CHARS))
+    Some(truncate_chars(&lead.plain_note()?, COMMENT_MAX_CHARS))
 }
 
 /// Finds or creates the lead's contact and brings its name up to date; returns its id.

@@ -155,15 +155,6 @@ pub(super) fn contact(
     contact
 }
 
-/// The note: the summary and what LeadRelay knows of the lead, as plain text.
-pub(super) fn note(lead: &Lead) -> Option<String> {
-    let summary = lead.summary.as_deref()?;
-    Some(format!(
-        "LeadRelay conversation summary\n\n{summary}\n\n{}",
-        lead.summary_facts()
-    ))
-}
-
 /// `{"<kind>": {"id": ...}}`: the id of what a create or upsert answered with.
 pub(super) fn created_id(response: &HttpResponse, kind: &str) -> Result<String, ProviderError> {
     let body: Value = response.json()?;

@@ -57,7 +57,7 @@ pub(super) async fn push_lead(
         }
     }
 
-    if let Some(text) = mapping::note(lead) {
+    if let Some(text) = lead.plain_note() {
         let digest = text_digest(&text);
         match progress.records.get("note").cloned() {
             Some(_) if progress.summary_digest.as_deref() == Some(digest.as_str()) => {}

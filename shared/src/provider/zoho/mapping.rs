@@ -171,12 +171,7 @@ const PERSON: PersonFields = PersonFields {
 /// The note: the summary and what LeadRelay knows of the lead, as plain text (Zoho notes
 /// are not HTML).
 pub(super) fn note_content(lead: &Lead) -> Option<String> {
-    let summary = lead.summary.as_deref()?;
-    let text = format!(
-        "LeadRelay conversation summary\n\n{summary}\n\n{}",
-        lead.summary_facts()
-    );
-    Some(truncate_chars(&text, NOTE_LIMIT))
+    Some(truncate_chars(&lead.plain_note()?, NOTE_LIMIT))
 }
 
 /// `POST /Leads/{id}/actions/convert`: into a Contact (and an Account where the lead names a
