@@ -161,6 +161,10 @@ pub struct OAuthFacts {
     pub token_request: TokenRequest,
     /// What the scheduled job refreshes ahead of time.
     pub scheduled_refresh: ScheduledRefresh,
+    /// Whether a connection's own login host (a Salesforce sandbox or My Domain) also serves
+    /// the token endpoint; `false` where only the consent page moves there (a Bitrix24 portal:
+    /// tokens come from Bitrix24's OAuth server).
+    pub tokens_at_login_host: bool,
 }
 
 /// How a token endpoint takes the grant's parameters.
@@ -254,6 +258,7 @@ pub static HUBSPOT: ProviderFacts = ProviderFacts {
         min_refresh_interval: None,
         token_request: TokenRequest::FormPost,
         scheduled_refresh: ScheduledRefresh::BeforeExpiry,
+        tokens_at_login_host: true,
     }),
     api_base: "https://api.hubapi.com",
     data_centres: &[],
@@ -315,6 +320,7 @@ pub static ZOHO: ProviderFacts = ProviderFacts {
         min_refresh_interval: Some(Duration::from_secs(60)),
         token_request: TokenRequest::FormPost,
         scheduled_refresh: ScheduledRefresh::BeforeExpiry,
+        tokens_at_login_host: true,
     }),
     api_base: "https://www.zohoapis.com",
     account_host_suffixes: &[],
@@ -425,6 +431,7 @@ pub static SALESFORCE: ProviderFacts = ProviderFacts {
         min_refresh_interval: None,
         token_request: TokenRequest::FormPost,
         scheduled_refresh: ScheduledRefresh::BeforeExpiry,
+        tokens_at_login_host: true,
     }),
     // Never used as is: every call goes to the connection's instance (`provider::salesforce`).
     api_base: "https://login.salesforce.com/services/data",
@@ -480,6 +487,7 @@ pub static BITRIX24: ProviderFacts = ProviderFacts {
         min_refresh_interval: None,
         token_request: TokenRequest::QueryGet,
         scheduled_refresh: ScheduledRefresh::KeepAliveOnly,
+        tokens_at_login_host: false,
     }),
     // Never used as is: every call goes to the portal's `client_endpoint`.
     api_base: "https://bitrix24.com/rest",
@@ -558,6 +566,7 @@ pub static GOOGLE_SHEETS: ProviderFacts = ProviderFacts {
         min_refresh_interval: None,
         token_request: TokenRequest::FormPost,
         scheduled_refresh: ScheduledRefresh::BeforeExpiry,
+        tokens_at_login_host: true,
     }),
     api_base: "https://sheets.googleapis.com",
     data_centres: &[],
@@ -584,6 +593,7 @@ impl ProviderFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use url::Url;
 
     #[test]
     fn every_provider_round_trips_through_its_slug() {
@@ -625,6 +635,18 @@ mod tests {
         let oauth = ZOHO.oauth().unwrap();
         assert!(oauth.authorize_params.contains(&("access_type", "offline")));
         assert!(oauth.authorize_params.contains(&("prompt", "consent")));
+    }
+
+    #[test]
+    fn bitrix24_consents_on_the_portal_but_takes_tokens_by_get_from_its_oauth_server() {
+        let bitrix = BITRIX24.oauth().unwrap();
+        assert!(!bitrix.tokens_at_login_host);
+        assert_eq!(bitrix.token_request, TokenRequest::QueryGet);
+        assert_eq!(bitrix.scheduled_refresh, ScheduledRefresh::KeepAliveOnly);
+        assert!(bitrix.rotates_refresh_tokens);
+        let host = Url::parse(bitrix.token_url).unwrap();
+        assert!(BITRIX24_OAUTH_SERVERS.contains(&host.host_str().unwrap()));
+        assert!(SALESFORCE.oauth().unwrap().tokens_at_login_host);
     }
 
     #[test]

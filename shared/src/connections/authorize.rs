@@ -36,11 +36,7 @@ pub async fn start_authorization(
         .map_err(Error::BadRequest)?;
     let mut oauth = OAuthClient::new(provider, &services.config, &services.http)?;
     if let Some(origin) = &login_origin {
-        oauth = if implementation.login_origin_issues_tokens() {
-            oauth.at_origin(origin)
-        } else {
-            oauth.authorize_at(origin)
-        };
+        oauth = oauth.at_login_origin(origin);
     }
     super::check_plan(services, caller, provider).await?;
 

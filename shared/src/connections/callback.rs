@@ -138,13 +138,13 @@ async fn connect(
         .map(Url::parse)
         .transpose()
         .map_err(|_| Failure::Internal)?;
-    let token_origin = if implementation.login_origin_issues_tokens() {
+    let mut oauth = OAuthClient::new(provider, &services.config, &services.http)
+        .map_err(|_| Failure::ProviderUnavailable)?;
+    let token_origin = if oauth.facts().tokens_at_login_host {
         login_origin.clone().or(token_origin)
     } else {
         token_origin
     };
-    let mut oauth = OAuthClient::new(provider, &services.config, &services.http)
-        .map_err(|_| Failure::ProviderUnavailable)?;
     if let Some(origin) = &token_origin {
         oauth = oauth.at_origin(origin);
     }

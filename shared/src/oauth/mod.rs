@@ -105,9 +105,19 @@ impl<'a> OAuthClient<'a> {
         self
     }
 
-    /// The same client with only its consent page on `origin` (a Bitrix24 portal, whose
-    /// tokens come from Bitrix24's OAuth server instead).
-    pub fn authorize_at(mut self, origin: &Url) -> Self {
+    /// The same client for a connection's own login host: every endpoint there, or only the
+    /// consent page where the provider's tokens come from elsewhere
+    /// ([`OAuthFacts::tokens_at_login_host`]).
+    pub fn at_login_origin(self, origin: &Url) -> Self {
+        if self.facts.tokens_at_login_host {
+            self.at_origin(origin)
+        } else {
+            self.authorize_at(origin)
+        }
+    }
+
+    /// The same client with only its consent page on `origin`.
+    fn authorize_at(mut self, origin: &Url) -> Self {
         let authorize = crate::config::moved_to(origin, &self.authorize_url);
         self.authorize_url = match &self.local_origin {
             Some(local) => crate::config::moved_to(local, &authorize),

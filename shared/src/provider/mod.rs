@@ -308,13 +308,6 @@ pub trait CrmProvider: Send + Sync {
         }
     }
 
-    /// Whether the login origin also serves the token endpoint (Salesforce's login hosts do);
-    /// `false` where only the consent page moves (a Bitrix24 portal: tokens come from Bitrix24's
-    /// OAuth server, named by the callback).
-    fn login_origin_issues_tokens(&self) -> bool {
-        true
-    }
-
     /// Non-secret account facts to keep from a token response and the callback's extra
     /// parameters (account id, data centre, instance URL). `login_origin` is where the code was
     /// exchanged when that was not the registry's host. Refusing them refuses the connect.

@@ -45,11 +45,6 @@ impl CrmProvider for Bitrix24 {
         portal::portal_origin(portal).map(Some)
     }
 
-    /// Tokens come from Bitrix24's OAuth server, never from the portal.
-    fn login_origin_issues_tokens(&self) -> bool {
-        false
-    }
-
     /// The OAuth server the callback names (`server_domain`), if it is one of Bitrix24's.
     fn token_origin_from_callback(
         &self,
