@@ -106,18 +106,32 @@ pub enum ProviderError {
         status: u16,
         detail: String,
     },
+    /// A CRM call succeeded but what it created could not be written down before the next call;
+    /// the push stops there so that nothing is created that a retry could not find.
+    #[error("the {provider} push's progress could not be saved: {source}")]
+    ProgressNotSaved {
+        provider: Provider,
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl ProviderError {
-    /// Whether the same call may succeed later (throttling, outages, timeouts).
+    /// Whether the same call may succeed later (throttling, outages, timeouts, and an unreadable
+    /// success or server-error answer, which is what a proxy's error page or a cut connection
+    /// looks like). A refusal (4xx) read or unread stays permanent.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
+        match self {
             ProviderError::Throttled { .. }
-                | ProviderError::Unavailable { .. }
-                | ProviderError::Timeout { .. }
-                | ProviderError::Network { .. }
-        )
+            | ProviderError::Unavailable { .. }
+            | ProviderError::Timeout { .. }
+            | ProviderError::Network { .. } => true,
+            ProviderError::Garbage { status, .. } => !(400..500).contains(status),
+            ProviderError::ProgressNotSaved { source, .. } => source.is_retryable(),
+            ProviderError::Unauthorized { .. }
+            | ProviderError::InvalidGrant { .. }
+            | ProviderError::Rejected { .. } => false,
+        }
     }
 
     pub fn provider(&self) -> Provider {
@@ -129,7 +143,8 @@ impl ProviderError {
             | ProviderError::Unauthorized { provider, .. }
             | ProviderError::InvalidGrant { provider, .. }
             | ProviderError::Rejected { provider, .. }
-            | ProviderError::Garbage { provider, .. } => *provider,
+            | ProviderError::Garbage { provider, .. }
+            | ProviderError::ProgressNotSaved { provider, .. } => *provider,
         }
     }
 }
@@ -222,7 +237,8 @@ impl Error {
                 ProviderError::Unavailable { provider, .. }
                 | ProviderError::Timeout { provider }
                 | ProviderError::Network { provider, .. }
-                | ProviderError::Garbage { provider, .. } => {
+                | ProviderError::Garbage { provider, .. }
+                | ProviderError::ProgressNotSaved { provider, .. } => {
                     format!("{provider} could not be reached; try again shortly")
                 }
                 ProviderError::Unauthorized { provider, .. }

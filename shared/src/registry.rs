@@ -111,8 +111,20 @@ pub struct ProviderFacts {
     pub rate_limit: RateLimit,
     /// How this provider says "slow down"; the HTTP client reads it to classify answers.
     pub throttle: &'static [ThrottleSignal],
+    /// Which CRM account a lead's records live in: lead mappings are kept per account, so a
+    /// reconnect to another account never sends anything to a record id of the old one.
+    pub account_identity: AccountIdentity,
     /// Where these facts were checked.
     pub docs: &'static str,
+}
+
+/// What names the account (portal, org, domain, spreadsheet) a connection writes into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountIdentity {
+    /// This key of the connection's stored account facts (`hub_id`, `org_id`, `member_id`...).
+    AccountFact(&'static str),
+    /// The spreadsheet chosen in the settings (Google Sheets: rows, not records).
+    Spreadsheet,
 }
 
 impl ProviderFacts {
@@ -273,6 +285,7 @@ pub static HUBSPOT: ProviderFacts = ProviderFacts {
         ThrottleSignal::Status429,
         ThrottleSignal::HubSpotRateLimitHeaders,
     ],
+    account_identity: AccountIdentity::AccountFact("hub_id"),
     docs: "https://developers.hubspot.com/docs/api/oauth-quickstart-guide",
 };
 
@@ -373,6 +386,7 @@ pub static ZOHO: ProviderFacts = ProviderFacts {
         window: Duration::from_secs(24 * 60 * 60),
     },
     throttle: &[ThrottleSignal::Status429, ThrottleSignal::ZohoNonStandard],
+    account_identity: AccountIdentity::AccountFact("org_id"),
     docs: "https://www.zoho.com/crm/developer/docs/api/v8/",
 };
 
@@ -396,6 +410,7 @@ pub static FRESHSALES: ProviderFacts = ProviderFacts {
         window: Duration::from_secs(60 * 60),
     },
     throttle: &[ThrottleSignal::Status429],
+    account_identity: AccountIdentity::AccountFact("domain"),
     docs: "https://developers.freshworks.com/crm/api/",
 };
 
@@ -450,6 +465,7 @@ pub static SALESFORCE: ProviderFacts = ProviderFacts {
         window: Duration::from_secs(24 * 60 * 60),
     },
     throttle: &[ThrottleSignal::SalesforceRequestLimit],
+    account_identity: AccountIdentity::AccountFact("org_id"),
     docs: "https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/",
 };
 
@@ -526,6 +542,7 @@ pub static BITRIX24: ProviderFacts = ProviderFacts {
         ThrottleSignal::Status429,
         ThrottleSignal::Bitrix24QueryLimit,
     ],
+    account_identity: AccountIdentity::AccountFact("member_id"),
     docs: "https://apidocs.bitrix24.com/",
 };
 
@@ -577,6 +594,7 @@ pub static GOOGLE_SHEETS: ProviderFacts = ProviderFacts {
         window: Duration::from_secs(60),
     },
     throttle: &[ThrottleSignal::Status429],
+    account_identity: AccountIdentity::Spreadsheet,
     docs: "https://developers.google.com/sheets/api/reference/rest",
 };
 

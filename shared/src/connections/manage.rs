@@ -340,6 +340,18 @@ pub async fn disconnect(
     {
         return Err(Error::NotFound(format!("{provider} connection")));
     }
+    // The CRM records stay in the CRM; what the relay knew of them goes, so a later connect (to
+    // this account or another) starts from what that account holds.
+    match services
+        .store
+        .delete_lead_mappings(&caller.tenant, provider)
+        .await
+    {
+        Ok(count) => tracing::info!(lead_mappings = count, "lead mappings removed"),
+        // Harmless if left: they are keyed by account, and an upsert or lookup finds the
+        // records again on a reconnect to the same account.
+        Err(error) => tracing::warn!(error = %error, "could not remove every lead mapping"),
+    }
     tracing::info!(revoked_at_provider = revoked, "connection deleted");
     Ok(Disconnected {
         provider,

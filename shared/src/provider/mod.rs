@@ -6,6 +6,7 @@ pub mod bitrix24;
 pub mod freshsales;
 pub mod google_sheets;
 pub mod hubspot;
+mod progress;
 pub mod salesforce;
 pub mod zoho;
 
@@ -25,6 +26,7 @@ use crate::lead::{ContactField, ContactQuery, Lead};
 use crate::oauth::{OAuthClient, TokenSet};
 use crate::registry::Provider;
 use crate::store::ConnectionSettings;
+pub use progress::{ProgressJournal, ProgressSnapshot, PushProgress};
 
 /// A deal pipeline (or the provider's equivalent) and its stages, for the setup page.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -40,18 +42,6 @@ pub struct PipelineStage {
     pub label: String,
     pub display_order: i64,
     pub is_closed: bool,
-}
-
-/// What a lead has become in one CRM so far. The push fills it in as each record is created, so
-/// that a push interrupted halfway resumes instead of creating a record twice.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PushProgress {
-    /// Record kind (`contact`, `deal`, `note`, ...) to the CRM's id.
-    pub records: BTreeMap<String, String>,
-    /// The CRM stage the deal is in.
-    pub stage: Option<String>,
-    /// Digest of the summary the note holds (see [`text_digest`]).
-    pub summary_digest: Option<String>,
 }
 
 /// A contact property as the provider describes it.

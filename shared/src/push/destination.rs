@@ -1,19 +1,26 @@
 //! Pushing one lead to one destination, exactly once in effect.
 //!
-//! The lead mapping is claimed first (one conditional write), so a second delivery of the same
-//! message backs off instead of creating records twice; each CRM record id is saved as soon as
-//! the push returns, and an identical replay is recognised by its digest and costs no CRM call.
+//! The lead mapping of the connection's CRM account is claimed first (one conditional write), so
+//! a second delivery of the same message backs off instead of creating records twice. Every CRM
+//! record id, and every intent to create one, is written to the mapping as the push goes (see
+//! [`crate::provider::PushProgress`]), so a push killed after any CRM call resumes on the next
+//! delivery. An identical replay is recognised by its digest and costs no CRM call; a message
+//! older than the newest one started for the lead is stale and changes nothing.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use chrono::Utc;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::Mutex;
 
 use crate::connections::open_connection;
 use crate::error::Error;
 use crate::lead::LeadMessage;
-use crate::provider::PushProgress;
+use crate::provider::{ProgressJournal, ProgressSnapshot, PushProgress};
+use crate::registry::{AccountIdentity, Provider};
 use crate::services::Services;
-use crate::store::{Connection, LeadClaim, LeadMapping};
+use crate::store::{Connection, LeadClaim, LeadKey, LeadMapping, Store};
 
 /// A claim outlives one lead-push invocation (the function's timeout), so a live holder never
 /// loses it; a crashed holder's claim lapses before SQS redelivers the message.
@@ -25,6 +32,51 @@ pub enum DestinationOutcome {
     Pushed { records: BTreeMap<String, String> },
     /// The same content was pushed before: nothing was sent.
     AlreadyPushed,
+    /// A newer message of this lead was applied (or started) before: nothing was sent.
+    Stale { newest_at: DateTime<Utc> },
+}
+
+/// Where a message stands against the newest one started for its lead.
+#[derive(Debug, PartialEq, Eq)]
+enum Order {
+    Older,
+    Same,
+    Newer,
+}
+
+/// Messages are ordered by `occurred_at`; two of the same instant by their content digest, so
+/// that every order of delivery ends in the same content (the larger digest wins).
+fn order(mapping: &LeadMapping, at: DateTime<Utc>, digest: &str) -> Order {
+    let (Some(newest_at), Some(newest_digest)) = (mapping.newest_at, &mapping.newest_digest) else {
+        return Order::Newer;
+    };
+    match (at, digest).cmp(&(newest_at, newest_digest.as_str())) {
+        std::cmp::Ordering::Less => Order::Older,
+        std::cmp::Ordering::Equal => Order::Same,
+        std::cmp::Ordering::Greater => Order::Newer,
+    }
+}
+
+/// The CRM account `connection` writes into, which scopes its lead mappings.
+pub(crate) fn account_of(connection: &Connection) -> Result<String, Error> {
+    let identity = connection
+        .provider
+        .facts()
+        .map(|f| f.account_identity)
+        .ok_or(Error::NotSupported(connection.provider))?;
+    let account = match identity {
+        AccountIdentity::AccountFact(fact) => connection.account.get(fact).cloned(),
+        AccountIdentity::Spreadsheet => connection
+            .settings
+            .as_ref()
+            .map(|s| format!("{}!{}", s.pipeline_id, s.sheet.as_deref().unwrap_or(""))),
+    };
+    account
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| Error::NeedsReauth {
+            provider: connection.provider,
+            reason: "the connection does not name the account it writes into".into(),
+        })
 }
 
 /// Pushes to the destination of `connection`, a row of the lead's tenant read just before.
@@ -34,32 +86,35 @@ pub(super) async fn push(
     connection: Connection,
 ) -> Result<DestinationOutcome, Error> {
     let provider = connection.provider;
-    let tenant = &message.tenant_id;
     let lead = &message.lead;
     let digest = lead.digest();
+    let at = message.occurred_at;
+    let account = match (provider, account_of(&connection)) {
+        (_, Ok(account)) => account,
+        // Google Sheets without a chosen spreadsheet: the push says so itself.
+        (Provider::GoogleSheets, Err(_)) => String::from("unset"),
+        (_, Err(error)) => return Err(error),
+    };
+    let key = LeadKey {
+        tenant: &message.tenant_id,
+        provider,
+        account: &account,
+        lead_id: &lead.id,
+    };
 
-    // Fast path: an identical replay needs neither a claim nor a CRM call.
-    if let Some(existing) = services
-        .store
-        .get_lead_mapping(tenant, &lead.id, provider)
-        .await?
-    {
-        if existing.pushed_digest.as_deref() == Some(digest.as_str())
-            && existing.lease_owner.is_none()
-        {
-            tracing::info!("identical lead already pushed; skipping");
-            return Ok(DestinationOutcome::AlreadyPushed);
+    // Fast path: a replay or a stale message needs neither a claim nor a CRM call.
+    if let Some(existing) = services.store.get_lead_mapping(key).await? {
+        if let Some(outcome) = settled(&existing, at, &digest) {
+            return Ok(outcome);
         }
     }
 
     let owner = uuid::Uuid::new_v4().to_string();
     let now = Utc::now();
-    let mut mapping = match services
+    let mapping = match services
         .store
         .claim_lead(
-            tenant,
-            &lead.id,
-            provider,
+            key,
             &owner,
             now,
             now + chrono::Duration::seconds(CLAIM_SECONDS),
@@ -73,29 +128,44 @@ pub(super) async fn push(
             )))
         }
     };
-    if mapping.pushed_digest.as_deref() == Some(digest.as_str()) {
-        release(services, &mut mapping, &owner).await?;
-        return Ok(DestinationOutcome::AlreadyPushed);
+    let journal = Arc::new(MappingJournal {
+        store: services.store.clone(),
+        owner,
+        mapping: Mutex::new(mapping),
+    });
+    {
+        let mut mapping = journal.mapping.lock().await;
+        if let Some(outcome) = settled(&mapping, at, &digest) {
+            drop(mapping);
+            journal.release(None).await?;
+            return Ok(outcome);
+        }
+        // Written before the first CRM call: from here on an older message is stale, even if
+        // this push never completes.
+        mapping.newest_at = Some(at);
+        mapping.newest_digest = Some(digest.clone());
+        journal.write(&mut mapping).await?;
     }
+    let snapshot = journal.snapshot().await;
+    let mut progress = PushProgress::journaled(snapshot, provider, journal.clone());
 
-    let mut progress = PushProgress {
-        records: mapping.records.clone(),
-        stage: mapping.stage.clone(),
-        summary_digest: mapping.summary_digest.clone(),
-    };
     let result = push_with_session(services, message, connection, &mut progress).await;
+    let result = match result {
+        // The journal's own failure, surfaced through the provider's call: report the store.
+        Err(Error::Provider(crate::error::ProviderError::ProgressNotSaved { source, .. })) => {
+            Err(*source)
+        }
+        other => other,
+    };
 
-    mapping.records = progress.records.clone();
-    mapping.stage = progress.stage.clone();
-    mapping.summary_digest = progress.summary_digest.clone();
-    if result.is_ok() {
-        mapping.pushed_digest = Some(digest);
-    }
-    // Saved whether the push succeeded or not: records created before a failure must be reused
+    // Saved whether the push succeeded or not: what was created before a failure must be found
     // by the retry, not created again.
-    release(services, &mut mapping, &owner).await?;
+    journal.absorb(&progress).await;
+    let pushed = result.as_ref().ok().map(|()| digest);
+    journal.release(pushed).await?;
 
     let now = Utc::now();
+    let tenant = &message.tenant_id;
     let recorded = match &result {
         Ok(()) => {
             services
@@ -118,18 +188,91 @@ pub(super) async fn push(
     })
 }
 
-/// Saves the mapping and gives the claim up in the same write.
-async fn release(services: &Services, mapping: &mut LeadMapping, owner: &str) -> Result<(), Error> {
-    mapping.lease_owner = None;
-    mapping.lease_until = None;
-    mapping.version += 1;
-    mapping.updated_at = Some(Utc::now());
-    if services.store.save_claimed_lead(mapping, owner).await? {
-        Ok(())
-    } else {
-        Err(Error::Busy(
-            "the claim on this lead lapsed before the push was recorded".into(),
-        ))
+/// The outcome for a message that needs no CRM call: an identical replay of what was pushed,
+/// or a message older than the newest one started.
+fn settled(mapping: &LeadMapping, at: DateTime<Utc>, digest: &str) -> Option<DestinationOutcome> {
+    match order(mapping, at, digest) {
+        Order::Older => {
+            let newest_at = mapping.newest_at.unwrap_or(at);
+            tracing::info!(
+                occurred_at = %at,
+                newest_at = %newest_at,
+                "stale message: a newer one of this lead was applied; acknowledging it unchanged"
+            );
+            Some(DestinationOutcome::Stale { newest_at })
+        }
+        Order::Same | Order::Newer
+            if mapping.pushed_digest.as_deref() == Some(digest) && mapping.intents.is_empty() =>
+        {
+            tracing::info!("identical lead already pushed; skipping");
+            Some(DestinationOutcome::AlreadyPushed)
+        }
+        _ => None,
+    }
+}
+
+/// Writes a push's progress into its claimed lead mapping as the push goes.
+struct MappingJournal {
+    store: Store,
+    owner: String,
+    mapping: Mutex<LeadMapping>,
+}
+
+impl MappingJournal {
+    async fn snapshot(&self) -> ProgressSnapshot {
+        let mapping = self.mapping.lock().await;
+        ProgressSnapshot {
+            records: mapping.records.clone(),
+            stage: mapping.stage.clone(),
+            summary_digest: mapping.summary_digest.clone(),
+            intents: mapping.intents.clone(),
+        }
+    }
+
+    async fn absorb(&self, progress: &PushProgress) {
+        let snapshot = progress.snapshot();
+        let mut mapping = self.mapping.lock().await;
+        apply(&mut mapping, &snapshot);
+    }
+
+    /// Saves the mapping and gives the claim up in the same write; `pushed` marks the content
+    /// as completely pushed.
+    async fn release(&self, pushed: Option<String>) -> Result<(), Error> {
+        let mut mapping = self.mapping.lock().await;
+        if pushed.is_some() {
+            mapping.pushed_digest = pushed;
+        }
+        mapping.lease_owner = None;
+        mapping.lease_until = None;
+        self.write(&mut mapping).await
+    }
+
+    async fn write(&self, mapping: &mut LeadMapping) -> Result<(), Error> {
+        mapping.version += 1;
+        mapping.updated_at = Some(Utc::now());
+        if self.store.save_claimed_lead(mapping, &self.owner).await? {
+            Ok(())
+        } else {
+            Err(Error::Busy(
+                "the claim on this lead lapsed before the push was recorded".into(),
+            ))
+        }
+    }
+}
+
+fn apply(mapping: &mut LeadMapping, snapshot: &ProgressSnapshot) {
+    mapping.records = snapshot.records.clone();
+    mapping.stage = snapshot.stage.clone();
+    mapping.summary_digest = snapshot.summary_digest.clone();
+    mapping.intents = snapshot.intents.clone();
+}
+
+#[async_trait]
+impl ProgressJournal for MappingJournal {
+    async fn save(&self, progress: &ProgressSnapshot) -> Result<(), Error> {
+        let mut mapping = self.mapping.lock().await;
+        apply(&mut mapping, progress);
+        self.write(&mut mapping).await
     }
 }
 

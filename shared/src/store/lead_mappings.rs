@@ -1,12 +1,17 @@
-//! Lead mappings: which CRM records a LeadRelay lead became in one provider, so that a replayed
-//! or updated lead updates those records instead of creating new ones.
+//! Lead mappings: which CRM records a LeadRelay lead became in one CRM account, so that a
+//! replayed or updated lead updates those records instead of creating new ones.
+//!
+//! Keyed `TENANT#<tenant>` / `LEAD#<provider>#<account>#<lead id>`: a mapping belongs to the CRM
+//! account (portal, org, domain, spreadsheet) it was made in, so a reconnect to another account
+//! starts afresh there, and a disconnect finds the provider's mappings with one `Query` on the
+//! tenant's partition.
 //!
 //! A push first *claims* the mapping (a lease with an expiry, taken with one conditional write),
-//! records each CRM record id as soon as it exists, and releases the claim when done. A second
-//! delivery of the same message meanwhile finds the claim and backs off, so two deliveries never
-//! both create records; a crashed holder's claim expires.
+//! writes each CRM record id (or the intent to create one) as it goes, and releases the claim
+//! when done. A second delivery of the same message meanwhile finds the claim and backs off, so
+//! two deliveries never both create records; a crashed holder's claim expires.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
@@ -22,6 +27,8 @@ pub struct LeadMapping {
     pub tenant_id: TenantId,
     pub lead_id: String,
     pub provider: Provider,
+    /// The CRM account the records live in (see [`crate::registry::AccountIdentity`]).
+    pub account: String,
     /// Record kind (`contact`, `deal`, `note`, `row`) to the CRM's id for it.
     #[serde(default)]
     pub records: BTreeMap<String, String>,
@@ -34,6 +41,16 @@ pub struct LeadMapping {
     /// Digest of the lead content last pushed completely: an identical replay does nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pushed_digest: Option<String>,
+    /// Record kinds whose create was sent but whose id was never written down: the next push
+    /// looks them up before creating them.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub intents: BTreeSet<String>,
+    /// `occurred_at` of the newest message a push was started for; older messages are stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_at: Option<DateTime<Utc>>,
+    /// That message's content digest, which breaks ties between messages of the same instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_digest: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_owner: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -52,28 +69,41 @@ pub enum LeadClaim {
     Busy { until: DateTime<Utc> },
 }
 
-fn key(tenant: &TenantId, lead_id: &str, provider: Provider) -> HashMap<String, AttributeValue> {
+/// Where one lead's mapping in one CRM account lives.
+#[derive(Clone, Copy, Debug)]
+pub struct LeadKey<'a> {
+    pub tenant: &'a TenantId,
+    pub provider: Provider,
+    pub account: &'a str,
+    pub lead_id: &'a str,
+}
+
+fn provider_prefix(provider: Provider) -> String {
+    format!("LEAD#{}#", provider.slug())
+}
+
+fn key(lead: LeadKey<'_>) -> HashMap<String, AttributeValue> {
     HashMap::from([
-        ("pk".to_string(), AttributeValue::S(tenant_pk(tenant))),
+        ("pk".to_string(), AttributeValue::S(tenant_pk(lead.tenant))),
         (
             "sk".to_string(),
-            AttributeValue::S(format!("LEAD#{lead_id}#{}", provider.slug())),
+            AttributeValue::S(format!(
+                "{}{}#{}",
+                provider_prefix(lead.provider),
+                lead.account,
+                lead.lead_id
+            )),
         ),
     ])
 }
 
 impl Store {
-    pub async fn get_lead_mapping(
-        &self,
-        tenant: &TenantId,
-        lead_id: &str,
-        provider: Provider,
-    ) -> Result<Option<LeadMapping>, Error> {
+    pub async fn get_lead_mapping(&self, lead: LeadKey<'_>) -> Result<Option<LeadMapping>, Error> {
         let output = self
             .ddb
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(key(tenant, lead_id, provider)))
+            .set_key(Some(key(lead)))
             .consistent_read(true)
             .send()
             .await
@@ -90,9 +120,7 @@ impl Store {
     /// when nobody holds an unexpired claim.
     pub async fn claim_lead(
         &self,
-        tenant: &TenantId,
-        lead_id: &str,
-        provider: Provider,
+        lead: LeadKey<'_>,
         owner: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
@@ -101,22 +129,23 @@ impl Store {
             .ddb
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(tenant, lead_id, provider)))
+            .set_key(Some(key(lead)))
             .condition_expression(
                 "attribute_not_exists(pk) OR attribute_not_exists(lease_until) OR lease_until < :now",
             )
             .update_expression(
                 "SET lease_owner = :owner, lease_until = :until, version = if_not_exists(version, :zero) + :one, \
-                 tenant_id = :tenant, lead_id = :lead, provider = :provider, records = if_not_exists(records, :empty), updated_at = :at",
+                 tenant_id = :tenant, lead_id = :lead, provider = :provider, account = :account, records = if_not_exists(records, :empty), updated_at = :at",
             )
             .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()))
             .expression_attribute_values(":until", AttributeValue::N(until.timestamp().to_string()))
             .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(":tenant", AttributeValue::S(tenant.to_string()))
-            .expression_attribute_values(":lead", AttributeValue::S(lead_id.to_string()))
-            .expression_attribute_values(":provider", AttributeValue::S(provider.slug().to_string()))
+            .expression_attribute_values(":tenant", AttributeValue::S(lead.tenant.to_string()))
+            .expression_attribute_values(":lead", AttributeValue::S(lead.lead_id.to_string()))
+            .expression_attribute_values(":provider", AttributeValue::S(lead.provider.slug().to_string()))
+            .expression_attribute_values(":account", AttributeValue::S(lead.account.to_string()))
             .expression_attribute_values(":empty", AttributeValue::M(HashMap::new()))
             .expression_attribute_values(":at", AttributeValue::S(now.to_rfc3339()))
             .return_values(ReturnValue::AllNew)
@@ -129,7 +158,7 @@ impl Store {
             )),
             None => {
                 let until = self
-                    .get_lead_mapping(tenant, lead_id, provider)
+                    .get_lead_mapping(lead)
                     .await?
                     .and_then(|m| m.lease_until)
                     .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0))
@@ -148,7 +177,7 @@ impl Store {
     ) -> Result<bool, Error> {
         let mut item: HashMap<String, AttributeValue> =
             serde_dynamo::to_item(mapping).map_err(|e| malformed("lead mapping", e))?;
-        item.extend(key(&mapping.tenant_id, &mapping.lead_id, mapping.provider));
+        item.extend(key(mapping.key()));
         let result = self
             .ddb
             .put_item()
@@ -159,5 +188,136 @@ impl Store {
             .send()
             .await;
         Ok(conditional("PutItem", result)?.is_some())
+    }
+
+    /// Every mapping of `lead_id` at `provider`, in whichever accounts it was pushed to.
+    pub async fn lead_mappings_of(
+        &self,
+        tenant: &TenantId,
+        provider: Provider,
+        lead_id: &str,
+    ) -> Result<Vec<LeadMapping>, Error> {
+        let mut found = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .ddb
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", AttributeValue::S(tenant_pk(tenant)))
+                .expression_attribute_values(
+                    ":prefix",
+                    AttributeValue::S(provider_prefix(provider)),
+                )
+                .filter_expression("lead_id = :lead")
+                .expression_attribute_values(":lead", AttributeValue::S(lead_id.to_string()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e).expect("Query has no condition"))?;
+            for item in page.items.unwrap_or_default() {
+                found
+                    .push(serde_dynamo::from_item(item).map_err(|e| malformed("lead mapping", e))?);
+            }
+            match page.last_evaluated_key {
+                Some(next) if !next.is_empty() => start = Some(next),
+                _ => return Ok(found),
+            }
+        }
+    }
+
+    /// Deletes every lead mapping of `tenant` at `provider`, in every account: one `Query` on
+    /// the tenant's partition by key prefix, then batched deletes. Returns how many went.
+    pub async fn delete_lead_mappings(
+        &self,
+        tenant: &TenantId,
+        provider: Provider,
+    ) -> Result<usize, Error> {
+        let mut deleted = 0;
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .ddb
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", AttributeValue::S(tenant_pk(tenant)))
+                .expression_attribute_values(
+                    ":prefix",
+                    AttributeValue::S(provider_prefix(provider)),
+                )
+                .projection_expression("pk, sk")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e).expect("Query has no condition"))?;
+            let keys: Vec<HashMap<String, AttributeValue>> = page.items.unwrap_or_default();
+            for chunk in keys.chunks(25) {
+                deleted += chunk.len();
+                self.delete_keys(chunk.to_vec()).await?;
+            }
+            match page.last_evaluated_key {
+                Some(next) if !next.is_empty() => start = Some(next),
+                _ => return Ok(deleted),
+            }
+        }
+    }
+
+    /// One `BatchWriteItem` of deletes, resending what DynamoDB hands back unprocessed.
+    async fn delete_keys(&self, keys: Vec<HashMap<String, AttributeValue>>) -> Result<(), Error> {
+        use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+        let mut requests: Vec<WriteRequest> = keys
+            .into_iter()
+            .map(|k| {
+                WriteRequest::builder()
+                    .delete_request(
+                        DeleteRequest::builder()
+                            .set_key(Some(k))
+                            .build()
+                            .expect("key is set"),
+                    )
+                    .build()
+            })
+            .collect();
+        for _ in 0..8 {
+            if requests.is_empty() {
+                return Ok(());
+            }
+            let output = self
+                .ddb
+                .batch_write_item()
+                .request_items(&self.table, requests)
+                .send()
+                .await
+                .map_err(|e| store_error("BatchWriteItem", e).expect("no condition"))?;
+            requests = output
+                .unprocessed_items
+                .and_then(|mut u| u.remove(&self.table))
+                .unwrap_or_default();
+        }
+        if requests.is_empty() {
+            Ok(())
+        } else {
+            Err(crate::error::StoreError::Aws {
+                operation: "BatchWriteItem",
+                code: "UnprocessedItems".into(),
+                message: format!("{} deletes left unprocessed", requests.len()),
+                retryable: true,
+            }
+            .into())
+        }
+    }
+}
+
+impl LeadMapping {
+    pub fn key(&self) -> LeadKey<'_> {
+        LeadKey {
+            tenant: &self.tenant_id,
+            provider: self.provider,
+            account: &self.account,
+            lead_id: &self.lead_id,
+        }
     }
 }

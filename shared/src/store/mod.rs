@@ -21,7 +21,7 @@ pub use connections::{
     Connection, ConnectionSettings, ConnectionStatus, ContactProperty, DueConnection, LastError,
     RefreshedRow, TokenSchedule,
 };
-pub use lead_mappings::{LeadClaim, LeadMapping};
+pub use lead_mappings::{LeadClaim, LeadKey, LeadMapping};
 pub use oauth_states::PendingAuthorization;
 pub use schema_cache::SchemaCache;
 

@@ -91,14 +91,11 @@ async fn a_new_lead_becomes_a_contact_a_deal_in_the_mapped_stage_and_a_note_in_t
     let mapping = ctx
         .services
         .store
-        .get_lead_mapping(
-            &TenantId::parse(&tenant).unwrap(),
-            "lead-1",
-            Provider::Hubspot,
-        )
+        .lead_mappings_of(&TenantId::parse(&tenant).unwrap(), Provider::Hubspot, "lead-1")
         .await
         .unwrap()
-        .unwrap();
+        .pop()
+        .expect("a lead mapping");
     assert_eq!(mapping.records["contact"], contact.id);
     assert_eq!(mapping.records["deal"], deals[0].id);
     assert_eq!(mapping.records["note"], notes[0].id);

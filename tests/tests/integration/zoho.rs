@@ -453,10 +453,11 @@ async fn a_lead_lands_as_a_zoho_lead_with_a_note_then_converts_then_moves_its_de
     let mapping = ctx
         .services
         .store
-        .get_lead_mapping(&TenantId::parse(&tenant).unwrap(), "lead-1", Provider::Zoho)
+        .lead_mappings_of(&TenantId::parse(&tenant).unwrap(), Provider::Zoho, "lead-1")
         .await
         .unwrap()
-        .unwrap();
+        .pop()
+        .expect("a lead mapping");
     assert_eq!(mapping.records["lead"], leads[0].id);
     assert_eq!(mapping.records["contact"], contacts[0].id);
     assert_eq!(mapping.records["deal"], deals[0].id);

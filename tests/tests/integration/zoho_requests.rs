@@ -12,7 +12,9 @@ use relay_tests::mock_account::{sent, MockAccount, Sent};
 use serde_json::{json, Value};
 use shared::error::ProviderError;
 use shared::lead::Lead;
-use shared::provider::{for_provider, text_digest, CrmProvider, PushProgress, Session};
+use shared::provider::{
+    for_provider, text_digest, CrmProvider, ProgressSnapshot, PushProgress, Session,
+};
 use shared::stage::LeadStage;
 use shared::store::{ConnectionSettings, ContactProperty};
 use shared::Provider;
@@ -153,14 +155,15 @@ fn fatima_record() -> Value {
 }
 
 fn progress(records: &[(&str, &str)], stage: Option<&str>) -> PushProgress {
-    PushProgress {
+    PushProgress::resumed(ProgressSnapshot {
         records: records
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         stage: stage.map(str::to_string),
         summary_digest: Some(text_digest(NOTE)),
-    }
+        intents: Default::default(),
+    })
 }
 
 #[tokio::test]
