@@ -36,25 +36,11 @@ pub enum DestinationOutcome {
     Stale { newest_at: DateTime<Utc> },
 }
 
-/// Where a message stands against the newest one started for its lead.
-#[derive(Debug, PartialEq, Eq)]
-enum Order {
-    Older,
-    Same,
-    Newer,
-}
-
-/// Messages are ordered by `occurred_at`; two of the same instant by their content digest, so
-/// that every order of delivery ends in the same content (the larger digest wins).
-fn order(mapping: &LeadMapping, at: DateTime<Utc>, digest: &str) -> Order {
-    let (Some(newest_at), Some(newest_digest)) = (mapping.newest_at, &mapping.newest_digest) else {
-        return Order::Newer;
-    };
-    match (at, digest).cmp(&(newest_at, newest_digest.as_str())) {
-        std::cmp::Ordering::Less => Order::Older,
-        std::cmp::Ordering::Equal => Order::Same,
-        std::cmp::Ordering::Greater => Order::Newer,
-    }
+/// Whether a message is older than the newest one started for its lead. Messages are ordered
+/// by `occurred_at`; of two with the same instant the later delivery applies (the lead pipeline
+/// stamps every version of a lead with its own time, so a tie is the same version sent again).
+fn is_stale(mapping: &LeadMapping, at: DateTime<Utc>) -> bool {
+    mapping.newest_at.is_some_and(|newest| at < newest)
 }
 
 /// The CRM account `connection` writes into, which scopes its lead mappings.
@@ -105,6 +91,10 @@ pub(super) async fn push(
     // Fast path: a replay or a stale message needs neither a claim nor a CRM call.
     if let Some(existing) = services.store.get_lead_mapping(key).await? {
         if let Some(outcome) = settled(&existing, at, &digest) {
+            if outcome == DestinationOutcome::AlreadyPushed && existing.newest_at < Some(at) {
+                // The same content at a later instant is the newest version now.
+                services.store.advance_newest(key, at).await?;
+            }
             return Ok(outcome);
         }
     }
@@ -136,6 +126,9 @@ pub(super) async fn push(
     {
         let mut mapping = journal.mapping.lock().await;
         if let Some(outcome) = settled(&mapping, at, &digest) {
+            if outcome == DestinationOutcome::AlreadyPushed {
+                mapping.newest_at = mapping.newest_at.max(Some(at));
+            }
             drop(mapping);
             journal.release(None).await?;
             return Ok(outcome);
@@ -143,7 +136,6 @@ pub(super) async fn push(
         // Written before the first CRM call: from here on an older message is stale, even if
         // this push never completes.
         mapping.newest_at = Some(at);
-        mapping.newest_digest = Some(digest.clone());
         journal.write(&mut mapping).await?;
     }
     let snapshot = journal.snapshot().await;
@@ -191,24 +183,20 @@ pub(super) async fn push(
 /// The outcome for a message that needs no CRM call: an identical replay of what was pushed,
 /// or a message older than the newest one started.
 fn settled(mapping: &LeadMapping, at: DateTime<Utc>, digest: &str) -> Option<DestinationOutcome> {
-    match order(mapping, at, digest) {
-        Order::Older => {
-            let newest_at = mapping.newest_at.unwrap_or(at);
-            tracing::info!(
-                occurred_at = %at,
-                newest_at = %newest_at,
-                "stale message: a newer one of this lead was applied; acknowledging it unchanged"
-            );
-            Some(DestinationOutcome::Stale { newest_at })
-        }
-        Order::Same | Order::Newer
-            if mapping.pushed_digest.as_deref() == Some(digest) && mapping.intents.is_empty() =>
-        {
-            tracing::info!("identical lead already pushed; skipping");
-            Some(DestinationOutcome::AlreadyPushed)
-        }
-        _ => None,
+    if is_stale(mapping, at) {
+        let newest_at = mapping.newest_at.unwrap_or(at);
+        tracing::info!(
+            occurred_at = %at,
+            newest_at = %newest_at,
+            "stale message: a newer one of this lead was applied; acknowledging it unchanged"
+        );
+        return Some(DestinationOutcome::Stale { newest_at });
     }
+    if mapping.pushed_digest.as_deref() == Some(digest) && mapping.intents.is_empty() {
+        tracing::info!("identical lead already pushed; skipping");
+        return Some(DestinationOutcome::AlreadyPushed);
+    }
+    None
 }
 
 /// Writes a push's progress into its claimed lead mapping as the push goes.

@@ -45,12 +45,14 @@ pub struct LeadMapping {
     /// looks them up before creating them.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub intents: BTreeSet<String>,
-    /// `occurred_at` of the newest message a push was started for; older messages are stale.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `occurred_at` of the newest message a push was started for (or found already pushed);
+    /// older messages are stale. Epoch milliseconds, so that a condition can compare it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "chrono::serde::ts_milliseconds_option"
+    )]
     pub newest_at: Option<DateTime<Utc>>,
-    /// That message's content digest, which breaks ties between messages of the same instant.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub newest_digest: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_owner: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -188,6 +190,28 @@ impl Store {
             .send()
             .await;
         Ok(conditional("PutItem", result)?.is_some())
+    }
+
+    /// Moves the newest `occurred_at` of an existing mapping forward to `at` (never back), for a
+    /// message that needed no push: a later message older than it is then stale.
+    pub async fn advance_newest(&self, lead: LeadKey<'_>, at: DateTime<Utc>) -> Result<(), Error> {
+        let result = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(lead)))
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(newest_at) OR newest_at < :at)",
+            )
+            .update_expression("SET newest_at = :at")
+            .expression_attribute_values(
+                ":at",
+                AttributeValue::N(at.timestamp_millis().to_string()),
+            )
+            .send()
+            .await;
+        conditional("UpdateItem", result)?;
+        Ok(())
     }
 
     /// Every mapping of `lead_id` at `provider`, in whichever accounts it was pushed to.
