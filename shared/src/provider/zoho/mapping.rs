@@ -171,7 +171,29 @@ const PERSON: PersonFields = PersonFields {
 /// The note: the summary and what LeadRelay knows of the lead, as plain text (Zoho notes
 /// are not HTML).
 pub(super) fn note_content(lead: &Lead) -> Option<String> {
-    Some(truncate_chars(&lead.plain_note()?, NOTE_LIMIT))
+    let note = lead.plain_note()?;
+    let cut = truncate_chars(&note, NOTE_LIMIT);
+    if names_lead(&cut, lead) {
+        return Some(cut);
+    }
+    // Cut short, the note would lose the facts line that names the lead (the marker a retry
+    // finds the note by): the summary is cut instead.
+    let facts = lead.summary_facts();
+    let room = NOTE_LIMIT.saturating_sub(facts.chars().count() + 2);
+    Some(format!("{}\n\n{facts}", truncate_chars(&note, room)))
+}
+
+/// Whether a note's content names this lead in its facts line (`Lead: <id> · ...`).
+pub(super) fn names_lead(content: &str, lead: &Lead) -> bool {
+    let marker = format!("Lead: {}", lead.id);
+    content
+        .lines()
+        .any(|line| line.split(" · ").any(|part| part == marker))
+}
+
+/// What a lead without email or phone carries in `Description`, so it can be found again.
+pub(super) fn lead_marker(lead: &Lead) -> String {
+    format!("LeadRelay lead {}", lead.id)
 }
 
 /// `POST /Leads/{id}/actions/convert`: into a Contact (and an Account where the lead names a

@@ -111,6 +111,8 @@ struct Stored {
     id: String,
     fields: Map<String, Value>,
     converted: bool,
+    /// Leads only: `$converted_detail` once converted (contact, deal, account).
+    converted_detail: Option<Value>,
     parent: Option<ZohoParent>,
     created: DateTime<Utc>,
     modified: DateTime<Utc>,
@@ -227,6 +229,7 @@ impl Org {
             id: ids.next(),
             fields,
             converted: false,
+            converted_detail: None,
             parent,
             created: now,
             modified: now,
@@ -300,6 +303,10 @@ impl Org {
         }
         if module == Module::Leads {
             map.insert("$converted".into(), json!(stored.converted));
+            map.insert(
+                "$converted_detail".into(),
+                stored.converted_detail.clone().unwrap_or_else(|| json!({})),
+            );
         }
         map.insert("Created_Time".into(), json!(zoho_time(stored.created)));
         map.insert("Modified_Time".into(), json!(zoho_time(stored.modified)));
@@ -819,18 +826,27 @@ pub(super) async fn update(
     })
 }
 
+/// `?converted=true|false|both` picks converted leads, unconverted ones (the default) or
+/// either, as Zoho's records API does; a record outside the choice answers 204.
 pub(super) async fn read(
     State(shared): State<Arc<Shared>>,
     Extension(target): Extension<Target>,
     Path((version, module, id)): Path<(String, String, String)>,
+    Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
     shared.api(&headers, &target, &version, 1, |user| {
         let module = Module::parse(&module).ok_or_else(invalid_module)?;
+        let wanted = |converted: bool| match params.get("converted").map(String::as_str) {
+            Some("true") => converted,
+            Some("both") => true,
+            _ => !converted,
+        };
         let store = shared.crm_store();
-        let found = store
-            .org(target.dc.code, user)
-            .and_then(|org| Some((org, org.usable(module, &id)?)));
+        let found = store.org(target.dc.code, user).and_then(|org| {
+            let stored = org.get(module, &id).filter(|s| wanted(s.converted))?;
+            Some((org, stored))
+        });
         Ok(match found {
             Some((org, stored)) => json_response(
                 StatusCode::OK,
@@ -1006,6 +1022,99 @@ pub(super) async fn add_note(
             user,
             &items,
             Some((module, id)),
+        ))
+    })
+}
+
+/// `GET /crm/v8/{module}/{id}/Notes?fields=...&page=&per_page=`: the record's notes, oldest
+/// first, 200 at most a page; `fields` is mandatory (Zoho's v6+ notes API); 204 when none.
+pub(super) async fn list_notes(
+    State(shared): State<Arc<Shared>>,
+    Extension(target): Extension<Target>,
+    Path((version, module, id)): Path<(String, String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    shared.api(&headers, &target, &version, 1, |user| {
+        let module = api_module(
+            &module,
+            &[
+                Module::Leads,
+                Module::Contacts,
+                Module::Deals,
+                Module::Accounts,
+            ],
+        )?;
+        let Some(fields) = params.get("fields").filter(|f| !f.trim().is_empty()) else {
+            return Err(zoho_error(
+                StatusCode::BAD_REQUEST,
+                "REQUIRED_PARAM_MISSING",
+                json!({"param_name": "fields"}),
+                "One of the expected parameter is missing",
+            )
+            .into());
+        };
+        let number = |name: &str, default: usize| {
+            params
+                .get(name)
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(default)
+        };
+        let per_page = number("per_page", 200).clamp(1, 200);
+        let page = number("page", 1).max(1);
+        let wanted: Vec<&str> = fields.split(',').map(str::trim).collect();
+        let store = shared.crm_store();
+        let Some(org) = store.org(target.dc.code, user) else {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        };
+        if org.usable(module, &id).is_none() {
+            return Err(zoho_error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_DATA",
+                json!({"api_name": "id"}),
+                INVALID_ID_MESSAGE,
+            )
+            .into());
+        }
+        let notes: Vec<&Stored> = org
+            .records
+            .get(&Module::Notes)
+            .into_iter()
+            .flat_map(|t| t.values())
+            .filter(|note| {
+                note.parent
+                    .as_ref()
+                    .is_some_and(|p| p.module == module.name() && p.id == id)
+            })
+            .collect();
+        let shown: Vec<Value> = notes
+            .iter()
+            .skip((page - 1) * per_page)
+            .take(per_page)
+            .map(|note| {
+                let full = org.record_json(Module::Notes, note);
+                let mut map = Map::new();
+                map.insert("id".into(), json!(note.id));
+                for name in &wanted {
+                    if let Some(value) = full.get(*name) {
+                        map.insert((*name).to_owned(), value.clone());
+                    }
+                }
+                Value::Object(map)
+            })
+            .collect();
+        if shown.is_empty() {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        let info = json!({
+            "per_page": per_page,
+            "count": shown.len(),
+            "page": page,
+            "more_records": notes.len() > page * per_page,
+        });
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"data": shown, "info": info}),
         ))
     })
 }
@@ -1208,6 +1317,12 @@ pub(super) async fn convert(
         if let Some(stored) = org.table(Module::Leads).get_mut(&id) {
             stored.converted = true;
             stored.modified = Utc::now();
+            stored.converted_detail = Some(json!({
+                "contact": contact_ref,
+                "deal": deal_ref,
+                "account": account_ref,
+                "converted_date_time": zoho_time(stored.modified),
+            }));
         }
         for note in org.table(Module::Notes).values_mut() {
             let on_lead = note

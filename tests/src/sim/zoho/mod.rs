@@ -810,7 +810,10 @@ fn router(shared: Arc<Shared>) -> Router {
             "/crm/{version}/{module}/{id}",
             get(crm::read).put(crm::update).delete(crm::delete),
         )
-        .route("/crm/{version}/{module}/{id}/Notes", post(crm::add_note))
+        .route(
+            "/crm/{version}/{module}/{id}/Notes",
+            get(crm::list_notes).post(crm::add_note),
+        )
         .route(
             "/crm/{version}/{module}/{id}/actions/convert",
             post(crm::convert),
