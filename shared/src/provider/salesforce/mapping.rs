@@ -27,6 +27,37 @@ pub(super) const NOT_PROVIDED: &str = "Not provided";
 pub(super) const CLOSE_DAYS: i64 = 30;
 pub(super) const TASK_SUBJECT: &str = "LeadRelay conversation summary";
 
+/// The line a Lead or Opportunity created by LeadRelay carries in its `Description`, so that a
+/// create whose answer was lost can be told apart from every other record (see `push`).
+pub(super) fn marker(lead: &Lead) -> String {
+    format!("LeadRelay lead: {}", lead.id)
+}
+
+/// Whether a record's `Description` carries the lead's marker line.
+pub(super) fn has_marker(record: &Value, lead: &Lead) -> bool {
+    let marker = marker(lead);
+    record
+        .get("Description")
+        .and_then(Value::as_str)
+        .is_some_and(|d| d.lines().any(|line| line.trim() == marker))
+}
+
+/// The marker put first in a new record's `Description` (before whatever a mapping put there,
+/// so that cutting the text to the field's length never loses it).
+fn mark(fields: &mut Map<String, Value>, lead: &Lead) {
+    let marker = marker(lead);
+    let description = match fields.get("Description").and_then(Value::as_str) {
+        Some(text) if !text.trim().is_empty() => format!("{marker}\n{text}"),
+        _ => marker,
+    };
+    fields.insert("Description".into(), json!(description));
+}
+
+/// The Task's subject: the LeadRelay lead's id in it makes the Task findable by SOQL.
+pub(super) fn task_subject(lead: &Lead) -> String {
+    format!("{TASK_SUBJECT} [{}]", lead.id)
+}
+
 /// Whether a record is being created (required fields filled, placeholders allowed) or
 /// updated (only what we know overwrites).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -53,6 +84,9 @@ pub(super) fn lead_record(
     }
     if let Some(settings) = settings {
         fields.extend(settings.mapped_values(lead));
+    }
+    if write == Write::Create {
+        mark(&mut fields, lead);
     }
     fit(object, fields, write, lead)
 }
@@ -89,6 +123,7 @@ pub(super) fn opportunity_record(
     if record_type != MASTER_RECORD_TYPE {
         fields.insert("RecordTypeId".into(), json!(record_type));
     }
+    mark(&mut fields, lead);
     fit(object, fields, Write::Create, lead)
 }
 
@@ -111,7 +146,7 @@ pub(super) fn task_record(
 ) -> Option<Map<String, Value>> {
     let object = schema.object("Task");
     let mut fields = Map::new();
-    fields.insert("Subject".into(), json!(TASK_SUBJECT));
+    fields.insert("Subject".into(), json!(task_subject(lead)));
     fields.insert("Description".into(), json!(task_description(lead)?));
     fields.insert("WhoId".into(), json!(who));
     fields.insert("ActivityDate".into(), json!(today.to_string()));

@@ -14,6 +14,14 @@
 //!
 //! Record kinds kept in the lead mapping: `lead`, `task`, and after conversion (or when the lead
 //! matched a contact) `contact`, `account`, `opportunity`.
+//!
+//! Exactly once in effect: an org need not have an External ID field (only an admin can add
+//! one), so no create here is idempotent by itself. Each is announced with an intent first
+//! (`PushProgress::intend`), and an attempt that finds an intent without its id looks the record
+//! up before creating it again (`settle_doubts`): a Lead or Opportunity by the marker line in its
+//! `Description` (a long text area, which SOQL can select but not filter on:
+//! <https://developer.salesforce.com/docs/atlas.en-us.238.0.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_select_fieldexpression.htm>),
+//! a Task by the lead id in its `Subject`, a conversion by reading the Lead's `IsConverted`.
 
 use chrono::Utc;
 use secrecy::ExposeSecret;
@@ -57,6 +65,7 @@ async fn push_with(
     progress: &mut PushProgress,
     schema: &Schema,
 ) -> Result<(), ProviderError> {
+    settle_doubts(session, lead, settings, progress, schema).await?;
     if !progress.records.contains_key("contact") {
         sync_lead(session, lead, settings, progress, schema).await?;
     }
@@ -107,24 +116,218 @@ fn task_subrequest(
     }
 }
 
-/// Records what a composite made: the ids of created records under their reference, and the
-/// summary digest once the Task holds it.
-fn record_results(
+/// Stores what a composite made: the ids of created records under their reference, the summary
+/// digest once the Task holds it, and `stage` once the Opportunity is in it.
+async fn record_results(
     lead: &Lead,
     results: Vec<api::SubResult>,
+    stage: Option<String>,
     progress: &mut PushProgress,
 ) -> Result<(), ProviderError> {
+    let mut changed = false;
+    let mut created = Vec::new();
     for result in results {
         let reference = result.reference.clone();
         let body = result.into_result()?;
         if let Some(id) = body.get("id").and_then(Value::as_str) {
-            progress.records.insert(reference.clone(), id.to_string());
+            created.push((reference.clone(), id.to_string()));
         }
         if reference == "task" {
             progress.summary_digest = mapping::task_description(lead).map(|d| text_digest(&d));
+            changed = true;
+        }
+    }
+    if stage.is_some() {
+        progress.stage = stage;
+        changed = true;
+    }
+    for (kind, id) in created {
+        // Each `record` writes the whole progress, digest and stage included.
+        progress.record(&kind, id).await?;
+        changed = false;
+    }
+    if changed {
+        progress.save().await?;
+    }
+    Ok(())
+}
+
+/// After a definite refusal of an all-or-none composite nothing it held was created: the
+/// intents announced for it are withdrawn, so the next attempt need not look the records up.
+async fn withdraw_on_refusal(
+    error: &ProviderError,
+    kinds: &[&str],
+    progress: &mut PushProgress,
+) -> Result<(), ProviderError> {
+    let refused = matches!(
+        error,
+        ProviderError::Rejected { .. }
+            | ProviderError::Unauthorized { .. }
+            | ProviderError::Throttled { .. }
+    );
+    if refused {
+        for kind in kinds {
+            if progress.in_doubt(kind) {
+                progress.forget(kind).await?;
+            }
         }
     }
     Ok(())
+}
+
+/// Creates the composite's records will make are announced before it is sent.
+async fn announce(
+    subrequests: &[Subrequest],
+    progress: &mut PushProgress,
+) -> Result<Vec<&'static str>, ProviderError> {
+    let mut kinds = Vec::new();
+    for sub in subrequests.iter().filter(|s| s.method == "POST") {
+        progress.intend(sub.reference).await?;
+        kinds.push(sub.reference);
+    }
+    Ok(kinds)
+}
+
+/// Sends a composite whose POSTs were announced, withdrawing them when it is refused.
+async fn composite_with_intents(
+    session: &Session<'_>,
+    operation: &'static str,
+    subrequests: Vec<Subrequest>,
+    progress: &mut PushProgress,
+) -> Result<Vec<api::SubResult>, ProviderError> {
+    let kinds = announce(&subrequests, progress).await?;
+    let idempotency = if kinds.is_empty() {
+        Idempotency::Safe
+    } else {
+        Idempotency::Unsafe
+    };
+    match api::composite(session, operation, true, subrequests, idempotency).await {
+        Ok(results) => Ok(results),
+        Err(e) => {
+            withdraw_on_refusal(&e, &kinds, progress).await?;
+            Err(e)
+        }
+    }
+}
+
+/// Resolves every create a previous attempt sent without hearing its answer: the record is
+/// looked up by its marker and kept if found, or the intent is dropped so it is created anew.
+async fn settle_doubts(
+    session: &Session<'_>,
+    lead: &Lead,
+    settings: Option<&ConnectionSettings>,
+    progress: &mut PushProgress,
+    schema: &Schema,
+) -> Result<(), ProviderError> {
+    if progress.in_doubt("lead") {
+        match find_marked_lead(session, lead, settings, schema).await? {
+            Some(record) => {
+                let id = text_of(&record, "Id").ok_or_else(|| garbage("a lead without an id"))?;
+                tracing::info!("the lead a lost create made was found by its marker");
+                progress.record("lead", id).await?;
+                if record.get("IsConverted").and_then(Value::as_bool) == Some(true) {
+                    adopt_converted(&record, progress).await?;
+                }
+            }
+            None => progress.forget("lead").await?,
+        }
+    }
+    if progress.in_doubt("contact") {
+        // A conversion whose answer was lost: the Lead says whether it happened.
+        match progress.records.get("lead").cloned() {
+            Some(lead_id) => {
+                adopt_conversion(session, &lead_id, progress).await?;
+            }
+            None => progress.forget("contact").await?,
+        }
+    }
+    if progress.in_doubt("opportunity") {
+        let found = match progress.records.get("contact").cloned() {
+            Some(contact) => {
+                let records = query(
+                    session,
+                    "opportunity.find",
+                    &soql::opportunities_of_contact(&contact),
+                )
+                .await?;
+                records
+                    .iter()
+                    .find(|r| mapping::has_marker(r, lead))
+                    .and_then(|r| text_of(r, "Id"))
+            }
+            None => None,
+        };
+        match found {
+            Some(id) => {
+                tracing::info!("the opportunity a lost create made was found by its marker");
+                progress.record("opportunity", id).await?;
+            }
+            None => progress.forget("opportunity").await?,
+        }
+    }
+    if progress.in_doubt("task") {
+        let subject = mapping::task_record(lead, "", schema, Utc::now().date_naive())
+            .and_then(|t| t.get("Subject").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| mapping::task_subject(lead));
+        let records = query(session, "task.find", &soql::task_with_subject(&subject)).await?;
+        match records.first().and_then(|r| text_of(r, "Id")) {
+            Some(id) => {
+                tracing::info!("the task a lost create made was found by its subject");
+                // Its text is whatever that attempt sent: the digest stays unknown, so the
+                // summary is written again.
+                progress.record("task", id).await?;
+            }
+            None => progress.forget("task").await?,
+        }
+    }
+    Ok(())
+}
+
+/// The Lead carrying the lead's marker, among those with the name, email or phone a create
+/// would have sent (converted ones included: a lost create may have been converted since).
+async fn find_marked_lead(
+    session: &Session<'_>,
+    lead: &Lead,
+    settings: Option<&ConnectionSettings>,
+    schema: &Schema,
+) -> Result<Option<Value>, ProviderError> {
+    let sent = mapping::lead_record(lead, settings, schema, Write::Create);
+    let Some(soql) = soql::leads_possibly_created(
+        sent.get("LastName").and_then(Value::as_str),
+        &lead.contact_query(),
+    ) else {
+        return Ok(None);
+    };
+    let records = query(session, "lead.find", &soql).await?;
+    Ok(records.into_iter().find(|r| mapping::has_marker(r, lead)))
+}
+
+/// One SOQL query's records (`GET /query`; a marker lookup reads a few hundred at most).
+async fn query(
+    session: &Session<'_>,
+    operation: &'static str,
+    soql: &str,
+) -> Result<Vec<Value>, ProviderError> {
+    let mut request = session.request(operation, reqwest::Method::GET, "/query");
+    request.url.query_pairs_mut().append_pair("q", soql);
+    Ok(api::records(&api::read(
+        api::send(session, request).await?,
+    )?))
+}
+
+fn text_of(record: &Value, field: &str) -> Option<String> {
+    record
+        .get(field)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+fn garbage(detail: &str) -> ProviderError {
+    ProviderError::Garbage {
+        provider: Provider::Salesforce,
+        status: 200,
+        detail: detail.into(),
+    }
 }
 
 /// The lead's Lead record exists and is current afterwards, or the lead turned out to be a
@@ -142,12 +345,12 @@ async fn sync_lead(
             // Converted since (by someone in Salesforce, or by a conversion whose answer we
             // never heard): carry on with what it became.
             Err(e) if api::has_code(&e, "CANNOT_UPDATE_CONVERTED_LEAD") => {
-                return adopt_conversion(session, &id, progress).await;
+                return adopt_conversion(session, &id, progress).await.map(|_| ());
             }
             Err(e) if api::has_code(&e, "NOT_FOUND") || api::has_code(&e, "ENTITY_IS_DELETED") => {
                 tracing::warn!("the lead we pushed before is gone from Salesforce");
-                progress.records.remove("lead");
-                progress.records.remove("task");
+                progress.forget("lead").await?;
+                progress.forget("task").await?;
             }
             Err(e) => return Err(e),
         }
@@ -155,14 +358,14 @@ async fn sync_lead(
     if lead.has_contact_details() {
         match find_existing(session, lead).await? {
             Some(Existing::Lead(id)) => {
-                progress.records.insert("lead".into(), id.clone());
+                progress.record("lead", id.clone()).await?;
                 return update_lead(session, lead, settings, &id, progress, schema).await;
             }
             Some(Existing::Contact { id, account }) => {
-                progress.records.insert("contact".into(), id);
                 if let Some(account) = account {
-                    progress.records.insert("account".into(), account);
+                    progress.record("account", account).await?;
                 }
+                progress.record("contact", id).await?;
                 return Ok(());
             }
             None => {}
@@ -192,9 +395,8 @@ async fn update_lead(
         ))),
     }];
     subrequests.extend(task_subrequest(lead, id, progress, schema));
-    let results =
-        api::composite(session, "lead.update", true, subrequests, Idempotency::Safe).await?;
-    record_results(lead, results, progress)
+    let results = composite_with_intents(session, "lead.update", subrequests, progress).await?;
+    record_results(lead, results, None, progress).await
 }
 
 /// `POST` the Lead and its Task in one all-or-none composite.
@@ -217,29 +419,23 @@ async fn create_lead(
         ))),
     }];
     subrequests.extend(task_subrequest(lead, "@{lead.id}", progress, schema));
-    match api::composite(
-        session,
-        "lead.create",
-        true,
-        subrequests,
-        Idempotency::Unsafe,
-    )
-    .await
-    {
-        Ok(results) => record_results(lead, results, progress),
+    match composite_with_intents(session, "lead.create", subrequests, progress).await {
+        Ok(results) => record_results(lead, results, None, progress).await,
         Err(e) if api::has_code(&e, "DUPLICATES_DETECTED") => {
             // The org's duplicate rule matched a record our queries did not (it matches on
             // more than email and phone): that record is the lead's.
-            let (kind, id) = duplicate_match(session, lead, settings, schema).await?;
+            let (kind, id) = duplicate_match(session, lead, settings, schema, progress).await?;
             tracing::info!(
                 kind,
                 "the org's duplicate rule named an existing record; using it"
             );
+            // The create sent alone is announced too: a lead it made is found by its marker.
             if kind == "Contact" {
-                progress.records.insert("contact".into(), id);
+                progress.forget("lead").await?;
+                progress.record("contact", id).await?;
                 Ok(())
             } else {
-                progress.records.insert("lead".into(), id.clone());
+                progress.record("lead", id.clone()).await?;
                 update_lead(session, lead, settings, &id, progress, schema).await
             }
         }
@@ -254,7 +450,9 @@ async fn duplicate_match(
     lead: &Lead,
     settings: Option<&ConnectionSettings>,
     schema: &Schema,
+    progress: &mut PushProgress,
 ) -> Result<(&'static str, String), ProviderError> {
+    progress.intend("lead").await?;
     let request = session
         .request("lead.create", reqwest::Method::POST, "/sobjects/Lead")
         .json(Value::Object(mapping::lead_record(
@@ -386,12 +584,14 @@ async fn find_existing(
     Ok(None)
 }
 
-/// The lead was converted without us hearing of it: take the records it became.
+/// The lead may have been converted without us hearing of it (by someone in Salesforce, or by
+/// a `convertLead` whose answer was lost): read it, and if it was, take the records it became.
+/// Returns whether it was converted.
 async fn adopt_conversion(
     session: &Session<'_>,
     lead_id: &str,
     progress: &mut PushProgress,
-) -> Result<(), ProviderError> {
+) -> Result<bool, ProviderError> {
     let mut request = session.request(
         "lead.read",
         reqwest::Method::GET,
@@ -399,26 +599,32 @@ async fn adopt_conversion(
     );
     request.url.query_pairs_mut().append_pair(
         "fields",
-        "ConvertedContactId,ConvertedAccountId,ConvertedOpportunityId",
+        "IsConverted,ConvertedContactId,ConvertedAccountId,ConvertedOpportunityId",
     );
     let record = api::read(api::send(session, request).await?)?;
-    let id = |name: &str| record.get(name).and_then(Value::as_str).map(str::to_string);
-    let contact = id("ConvertedContactId").ok_or(ProviderError::Garbage {
-        provider: Provider::Salesforce,
-        status: 200,
-        detail: "a converted lead names no contact".into(),
-    })?;
+    if record.get("IsConverted").and_then(Value::as_bool) == Some(false) {
+        progress.forget("contact").await?;
+        return Ok(false);
+    }
+    adopt_converted(&record, progress).await?;
+    Ok(true)
+}
+
+/// Takes the records a converted Lead became. The contact is stored last: its id clears the
+/// conversion's intent, so a failure before it leaves the conversion to be read again.
+async fn adopt_converted(record: &Value, progress: &mut PushProgress) -> Result<(), ProviderError> {
+    let contact = text_of(record, "ConvertedContactId")
+        .ok_or_else(|| garbage("a converted lead names no contact"))?;
     tracing::info!("the lead was converted in Salesforce; following its contact");
-    progress.records.insert("contact".into(), contact);
     for (kind, field) in [
         ("account", "ConvertedAccountId"),
         ("opportunity", "ConvertedOpportunityId"),
     ] {
-        if let Some(value) = id(field) {
-            progress.records.insert(kind.into(), value);
+        if let Some(value) = text_of(record, field) {
+            progress.record(kind, value).await?;
         }
     }
-    Ok(())
+    progress.record("contact", contact).await
 }
 
 /// The Lead becomes a Contact, an Account and an Opportunity (SOAP `convertLead`; there is no
@@ -486,20 +692,21 @@ async fn convert(
         )),
         bytes: envelope.into_bytes(),
     };
+    // A conversion cannot be undone or sent twice: announced first, and a retry that finds the
+    // intent reads the Lead instead (`settle_doubts`).
+    progress.intend("contact").await?;
     let response = api::send(session, request).await?;
     let converted = soap::read_conversion(response.status, &response.body)?;
     tracing::info!("lead converted");
-    progress
-        .records
-        .insert("contact".into(), converted.contact_id);
     if let Some(account) = converted.account_id {
-        progress.records.insert("account".into(), account);
+        progress.record("account", account).await?;
     }
+    if let Some(opportunity) = &converted.opportunity_id {
+        progress.record("opportunity", opportunity.clone()).await?;
+    }
+    progress.record("contact", converted.contact_id).await?;
     if let Some(opportunity) = converted.opportunity_id {
         let body = mapping::opportunity_stage(&stage, &pipeline);
-        progress
-            .records
-            .insert("opportunity".into(), opportunity.clone());
         let request = session
             .request(
                 "opportunity.update",
@@ -510,6 +717,7 @@ async fn convert(
             .idempotency(Idempotency::Safe);
         api::read(api::send(session, request).await?)?;
         progress.stage = Some(stage);
+        progress.save().await?;
     }
     Ok(())
 }
@@ -568,16 +776,6 @@ async fn sync_contact_side(
         }
     }
     subrequests.extend(task_subrequest(lead, &contact, progress, schema));
-    let creates = subrequests.iter().any(|s| s.method == "POST");
-    let idempotency = if creates {
-        Idempotency::Unsafe
-    } else {
-        Idempotency::Safe
-    };
-    let results = api::composite(session, "contact.sync", true, subrequests, idempotency).await?;
-    record_results(lead, results, progress)?;
-    if new_stage.is_some() {
-        progress.stage = new_stage;
-    }
-    Ok(())
+    let results = composite_with_intents(session, "contact.sync", subrequests, progress).await?;
+    record_results(lead, results, new_stage, progress).await
 }

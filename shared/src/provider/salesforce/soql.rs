@@ -60,6 +60,42 @@ pub fn contacts_matching(query: &ContactQuery) -> Option<String> {
     })
 }
 
+/// Leads that may be the one a create whose answer was lost made: those with the name, email
+/// or phone it was sent with, newest first. The marker that tells which it is sits in
+/// `Description`, a long text area that SOQL cannot filter on (only select), so the candidates
+/// are narrowed by these fields and the marker is compared by the caller.
+pub fn leads_possibly_created(last_name: Option<&str>, query: &ContactQuery) -> Option<String> {
+    let mut terms = Vec::new();
+    if let Some(name) = last_name {
+        terms.push(format!("LastName = {}", literal(name)));
+    }
+    terms.extend(matches_email_or_phone(query));
+    (!terms.is_empty()).then(|| {
+        format!(
+            "SELECT Id, Description, IsConverted, ConvertedContactId, ConvertedAccountId, \
+             ConvertedOpportunityId FROM Lead WHERE {} ORDER BY CreatedDate DESC LIMIT 200",
+            terms.join(" OR ")
+        )
+    })
+}
+
+/// The Task whose subject names the LeadRelay lead (Task.Subject is filterable).
+pub fn task_with_subject(subject: &str) -> String {
+    format!(
+        "SELECT Id, WhoId FROM Task WHERE Subject = {} ORDER BY CreatedDate ASC LIMIT 1",
+        literal(subject)
+    )
+}
+
+/// The contact's opportunities, newest first, with the `Description` that carries the marker.
+pub fn opportunities_of_contact(contact: &str) -> String {
+    format!(
+        "SELECT Id, Description FROM Opportunity WHERE ContactId = {} \
+         ORDER BY CreatedDate DESC LIMIT 200",
+        literal(contact)
+    )
+}
+
 /// The lead status a conversion sets (`Closed - Converted` unless the org renamed it).
 pub const CONVERTED_STATUS: &str =
     "SELECT MasterLabel FROM LeadStatus WHERE IsConverted = true ORDER BY SortOrder ASC LIMIT 1";

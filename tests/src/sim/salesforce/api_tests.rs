@@ -391,6 +391,50 @@ async fn soql_escapes_and_strictness() {
     );
 }
 
+#[tokio::test]
+async fn a_long_text_area_is_selected_but_never_filtered_on() {
+    let api = Api::new().await;
+    let id = api.sim.seed_record(
+        "acme",
+        "Lead",
+        json!({"LastName": "Doe", "Company": "X", "Description": "LeadRelay lead: l-1"}),
+    );
+    let filtered = api
+        .query("SELECT Id FROM Lead WHERE Description = 'LeadRelay lead: l-1'")
+        .await;
+    assert_eq!(filtered.status, 400, "{}", filtered.body);
+    assert_eq!(error_code(&filtered.body), "INVALID_FIELD");
+    let selected = api
+        .query("SELECT Id, Description FROM Lead WHERE LastName = 'Doe' OR Email = 'x@example.com'")
+        .await;
+    assert_eq!(selected.status, 200, "{}", selected.body);
+    assert_eq!(selected.body["records"][0]["Id"], id.as_str());
+    assert_eq!(
+        selected.body["records"][0]["Description"],
+        "LeadRelay lead: l-1"
+    );
+    let task = api
+        .query("SELECT Id, WhoId FROM Task WHERE Subject = 'x' ORDER BY CreatedDate ASC LIMIT 1")
+        .await;
+    assert_eq!(
+        task.status, 200,
+        "a short text field filters: {}",
+        task.body
+    );
+    let described = api.get("/services/data/v62.0/sobjects/Lead/describe").await;
+    let field = |name: &str| {
+        described.body["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(field("Description")["filterable"], false);
+    assert_eq!(field("LastName")["filterable"], true);
+}
+
 fn composite_body(all_or_none: bool, items: Value) -> Value {
     json!({"allOrNone": all_or_none, "compositeRequest": items})
 }

@@ -639,6 +639,7 @@ fn table(org: &OrgState, name: &str) -> Result<Table, SfError> {
             .iter()
             .map(|(f, t)| ((*f).to_owned(), (*t).to_owned()))
             .collect(),
+        unfilterable: Vec::new(),
         rows,
     };
     if name.eq_ignore_ascii_case("LeadStatus") {
@@ -685,6 +686,12 @@ fn table(org: &OrgState, name: &str) -> Result<Table, SfError> {
             .fields
             .iter()
             .map(|f| (f.name.clone(), f.field_type.clone()))
+            .collect(),
+        unfilterable: schema
+            .fields
+            .iter()
+            .filter(|f| !f.filterable())
+            .map(|f| f.name.clone())
             .collect(),
         rows: org.records.get(&schema.name).cloned().unwrap_or_default(),
     })

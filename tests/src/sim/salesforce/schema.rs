@@ -157,6 +157,12 @@ impl SfField {
         )
     }
 
+    /// Whether SOQL may filter on the field: not on a long text area (a text area over 255
+    /// characters), as `describe`'s `filterable` says.
+    pub fn filterable(&self) -> bool {
+        !(self.field_type == "textarea" && self.length > 255)
+    }
+
     pub(crate) fn default_picklist_value(&self) -> Option<&str> {
         self.picklist_values
             .iter()
@@ -176,6 +182,7 @@ impl SfField {
             "custom": self.custom,
             "length": self.length,
             "calculated": false,
+            "filterable": self.filterable(),
             "referenceTo": self.reference_to,
             "restrictedPicklist": self.restricted_picklist,
             "picklistValues": self.picklist_values.iter().map(|v| json!({

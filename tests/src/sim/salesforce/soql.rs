@@ -336,6 +336,8 @@ pub(crate) fn parse(text: &str) -> Result<Query, SfError> {
 pub(crate) struct Table {
     pub(crate) name: String,
     pub(crate) fields: Vec<(String, String)>,
+    /// Fields that may be selected but not filtered on (long text areas).
+    pub(crate) unfilterable: Vec<String>,
     pub(crate) rows: Vec<Map<String, Value>>,
 }
 
@@ -363,11 +365,22 @@ fn resolve(cond: &Cond, table: &Table) -> Result<Cond, SfError> {
             field,
             negated,
             value,
-        } => Cond::Cmp {
-            field: table.canonical(field)?.0,
-            negated: *negated,
-            value: value.clone(),
-        },
+        } => {
+            let field = table.canonical(field)?.0;
+            // A long text area can be selected, never filtered on (SOQL fieldExpression:
+            // "any field except a long text area field, encrypted data field, or base64").
+            if table.unfilterable.contains(&field) {
+                return Err(SfError::bad(
+                    "INVALID_FIELD",
+                    format!("field '{field}' can not be filtered in a query call"),
+                ));
+            }
+            Cond::Cmp {
+                field,
+                negated: *negated,
+                value: value.clone(),
+            }
+        }
         Cond::And(terms) => Cond::And(
             terms
                 .iter()
