@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 use crate::error::ProviderError;
 use crate::http::Idempotency;
 use crate::lead::{truncate_chars, Lead};
+use crate::provider::progress::ProgressSnapshot;
 use crate::provider::{
     deal_stage, person_fields, text_digest, PersonFields, PushProgress, Session,
 };
@@ -57,25 +58,60 @@ pub(super) async fn push_lead(
     settings: Option<&ConnectionSettings>,
     progress: &mut PushProgress,
 ) -> Result<(), ProviderError> {
-    let known = progress.records.get("contact").cloned();
-    let contact = sync_contact_with(session, lead, settings, known.as_deref()).await?;
-    progress.records.insert("contact".into(), contact.clone());
-    if known.as_ref().is_some_and(|k| *k != contact) {
-        // The contact we knew was deleted in HubSpot and has been found or created again: the
-        // lead's deal and note move onto it.
+    let contact = sync_contact_with(session, lead, settings, Some(progress)).await?;
+    if progress.records.get("contact") != Some(&contact) {
+        // The contact we knew was deleted in HubSpot (and forgotten) and has been found or
+        // created again: the lead's deal and note move onto it. Its id is recorded only after
+        // these PUTs, which are idempotent, so a push killed in between does them again; the
+        // contact is found again by email, by the lead id it carries, or by phone.
         for (kind, object) in [("deal", "deals"), ("note", "notes")] {
             if let Some(id) = progress.records.get(kind) {
                 associate_default(session, object, id, &contact).await?;
             }
         }
     }
+    progress.record("contact", contact.clone()).await?;
 
+    push_deal(session, lead, settings, &contact, progress).await?;
+
+    if let Some(body) = note_body(lead) {
+        push_note(session, lead, &body, &contact, progress).await?;
+    }
+    Ok(())
+}
+
+/// The lead's deal: created once (announced by an intent, carrying the lead id in the unique
+/// [`LEAD_ID_PROPERTY`]), found again by that id when a create's answer was lost, then moved
+/// when the tenant's mapped stage changes.
+async fn push_deal(
+    session: &Session<'_>,
+    lead: &Lead,
+    settings: Option<&ConnectionSettings>,
+    contact: &str,
+    progress: &mut PushProgress,
+) -> Result<(), ProviderError> {
+    if !progress.records.contains_key("deal") && progress.in_doubt("deal") {
+        if let Some(found) = read_by_lead_id(session, "deals", &lead.id, "dealstage").await? {
+            // The stage it was created in; the update below moves it if the lead's differs.
+            progress.stage = found.property;
+            progress.record("deal", found.id).await?;
+        }
+    }
     match progress.records.get("deal").cloned() {
         None => {
             let (pipeline, stage) = deal_stage(session, lead, settings).await?;
-            let deal = create_deal(session, lead, &contact, &pipeline, &stage).await?;
-            progress.records.insert("deal".into(), deal);
+            let body = json!({
+                "properties": {
+                    "dealname": lead.deal_name(),
+                    "pipeline": pipeline,
+                    "dealstage": stage,
+                },
+                "associations": [association(contact, DEAL_TO_CONTACT)]
+            });
+            progress.intend("deal").await?;
+            let deal = create_with_lead_id(session, "deals.create", "deals", lead, body).await?;
             progress.stage = Some(stage);
+            progress.record("deal", deal).await?;
         }
         Some(deal) => {
             let mapped = settings.and_then(|s| s.stage_mapping.get(&lead.stage).cloned());
@@ -89,31 +125,53 @@ pub(super) async fn push_lead(
                 )
                 .await?;
                 progress.stage = Some(stage);
+                progress.save().await?;
             }
         }
     }
+    Ok(())
+}
 
-    if let Some(body) = note_body(lead) {
-        let digest = text_digest(&body);
-        match progress.records.get("note").cloned() {
-            None => {
-                let deal = progress.records.get("deal").cloned();
-                let note = create_note(session, &body, &contact, deal.as_deref()).await?;
-                progress.records.insert("note".into(), note);
+/// The lead's note: created once (announced by an intent, its body carrying the lead's marker),
+/// found again among the deal's notes when a create's answer was lost, then rewritten when the
+/// summary changes.
+async fn push_note(
+    session: &Session<'_>,
+    lead: &Lead,
+    body: &str,
+    contact: &str,
+    progress: &mut PushProgress,
+) -> Result<(), ProviderError> {
+    let digest = text_digest(body);
+    let deal = progress.records.get("deal").cloned();
+    if !progress.records.contains_key("note") && progress.in_doubt("note") {
+        if let Some(deal) = deal.as_deref() {
+            if let Some((note, found_body)) = find_marked_note(session, deal, lead).await? {
+                progress.summary_digest = Some(text_digest(&found_body));
+                progress.record("note", note).await?;
             }
-            Some(note) if progress.summary_digest.as_deref() != Some(digest.as_str()) => {
-                update(
-                    session,
-                    "notes.update",
-                    "notes",
-                    &note,
-                    json!({ "hs_note_body": body }),
-                )
-                .await?;
-            }
-            Some(_) => {}
         }
-        progress.summary_digest = Some(digest);
+    }
+    match progress.records.get("note").cloned() {
+        None => {
+            progress.intend("note").await?;
+            let note = create_note(session, body, contact, deal.as_deref()).await?;
+            progress.summary_digest = Some(digest);
+            progress.record("note", note).await?;
+        }
+        Some(note) if progress.summary_digest.as_deref() != Some(digest.as_str()) => {
+            update(
+                session,
+                "notes.update",
+                "notes",
+                &note,
+                json!({ "hs_note_body": body }),
+            )
+            .await?;
+            progress.summary_digest = Some(digest);
+            progress.save().await?;
+        }
+        Some(_) => {}
     }
     Ok(())
 }
@@ -148,29 +206,36 @@ pub(super) async fn sync_contact(
     lead: &Lead,
     known_id: Option<&str>,
 ) -> Result<String, ProviderError> {
-    sync_contact_with(session, lead, None, known_id).await
+    let mut snapshot = ProgressSnapshot::default();
+    if let Some(id) = known_id {
+        snapshot.records.insert("contact".into(), id.to_string());
+    }
+    let mut progress = PushProgress::resumed(snapshot);
+    sync_contact_with(session, lead, None, Some(&mut progress)).await
 }
 
 async fn sync_contact_with(
     session: &Session<'_>,
     lead: &Lead,
     settings: Option<&ConnectionSettings>,
-    known_id: Option<&str>,
+    progress: Option<&mut PushProgress>,
 ) -> Result<String, ProviderError> {
+    let mut scratch = PushProgress::default();
+    let progress = progress.unwrap_or(&mut scratch);
     let properties = Value::Object(contact_properties(lead, settings));
-    if let Some(id) = known_id {
+    if let Some(id) = progress.records.get("contact").cloned() {
         match update(
             session,
             "contacts.update",
             "contacts",
-            id,
+            &id,
             properties.clone(),
         )
         .await
         {
-            Ok(()) => return Ok(id.to_string()),
+            Ok(()) => return Ok(id),
             // Deleted in HubSpot since: find or create it again below.
-            Err(ProviderError::Rejected { status: 404, .. }) => {}
+            Err(ProviderError::Rejected { status: 404, .. }) => progress.forget("contact").await?,
             Err(e) => return Err(e),
         }
     }
@@ -206,16 +271,34 @@ async fn sync_contact_with(
                 detail: "upsert returned no result".into(),
             });
     }
+    // Without an email HubSpot cannot deduplicate the create: the contact carries the lead id
+    // in the unique LEAD_ID_PROPERTY, and after a create whose answer was lost it is read back
+    // by that id (a read by unique property, not the lagging search index).
+    if progress.in_doubt("contact") {
+        if let Some(found) = read_by_lead_id(session, "contacts", &lead.id, "phone").await? {
+            update(
+                session,
+                "contacts.update",
+                "contacts",
+                &found.id,
+                properties,
+            )
+            .await?;
+            return Ok(found.id);
+        }
+    }
     if let Some(phone) = &lead.phone {
         if let Some(id) = search_by(session, "phone", phone).await? {
             update(session, "contacts.update", "contacts", &id, properties).await?;
             return Ok(id);
         }
     }
-    create(
+    progress.intend("contact").await?;
+    create_with_lead_id(
         session,
         "contacts.create",
         "contacts",
+        lead,
         json!({ "properties": properties, "associations": [] }),
     )
     .await
@@ -250,24 +333,6 @@ pub(super) async fn search_by(
     Ok(results.results.into_iter().next().map(|o| o.id))
 }
 
-async fn create_deal(
-    session: &Session<'_>,
-    lead: &Lead,
-    contact: &str,
-    pipeline: &str,
-    stage: &str,
-) -> Result<String, ProviderError> {
-    let body = json!({
-        "properties": {
-            "dealname": lead.deal_name(),
-            "pipeline": pipeline,
-            "dealstage": stage,
-        },
-        "associations": [association(contact, DEAL_TO_CONTACT)]
-    });
-    create(session, "deals.create", "deals", body).await
-}
-
 async fn create_note(
     session: &Session<'_>,
     body: &str,
@@ -289,15 +354,27 @@ async fn create_note(
 }
 
 /// The note: the conversation summary and what LeadRelay knows of the lead, HTML-escaped
-/// (HubSpot renders note bodies as HTML) and cut to HubSpot's limit.
+/// (HubSpot renders note bodies as HTML) and cut to HubSpot's limit, ending with the lead's
+/// marker (kept whole by the cut), by which a note whose create answer was lost is found again.
 fn note_body(lead: &Lead) -> Option<String> {
     let summary = lead.summary.as_deref()?;
+    let marker = note_marker(lead);
     let text = format!(
         "<p><strong>LeadRelay conversation summary</strong></p><p>{}</p><p>{}</p>",
         escape_html(summary),
         escape_html(&lead.summary_facts())
     );
-    Some(truncate_chars(&text, NOTE_BODY_LIMIT))
+    let room = NOTE_BODY_LIMIT - marker.chars().count();
+    Some(truncate_chars(&text, room) + &marker)
+}
+
+/// A visible footer rather than an HTML comment: HubSpot sanitizes note HTML, and a footer is
+/// sure to be stored as sent. Lead ids are letters, digits and `._:-`, nothing HTML-special.
+fn note_marker(lead: &Lead) -> String {
+    format!(
+        "<p><small>LeadRelay lead {}</small></p>",
+        escape_html(&lead.id)
+    )
 }
 
 fn escape_html(text: &str) -> String {
@@ -363,6 +440,260 @@ async fn update(
         .idempotency(Idempotency::Safe);
     session.http.send(request).await?.error_for_status()?;
     Ok(())
+}
+
+/// The deal and contact property holding the LeadRelay lead id, unique per portal
+/// (`hasUniqueValue`), so a record whose create answer was lost can be read back by it:
+/// `GET /crm/v3/objects/{type}/{leadId}?idProperty=leadrelay_lead_id` (reads by a unique
+/// property are documented in
+/// https://developers.hubspot.com/changelog/updating-objects-by-custom-field-and-adding-owner-properties-via-the-api
+/// and, unlike search, do not go through the lagging search index).
+pub(super) const LEAD_ID_PROPERTY: &str = "leadrelay_lead_id";
+
+/// A record read back by its lead id, with one property asked for.
+struct Found {
+    id: String,
+    property: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ObjectWithProperties {
+    id: String,
+    #[serde(default)]
+    properties: Map<String, Value>,
+}
+
+/// The record of `object` carrying `lead_id` in [`LEAD_ID_PROPERTY`], if any.
+async fn read_by_lead_id(
+    session: &Session<'_>,
+    object: &str,
+    lead_id: &str,
+    property: &str,
+) -> Result<Option<Found>, ProviderError> {
+    let mut request = session.request(
+        "objects.read_by_lead_id",
+        Method::GET,
+        &format!("/crm/v3/objects/{object}/{lead_id}"),
+    );
+    request
+        .url
+        .query_pairs_mut()
+        .append_pair("idProperty", LEAD_ID_PROPERTY)
+        .append_pair("properties", property);
+    let response = session.http.send(request).await?;
+    if response.status == 404 {
+        return Ok(None);
+    }
+    match response.error_for_status() {
+        Ok(response) => {
+            let found: ObjectWithProperties = response.json()?;
+            Ok(Some(Found {
+                id: found.id,
+                property: found
+                    .properties
+                    .get(property)
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            }))
+        }
+        // The portal has no such property yet: no record can carry the lead id.
+        Err(ProviderError::Rejected {
+            status: 400,
+            message,
+            ..
+        }) if message.contains(LEAD_ID_PROPERTY) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates a record of `object` from `body` with the lead id in [`LEAD_ID_PROPERTY`]. The first
+/// create in a portal finds the property missing: it is created (unique) and the create sent
+/// once more. A create refused because the lead id is taken (the record exists: an earlier
+/// create's answer was lost) is answered by reading that record back.
+async fn create_with_lead_id(
+    session: &Session<'_>,
+    operation: &'static str,
+    object: &str,
+    lead: &Lead,
+    mut body: Value,
+) -> Result<String, ProviderError> {
+    body["properties"][LEAD_ID_PROPERTY] = json!(lead.id);
+    let mut property_created = false;
+    loop {
+        let refusal = match create(session, operation, object, body.clone()).await {
+            Err(ProviderError::Rejected {
+                provider,
+                status: 400,
+                code,
+                message,
+            }) if message.contains(LEAD_ID_PROPERTY) => (provider, code, message),
+            other => return other,
+        };
+        let (provider, code, message) = refusal;
+        // HubSpot's wording for a taken unique value is "... already has that value"; for a
+        // property the portal does not have, PROPERTY_DOESNT_EXIST.
+        if message.contains("already has that value") {
+            if let Some(found) = read_by_lead_id(session, object, &lead.id, "hs_object_id").await? {
+                return Ok(found.id);
+            }
+        } else if message.contains("PROPERTY_DOESNT_EXIST") && !property_created {
+            property_created = true;
+            if create_lead_id_property(session, object).await? {
+                continue;
+            }
+            // Not allowed to define it: create without it (no lookup after a lost answer).
+            if let Some(properties) = body["properties"].as_object_mut() {
+                properties.remove(LEAD_ID_PROPERTY);
+            }
+            return create(session, operation, object, body).await;
+        }
+        return Err(ProviderError::Rejected {
+            provider,
+            status: 400,
+            code,
+            message,
+        });
+    }
+}
+
+/// Defines [`LEAD_ID_PROPERTY`] on `object` as a unique single-line text property:
+/// `POST /crm/v3/properties/{object}` (body fields required by HubSpot: `name`, `label`, `type`,
+/// `fieldType`, `groupName`; https://developers.hubspot.com/docs/api-reference/legacy/crm/properties/create-property).
+/// A 409 means it exists already (another push made it first). `false` when the app may not
+/// define properties (403: the `crm.schemas.<object>.write` scope is missing).
+async fn create_lead_id_property(
+    session: &Session<'_>,
+    object: &str,
+) -> Result<bool, ProviderError> {
+    let group = if object == "contacts" {
+        "contactinformation"
+    } else {
+        "dealinformation"
+    };
+    let body = json!({
+        "name": LEAD_ID_PROPERTY,
+        "label": "LeadRelay lead id",
+        "description": "Set by LeadRelay: the lead this record was made for. Do not edit.",
+        "type": "string",
+        "fieldType": "text",
+        "groupName": group,
+        "hasUniqueValue": true,
+        "formField": false,
+    });
+    let request = session
+        .request(
+            "properties.create",
+            Method::POST,
+            &format!("/crm/v3/properties/{object}"),
+        )
+        .json(body)
+        // Keyed by name: a second create is a 409, which is handled below.
+        .idempotency(Idempotency::Safe);
+    let response = session.http.send(request).await?;
+    match response.status {
+        409 => Ok(true),
+        403 => Ok(false),
+        _ => response.error_for_status().map(|_| true),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AssociatedIds {
+    #[serde(default)]
+    results: Vec<AssociatedId>,
+    paging: Option<Paging>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AssociatedId {
+    to_object_id: Value,
+}
+
+#[derive(Deserialize)]
+struct Paging {
+    next: Option<NextPage>,
+}
+
+#[derive(Deserialize)]
+struct NextPage {
+    after: String,
+}
+
+#[derive(Deserialize)]
+struct NoteBodies {
+    #[serde(default)]
+    results: Vec<ObjectWithProperties>,
+}
+
+/// The deal's note carrying the lead's marker, with its body: the deal's note associations
+/// (`GET /crm/v4/objects/deals/{id}/associations/notes`, pages of up to 500), then their bodies
+/// (`POST /crm/v3/objects/notes/batch/read`, 100 ids a call).
+async fn find_marked_note(
+    session: &Session<'_>,
+    deal: &str,
+    lead: &Lead,
+) -> Result<Option<(String, String)>, ProviderError> {
+    let marker = note_marker(lead);
+    let mut ids = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut request = session.request(
+            "notes.associated",
+            Method::GET,
+            &format!("/crm/v4/objects/deals/{deal}/associations/notes"),
+        );
+        request.url.query_pairs_mut().append_pair("limit", "500");
+        if let Some(after) = &after {
+            request.url.query_pairs_mut().append_pair("after", after);
+        }
+        let page: AssociatedIds = session
+            .http
+            .send(request)
+            .await?
+            .error_for_status()?
+            .json()?;
+        ids.extend(
+            page.results
+                .into_iter()
+                .filter_map(|a| match a.to_object_id {
+                    Value::Number(n) => Some(n.to_string()),
+                    Value::String(s) => Some(s),
+                    _ => None,
+                }),
+        );
+        match page.paging.and_then(|p| p.next) {
+            Some(next) => after = Some(next.after),
+            None => break,
+        }
+    }
+    for chunk in ids.chunks(100) {
+        let inputs: Vec<Value> = chunk.iter().map(|id| json!({ "id": id })).collect();
+        let request = session
+            .request(
+                "notes.batch_read",
+                Method::POST,
+                "/crm/v3/objects/notes/batch/read",
+            )
+            .json(json!({ "properties": ["hs_note_body"], "inputs": inputs }))
+            // A read: safe to send again.
+            .idempotency(Idempotency::Safe);
+        let notes: NoteBodies = session
+            .http
+            .send(request)
+            .await?
+            .error_for_status()?
+            .json()?;
+        for note in notes.results {
+            if let Some(body) = note.properties.get("hs_note_body").and_then(Value::as_str) {
+                if body.contains(&marker) {
+                    return Ok(Some((note.id, body.to_string())));
+                }
+            }
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

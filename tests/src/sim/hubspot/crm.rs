@@ -178,6 +178,47 @@ impl HubRecords {
             .map(|(id, _)| *id)
     }
 
+    /// The record of `object` whose `property` holds `value`.
+    fn by_value(&self, object: ObjectType, property: &str, value: &str) -> Option<u64> {
+        self.objects
+            .get(&object)?
+            .iter()
+            .find(|(_, record)| record.properties.get(property).map(String::as_str) == Some(value))
+            .map(|(id, _)| *id)
+    }
+
+    /// Refuses a write that would give a unique-value property a value another record of the
+    /// same type holds (HubSpot enforces `hasUniqueValue` on create and update).
+    fn check_unique(
+        &self,
+        object: ObjectType,
+        unique: &[String],
+        properties: &BTreeMap<String, String>,
+        except: Option<u64>,
+    ) -> Result<(), Reject> {
+        let problems: Vec<PropertyProblem> = unique
+            .iter()
+            .filter_map(|name| {
+                let value = properties.get(name).filter(|v| !v.is_empty())?;
+                let holder = self.by_value(object, name, value)?;
+                (Some(holder) != except).then(|| {
+                    // The wording third-party code shows for a taken unique value (HubSpot
+                    // does not document it); the code is the simulator's name.
+                    PropertyProblem::new(
+                        name,
+                        "DUPLICATE_UNIQUE_VALUE",
+                        format!("{name} already has that value: {value}"),
+                    )
+                })
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(rejected(problems))
+        }
+    }
+
     /// Store a new record with `properties` (already validated; empty values
     /// dropped) and the system properties.
     fn insert(
@@ -562,7 +603,12 @@ fn object_json(object: ObjectType, record: &SimObject, select: Option<&[String]>
 
 /// Names from a `properties` list that exist on `object` (unknown ones are
 /// ignored, as HubSpot documents), or the object's defaults when none.
-fn selected_properties(shared: &Shared, object: ObjectType, requested: &[String]) -> Vec<String> {
+fn selected_properties(
+    shared: &Shared,
+    hub_id: u64,
+    object: ObjectType,
+    requested: &[String],
+) -> Vec<String> {
     if requested.is_empty() {
         return object
             .default_properties()
@@ -573,7 +619,7 @@ fn selected_properties(shared: &Shared, object: ObjectType, requested: &[String]
     let schema = shared.schema();
     requested
         .iter()
-        .filter(|name| schema.get(object, name).is_some())
+        .filter(|name| schema.lookup(hub_id, object, name).is_some())
         .cloned()
         .collect()
 }
@@ -623,8 +669,10 @@ fn create(shared: &Shared, hub_id: u64, object: &str, body: &[u8]) -> Result<Res
         ObjectType::Contacts => {}
     }
 
+    let unique = shared.schema().unique_custom(hub_id, object);
     let mut store = shared.crm_store();
     let records = store.hub(hub_id);
+    records.check_unique(object, &unique, &properties, None)?;
     if object == ObjectType::Contacts {
         if let Some(existing) = properties
             .get("email")
@@ -824,6 +872,7 @@ fn locate(
     object: ObjectType,
     id: &str,
     query: &str,
+    unique: &[String],
 ) -> Result<u64, Reject> {
     let id_property = decode_form(query).remove("idProperty");
     match id_property.as_deref() {
@@ -831,6 +880,11 @@ fn locate(
         Some("email") if object == ObjectType::Contacts => {
             records.contact_by_email(id).ok_or_else(record_not_found)
         }
+        // A custom unique-value property: read and update by it (a read by id, strongly
+        // consistent, unlike search).
+        Some(name) if unique.iter().any(|u| u == name) => records
+            .by_value(object, name, id)
+            .ok_or_else(record_not_found),
         Some(other) => Err(bad_request(format!(
             "Unable to perform update/upsert by non-unique {} property {other} in portal ID {hub_id}",
             object.type_id()
@@ -850,10 +904,12 @@ fn update(
     let input = parse_body(body)?;
     let properties = string_properties(input.get("properties"), "properties")?;
     let properties = checked(shared, object, hub_id, &properties)?;
+    let unique = shared.schema().unique_custom(hub_id, object);
 
     let mut store = shared.crm_store();
     let records = store.hub(hub_id);
-    let record_id = locate(records, hub_id, object, id, query)?;
+    let record_id = locate(records, hub_id, object, id, query, &unique)?;
+    records.check_unique(object, &unique, &properties, Some(record_id))?;
     let current = &records
         .record(object, record_id)
         .expect("located")
@@ -928,7 +984,8 @@ fn read(
     query: &str,
 ) -> Result<Response, Reject> {
     let object = ObjectType::parse(object).ok_or_else(|| unknown_object_type(object))?;
-    let select = selected_properties(shared, object, &query_list(query, "properties"));
+    let select = selected_properties(shared, hub_id, object, &query_list(query, "properties"));
+    let unique = shared.schema().unique_custom(hub_id, object);
     let wanted: Vec<ObjectType> = query_list(query, "associations")
         .iter()
         .filter_map(|name| ObjectType::parse(name))
@@ -940,7 +997,7 @@ fn read(
 
     let mut store = shared.crm_store();
     let records = store.hub(hub_id);
-    let record_id = locate(records, hub_id, object, id, query)?;
+    let record_id = locate(records, hub_id, object, id, query, &unique)?;
     let record = records.record(object, record_id).expect("located");
     let mut body = object_json(object, record, Some(&select));
     if !wanted.is_empty() {
@@ -1001,6 +1058,7 @@ const SEARCH_OPERATORS: &[&str] = &[
 
 fn parse_filters(
     shared: &Shared,
+    hub_id: u64,
     object: ObjectType,
     input: &Value,
 ) -> Result<Vec<Vec<Filter>>, Reject> {
@@ -1045,7 +1103,7 @@ fn parse_filters(
                     SEARCH_OPERATORS.join(", ")
                 )));
             }
-            let def = schema.get(object, &property).cloned();
+            let def = schema.lookup(hub_id, object, &property).cloned();
             if def.is_none() {
                 return Err(bad_request(format!(
                     "There was a problem with the request: property {property} does not exist on {}",
@@ -1141,7 +1199,7 @@ fn filter_matches(filter: &Filter, record: &SimObject) -> bool {
 fn search(shared: &Shared, hub_id: u64, object: &str, body: &[u8]) -> Result<Response, Reject> {
     let object = ObjectType::parse(object).ok_or_else(|| unknown_object_type(object))?;
     let input = parse_body(body)?;
-    let groups = parse_filters(shared, object, &input)?;
+    let groups = parse_filters(shared, hub_id, object, &input)?;
     let limit = match input.get("limit") {
         None | Some(Value::Null) => 10,
         Some(value) => value
@@ -1174,7 +1232,7 @@ fn search(shared: &Shared, hub_id: u64, object: &str, body: &[u8]) -> Result<Res
                 .collect()
         })
         .unwrap_or_default();
-    let select = selected_properties(shared, object, &requested);
+    let select = selected_properties(shared, hub_id, object, &requested);
 
     let store = shared.crm_store();
     let all = store.objects(hub_id, object);
@@ -1336,5 +1394,154 @@ pub(super) async fn associate_default(
                 "completedAt": now
             }),
         ))
+    })
+}
+
+// ---------------------------------------------------------------------------
+// GET /crm/v4/objects/{from}/{fromId}/associations/{to}
+// ---------------------------------------------------------------------------
+
+/// Most associations one page of the v4 list returns.
+pub const MAX_ASSOCIATIONS_PAGE: usize = 500;
+
+/// Lists a record's associations to one object type, as HubSpot's v4 "List" does
+/// (`CollectionResponseMultiAssociatedObjectWithLabel`: `results[]` of `toObjectId` (a number)
+/// and `associationTypes[]` of `category`, `typeId`, `label`; `paging.next.after` when more
+/// remain; `limit` at most 500).
+pub(super) async fn list_associations(
+    State(shared): State<Arc<Shared>>,
+    Path((from, from_id, to)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let query = decode_form(&query.unwrap_or_default());
+    shared.metered(&headers, |hub_id| {
+        let from = ObjectType::parse(&from).ok_or_else(|| unknown_object_type(&from))?;
+        let to = ObjectType::parse(&to).ok_or_else(|| unknown_object_type(&to))?;
+        let limit = match query.get("limit") {
+            None => MAX_ASSOCIATIONS_PAGE,
+            Some(text) => text
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_ASSOCIATIONS_PAGE).contains(n))
+                .ok_or_else(|| {
+                    bad_request(format!("limit must be 1 to {MAX_ASSOCIATIONS_PAGE}"))
+                })?,
+        };
+        let offset = match query.get("after") {
+            None => 0,
+            Some(text) => text.parse::<usize>().map_err(|_| {
+                bad_request("`after` must be a paging cursor from a previous response")
+            })?,
+        };
+        let mut store = shared.crm_store();
+        let records = store.hub(hub_id);
+        let id = records
+            .exists(from, &from_id)
+            .ok_or_else(record_not_found)?;
+        let mut grouped: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+        for (target, to_id, type_id) in records.associations_of(from, id) {
+            if target == to {
+                grouped
+                    .entry(to_id.parse().expect("stored ids are numbers"))
+                    .or_default()
+                    .push(type_id);
+            }
+        }
+        let total = grouped.len();
+        let results: Vec<Value> = grouped
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .map(|(to_id, types)| {
+                let types: Vec<Value> = types
+                    .into_iter()
+                    .map(|type_id| {
+                        json!({ "category": "HUBSPOT_DEFINED", "typeId": type_id, "label": null })
+                    })
+                    .collect();
+                json!({ "toObjectId": to_id, "associationTypes": types })
+            })
+            .collect();
+        let mut body = json!({ "results": results });
+        if offset + limit < total {
+            body["paging"] = json!({ "next": { "after": (offset + limit).to_string() } });
+        }
+        Ok(json_response(StatusCode::OK, &body))
+    })
+}
+
+// ---------------------------------------------------------------------------
+// POST /crm/v3/objects/{type}/batch/read
+// ---------------------------------------------------------------------------
+
+/// Reads records by id (`BatchReadInputSimplePublicObjectId`: `inputs[].id`, `properties`,
+/// optional `idProperty`). Ids that name no record are left out and reported in `errors` with
+/// a 207, as HubSpot's batch answers do.
+pub(super) async fn batch_read(
+    State(shared): State<Arc<Shared>>,
+    Path(object): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    shared.metered(&headers, |hub_id| {
+        let started = Utc::now();
+        let object = ObjectType::parse(&object).ok_or_else(|| unknown_object_type(&object))?;
+        let input = parse_body(&body)?;
+        let Some(items) = input.get("inputs").and_then(Value::as_array) else {
+            return Err(bad_request("Invalid input JSON: `inputs` must be an array"));
+        };
+        if items.len() > MAX_BATCH_INPUTS {
+            return Err(bad_request(format!(
+                "Batch input has {} inputs; at most {MAX_BATCH_INPUTS} are allowed per request",
+                items.len()
+            )));
+        }
+        let requested: Vec<String> = input
+            .get("properties")
+            .and_then(Value::as_array)
+            .map(|names| names.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        let select = selected_properties(&shared, hub_id, object, &requested);
+        let unique = shared.schema().unique_custom(hub_id, object);
+        let id_property = input.get("idProperty").and_then(Value::as_str);
+        let query = id_property
+            .map(|p| format!("idProperty={p}"))
+            .unwrap_or_default();
+        let mut store = shared.crm_store();
+        let records = store.hub(hub_id);
+        let mut results = Vec::new();
+        let mut missing = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let Some(id) = item.get("id").and_then(id_text) else {
+                return Err(bad_request(format!(
+                    "Invalid input JSON: inputs[{index}].id is required"
+                )));
+            };
+            match locate(records, hub_id, object, &id, &query, &unique) {
+                Ok(found) => {
+                    let record = records.record(object, found).expect("located");
+                    results.push(object_json(object, record, Some(&select)));
+                }
+                Err(_) => missing.push(id),
+            }
+        }
+        let mut body = json!({
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": iso(started),
+            "completedAt": iso(Utc::now()),
+        });
+        if missing.is_empty() {
+            return Ok(json_response(StatusCode::OK, &body));
+        }
+        body["numErrors"] = json!(1);
+        body["errors"] = json!([{
+            "status": "error",
+            "category": "OBJECT_NOT_FOUND",
+            "message": format!("Could not get some {} objects, they may be deleted or not exist. Check that ids are valid.", object.singular()),
+            "context": { "ids": missing },
+        }]);
+        Ok(json_response(StatusCode::MULTI_STATUS, &body))
     })
 }

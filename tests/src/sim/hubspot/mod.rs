@@ -581,6 +581,7 @@ fn router(shared: Arc<Shared>) -> Router {
             "/crm/v3/objects/{object}/batch/upsert",
             post(crm::batch_upsert),
         )
+        .route("/crm/v3/objects/{object}/batch/read", post(crm::batch_read))
         .route(
             "/crm/v3/objects/{object}/{id}",
             get(crm::read_object).patch(crm::update_object),
@@ -589,7 +590,14 @@ fn router(shared: Arc<Shared>) -> Router {
             "/crm/v4/objects/{from}/{from_id}/associations/default/{to}/{to_id}",
             axum::routing::put(crm::associate_default),
         )
-        .route("/crm/v3/properties/{object}", get(schema::list_properties))
+        .route(
+            "/crm/v4/objects/{from}/{from_id}/associations/{to}",
+            get(crm::list_associations),
+        )
+        .route(
+            "/crm/v3/properties/{object}",
+            get(schema::list_properties).post(schema::create_property),
+        )
         .route(
             "/crm/v3/properties/{object}/{name}",
             get(schema::read_property),

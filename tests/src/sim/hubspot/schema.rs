@@ -313,9 +313,17 @@ impl std::fmt::Display for PropertyProblem {
     }
 }
 
-/// Property definitions per object type (shared by every hub).
+/// Most custom unique-value properties one object type may have in a hub
+/// (https://developers.hubspot.com/changelog/unique-properties-for-contacts: ten per object,
+/// "similar to the other object types").
+pub(super) const MAX_UNIQUE_PROPERTIES: usize = 10;
+
+/// Property definitions per object type: the standard ones and those the simulator's
+/// `add_property` defines are shared by every hub; those created through
+/// `POST /crm/v3/properties/{object}` belong to the hub that created them.
 pub(super) struct Schema {
     defs: BTreeMap<ObjectType, BTreeMap<String, PropertyDef>>,
+    hub_defs: BTreeMap<(u64, ObjectType), BTreeMap<String, PropertyDef>>,
 }
 
 fn options(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -430,6 +438,7 @@ impl Schema {
                 (ObjectType::Deals, index(deals)),
                 (ObjectType::Notes, index(notes)),
             ]),
+            hub_defs: BTreeMap::new(),
         }
     }
 
@@ -437,8 +446,116 @@ impl Schema {
         self.defs.get(&object)?.get(name)
     }
 
-    fn all(&self, object: ObjectType) -> impl Iterator<Item = &PropertyDef> {
-        self.defs.get(&object).into_iter().flat_map(|m| m.values())
+    /// The definition `hub_id` sees: its own properties first, then the shared ones.
+    pub(super) fn lookup(
+        &self,
+        hub_id: u64,
+        object: ObjectType,
+        name: &str,
+    ) -> Option<&PropertyDef> {
+        self.hub_defs
+            .get(&(hub_id, object))
+            .and_then(|m| m.get(name))
+            .or_else(|| self.get(object, name))
+    }
+
+    fn all(&self, hub_id: u64, object: ObjectType) -> impl Iterator<Item = &PropertyDef> {
+        let own = self.hub_defs.get(&(hub_id, object));
+        self.defs
+            .get(&object)
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter(move |d| own.is_none_or(|own| !own.contains_key(&d.name)))
+            .chain(own.into_iter().flat_map(|m| m.values()))
+    }
+
+    /// Names of the custom unique-value properties `hub_id` has on `object`: values the store
+    /// must keep unique, and `idProperty` names reads and updates accept.
+    pub(super) fn unique_custom(&self, hub_id: u64, object: ObjectType) -> Vec<String> {
+        self.all(hub_id, object)
+            .filter(|d| d.unique && !d.hubspot_defined)
+            .map(|d| d.name.clone())
+            .collect()
+    }
+
+    /// `POST /crm/v3/properties/{object}` for `hub_id`: the `PropertyCreate` body checked as
+    /// HubSpot does (`name`, `label`, `type`, `fieldType`, `groupName` required), a name that
+    /// exists is 409, an eleventh unique property is refused. Only `string`/`text`,
+    /// `string`/`textarea` and `number`/`number` are supported by the simulator.
+    pub(super) fn create_in_hub(
+        &mut self,
+        hub_id: u64,
+        object: ObjectType,
+        body: &Value,
+    ) -> Result<Value, Reject> {
+        let field = |name: &str| {
+            body.get(name)
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+        };
+        let missing: Vec<&str> = ["name", "label", "type", "fieldType", "groupName"]
+            .into_iter()
+            .filter(|name| field(name).is_none())
+            .collect();
+        if !missing.is_empty() {
+            return Err(bad_property(format!(
+                "Invalid input JSON: missing required fields: {}",
+                missing.join(", ")
+            )));
+        }
+        let name = field("name").unwrap_or_default();
+        let (kind, field_type) = match (field("type"), field("fieldType")) {
+            (Some("string"), Some("text")) => (Kind::Text, "text"),
+            (Some("string"), Some("textarea")) => (Kind::TextArea, "textarea"),
+            (Some("number"), Some("number")) => (Kind::Number, "number"),
+            (kind, field_type) => {
+                return Err(bad_property(format!(
+                    "type {kind:?} with fieldType {field_type:?} is not supported by the simulator"
+                )))
+            }
+        };
+        let group = field("groupName").unwrap_or_default();
+        if !self.all(hub_id, object).any(|d| d.group == group) {
+            return Err(bad_property(format!(
+                "property group {group} does not exist for {}",
+                object.plural()
+            )));
+        }
+        let valid_name = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid_name {
+            return Err(bad_property(format!(
+                "{name} is not a valid property name: lower-case letters, digits and _ only"
+            )));
+        }
+        if self.lookup(hub_id, object, name).is_some() {
+            return Err(hubspot_error(
+                StatusCode::CONFLICT,
+                "OBJECT_ALREADY_EXISTS",
+                format!("Property named '{name}' already exists."),
+            )
+            .into());
+        }
+        let unique = body.get("hasUniqueValue").and_then(Value::as_bool) == Some(true);
+        if unique && self.unique_custom(hub_id, object).len() >= MAX_UNIQUE_PROPERTIES {
+            return Err(bad_property(format!(
+                "{} already has {MAX_UNIQUE_PROPERTIES} unique value properties, the most allowed",
+                object.plural()
+            )));
+        }
+        let mut def = PropertyDef::builtin(name, field("label").unwrap_or_default(), group, kind);
+        def.field_type = field_type;
+        def.hubspot_defined = false;
+        def.unique = unique;
+        def.defined_at = iso(Utc::now());
+        let json = def.to_json(hub_id);
+        self.hub_defs
+            .entry((hub_id, object))
+            .or_default()
+            .insert(name.to_owned(), def);
+        Ok(json)
     }
 
     /// Define (or redefine) a custom text property, or an enumeration when
@@ -494,7 +611,7 @@ impl Schema {
         name: &str,
         value: &str,
     ) -> Result<String, PropertyProblem> {
-        let Some(def) = self.get(object, name) else {
+        let Some(def) = self.lookup(hub_id, object, name) else {
             return Err(PropertyProblem::new(
                 name,
                 "PROPERTY_DOESNT_EXIST",
@@ -718,7 +835,7 @@ pub(super) async fn list_properties(
         let object = ObjectType::parse(&object).ok_or_else(|| unknown_object_type(&object))?;
         let results: Vec<Value> = shared
             .schema()
-            .all(object)
+            .all(hub_id, object)
             .map(|def| def.to_json(hub_id))
             .collect();
         Ok(json_response(
@@ -737,7 +854,7 @@ pub(super) async fn read_property(
         let object_type = ObjectType::parse(&object).ok_or_else(|| unknown_object_type(&object))?;
         let found = shared
             .schema()
-            .get(object_type, &name)
+            .lookup(hub_id, object_type, &name)
             .map(|def| def.to_json(hub_id));
         match found {
             Some(body) => Ok(json_response(StatusCode::OK, &body)),
@@ -752,6 +869,25 @@ pub(super) async fn read_property(
             .into()),
         }
     })
+}
+
+pub(super) async fn create_property(
+    State(shared): State<Arc<Shared>>,
+    Path(object): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    shared.metered(&headers, |hub_id| {
+        let object = ObjectType::parse(&object).ok_or_else(|| unknown_object_type(&object))?;
+        let body: Value = serde_json::from_slice(&body)
+            .map_err(|e| bad_property(format!("Invalid input JSON: {e}")))?;
+        let created = shared.schema().create_in_hub(hub_id, object, &body)?;
+        Ok(json_response(StatusCode::CREATED, &created))
+    })
+}
+
+fn bad_property(message: String) -> Reject {
+    hubspot_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message).into()
 }
 
 #[cfg(test)]
