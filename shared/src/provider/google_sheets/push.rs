@@ -11,6 +11,18 @@
 //! Every write uses `valueInputOption=RAW`, so no cell is ever read as a formula. The lead
 //! mapping keeps the row's range under `row`; a row that no longer holds the lead's id (someone
 //! sorted the sheet) is looked up again rather than overwritten.
+//!
+//! Exactly once: `values.append` has no idempotency key, and resending it adds a second row
+//! (<https://developers.google.com/sheets/api/reference/rest/v4/spreadsheets.values/append>).
+//! So the intent to add the row is stored before the sheet's first write (the header on an
+//! empty sheet, else the append), the row's range is stored right after the append, and every
+//! push that has no row recorded reads the lead-id column before appending: a row whose append
+//! answer was lost, or whose push was killed before recording it, is found there and updated.
+//! The header and row updates are `values.update` on a fixed range, which a resend overwrites
+//! with the same cells
+//! (<https://developers.google.com/sheets/api/reference/rest/v4/spreadsheets.values/update>): a
+//! header written twice is still one header, and the next push sees column I in use and writes
+//! no header at all.
 
 use reqwest::Method;
 use serde::Deserialize;
@@ -54,17 +66,25 @@ pub(super) async fn push_lead(
         &a1(title, &format!("{LAST_COLUMN}:{LAST_COLUMN}")),
     )
     .await?;
-    // A row already holding the lead: its row moved, or an append's answer was lost.
+    // A row already holding the lead: its row moved, or an append's answer was lost (or its
+    // push was killed before the range was stored).
     if let Some(index) = ids
         .iter()
         .position(|r| r.first().and_then(Value::as_str) == Some(lead.id.as_str()))
     {
+        if progress.in_doubt(ROW) {
+            tracing::info!("the row of an append whose answer was lost was found by its lead id");
+        }
         let n = index + 1;
         let range = a1(title, &format!("A{n}:{LAST_COLUMN}{n}"));
         write(session, id, &range, values).await?;
-        progress.records.insert(ROW.into(), range);
-        return Ok(());
+        return progress.record(ROW, range).await;
     }
+    // A row recorded before but gone from the sheet (deleted by hand): not the lead's any more.
+    progress.forget(ROW).await?;
+    // Stored before the sheet's first write for this lead, so a push killed after the header
+    // or the append is known to have been under way.
+    progress.intend(ROW).await?;
     if ids.is_empty() {
         let first = a1(title, &format!("A1:{LAST_COLUMN}1"));
         if read(session, id, &first).await?.is_empty() {
@@ -74,8 +94,7 @@ pub(super) async fn push_lead(
     }
     let range = append(session, id, title, values).await?;
     tracing::info!("lead appended as a row");
-    progress.records.insert(ROW.into(), range);
-    Ok(())
+    progress.record(ROW, range).await
 }
 
 /// A range in a URL path: Google reads it percent-encoded (titles may hold `/`, `#`, spaces).
@@ -126,13 +145,20 @@ async fn holds_lead(
         == Some(lead_id))
 }
 
-/// `PUT .../values/{range}?valueInputOption=RAW`: overwrites one row. Safe to resend.
+/// `PUT .../values/{range}?valueInputOption=RAW`: overwrites one row. Safe to resend. The
+/// answer must be Google's (naming the range written): a 2xx that is not, such as a proxy's page,
+/// does not prove the write happened, and is reported unreadable (retried).
 async fn write(
     session: &Session<'_>,
     id: &str,
     range: &str,
     values: Vec<Value>,
 ) -> Result<(), ProviderError> {
+    #[derive(Deserialize)]
+    struct Answer {
+        #[serde(rename = "updatedRange")]
+        _updated_range: String,
+    }
     let mut request = session
         .request(
             "values.update",
@@ -145,7 +171,7 @@ async fn write(
         .url
         .query_pairs_mut()
         .append_pair("valueInputOption", "RAW");
-    super::read(session.http.send(request).await?)?;
+    let _: Answer = super::read(session.http.send(request).await?)?.json()?;
     Ok(())
 }
 
