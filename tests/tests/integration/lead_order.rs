@@ -61,7 +61,10 @@ async fn an_older_message_delivered_after_a_newer_one_is_acknowledged_and_change
     let late = ctx.deliver(&[new]).await;
 
     assert!(late.failed.is_empty(), "a stale message is not retried");
-    assert!(ctx.queues.dead_letters().await.is_empty(), "nor dead-lettered");
+    assert!(
+        ctx.queues.dead_letters().await.is_empty(),
+        "nor dead-lettered"
+    );
     assert_eq!(ctx.hubspot.crm_call_count(), before, "no CRM call");
     assert_eq!(stage_of_only_deal(&ctx), won_stage, "the deal stays won");
     assert_eq!(ctx.hubspot.notes()[0].properties["hs_note_body"], note);
@@ -112,7 +115,10 @@ async fn an_unreadable_success_answer_is_retried_and_the_lead_lands_once() {
         .deliver(&[message_at(&tenant, "new", "Hi", "2026-11-28T04:00:00Z")])
         .await;
     assert_eq!(first.failed.len(), 1, "retried, not settled: {first:?}");
-    assert!(ctx.queues.dead_letters().await.is_empty(), "not dead-lettered");
+    assert!(
+        ctx.queues.dead_letters().await.is_empty(),
+        "not dead-lettered"
+    );
 
     let second = ctx.redeliver(1).await;
     assert!(second.failed.is_empty(), "{second:?}");
@@ -181,7 +187,11 @@ async fn a_reconnect_to_another_bitrix24_portal_pushes_the_lead_there_anew_and_l
 
     assert_eq!(ctx.bitrix.state_json(FIRST), first_portal, "untouched");
     let contacts = ctx.bitrix.contacts(SECOND);
-    assert_eq!(contacts.len(), 2, "Somebody Else and the lead's own contact");
+    assert_eq!(
+        contacts.len(),
+        2,
+        "Somebody Else and the lead's own contact"
+    );
     assert!(
         contacts
             .iter()

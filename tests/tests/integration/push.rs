@@ -91,7 +91,11 @@ async fn a_new_lead_becomes_a_contact_a_deal_in_the_mapped_stage_and_a_note_in_t
     let mapping = ctx
         .services
         .store
-        .lead_mappings_of(&TenantId::parse(&tenant).unwrap(), Provider::Hubspot, "lead-1")
+        .lead_mappings_of(
+            &TenantId::parse(&tenant).unwrap(),
+            Provider::Hubspot,
+            "lead-1",
+        )
         .await
         .unwrap()
         .pop()
