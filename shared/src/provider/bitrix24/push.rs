@@ -7,11 +7,16 @@
 //! | new, matching a contact | findbycomm, contact update, deal add, comment add: 4 |
 //! | known, changed | contact update, deal stage update if the mapped stage changed, comment update if the summary changed: 1–3 |
 //! | identical replay | none (recognised before this module is called) |
+//! | after a create whose answer was lost | +1 list call for that record (contact, deal or comment), only then |
 //!
 //! Bitrix24 appends a phone or email sent without its value id, so an update never sends them:
-//! a known contact keeps the values it has. A deal carries the lead's id (`ORIGIN_ID`), so a
-//! retry after a create whose answer was lost finds it (`crm.deal.list`, one call, only then)
-//! instead of creating a second one.
+//! a known contact keeps the values it has.
+//!
+//! Bitrix24 has no idempotent create, so every create is announced in the lead's progress first
+//! (`intend`), and an attempt that finds the intent without an id looks the record up before
+//! creating it again: contacts and deals carry the lead's id (`ORIGINATOR_ID`/`ORIGIN_ID`, found
+//! with `crm.contact.list`/`crm.deal.list`), the comment carries it in its facts line (found in
+//! the deal's `crm.timeline.comment.list`). Every id is stored before the next call.
 
 use serde_json::{json, Map, Value};
 
@@ -21,7 +26,7 @@ use crate::http::Idempotency;
 use crate::lead::{truncate_chars, ContactField, Lead};
 use crate::provider::{
     deal_stage, person_fields, text_digest, CrmProvider, PersonFields, Pipeline, PipelineStage,
-    PushProgress, Session,
+    ProgressSnapshot, PushProgress, Session,
 };
 use crate::store::ConnectionSettings;
 
@@ -35,14 +40,24 @@ const NAMES: PersonFields = PersonFields {
 /// Bitrix24's deals: CRM entity type 2 in `crm.category.list`.
 const DEAL_ENTITY_TYPE: u8 = 2;
 
-/// What the deals this relay creates say in `ORIGINATOR_ID`.
+/// What the contacts and deals this relay creates say in `ORIGINATOR_ID`.
 const ORIGINATOR: &str = "leadrelay";
 
-/// Marks, in the lead's mapping, a deal create whose answer has not come back yet.
-const DEAL_SENT: &str = "deal_sent";
+/// The in-memory marker of a deal create sent without its answer, as mappings written before
+/// durable intents may still hold it: read as an intent, then dropped.
+const LEGACY_DEAL_SENT: &str = "deal_sent";
 
 /// A timeline comment is a text field; kept well under what the portal stores.
 const COMMENT_MAX_CHARS: usize = 10_000;
+
+/// List methods answer 50 records a page, whatever is asked
+/// (https://apidocs.bitrix24.com/api-reference/crm/contacts/crm-contact-list.html, `start`).
+const PAGE_SIZE: usize = 50;
+
+/// How many pages of a deal's comments, newest first, are searched for the lead's comment after
+/// a lost create: the comment was made moments before, so it is on the first page unless people
+/// wrote hundreds of comments since.
+const COMMENT_PAGES: usize = 10;
 
 pub(super) async fn push_lead(
     session: &Session<'_>,
@@ -50,116 +65,215 @@ pub(super) async fn push_lead(
     settings: Option<&ConnectionSettings>,
     progress: &mut PushProgress,
 ) -> Result<(), ProviderError> {
-    let known = progress.records.get("contact").cloned();
-    let contact = sync_contact(session, lead, known.as_deref()).await?;
-    progress.records.insert("contact".into(), contact.clone());
-
-    // A create sent before whose answer never came: the deal may exist. Found by the id it
-    // carries, it is used instead of being created twice.
-    if progress.records.contains_key(DEAL_SENT) && !progress.records.contains_key("deal") {
-        if let Some(found) = deal_of_lead(session, lead).await? {
-            progress.records.insert("deal".into(), found);
-            progress.stage = None;
-        }
-    }
-    progress.records.remove(DEAL_SENT);
-
-    let deal = match progress.records.get("deal").cloned() {
-        None => {
-            let (category, stage) = deal_stage(session, lead, settings).await?;
-            let mut fields = json!({
-                "TITLE": lead.deal_name(),
-                "CATEGORY_ID": id_value(&category),
-                "STAGE_ID": stage,
-                "CONTACT_ID": id_value(&contact),
-                "OPENED": "Y",
-                // Bitrix24's fields for linking a record to its external source.
-                "ORIGINATOR_ID": ORIGINATOR,
-                "ORIGIN_ID": lead.id,
-            });
-            if let Some(source) = &lead.source {
-                fields["SOURCE_DESCRIPTION"] = source.clone().into();
-            }
-            let params = json!({ "fields": fields, "params": { "REGISTER_SONET_EVENT": "N" } });
-            // Kept with the lead's mapping whatever happens next, so a retry after a lost
-            // answer looks for the deal before creating one.
-            progress.records.insert(DEAL_SENT.into(), "1".into());
-            let result = call(
-                session,
-                "deals.create",
-                "crm.deal.add",
-                params,
-                Idempotency::Unsafe,
-            )
-            .await?;
-            progress.records.remove(DEAL_SENT);
-            let deal = id_of(&result, "deal")?;
-            progress.records.insert("deal".into(), deal.clone());
-            progress.stage = Some(stage);
-            deal
-        }
-        Some(deal) => {
-            let mapped = settings.and_then(|s| s.stage_mapping.get(&lead.stage).cloned());
-            if let Some(stage) = mapped.filter(|s| progress.stage.as_ref() != Some(s)) {
-                let params = json!({ "id": id_value(&deal), "fields": { "STAGE_ID": stage } });
-                call(
-                    session,
-                    "deals.update",
-                    "crm.deal.update",
-                    params,
-                    Idempotency::Safe,
-                )
-                .await?;
-                progress.stage = Some(stage);
-            }
-            deal
-        }
-    };
-
-    if let Some(text) = comment(lead) {
-        let digest = text_digest(&text);
-        match progress.records.get("comment").cloned() {
-            Some(_) if progress.summary_digest.as_deref() == Some(digest.as_str()) => {}
-            Some(comment) => {
-                let params = json!({ "id": id_value(&comment), "fields": { "COMMENT": text } });
-                call(
-                    session,
-                    "comments.update",
-                    "crm.timeline.comment.update",
-                    params,
-                    Idempotency::Safe,
-                )
-                .await?;
-            }
-            None => {
-                let params = json!({ "fields": {
-                    "ENTITY_ID": id_value(&deal),
-                    "ENTITY_TYPE": "deal",
-                    "COMMENT": text,
-                }});
-                let result = call(
-                    session,
-                    "comments.create",
-                    "crm.timeline.comment.add",
-                    params,
-                    Idempotency::Unsafe,
-                )
-                .await?;
-                progress
-                    .records
-                    .insert("comment".into(), id_of(&result, "comment")?);
-            }
-        }
-        progress.summary_digest = Some(digest);
+    let contact = contact(session, lead, progress).await?;
+    let deal = deal(session, lead, settings, &contact, progress).await?;
+    if let Some(text) = comment_text(lead) {
+        comment(session, lead, &deal, text, progress).await?;
     }
     Ok(())
 }
 
-/// The deal this relay created for `lead` (by `ORIGINATOR_ID` and `ORIGIN_ID`), if any.
-async fn deal_of_lead(session: &Session<'_>, lead: &Lead) -> Result<Option<String>, ProviderError> {
+/// The lead's contact: the one it was pushed to before, else the one a lost create made, else
+/// one holding its email or phone (its name brought up to date), else a new one.
+async fn contact(
+    session: &Session<'_>,
+    lead: &Lead,
+    progress: &mut PushProgress,
+) -> Result<String, ProviderError> {
+    if let Some(id) = progress.records.get("contact").cloned() {
+        match update_contact(session, &id, names_only(lead)).await {
+            Ok(()) => return Ok(id),
+            // Deleted in Bitrix24 since: found or created again below.
+            Err(ProviderError::Rejected { code, .. }) if code == "NOT_FOUND" => {
+                progress.forget("contact").await?;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    let found = if progress.in_doubt("contact") {
+        // By the lead's id first: it finds the contact whatever email or phone it holds.
+        match contact_of_lead(session, lead).await? {
+            Some(id) => Some(id),
+            None => search(session, lead).await?,
+        }
+    } else {
+        search(session, lead).await?
+    };
+    if let Some(id) = found {
+        progress.record("contact", id.as_str()).await?;
+        update_contact(session, &id, names_only(lead)).await?;
+        return Ok(id);
+    }
+    progress.intend("contact").await?;
+    let id = create_contact(session, lead).await?;
+    progress.record("contact", id.as_str()).await?;
+    Ok(id)
+}
+
+/// Email first, then phone: the trait's search over [`find_contact`].
+async fn search(session: &Session<'_>, lead: &Lead) -> Result<Option<String>, ProviderError> {
+    super::Bitrix24
+        .search_contact(session, &lead.contact_query())
+        .await
+}
+
+/// The lead's deal: the one it was pushed to (its stage moved to the mapped one), the one a
+/// lost create made, or a new one.
+async fn deal(
+    session: &Session<'_>,
+    lead: &Lead,
+    settings: Option<&ConnectionSettings>,
+    contact: &str,
+    progress: &mut PushProgress,
+) -> Result<String, ProviderError> {
+    let legacy = progress.records.contains_key(LEGACY_DEAL_SENT);
+    if (legacy || progress.in_doubt("deal")) && !progress.records.contains_key("deal") {
+        // A create sent before whose answer never came: the deal may exist. Found by the id it
+        // carries, it is used instead of being created twice, at the stage it is in.
+        if let Some((found, stage)) = deal_of_lead(session, lead).await? {
+            progress.stage = stage;
+            progress.record("deal", found).await?;
+        }
+    }
+    if legacy {
+        progress.forget(LEGACY_DEAL_SENT).await?;
+    }
+
+    if let Some(deal) = progress.records.get("deal").cloned() {
+        let mapped = settings.and_then(|s| s.stage_mapping.get(&lead.stage).cloned());
+        if let Some(stage) = mapped.filter(|s| progress.stage.as_ref() != Some(s)) {
+            let params = json!({ "id": id_value(&deal), "fields": { "STAGE_ID": stage } });
+            call(
+                session,
+                "deals.update",
+                "crm.deal.update",
+                params,
+                Idempotency::Safe,
+            )
+            .await?;
+            progress.stage = Some(stage);
+            progress.save().await?;
+        }
+        return Ok(deal);
+    }
+
+    let (category, stage) = deal_stage(session, lead, settings).await?;
+    let mut fields = json!({
+        "TITLE": lead.deal_name(),
+        "CATEGORY_ID": id_value(&category),
+        "STAGE_ID": stage,
+        "CONTACT_ID": id_value(contact),
+        "OPENED": "Y",
+        // Bitrix24's fields for linking a record to its external source
+        // (https://apidocs.bitrix24.com/api-reference/crm/deals/crm-deal-add.html).
+        "ORIGINATOR_ID": ORIGINATOR,
+        "ORIGIN_ID": lead.id,
+    });
+    if let Some(source) = &lead.source {
+        fields["SOURCE_DESCRIPTION"] = source.clone().into();
+    }
+    let params = json!({ "fields": fields, "params": { "REGISTER_SONET_EVENT": "N" } });
+    progress.intend("deal").await?;
+    let result = call(
+        session,
+        "deals.create",
+        "crm.deal.add",
+        params,
+        Idempotency::Unsafe,
+    )
+    .await?;
+    let deal = id_of(&result, "deal")?;
+    progress.stage = Some(stage);
+    progress.record("deal", deal.as_str()).await?;
+    Ok(deal)
+}
+
+/// The summary as the deal's timeline comment: added once, updated when it changed.
+async fn comment(
+    session: &Session<'_>,
+    lead: &Lead,
+    deal: &str,
+    text: String,
+    progress: &mut PushProgress,
+) -> Result<(), ProviderError> {
+    let digest = text_digest(&text);
+    if progress.in_doubt("comment") {
+        if let Some((found, stored)) = comment_of_lead(session, lead, deal).await? {
+            progress.summary_digest = Some(text_digest(&stored));
+            progress.record("comment", found).await?;
+        }
+    }
+    match progress.records.get("comment").cloned() {
+        Some(_) if progress.summary_digest.as_deref() == Some(digest.as_str()) => {}
+        Some(comment) => {
+            let params = json!({ "id": id_value(&comment), "fields": { "COMMENT": text } });
+            call(
+                session,
+                "comments.update",
+                "crm.timeline.comment.update",
+                params,
+                Idempotency::Safe,
+            )
+            .await?;
+            progress.summary_digest = Some(digest);
+            progress.save().await?;
+        }
+        None => {
+            let params = json!({ "fields": {
+                "ENTITY_ID": id_value(deal),
+                "ENTITY_TYPE": "deal",
+                "COMMENT": text,
+            }});
+            progress.intend("comment").await?;
+            let result = call(
+                session,
+                "comments.create",
+                "crm.timeline.comment.add",
+                params,
+                Idempotency::Unsafe,
+            )
+            .await?;
+            let comment = id_of(&result, "comment")?;
+            progress.summary_digest = Some(digest);
+            progress.record("comment", comment).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The contact this relay created for `lead` (by `ORIGINATOR_ID` and `ORIGIN_ID`), if any; the
+/// oldest when a lost create was followed by another.
+/// https://apidocs.bitrix24.com/api-reference/crm/contacts/crm-contact-list.html
+async fn contact_of_lead(
+    session: &Session<'_>,
+    lead: &Lead,
+) -> Result<Option<String>, ProviderError> {
     let params = json!({
         "filter": { "ORIGINATOR_ID": ORIGINATOR, "ORIGIN_ID": lead.id },
         "select": ["ID"],
+        "order": { "ID": "ASC" },
+    });
+    let result = call(
+        session,
+        "contacts.search",
+        "crm.contact.list",
+        params,
+        Idempotency::Safe,
+    )
+    .await?;
+    Ok(first_id(&result, "contact"))
+}
+
+/// The deal this relay created for `lead` (by `ORIGINATOR_ID` and `ORIGIN_ID`), if any, with
+/// its stage.
+async fn deal_of_lead(
+    session: &Session<'_>,
+    lead: &Lead,
+) -> Result<Option<(String, Option<String>)>, ProviderError> {
+    let params = json!({
+        "filter": { "ORIGINATOR_ID": ORIGINATOR, "ORIGIN_ID": lead.id },
+        "select": ["ID", "STAGE_ID"],
+        "order": { "ID": "ASC" },
     });
     let result = call(
         session,
@@ -169,49 +283,105 @@ async fn deal_of_lead(session: &Session<'_>, lead: &Lead) -> Result<Option<Strin
         Idempotency::Safe,
     )
     .await?;
-    Ok(result
+    let Some(id) = first_id(&result, "deal") else {
+        return Ok(None);
+    };
+    let stage = result
+        .get(0)
+        .and_then(|deal| deal.get("STAGE_ID"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Ok(Some((id, stage)))
+}
+
+/// The `ID` of a list answer's first record.
+fn first_id(result: &Value, what: &str) -> Option<String> {
+    result
         .as_array()
-        .and_then(|deals| deals.first())
-        .and_then(|deal| deal.get("ID"))
-        .and_then(|id| id_of(id, "deal").ok()))
+        .and_then(|records| records.first())
+        .and_then(|record| record.get("ID"))
+        .and_then(|id| id_of(id, what).ok())
 }
 
-/// The timeline comment: the summary with the lead's id, source and score.
-fn comment(lead: &Lead) -> Option<String> {
-    Some(truncate_chars(&lead.plain_note()?, COMMENT_MAX_CHARS))
+/// The comment this relay added for `lead` on `deal` (its facts line names the lead), with its
+/// text, searched newest first. `crm.timeline.comment.list` requires both `ENTITY_ID` and
+/// `ENTITY_TYPE` in the filter and orders by `ID`
+/// (https://apidocs.bitrix24.com/api-reference/crm/timeline/comments/crm-timeline-comment-list.html,
+/// https://dev.1c-bitrix.ru/rest_help/crm/timeline/comment/crm_timeline_comment_list.php).
+async fn comment_of_lead(
+    session: &Session<'_>,
+    lead: &Lead,
+    deal: &str,
+) -> Result<Option<(String, String)>, ProviderError> {
+    for page in 0..COMMENT_PAGES {
+        let params = json!({
+            "filter": { "ENTITY_ID": id_value(deal), "ENTITY_TYPE": "deal" },
+            "select": ["ID", "COMMENT"],
+            "order": { "ID": "DESC" },
+            "start": page * PAGE_SIZE,
+        });
+        let result = call(
+            session,
+            "comments.search",
+            "crm.timeline.comment.list",
+            params,
+            Idempotency::Safe,
+        )
+        .await?;
+        let comments = result.as_array().cloned().unwrap_or_default();
+        for comment in &comments {
+            let text = comment
+                .get("COMMENT")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if names_lead(text, &lead.id) {
+                if let Some(id) = comment.get("ID").and_then(|id| id_of(id, "comment").ok()) {
+                    return Ok(Some((id, text.to_string())));
+                }
+            }
+        }
+        if comments.len() < PAGE_SIZE {
+            break;
+        }
+    }
+    Ok(None)
 }
 
-/// Finds or creates the lead's contact and brings its name up to date; returns its id.
+/// Whether a comment's text holds the facts line of lead `id` (`Lead: <id>`, alone or followed
+/// by ` · Source: ...`), the marker [`comment_text`] always keeps.
+fn names_lead(text: &str, id: &str) -> bool {
+    let marker = format!("Lead: {id}");
+    text.lines().any(|line| {
+        line.trim()
+            .strip_prefix(&marker)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace))
+    })
+}
+
+/// The timeline comment: the summary with the lead's id, source and score. A summary too long
+/// for the comment is cut, never the facts line: it is what finds the comment again.
+fn comment_text(lead: &Lead) -> Option<String> {
+    let note = lead.plain_note()?;
+    if note.chars().count() <= COMMENT_MAX_CHARS {
+        return Some(note);
+    }
+    let facts = format!("\n\n{}", lead.summary_facts());
+    let room = COMMENT_MAX_CHARS.saturating_sub(facts.chars().count());
+    Some(format!("{}{facts}", truncate_chars(&note, room)))
+}
+
+/// Finds or creates the lead's contact and brings its name up to date; returns its id. (The
+/// push keeps its progress in the lead's mapping; this one-off keeps it in memory.)
 pub(super) async fn sync_contact(
     session: &Session<'_>,
     lead: &Lead,
     known_id: Option<&str>,
 ) -> Result<String, ProviderError> {
-    let existing = match known_id {
-        Some(id) => Some(id.to_string()),
-        // Email first, then phone: the trait's search over `find_contact` below.
-        None => {
-            super::Bitrix24
-                .search_contact(session, &lead.contact_query())
-                .await?
-        }
-    };
-    match existing {
-        Some(id) => {
-            let fields = names_only(lead);
-            match update_contact(session, &id, fields).await {
-                Ok(()) => Ok(id),
-                // Deleted in Bitrix24 since: create it again.
-                Err(ProviderError::Rejected { code, .. })
-                    if code == "NOT_FOUND" && known_id.is_some() =>
-                {
-                    create_contact(session, lead).await
-                }
-                Err(error) => Err(error),
-            }
-        }
-        None => create_contact(session, lead).await,
+    let mut snapshot = ProgressSnapshot::default();
+    if let Some(id) = known_id {
+        snapshot.records.insert("contact".into(), id.to_string());
     }
+    contact(session, lead, &mut PushProgress::resumed(snapshot)).await
 }
 
 /// What an update sends: the name and source only, never phone or email values (see the
@@ -258,6 +428,11 @@ async fn create_contact(session: &Session<'_>, lead: &Lead) -> Result<String, Pr
         fields.insert("SOURCE_DESCRIPTION".into(), source.clone().into());
     }
     fields.insert("OPENED".into(), "Y".into());
+    // The lead's id, for finding the contact after a lost answer whatever it holds (contacts
+    // take the same external-source fields as deals:
+    // https://apidocs.bitrix24.com/api-reference/crm/contacts/crm-contact-add.html).
+    fields.insert("ORIGINATOR_ID".into(), ORIGINATOR.into());
+    fields.insert("ORIGIN_ID".into(), lead.id.clone().into());
     let params = json!({ "fields": fields, "params": { "REGISTER_SONET_EVENT": "N" } });
     let result = call(
         session,

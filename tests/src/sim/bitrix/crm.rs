@@ -617,10 +617,11 @@ fn not_found() -> FieldError {
     ("NOT_FOUND".to_owned(), "Not found".to_owned())
 }
 
-/// A method's answer: the `result` and, for lists, the `total`.
+/// A method's answer: the `result` and, for lists, the `total` and the `start` of the next page.
 struct Answer {
     result: Value,
     total: Option<usize>,
+    next: Option<usize>,
 }
 
 impl From<Value> for Answer {
@@ -628,8 +629,106 @@ impl From<Value> for Answer {
         Answer {
             result,
             total: None,
+            next: None,
         }
     }
+}
+
+/// Records a list method serves at once: 50, whatever the request asks.
+const LIST_PAGE: usize = 50;
+
+/// The list methods' common part, over `records` (each with its `ID`): equality `filter` on
+/// stored fields (an optional `=` prefix on a key), `order` by one field (`ID` compared as a
+/// number), `select` (every field but `hidden` ones by default or with `*`), and pages of 50
+/// from `start`, with `next` and `total` beside the `result`.
+fn list(
+    records: Vec<Map<String, Value>>,
+    params: &Map<String, Value>,
+    hidden: &[&str],
+) -> Result<Answer, FieldError> {
+    let filter = param(params, "filter")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let mut conditions = Vec::new();
+    for (key, wanted) in &filter {
+        let key = key.strip_prefix('=').unwrap_or(key).to_ascii_uppercase();
+        if key.starts_with(|c: char| !c.is_ascii_alphabetic()) {
+            return Err(invalid_arg(&format!(
+                "filter operation on {key} is not supported by the simulator"
+            )));
+        }
+        conditions.push((key, text(wanted)));
+    }
+    let mut matching: Vec<Map<String, Value>> = records
+        .into_iter()
+        .filter(|record| {
+            conditions.iter().all(|(key, wanted)| {
+                record
+                    .get(key)
+                    .is_some_and(|have| !have.is_null() && text(have) == *wanted)
+            })
+        })
+        .collect();
+    let order = param(params, "order")
+        .and_then(Value::as_object)
+        .and_then(|order| order.iter().next())
+        .map(|(key, direction)| {
+            (
+                key.to_ascii_uppercase(),
+                text(direction).eq_ignore_ascii_case("DESC"),
+            )
+        });
+    let (order_key, descending) = order.unwrap_or_else(|| ("ID".to_owned(), false));
+    matching.sort_by(|a, b| {
+        let (a, b) = (
+            a.get(&order_key).cloned().unwrap_or(Value::Null),
+            b.get(&order_key).cloned().unwrap_or(Value::Null),
+        );
+        let ordering = match (as_id(&a), as_id(&b)) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            _ => text(&a).cmp(&text(&b)),
+        };
+        if descending {
+            ordering.reverse()
+        } else {
+            ordering
+        }
+    });
+    let select: Vec<String> = match param(params, "select") {
+        Some(Value::Array(fields)) => fields
+            .iter()
+            .map(|f| text(f).to_ascii_uppercase())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let everything = select.is_empty() || select.iter().any(|f| f == "*");
+    let total = matching.len();
+    let start = param(params, "start")
+        .and_then(|s| text(s).trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let page: Vec<Value> = matching
+        .into_iter()
+        .skip(start)
+        .take(LIST_PAGE)
+        .map(|record| {
+            let shown = record
+                .into_iter()
+                .filter(|(key, _)| {
+                    key == "ID"
+                        || select.contains(key)
+                        || (everything && !hidden.contains(&key.as_str()))
+                })
+                .collect();
+            Value::Object(shown)
+        })
+        .collect();
+    let next = (start + page.len() < total).then_some(start + LIST_PAGE);
+    Ok(Answer {
+        result: Value::Array(page),
+        total: Some(total),
+        next,
+    })
 }
 
 pub(super) fn rest(shared: &Shared, ctx: &Ctx, method: &str) -> Response {
@@ -721,6 +820,9 @@ fn checked_rest(shared: &Shared, ctx: &Ctx, method: &str) -> Result<Response, Re
             "operating": 0,
         },
     });
+    if let Some(next) = answer.next {
+        body["next"] = json!(next);
+    }
     if let Some(total) = answer.total {
         body["total"] = json!(total);
     }
@@ -776,26 +878,35 @@ fn call(
             Ok(Value::Object(record.clone()).into())
         }
         "crm.deal.list" => {
-            // The subset the relay uses: equality filters on stored fields.
+            let deals = portal.deals.values().cloned().collect();
+            list(deals, params, &[])
+        }
+        "crm.contact.list" => {
+            let contacts = portal.contacts.values().map(contact_view).collect();
+            list(contacts, params, &MULTI_FIELDS)
+        }
+        "crm.timeline.comment.list" => {
             let filter = param(params, "filter")
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default();
-            let list: Vec<Value> = portal
-                .deals
+            // Both are mandatory in the filter (crm-timeline-comment-list).
+            let entity_id = param(&filter, "ENTITY_ID").and_then(as_id);
+            let entity_type = param(&filter, "ENTITY_TYPE").map(text);
+            if entity_id.is_none() || entity_type.as_deref().is_none_or(str::is_empty) {
+                return Err(invalid_arg(
+                    "ENTITY_ID and ENTITY_TYPE are required in the filter",
+                ));
+            }
+            let comments = portal
+                .comments
                 .values()
-                .filter(|deal| {
-                    filter.iter().all(|(key, wanted)| {
-                        deal.get(&key.to_ascii_uppercase())
-                            .is_some_and(|have| text(have) == text(wanted))
-                    })
+                .map(|c| match comment_json(c) {
+                    Value::Object(map) => map,
+                    _ => Map::new(),
                 })
-                .map(|deal| Value::Object(deal.clone()))
                 .collect();
-            Ok(Answer {
-                total: Some(list.len()),
-                result: Value::Array(list),
-            })
+            list(comments, params, &["FILES"])
         }
         "crm.timeline.comment.add" => comment_add(portal, params).map(|id| json!(id).into()),
         "crm.timeline.comment.update" => {
@@ -822,6 +933,7 @@ fn call(
             Ok(Answer {
                 total: Some(list.len()),
                 result: json!({ "categories": list }),
+                next: None,
             })
         }
         "crm.status.list" => {
@@ -846,6 +958,7 @@ fn call(
             Ok(Answer {
                 total: Some(list.len()),
                 result: Value::Array(list),
+                next: None,
             })
         }
         "app.info" => Ok(json!({

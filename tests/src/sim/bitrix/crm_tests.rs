@@ -550,3 +550,139 @@ async fn sim_state_is_served_unrecorded() {
     assert_eq!(body["member_id"], sim.member_id(PORTAL));
     assert!(sim.requests().is_empty());
 }
+
+#[tokio::test]
+async fn contact_deal_and_comment_lists_filter_select_order_and_page_by_50() {
+    let sim = BitrixSim::start(BitrixSimConfig {
+        requests_per_second: 1_000,
+        ..BitrixSimConfig::default()
+    })
+    .await;
+    sim.add_portal(PORTAL);
+    let (token, _) = sim.seed_tokens(PORTAL);
+
+    // Contacts by the external-source fields; multi-fields only when selected.
+    let mut ours = Vec::new();
+    for origin in ["lead-1", "lead-2", "lead-1"] {
+        let (_, body) = call(
+            &sim,
+            &token,
+            "crm.contact.add",
+            json!({"fields": {"NAME": "Ada", "ORIGINATOR_ID": "relay", "ORIGIN_ID": origin,
+                              "EMAIL": [{"VALUE": "ada@example.com"}]}}),
+        )
+        .await;
+        ours.push(body["result"].as_i64().unwrap());
+    }
+    let (status, body) = call(
+        &sim,
+        &token,
+        "crm.contact.list",
+        json!({"filter": {"ORIGINATOR_ID": "relay", "ORIGIN_ID": "lead-1"}, "select": ["ID"],
+               "order": {"ID": "DESC"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"],
+        json!([{"ID": ours[2].to_string()}, {"ID": ours[0].to_string()}])
+    );
+    assert_eq!(body["total"], 2);
+    assert!(body.get("next").is_none());
+    let (_, body) = call(
+        &sim,
+        &token,
+        "crm.contact.list",
+        json!({"filter": {"ORIGIN_ID": "lead-2"}}),
+    )
+    .await;
+    let listed = &body["result"][0];
+    assert_eq!(listed["NAME"], "Ada");
+    assert!(listed.get("EMAIL").is_none(), "{listed}");
+    let (_, body) = call(
+        &sim,
+        &token,
+        "crm.contact.list",
+        json!({"filter": {"ORIGIN_ID": "lead-9"}}),
+    )
+    .await;
+    assert_eq!((&body["result"], &body["total"]), (&json!([]), &json!(0)));
+
+    // Deals: the same filter, with the selected stage.
+    let (_, body) = call(
+        &sim,
+        &token,
+        "crm.deal.add",
+        json!({"fields": {"TITLE": "Deal", "ORIGINATOR_ID": "relay", "ORIGIN_ID": "lead-1"}}),
+    )
+    .await;
+    let deal = body["result"].as_i64().unwrap();
+    let (_, body) = call(
+        &sim,
+        &token,
+        "crm.deal.list",
+        json!({"filter": {"ORIGINATOR_ID": "relay", "ORIGIN_ID": "lead-1"},
+               "select": ["ID", "STAGE_ID"]}),
+    )
+    .await;
+    assert_eq!(
+        body["result"],
+        json!([{"ID": deal.to_string(), "STAGE_ID": "NEW"}])
+    );
+
+    // A deal's comments: both filter keys required, pages of 50 with `next`.
+    let (status, body) = call(
+        &sim,
+        &token,
+        "crm.timeline.comment.list",
+        json!({"filter": {"ENTITY_ID": deal}}),
+    )
+    .await;
+    assert_eq!((status, error_of(&body)), (400, "INVALID_ARG_VALUE"));
+    let mut comments = Vec::new();
+    for n in 0..52 {
+        let (_, body) = call(
+            &sim,
+            &token,
+            "crm.timeline.comment.add",
+            json!({"fields": {"ENTITY_ID": deal, "ENTITY_TYPE": "deal", "COMMENT": format!("c{n}")}}),
+        )
+        .await;
+        comments.push(body["result"].as_i64().unwrap());
+    }
+    let contact = ours[0];
+    call(
+        &sim,
+        &token,
+        "crm.timeline.comment.add",
+        json!({"fields": {"ENTITY_ID": contact, "ENTITY_TYPE": "contact", "COMMENT": "elsewhere"}}),
+    )
+    .await;
+    let filter = json!({"ENTITY_ID": deal, "ENTITY_TYPE": "deal"});
+    let (_, first) = call(
+        &sim,
+        &token,
+        "crm.timeline.comment.list",
+        json!({"filter": filter, "select": ["ID", "COMMENT"], "order": {"ID": "DESC"}}),
+    )
+    .await;
+    let page = first["result"].as_array().unwrap();
+    assert_eq!(page.len(), 50);
+    assert_eq!(
+        page[0],
+        json!({"ID": comments[51].to_string(), "COMMENT": "c51"})
+    );
+    assert_eq!((&first["next"], &first["total"]), (&json!(50), &json!(52)));
+    let (_, second) = call(
+        &sim,
+        &token,
+        "crm.timeline.comment.list",
+        json!({"filter": filter, "order": {"ID": "DESC"}, "start": 50}),
+    )
+    .await;
+    let page = second["result"].as_array().unwrap();
+    assert_eq!(page.len(), 2);
+    assert_eq!(page[1]["ID"], comments[0].to_string().as_str());
+    assert_eq!(page[1]["ENTITY_TYPE"], "deal");
+    assert!(second.get("next").is_none());
+}
