@@ -972,3 +972,182 @@ fn routes_classify_crm_paths() {
     assert!(!Route::Any.applies_to(SIM_STATE_PATH));
     assert!(Route::Pipelines.applies_to(PIPELINES_PATH));
 }
+
+fn lead_id_property(unique: bool) -> Value {
+    json!({
+        "name": "leadrelay_lead_id",
+        "label": "LeadRelay lead id",
+        "type": "string",
+        "fieldType": "text",
+        "groupName": "dealinformation",
+        "hasUniqueValue": unique,
+    })
+}
+
+#[tokio::test]
+async fn properties_are_created_per_hub_validated_and_limited_to_ten_unique_ones() {
+    let api = Api::start().await;
+    let (status, body) = api
+        .post(
+            "/crm/v3/properties/deals",
+            json!({"name": "x", "label": "X"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("fieldType"));
+
+    let (status, body) = api
+        .post("/crm/v3/properties/deals", lead_id_property(true))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["hasUniqueValue"], true);
+    assert_eq!(body["name"], "leadrelay_lead_id");
+    let (status, _) = api
+        .post("/crm/v3/properties/deals", lead_id_property(true))
+        .await;
+    assert_eq!(status, 409, "a name that exists");
+    let (status, body) = api.get("/crm/v3/properties/deals/leadrelay_lead_id").await;
+    assert_eq!((status, &body["hasUniqueValue"]), (200, &json!(true)));
+
+    // Another hub does not see it.
+    let other = api.sim.seed_connection_in_hub(777, &["oauth"]).access_token;
+    let response = api
+        .http
+        .get(api.url("/crm/v3/properties/deals/leadrelay_lead_id"))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+
+    for i in 1..10 {
+        let mut def = lead_id_property(true);
+        def["name"] = json!(format!("unique_{i}"));
+        let (status, body) = api.post("/crm/v3/properties/deals", def).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let mut eleventh = lead_id_property(true);
+    eleventh["name"] = json!("unique_11");
+    let (status, body) = api.post("/crm/v3/properties/deals", eleventh).await;
+    assert_eq!(status, 400, "{body}");
+    let mut plain = lead_id_property(false);
+    plain["name"] = json!("not_unique");
+    assert_eq!(api.post("/crm/v3/properties/deals", plain).await.0, 201);
+}
+
+#[tokio::test]
+async fn unique_values_are_enforced_and_records_read_by_them() {
+    let api = Api::start().await;
+    let deal = |lead: &str| {
+        json!({"properties": {"dealname": "D", "dealstage": "appointmentscheduled",
+                              "leadrelay_lead_id": lead}})
+    };
+    let (status, body) = api.post("/crm/v3/objects/deals", deal("lead-1")).await;
+    assert_eq!(status, 400, "no such property yet: {body}");
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("PROPERTY_DOESNT_EXIST"));
+    api.post("/crm/v3/properties/deals", lead_id_property(true))
+        .await;
+
+    let (status, first) = api.post("/crm/v3/objects/deals", deal("lead-1")).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, body) = api.post("/crm/v3/objects/deals", deal("lead-1")).await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("already has that value") && message.contains("leadrelay_lead_id"));
+    assert_eq!(api.sim.deals().len(), 1);
+
+    let (status, second) = api.post("/crm/v3/objects/deals", deal("lead-2")).await;
+    assert_eq!(status, 201);
+    let (status, body) = api
+        .patch(
+            &format!("/crm/v3/objects/deals/{}", second["id"].as_str().unwrap()),
+            json!({"properties": {"leadrelay_lead_id": "lead-1"}}),
+        )
+        .await;
+    assert_eq!(status, 400, "an update may not take a value either: {body}");
+
+    let (status, body) = api
+        .get("/crm/v3/objects/deals/lead-1?idProperty=leadrelay_lead_id&properties=dealstage")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], first["id"]);
+    assert_eq!(body["properties"]["dealstage"], "appointmentscheduled");
+    let (status, _) = api
+        .get("/crm/v3/objects/deals/lead-9?idProperty=leadrelay_lead_id")
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = api.get("/crm/v3/objects/deals/D?idProperty=dealname").await;
+    assert_eq!(status, 400, "not a unique property");
+}
+
+#[tokio::test]
+async fn a_deals_notes_are_listed_and_read_in_a_batch() {
+    let api = Api::start().await;
+    let (_, contact) = api.upsert("ana@example.com", json!({})).await;
+    let contact = contact["results"][0]["id"].as_str().unwrap().to_owned();
+    let (_, deal) = api.create_deal(&contact, "appointmentscheduled").await;
+    let deal = deal["id"].as_str().unwrap().to_owned();
+    let mut notes = Vec::new();
+    for body in ["first <p>lead-1</p>", "second"] {
+        let (status, note) = api
+            .post(
+                "/crm/v3/objects/notes",
+                json!({
+                    "properties": {"hs_note_body": body, "hs_timestamp": "2026-01-01T00:00:00Z"},
+                    "associations": [{"to": {"id": deal},
+                        "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 214}]}],
+                }),
+            )
+            .await;
+        assert_eq!(status, 201, "{note}");
+        notes.push(note["id"].as_str().unwrap().to_owned());
+    }
+
+    let (status, listed) = api
+        .get(&format!("/crm/v4/objects/deals/{deal}/associations/notes"))
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    let ids: Vec<String> = listed["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["toObjectId"].as_u64().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, notes);
+    assert_eq!(listed["results"][0]["associationTypes"][0]["typeId"], 213);
+    assert!(listed.get("paging").is_none());
+    let (_, page) = api
+        .get(&format!(
+            "/crm/v4/objects/deals/{deal}/associations/notes?limit=1"
+        ))
+        .await;
+    assert_eq!(page["results"].as_array().unwrap().len(), 1);
+    assert_eq!(page["paging"]["next"]["after"], "1");
+    let (status, _) = api.get("/crm/v4/objects/deals/99/associations/notes").await;
+    assert_eq!(status, 404);
+
+    let (status, read) = api
+        .post(
+            "/crm/v3/objects/notes/batch/read",
+            json!({"properties": ["hs_note_body"], "inputs": [{"id": notes[0]}, {"id": notes[1]}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(
+        read["results"][0]["properties"]["hs_note_body"],
+        "first <p>lead-1</p>"
+    );
+    assert_eq!(read["results"][1]["id"], notes[1].as_str());
+    let (status, read) = api
+        .post(
+            "/crm/v3/objects/notes/batch/read",
+            json!({"properties": ["hs_note_body"], "inputs": [{"id": notes[0]}, {"id": "5"}]}),
+        )
+        .await;
+    assert_eq!(status, 207, "{read}");
+    assert_eq!(read["results"].as_array().unwrap().len(), 1);
+    assert_eq!(read["errors"][0]["context"]["ids"][0], "5");
+}
