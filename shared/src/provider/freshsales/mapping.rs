@@ -11,6 +11,10 @@ use crate::lead::Lead;
 use crate::provider::{person_fields, PersonFields, Pipeline, PipelineStage};
 use crate::registry::Provider;
 
+/// The contact field that holds the lead id of a contact with neither email nor phone (the
+/// contact's `external_id`; looked up with `GET /lookup?f=external_id`).
+pub(super) const EXTERNAL_ID: &str = "external_id";
+
 /// Account key under which the lead sources (name → id) are cached.
 pub(super) const LEAD_SOURCE_IDS: &str = "lead_source_ids";
 
@@ -203,9 +207,9 @@ pub(super) fn failure(response: HttpResponse) -> ProviderError {
     }
 }
 
-/// Whether a refusal is about `lead_score` being read-only in this account.
-pub(super) fn refuses_score(error: &ProviderError) -> bool {
-    matches!(error, ProviderError::Rejected { status: 400, message, .. } if message.contains("lead_score"))
+/// Whether a refusal names `field` (e.g. `lead_score` kept read-only in this account).
+pub(super) fn refuses_field(error: &ProviderError, field: &str) -> bool {
+    matches!(error, ProviderError::Rejected { status: 400, message, .. } if message.contains(field))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use crate::sim::recorder::RecordedRequest;
 use crate::sim::server::Reject;
 
 /// Contact fields the API takes (anything else is refused).
-const CONTACT_FIELDS: [&str; 11] = [
+const CONTACT_FIELDS: [&str; 12] = [
     "first_name",
     "last_name",
     "email",
@@ -22,6 +22,7 @@ const CONTACT_FIELDS: [&str; 11] = [
     "job_title",
     "city",
     "country",
+    "external_id",
 ];
 
 fn ok(status: u16, body: Value) -> Response {
@@ -60,7 +61,7 @@ pub(super) fn route(
         ("POST", ["contacts", "upsert"]) => upsert(account, &body),
         ("POST", ["contacts"]) => create_contact(account, &body),
         ("PUT", ["contacts", id]) => update(account, Table::Contacts, id, &body),
-        ("GET", ["contacts", id]) => read(account, Table::Contacts, id),
+        ("GET", ["contacts", id]) => read_contact(account, id, request),
         ("GET", ["lookup"]) => lookup(account, request),
         ("POST", ["deals"]) => create_deal(account, &body),
         ("PUT", ["deals", id]) => update(account, Table::Deals, id, &body),
@@ -201,8 +202,8 @@ fn find_by_email(account: &Account, email: &str) -> Option<u64> {
         .contacts
         .iter()
         .find(|(_, c)| {
-            c["email"]
-                .as_str()
+            c.get("email")
+                .and_then(Value::as_str)
                 .is_some_and(|e| e.eq_ignore_ascii_case(email))
         })
         .map(|(id, _)| *id)
@@ -265,10 +266,12 @@ fn lookup(account: &Account, request: &RecordedRequest) -> Response {
         .contacts
         .iter()
         .filter(|(_, c)| match field.as_str() {
-            "email" => c["email"]
-                .as_str()
+            // `Map`'s index panics on a missing key: a contact may lack the field.
+            "email" => c
+                .get("email")
+                .and_then(Value::as_str)
                 .is_some_and(|e| e.eq_ignore_ascii_case(value)),
-            other => c[other].as_str() == Some(value.as_str()),
+            other => c.get(other).and_then(Value::as_str) == Some(value.as_str()),
         })
         .map(|(id, c)| contact_json(*id, c)["contact"].clone())
         .collect();
@@ -423,15 +426,66 @@ fn update(account: &mut Account, table: Table, id: &str, body: &Value) -> Respon
     ok(200, answer)
 }
 
-fn read(account: &mut Account, table: Table, id: &str) -> Response {
-    match id
+/// `GET /contacts/{id}[?include=deals,notes]`: the contact, with the records named in
+/// `include` side-loaded as top-level arrays beside it (`{"contact": {..}, "deals": [..],
+/// "notes": [..]}`), as Freshworks' "View a Contact" answers. Other includes are ignored.
+fn read_contact(account: &Account, id: &str, request: &RecordedRequest) -> Response {
+    let Some((id, record)) = id
         .parse::<u64>()
         .ok()
-        .and_then(|id| table.of(account).get(&id).map(|r| (id, r.clone())))
-    {
-        Some((id, record)) => ok(200, contact_json(id, &record)),
-        None => error(404, "not found"),
+        .and_then(|id| account.contacts.get(&id).map(|r| (id, r)))
+    else {
+        return error(404, "not found");
+    };
+    let mut answer = contact_json(id, record);
+    let include = request
+        .query_params()
+        .get("include")
+        .cloned()
+        .unwrap_or_default();
+    for name in include.split(',').map(str::trim) {
+        match name {
+            "deals" => {
+                let deals: Vec<Value> = account
+                    .deals
+                    .iter()
+                    .filter(|(_, d)| {
+                        d.get("contact_ids")
+                            .and_then(Value::as_array)
+                            .is_some_and(|c| c.iter().any(|c| c.as_u64() == Some(id)))
+                    })
+                    .map(|(deal_id, d)| {
+                        let mut deal = d.clone();
+                        deal.insert("id".into(), json!(deal_id));
+                        deal.insert(
+                            "amount".into(),
+                            json!(format!("{:.1}", d["amount"].as_f64().unwrap_or(0.0))),
+                        );
+                        Value::Object(deal)
+                    })
+                    .collect();
+                answer["deals"] = json!(deals);
+            }
+            "notes" => {
+                let notes: Vec<Value> = account
+                    .notes
+                    .iter()
+                    .filter(|(_, n)| {
+                        n.get("targetable_type").and_then(Value::as_str) == Some("Contact")
+                            && n.get("targetable_id").and_then(Value::as_u64) == Some(id)
+                    })
+                    .map(|(note_id, n)| {
+                        let mut note = n.clone();
+                        note.insert("id".into(), json!(note_id));
+                        Value::Object(note)
+                    })
+                    .collect();
+                answer["notes"] = json!(notes);
+            }
+            _ => {}
+        }
     }
+    ok(200, answer)
 }
 
 /// `GET /_sim/state?host=`: one account's records.

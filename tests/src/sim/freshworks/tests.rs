@@ -301,3 +301,90 @@ async fn the_hourly_limit_answers_429_with_retry_after_and_faults_fire_once() {
         201
     );
 }
+
+#[tokio::test]
+async fn a_contact_is_read_with_its_deals_and_notes_side_loaded_and_found_by_external_id() {
+    let sim = sim().await;
+    let api = "/crm/sales/api";
+    let (_, created) = call(
+        &sim,
+        "POST",
+        HOST,
+        &format!("{api}/contacts"),
+        KEY,
+        Some(json!({"contact": {"last_name": "Unknown", "external_id": "lead-9"}})),
+    )
+    .await;
+    let contact = created["contact"]["id"].as_u64().unwrap();
+    let other = sim.seed_contact(HOST, json!({"last_name": "Other"}));
+    let (status, _) = call(
+        &sim,
+        "POST",
+        HOST,
+        &format!("{api}/deals"),
+        KEY,
+        Some(
+            json!({"deal": {"name": "Unknown (LeadRelay) [lead-9]", "amount": 0,
+                             "contacts_added_list": [contact]}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for (target, text) in [(contact.to_string(), "Lead: lead-9"), (other, "elsewhere")] {
+        let (status, _) = call(
+            &sim,
+            "POST",
+            HOST,
+            &format!("{api}/notes"),
+            KEY,
+            Some(
+                json!({"note": {"description": text, "targetable_type": "Contact",
+                                 "targetable_id": target.parse::<u64>().unwrap()}}),
+            ),
+        )
+        .await;
+        assert_eq!(status, 201);
+    }
+
+    let (status, read) = call(
+        &sim,
+        "GET",
+        HOST,
+        &format!("{api}/contacts/{contact}?include=deals,notes"),
+        KEY,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(read["contact"]["id"], contact);
+    let deals = read["deals"].as_array().unwrap();
+    assert_eq!(deals.len(), 1);
+    assert_eq!(deals[0]["name"], "Unknown (LeadRelay) [lead-9]");
+    assert_eq!(deals[0]["amount"], "0.0", "amounts answered as strings");
+    assert!(deals[0]["deal_stage_id"].as_u64().is_some());
+    let notes = read["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "only this contact's notes: {notes:?}");
+    assert_eq!(notes[0]["description"], "Lead: lead-9");
+
+    let (_, plain) = call(
+        &sim,
+        "GET",
+        HOST,
+        &format!("{api}/contacts/{contact}"),
+        KEY,
+        None,
+    )
+    .await;
+    assert!(plain.get("deals").is_none() && plain.get("notes").is_none());
+
+    let (_, found) = call(
+        &sim,
+        "GET",
+        HOST,
+        &format!("{api}/lookup?q=lead-9&f=external_id&entities=contact"),
+        KEY,
+        None,
+    )
+    .await;
+    assert_eq!(found["contacts"]["contacts"][0]["id"], contact);
+}
