@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use futures::stream::{self, StreamExt};
 use relay_tests::context::{outcome, TestContext};
-use relay_tests::events::ApiEvent;
 use relay_tests::queue::lead_message;
+use relay_tests::setup;
 use serde_json::json;
 use shared::push::{process_message, InboundMessage};
 
@@ -32,12 +32,7 @@ async fn main() -> Result<()> {
         |zoho| zoho.api_credits = (1_000_000, Duration::from_secs(60)),
     )
     .await;
-    let tenant = TestContext::tenant();
-    anyhow::ensure!(outcome(&ctx.connect_hubspot(&tenant, "pro").await)["status"] == "connected");
-    let saved = ctx
-        .api(ApiEvent::sample("connections-api/settings.json").claims(&tenant, "pro"))
-        .await;
-    anyhow::ensure!(saved.status == 200, "settings: {}", saved.body);
+    let tenant = setup::hubspot(&ctx).await?.tenant;
 
     println!(
         "lead push: {LEADS} new leads, concurrency {}",
@@ -131,20 +126,7 @@ async fn measure(
 }
 
 async fn bench_zoho(ctx: &TestContext) -> Result<()> {
-    let tenant = TestContext::tenant();
-    let back = outcome(&ctx.connect_zoho(&tenant, "pro", "au", "").await);
-    anyhow::ensure!(back["status"] == "connected", "zoho: {back:?}");
-    let saved = ctx
-        .api(
-            ApiEvent::sample("connections-api/settings.json")
-                .provider("zoho")
-                .claims(&tenant, "pro")
-                .body(json!({"pipeline_id": "Standard (Standard)",
-                             "stage_mapping": {"qualified": "Needs Analysis"},
-                             "convert_at": "qualified"})),
-        )
-        .await;
-    anyhow::ensure!(saved.status == 200, "zoho settings: {}", saved.body);
+    let tenant = setup::zoho(ctx, true).await?.tenant;
     let calls = || {
         ctx.zoho
             .requests()
@@ -168,34 +150,7 @@ async fn bench_zoho(ctx: &TestContext) -> Result<()> {
 
 async fn bench_freshsales(ctx: &TestContext) -> Result<()> {
     const HOST: &str = "bench.myfreshworks.com";
-    ctx.freshsales.add_account(HOST, "bench-key");
-    ctx.freshsales
-        .set_rate_limit(HOST, 1_000_000, Duration::from_secs(3600));
-    let tenant = TestContext::tenant();
-    let connected = ctx
-        .connect_freshsales(
-            &tenant,
-            "pro",
-            json!({"domain": HOST, "api_key": "bench-key"}),
-        )
-        .await;
-    anyhow::ensure!(connected.status == 200, "freshsales: {}", connected.body);
-    let pipeline = &ctx.freshsales.pipelines(HOST)[0];
-    let qualification = pipeline
-        .stages
-        .iter()
-        .find(|s| s.name == "Qualification")
-        .map(|s| s.id.clone())
-        .unwrap_or_default();
-    let saved = ctx
-        .api(
-            ApiEvent::sample("connections-api/settings.json")
-                .provider("freshsales")
-                .claims(&tenant, "pro")
-                .body(json!({"pipeline_id": pipeline.id, "stage_mapping": {"qualified": qualification}})),
-        )
-        .await;
-    anyhow::ensure!(saved.status == 200, "freshsales settings: {}", saved.body);
+    let tenant = setup::freshsales(ctx, HOST).await?.tenant;
     let calls = || ctx.freshsales.api_calls(HOST);
     println!("\nFreshsales: {LEADS} leads");
     let new = leads(&tenant, "qualified");
@@ -205,23 +160,7 @@ async fn bench_freshsales(ctx: &TestContext) -> Result<()> {
 }
 
 async fn bench_salesforce(ctx: &TestContext) -> Result<()> {
-    let tenant = TestContext::tenant();
-    let back = outcome(
-        &ctx.connect_salesforce(&tenant, "business", None, "acme")
-            .await,
-    );
-    anyhow::ensure!(back["status"] == "connected", "salesforce: {back:?}");
-    let saved = ctx
-        .api(
-            ApiEvent::sample("connections-api/settings.json")
-                .provider("salesforce")
-                .claims(&tenant, "business")
-                .body(json!({"pipeline_id": "012000000000000AAA",
-                             "stage_mapping": {"qualified": "Qualification"},
-                             "convert_at": "qualified"})),
-        )
-        .await;
-    anyhow::ensure!(saved.status == 200, "salesforce settings: {}", saved.body);
+    let tenant = setup::salesforce(ctx).await?.tenant;
     let calls = || {
         ctx.salesforce
             .requests()
@@ -250,24 +189,7 @@ async fn bench_salesforce(ctx: &TestContext) -> Result<()> {
 }
 
 async fn bench_google_sheets(ctx: &TestContext) -> Result<()> {
-    const OWNER: &str = "bench@example.com";
-    let tenant = TestContext::tenant();
-    let back = outcome(&ctx.connect_google_sheets(&tenant, "free", OWNER).await);
-    anyhow::ensure!(back["status"] == "connected", "google sheets: {back:?}");
-    let id = ctx.google.add_spreadsheet(OWNER, "Bench", &["Leads"]);
-    let saved = ctx
-        .api(
-            ApiEvent::sample("connections-api/settings.json")
-                .provider("google_sheets")
-                .claims(&tenant, "free")
-                .body(json!({ "spreadsheet_url": id })),
-        )
-        .await;
-    anyhow::ensure!(
-        saved.status == 200,
-        "google sheets settings: {}",
-        saved.body
-    );
+    let tenant = setup::google_sheets(ctx, "Bench").await?.tenant;
     let calls = || ctx.google.api_calls();
     println!("\nGoogle Sheets: {LEADS} leads, one row each");
     let new = leads_on(&tenant, "free", "qualified");
@@ -285,19 +207,7 @@ async fn bench_google_sheets(ctx: &TestContext) -> Result<()> {
 
 async fn bench_bitrix24(ctx: &TestContext) -> Result<()> {
     const PORTAL: &str = "bench.bitrix24.com";
-    ctx.bitrix.add_portal(PORTAL);
-    let tenant = TestContext::tenant();
-    let back = outcome(&ctx.connect_bitrix24(&tenant, "pro", PORTAL, PORTAL).await);
-    anyhow::ensure!(back["status"] == "connected", "bitrix24: {back:?}");
-    let saved = ctx
-        .api(
-            ApiEvent::sample("connections-api/settings.json")
-                .provider("bitrix24")
-                .claims(&tenant, "pro")
-                .body(json!({"pipeline_id": "0", "stage_mapping": {"qualified": "PREPARATION", "won": "WON"}})),
-        )
-        .await;
-    anyhow::ensure!(saved.status == 200, "bitrix24 settings: {}", saved.body);
+    let tenant = setup::bitrix24(ctx, PORTAL).await?.tenant;
     let calls = || ctx.bitrix.rest_calls(PORTAL);
     println!("\nBitrix24: {LEADS} leads");
     let new = leads(&tenant, "qualified");
