@@ -40,10 +40,7 @@ fn message_at(tenant: &str, stage: &str, summary: &str, at: &str) -> String {
 fn stage_of_only_deal(ctx: &TestContext) -> String {
     let deals = ctx.hubspot.deals();
     assert_eq!(deals.len(), 1, "one deal: {deals:?}");
-    deals[0].properties["dealstage"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    deals[0].properties["dealstage"].clone()
 }
 
 #[tokio::test]
