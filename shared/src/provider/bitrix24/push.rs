@@ -554,3 +554,40 @@ fn as_i64(value: &Value) -> Option<i64> {
         .as_i64()
         .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lead::parse_message;
+
+    fn lead(id: &str, summary: &str) -> Lead {
+        let body = json!({
+            "version": 1, "tenant_id": "tenant-1", "plan": "pro",
+            "lead": {"id": id, "name": "Noura", "email": "noura@example.qa",
+                     "source": "whatsapp", "stage": "new"},
+            "summary": summary, "occurred_at": "2026-11-28T04:00:00Z",
+        });
+        parse_message(&body.to_string()).unwrap().lead
+    }
+
+    #[test]
+    fn the_comment_names_its_lead_even_when_the_summary_is_cut() {
+        let short = comment_text(&lead("lead-7", "Wants a quote")).unwrap();
+        assert!(names_lead(&short, "lead-7"));
+        assert!(
+            !names_lead(&short, "lead-"),
+            "a prefix of the id is another lead"
+        );
+        assert!(!names_lead(&short, "lead-77"));
+
+        let long = comment_text(&lead("lead-7", &"maamoul ".repeat(3_000))).unwrap();
+        assert!(long.chars().count() <= COMMENT_MAX_CHARS);
+        assert!(long.contains('…'), "the summary was cut");
+        assert!(names_lead(&long, "lead-7"));
+        assert!(
+            long.ends_with("Lead: lead-7 · Source: whatsapp"),
+            "{}",
+            &long[long.len() - 60..]
+        );
+    }
+}
