@@ -254,7 +254,8 @@ async fn a_new_lead_is_searched_in_escaped_soql_then_created_with_its_task_in_on
                 "Region__c": "GCC"
             }},
             {"method": "POST", "url": "/services/data/v62.0/sobjects/Task", "referenceId": "task", "body": {
-                "Subject": "LeadRelay conversation summary",
+                // The lead id in the subject finds the Task again after a lost answer.
+                "Subject": "LeadRelay conversation summary [lead-7]",
                 "Description": "Wants a quote for 3 vans\n\nLead: lead-7 · Source: chat · Score: 75/100",
                 "WhoId": "@{lead.id}", "ActivityDate": chrono::Utc::now().date_naive().to_string(),
                 "Status": "Completed"
