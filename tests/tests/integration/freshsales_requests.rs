@@ -12,7 +12,9 @@ use relay_tests::mock_account::{sent, MockAccount, Sent};
 use serde_json::{json, Value};
 use shared::error::ProviderError;
 use shared::lead::Lead;
-use shared::provider::{for_provider, text_digest, CrmProvider, PushProgress, Session};
+use shared::provider::{
+    for_provider, text_digest, CrmProvider, ProgressSnapshot, PushProgress, Session,
+};
 use shared::stage::LeadStage;
 use shared::store::ConnectionSettings;
 use shared::Provider;
@@ -167,7 +169,8 @@ async fn a_new_lead_is_upserted_by_email_then_gets_a_deal_in_the_mapped_stage_an
                 "POST",
                 &format!("{API}/deals"),
                 json!({"deal": {
-                    "name": "Fatima Al-Kuwari (LeadRelay)",
+                    // The lead id at the end: how a deal whose answer was lost is found again.
+                    "name": "Fatima Al-Kuwari (LeadRelay) [lead-1]",
                     "amount": 0,
                     "deal_pipeline_id": 31000000001u64,
                     "deal_stage_id": 31000000012u64,
@@ -281,7 +284,7 @@ async fn a_known_lead_with_a_new_stage_updates_its_contact_and_moves_its_deal() 
             json!({"deal": {"id": 31000900001u64}}),
         )
         .await;
-    let mut progress = PushProgress {
+    let mut progress = PushProgress::resumed(ProgressSnapshot {
         records: BTreeMap::from([
             ("contact".to_string(), "402174844666".to_string()),
             ("deal".to_string(), "31000900001".to_string()),
@@ -289,7 +292,8 @@ async fn a_known_lead_with_a_new_stage_updates_its_contact_and_moves_its_deal() 
         ]),
         stage: Some("31000000012".into()),
         summary_digest: Some(text_digest(NOTE)),
-    };
+        intents: Default::default(),
+    });
     account
         .push(&fatima("won"), Some(&settings()), &mut progress)
         .await
