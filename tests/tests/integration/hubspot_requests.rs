@@ -10,7 +10,7 @@ use relay_tests::mock_account::{sent, MockAccount, Sent};
 use serde_json::{json, Value};
 use shared::error::ProviderError;
 use shared::lead::Lead;
-use shared::provider::{text_digest, PushProgress};
+use shared::provider::{text_digest, ProgressSnapshot, PushProgress};
 use shared::stage::LeadStage;
 use shared::store::ConnectionSettings;
 use shared::Provider;
@@ -119,7 +119,8 @@ const SUMMARY: &str = "Wants 12 seats <b>now</b> & a \"demo\"\nnext week";
 /// [`SUMMARY`] as the note holds it: HTML-escaped, with what LeadRelay knows of the lead.
 const NOTE_BODY: &str = "<p><strong>LeadRelay conversation summary</strong></p>\
     <p>Wants 12 seats &lt;b&gt;now&lt;/b&gt; &amp; a &quot;demo&quot;<br>next week</p>\
-    <p>Lead: lead-1 · Source: whatsapp · Score: 82/100</p>";
+    <p>Lead: lead-1 · Source: whatsapp · Score: 82/100</p>\
+    <p><small>LeadRelay lead lead-1</small></p>";
 
 fn fatima(stage: &str, summary: &str) -> Lead {
     lead(
@@ -140,7 +141,7 @@ fn fatima_properties() -> Value {
 
 /// What a first push of `fatima("qualified", SUMMARY)` leaves behind.
 fn known_fatima() -> PushProgress {
-    PushProgress {
+    PushProgress::resumed(ProgressSnapshot {
         records: BTreeMap::from([
             ("contact".to_string(), "501".to_string()),
             ("deal".to_string(), "9001".to_string()),
@@ -148,7 +149,8 @@ fn known_fatima() -> PushProgress {
         ]),
         stage: Some("qualifiedtobuy".into()),
         summary_digest: Some(text_digest(NOTE_BODY)),
-    }
+        intents: Default::default(),
+    })
 }
 
 fn association(to: &str, type_id: u32) -> Value {
@@ -226,7 +228,8 @@ async fn a_new_lead_with_an_email_is_an_upsert_a_deal_and_a_note_in_exactly_thre
                     "properties": {
                         "dealname": "Fatima Al-Kuwari (LeadRelay)",
                         "pipeline": "default",
-                        "dealstage": "qualifiedtobuy"
+                        "dealstage": "qualifiedtobuy",
+                        "leadrelay_lead_id": "lead-1"
                     },
                     "associations": [association("501", 3)]
                 })
@@ -395,10 +398,9 @@ async fn a_known_lead_whose_stage_changed_moves_its_deal_and_leaves_the_unchange
             ),
         ]
     );
-    let expected = PushProgress {
-        stage: Some("closedwon".into()),
-        ..known_fatima()
-    };
+    let mut expected = known_fatima().snapshot();
+    expected.stage = Some("closedwon".into());
+    let expected = PushProgress::resumed(expected);
     assert_eq!(progress, expected);
 }
 
@@ -424,7 +426,8 @@ async fn a_known_lead_whose_summary_changed_rewrites_its_note_body_only() {
 
     let body =
         "<p><strong>LeadRelay conversation summary</strong></p><p>Booked a demo for Tuesday</p>\
-                <p>Lead: lead-1 · Source: whatsapp · Score: 82/100</p>";
+                <p>Lead: lead-1 · Source: whatsapp · Score: 82/100</p>\
+    <p><small>LeadRelay lead lead-1</small></p>";
     assert_eq!(
         portal.received().await,
         [
@@ -440,10 +443,9 @@ async fn a_known_lead_whose_summary_changed_rewrites_its_note_body_only() {
             ),
         ]
     );
-    let expected = PushProgress {
-        summary_digest: Some(text_digest(body)),
-        ..known_fatima()
-    };
+    let mut expected = known_fatima().snapshot();
+    expected.summary_digest = Some(text_digest(body));
+    let expected = PushProgress::resumed(expected);
     assert_eq!(progress, expected);
 }
 
@@ -734,10 +736,12 @@ async fn a_validation_error_on_the_deal_is_a_rejection_and_the_contact_already_m
         [UPSERT, DEALS],
         "no note without its deal, and the deal is not resent"
     );
-    let expected = PushProgress {
+    // The deal's intent stays: the retry reads the deal by its lead id before creating it.
+    let expected = PushProgress::resumed(ProgressSnapshot {
         records: BTreeMap::from([("contact".to_string(), "501".to_string())]),
-        ..PushProgress::default()
-    };
+        intents: ["deal".to_string()].into(),
+        ..ProgressSnapshot::default()
+    });
     assert_eq!(progress, expected, "a retry resumes from the contact");
 }
 

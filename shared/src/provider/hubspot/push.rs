@@ -16,9 +16,8 @@ use serde_json::{json, Map, Value};
 use crate::error::ProviderError;
 use crate::http::Idempotency;
 use crate::lead::{truncate_chars, Lead};
-use crate::provider::progress::ProgressSnapshot;
 use crate::provider::{
-    deal_stage, person_fields, text_digest, PersonFields, PushProgress, Session,
+    deal_stage, person_fields, text_digest, PersonFields, ProgressSnapshot, PushProgress, Session,
 };
 use crate::store::ConnectionSettings;
 
