@@ -4,6 +4,7 @@
 mod bitrix24;
 mod connect;
 mod events;
+mod exactly_once_bitrix24;
 mod exactly_once_freshsales;
 mod exactly_once_salesforce;
 mod exactly_once_zoho;
