@@ -232,7 +232,10 @@ async fn a_lead_converting_and_moving_on_killed_after_each_call_is_converted_onc
     )
     .await;
     assert_eq!(converting.len(), 3, "{converting:?}");
-    assert!(converting[1].contains("/services/Soap/u/"), "{converting:?}");
+    assert!(
+        converting[1].contains("/services/Soap/u/"),
+        "{converting:?}"
+    );
     let winning = calls_of(
         &services,
         &proxy,
@@ -244,11 +247,7 @@ async fn a_lead_converting_and_moving_on_killed_after_each_call_is_converted_onc
     let mut failures = Vec::new();
     for i in 1..=converting.len() {
         let (id, email) = (format!("conv-{i}"), format!("conv-{i}@example.qa"));
-        let done = push_once(
-            &services,
-            &lead(&tenant, &id, &email, "contacted", FIRST),
-        )
-        .await;
+        let done = push_once(&services, &lead(&tenant, &id, &email, "contacted", FIRST)).await;
         assert!(matches!(done, MessageOutcome::Done { .. }), "{done:?}");
         let qualified = lead(&tenant, &id, &email, "qualified", LATER);
         let mut problems =
@@ -295,9 +294,9 @@ async fn a_lead_that_is_a_contact_killed_after_each_call_gets_one_opportunity_an
     let services = ctx.services_with_provider_endpoint("salesforce", &proxy.endpoint());
     let tenant = tenant(&ctx).await;
     let contact_for = |email: &str| {
-        let account = ctx
-            .salesforce
-            .seed_record(ACME, "Account", json!({"Name": "Gulf Logistics"}));
+        let account =
+            ctx.salesforce
+                .seed_record(ACME, "Account", json!({"Name": "Gulf Logistics"}));
         ctx.salesforce.seed_record(
             ACME,
             "Contact",
@@ -377,9 +376,7 @@ async fn lost_then_redelivered(
 }
 
 fn composite_creating(reference: &str) -> CallMatch {
-    CallMatch::path("/composite").and(CallMatch::body(&format!(
-        "\"referenceId\":\"{reference}\""
-    )))
+    CallMatch::path("/composite").and(CallMatch::body(&format!("\"referenceId\":\"{reference}\"")))
 }
 
 #[tokio::test]
@@ -488,12 +485,9 @@ async fn an_opportunity_create_whose_answer_is_lost_is_found_by_its_marker() {
     let services = ctx.services_with_provider_endpoint("salesforce", &proxy.endpoint());
     let tenant = tenant(&ctx).await;
 
-    for (n, fault) in [
-        ProxyFault::LoseAnswer(502),
-        ProxyFault::GarbageAfterApply,
-    ]
-    .into_iter()
-    .enumerate()
+    for (n, fault) in [ProxyFault::LoseAnswer(502), ProxyFault::GarbageAfterApply]
+        .into_iter()
+        .enumerate()
     {
         let email = format!("known-{n}@example.qa");
         let contact = ctx.salesforce.seed_record(

@@ -135,7 +135,16 @@ pub(super) fn read_conversion(status: u16, body: &[u8]) -> Result<Converted, Pro
             }],
         ));
     }
-    if get("result/success").as_deref() != Some("true") {
+    let Some(success) = get("result/success") else {
+        // Neither a fault nor a result (an empty or foreign body, as a proxy's 500 page): the
+        // conversion may have happened; unreadable, so transient (the retry reads the Lead).
+        return Err(ProviderError::Garbage {
+            provider: Provider::Salesforce,
+            status,
+            detail: "the conversion answer holds neither a result nor a fault".into(),
+        });
+    };
+    if success != "true" {
         let code = get("result/errors/statusCode").unwrap_or_else(|| "CONVERSION_FAILED".into());
         return Err(api::failure(
             status.max(400),
@@ -196,6 +205,17 @@ mod tests {
                 opportunity_id: Some("006O".into()),
             }
         );
+    }
+
+    #[test]
+    fn an_answer_with_neither_result_nor_fault_is_transient() {
+        for (status, body) in [(500, ""), (502, "<html>bad gateway</html>"), (200, "<a/>")] {
+            let error = read_conversion(status, body.as_bytes()).unwrap_err();
+            assert!(
+                matches!(error, ProviderError::Garbage { .. }) && error.is_retryable(),
+                "{status} {body}: {error:?}"
+            );
+        }
     }
 
     #[test]
