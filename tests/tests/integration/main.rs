@@ -6,6 +6,7 @@ mod connect;
 mod events;
 mod exactly_once_bitrix24;
 mod exactly_once_freshsales;
+mod exactly_once_google_sheets;
 mod exactly_once_salesforce;
 mod exactly_once_zoho;
 mod freshsales;
