@@ -230,6 +230,18 @@ impl TestContext {
         services
     }
 
+    /// Services on the same table, key and simulators whose calls to `provider` (a slug:
+    /// `hubspot`, `zoho`, `freshsales`, `salesforce`, `bitrix24`, `google_sheets`) go through
+    /// `endpoint` (a `FaultProxy` in front of that provider's simulator).
+    pub fn services_with_provider_endpoint(&self, provider: &str, endpoint: &str) -> Services {
+        let name = format!("{}_ENDPOINT_URL", provider.to_ascii_uppercase());
+        let mut vars = self.vars.clone();
+        let previous = vars.insert(name.clone(), endpoint.to_string());
+        assert!(previous.is_some(), "no provider sets {name}");
+        let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test configuration");
+        Services::with_aws_config(config, &self.aws)
+    }
+
     pub fn tenant() -> String {
         format!("tenant-{}", uuid::Uuid::new_v4().simple())
     }

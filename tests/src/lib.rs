@@ -4,7 +4,9 @@
 pub mod aws;
 pub mod aws_faults;
 pub mod context;
+pub mod crash;
 pub mod events;
+pub mod fault_proxy;
 pub mod logs;
 pub mod mock_account;
 pub mod queue;

@@ -3,6 +3,7 @@
 
 mod bitrix24;
 mod connect;
+mod crash_matrix;
 mod events;
 mod exactly_once_bitrix24;
 mod exactly_once_freshsales;
