@@ -271,7 +271,10 @@ async fn forget_unusable_grant(oauth: &OAuthClient<'_>, refresh_token: Option<&S
 
 fn exchange_failure(error: ProviderError) -> Failure {
     tracing::warn!(error = %error, "token exchange failed");
-    if error.is_retryable() {
+    // An unreadable token answer is transient for a push, but a code is single use: this
+    // consent is over either way, and the page says the exchange failed.
+    let garbled = matches!(error, ProviderError::Garbage { .. });
+    if error.is_retryable() && !garbled {
         Failure::ProviderUnavailable
     } else {
         Failure::TokenExchangeFailed
