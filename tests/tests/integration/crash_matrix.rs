@@ -126,12 +126,19 @@ async fn hubspot_push_killed_after_each_crm_call_then_redelivered() {
         proxy.clear();
 
         let killed = push_killed_after(&services, &proxy, crm_calls(), i, &body).await;
-        if killed != KillResult::Killed {
-            failures.push(format!(
-                "kill after call {i} ({}): the push ended first: {killed:?}",
-                sequence[i - 1]
-            ));
-            continue;
+        if let KillResult::Finished(done) = killed {
+            // This push made fewer calls than the reference (which also paid for the portal's
+            // one-time setup): it ran to the end, and every later kill point would too.
+            if !matches!(done, MessageOutcome::Done { .. }) {
+                failures.push(format!("push of {i} calls or fewer: {done:?}"));
+            } else if let Some(problem) = duplicates(&ctx, &email, &deals_before, &notes_before) {
+                failures.push(format!("push of {i} calls or fewer: {problem}"));
+            }
+            assert!(
+                i > 3,
+                "a new lead costs contact, deal and note calls at least"
+            );
+            break;
         }
         expire_lead_claims(&ctx, &tenant).await;
         let redelivered = push_once(&services, &body).await;
