@@ -10,4 +10,5 @@ pub mod fault_proxy;
 pub mod logs;
 pub mod mock_account;
 pub mod queue;
+pub mod setup;
 pub mod sim;
