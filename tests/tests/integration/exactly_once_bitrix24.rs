@@ -67,10 +67,11 @@ impl Version {
             .into_iter()
             .filter(|c| {
                 c.fields.get("ORIGIN_ID") == Some(&json!(self.id))
-                    || self
-                        .email
-                        .as_ref()
-                        .is_some_and(|e| values(&c.fields, "EMAIL").contains(e))
+                    || self.email.as_ref().is_some_and(|e| {
+                        values(&c.fields, "EMAIL")
+                            .iter()
+                            .any(|v| v.eq_ignore_ascii_case(e))
+                    })
             })
             .collect();
         let deals: Vec<_> = ctx
@@ -193,8 +194,8 @@ async fn kill_after_each_call(
 ) -> Vec<String> {
     let mut failures = Vec::new();
     for n in 1..=sequence.len() {
-        let id = format!("lead-kill-{stage}-{n}");
-        let email = format!("kill-{stage}-{n}@example.qa");
+        let id = format!("lead-kill-{}-{n}", stage.to_ascii_lowercase());
+        let email = format!("{id}@example.qa");
         let (before, version) = lead(&id, &email);
         if let Some(before) = before {
             let done = push_once(services, &before.body(tenant)).await;
@@ -359,7 +360,8 @@ async fn each_create_whose_answer_is_lost_after_bitrix24_applied_it_is_found_on_
             let id = format!("lead-lost-{create}-{reachable}-{fault:?}")
                 .replace(['(', ')'], "")
                 .replace("crm.", "")
-                .replace(".add", "");
+                .replace(".add", "")
+                .to_ascii_lowercase();
             let email = format!("{id}@example.qa");
             let full = new_lead(&id, &email);
             let version = Version {
