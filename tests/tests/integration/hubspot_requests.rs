@@ -297,7 +297,7 @@ async fn a_phone_only_lead_that_hubspot_does_not_know_is_searched_for_then_creat
                 "POST",
                 CONTACTS,
                 json!({
-                    "properties": { "firstname": "Fatima", "lastname": "Al-Kuwari", "phone": "+97455551234" },
+                    "properties": { "firstname": "Fatima", "lastname": "Al-Kuwari", "phone": "+97455551234", "leadrelay_lead_id": "lead-2" },
                     "associations": []
                 })
             ),
@@ -607,7 +607,7 @@ async fn what_the_lead_does_not_have_is_left_out_of_every_body_rather_than_sent_
     }
     assert_eq!(
         requests[1].body["properties"],
-        json!({ "lastname": "Fatima", "phone": "+97455551234" })
+        json!({ "lastname": "Fatima", "phone": "+97455551234", "leadrelay_lead_id": "lead-4" })
     );
     assert_eq!(
         requests[3].body["inputs"][0]["properties"],
@@ -615,7 +615,8 @@ async fn what_the_lead_does_not_have_is_left_out_of_every_body_rather_than_sent_
     );
     assert_eq!(
         requests[5].body["properties"]["hs_note_body"],
-        "<p><strong>LeadRelay conversation summary</strong></p><p>Asked for a quote</p><p>Lead: lead-5</p>"
+        "<p><strong>LeadRelay conversation summary</strong></p><p>Asked for a quote</p><p>Lead: lead-5</p>\
+         <p><small>LeadRelay lead lead-5</small></p>"
     );
 }
 
@@ -693,7 +694,12 @@ async fn a_conflict_from_hubspot_is_a_permanent_rejection_carrying_its_category(
         2,
         "search, create; not resent"
     );
-    assert_eq!(progress, PushProgress::default());
+    // The contact's intent stays: a retry reads it back by the lead id before creating it.
+    let expected = PushProgress::resumed(ProgressSnapshot {
+        intents: ["contact".to_string()].into(),
+        ..ProgressSnapshot::default()
+    });
+    assert_eq!(progress, expected);
 }
 
 #[tokio::test]

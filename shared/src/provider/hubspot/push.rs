@@ -107,8 +107,10 @@ async fn push_deal(
                 },
                 "associations": [association(contact, DEAL_TO_CONTACT)]
             });
+            let retry = progress.in_doubt("deal");
             progress.intend("deal").await?;
-            let deal = create_with_lead_id(session, "deals.create", "deals", lead, body).await?;
+            let deal =
+                create_with_lead_id(session, "deals.create", "deals", lead, retry, body).await?;
             progress.stage = Some(stage);
             progress.record("deal", deal).await?;
         }
@@ -292,12 +294,14 @@ async fn sync_contact_with(
             return Ok(id);
         }
     }
+    let retry = progress.in_doubt("contact");
     progress.intend("contact").await?;
     create_with_lead_id(
         session,
         "contacts.create",
         "contacts",
         lead,
+        retry,
         json!({ "properties": properties, "associations": [] }),
     )
     .await
@@ -507,13 +511,14 @@ async fn read_by_lead_id(
 
 /// Creates a record of `object` from `body` with the lead id in [`LEAD_ID_PROPERTY`]. The first
 /// create in a portal finds the property missing: it is created (unique) and the create sent
-/// once more. A create refused because the lead id is taken (the record exists: an earlier
-/// create's answer was lost) is answered by reading that record back.
+/// once more. On a `retry` (an earlier create's answer is unknown), a create refused because the
+/// lead id is taken is answered by reading that record back.
 async fn create_with_lead_id(
     session: &Session<'_>,
     operation: &'static str,
     object: &str,
     lead: &Lead,
+    retry: bool,
     mut body: Value,
 ) -> Result<String, ProviderError> {
     body["properties"][LEAD_ID_PROPERTY] = json!(lead.id);
@@ -532,6 +537,16 @@ async fn create_with_lead_id(
         // HubSpot's wording for a taken unique value is "... already has that value"; for a
         // property the portal does not have, PROPERTY_DOESNT_EXIST.
         if message.contains("already has that value") {
+            if !retry {
+                // A first attempt meets a record this lead's mapping never made: another
+                // LeadRelay tenant connected to the same portal pushed a lead with the same id
+                // (lead ids are unique per tenant only). Keep the tenants apart: create it
+                // without the lead id (it cannot be looked up after a lost answer).
+                if let Some(properties) = body["properties"].as_object_mut() {
+                    properties.remove(LEAD_ID_PROPERTY);
+                }
+                return create(session, operation, object, body).await;
+            }
             if let Some(found) = read_by_lead_id(session, object, &lead.id, "hs_object_id").await? {
                 return Ok(found.id);
             }
