@@ -121,7 +121,7 @@ pub(super) async fn push(
     let journal = Arc::new(MappingJournal {
         store: services.store.clone(),
         owner,
-        mapping: Mutex::new(mapping),
+        mapping: Mutex::new(*mapping),
     });
     {
         let mut mapping = journal.mapping.lock().await;

@@ -66,7 +66,7 @@ pub struct LeadMapping {
 #[derive(Debug)]
 pub enum LeadClaim {
     /// This caller holds the claim until it releases it or the lease ends.
-    Claimed(LeadMapping),
+    Claimed(Box<LeadMapping>),
     /// Another delivery holds it.
     Busy { until: DateTime<Utc> },
 }
@@ -154,10 +154,10 @@ impl Store {
             .send()
             .await;
         match conditional("UpdateItem", result)? {
-            Some(output) => Ok(LeadClaim::Claimed(
+            Some(output) => Ok(LeadClaim::Claimed(Box::new(
                 serde_dynamo::from_item(output.attributes.unwrap_or_default())
                     .map_err(|e| malformed("lead mapping", e))?,
-            )),
+            ))),
             None => {
                 let until = self
                     .get_lead_mapping(lead)
