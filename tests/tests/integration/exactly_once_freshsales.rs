@@ -134,13 +134,13 @@ fn wrong(ctx: &TestContext, before: &Before, stage: &str, summary: &str) -> Opti
     }
     let (contact, deal, note) = (&contacts[0], &deals[0], &notes[0]);
     let mut problems = Vec::new();
-    if deal.fields["deal_stage_id"].to_string() != stage {
+    if deal.fields["deal_stage_id"] != json!(stage.parse::<u64>().unwrap()) {
         problems.push(format!("deal in stage {}", deal.fields["deal_stage_id"]));
     }
     if deal.fields["contact_ids"] != json!([contact.id.parse::<u64>().unwrap()]) {
         problems.push(format!("deal linked to {}", deal.fields["contact_ids"]));
     }
-    if note.fields["targetable_id"].to_string() != contact.id {
+    if note.fields["targetable_id"] != json!(contact.id.parse::<u64>().unwrap()) {
         problems.push(format!("note on {}", note.fields["targetable_id"]));
     }
     if !note.fields["description"]

@@ -223,7 +223,7 @@ async fn sync_contact_with(
     session: &Session<'_>,
     lead: &Lead,
     known_id: Option<&str>,
-    mut progress: Option<&mut PushProgress>,
+    progress: Option<&mut PushProgress>,
 ) -> Result<String, ProviderError> {
     if let Some(id) = known_id {
         let path = format!("/contacts/{id}");
@@ -262,7 +262,7 @@ async fn sync_contact_with(
             return Ok(id);
         }
     }
-    if let Some(progress) = progress.as_deref_mut() {
+    if let Some(progress) = progress {
         progress.intend("contact").await?;
     }
     let response = send_contact(
