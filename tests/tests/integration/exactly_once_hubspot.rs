@@ -216,7 +216,11 @@ struct Portal {
 
 impl Portal {
     async fn start() -> Portal {
-        let ctx = TestContext::new().await;
+        // Search lags writes as HubSpot's does, so a lost create cannot be found by search.
+        let ctx = TestContext::build(&[], |sim| {
+            sim.search_index_lag = std::time::Duration::from_secs(60)
+        })
+        .await;
         let proxy = FaultProxy::start(&ctx.hubspot.base_url()).await;
         let services = ctx.services_with_provider_endpoint("hubspot", &proxy.endpoint());
         let tenant = hubspot_tenant(&ctx).await;

@@ -1235,7 +1235,13 @@ fn search(shared: &Shared, hub_id: u64, object: &str, body: &[u8]) -> Result<Res
     let select = selected_properties(shared, hub_id, object, &requested);
 
     let store = shared.crm_store();
-    let all = store.objects(hub_id, object);
+    let indexed_before =
+        Utc::now() - chrono::Duration::from_std(shared.config.search_index_lag).unwrap_or_default();
+    let all: Vec<SimObject> = store
+        .objects(hub_id, object)
+        .into_iter()
+        .filter(|record| record.created_at <= indexed_before)
+        .collect();
     drop(store);
     let matching: Vec<&SimObject> = all
         .iter()

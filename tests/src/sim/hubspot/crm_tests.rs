@@ -1151,3 +1151,32 @@ async fn a_deals_notes_are_listed_and_read_in_a_batch() {
     assert_eq!(read["results"].as_array().unwrap().len(), 1);
     assert_eq!(read["errors"][0]["context"]["ids"][0], "5");
 }
+
+#[tokio::test]
+async fn search_lags_new_records_while_reads_by_unique_property_do_not() {
+    let api = Api::with(HubSpotSimConfig {
+        search_index_lag: Duration::from_secs(60),
+        ..HubSpotSimConfig::default()
+    })
+    .await;
+    let (status, created) = api
+        .post(
+            "/crm/v3/objects/contacts",
+            json!({"properties": {"lastname": "Ana", "phone": "+97455551234"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let (status, found) = api.search_contacts("phone", "+97455551234").await;
+    assert_eq!(
+        (status, &found["total"]),
+        (200, &json!(0)),
+        "not indexed yet"
+    );
+    let (status, read) = api
+        .get(&format!(
+            "/crm/v3/objects/contacts/{}",
+            created["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!((status, &read["id"]), (200, &created["id"]));
+}

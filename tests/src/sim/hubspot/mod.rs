@@ -113,6 +113,10 @@ pub struct HubSpotSimConfig {
     /// the other modes let the refresh machinery be tested against rotating providers (Zoho's
     /// plan, Bitrix24, Salesforce).
     pub rotation: Rotation,
+    /// How long a new record stays invisible to search. HubSpot's search index lags writes by
+    /// seconds (third-party reports; no official figure), while reads by id or by a unique
+    /// `idProperty` see a record at once. Zero (the default) indexes at once.
+    pub search_index_lag: Duration,
 }
 
 /// How the token endpoint treats refresh tokens.
@@ -137,6 +141,7 @@ impl Default for HubSpotSimConfig {
             search_rate_limit: (5, Duration::from_secs(1)),
             hub_id: 24_681_357,
             rotation: Rotation::Never,
+            search_index_lag: Duration::ZERO,
         }
     }
 }
