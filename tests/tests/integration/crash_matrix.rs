@@ -91,7 +91,6 @@ fn duplicates(
 }
 
 #[tokio::test]
-#[ignore = "exactly-once work in progress"]
 async fn hubspot_push_killed_after_each_crm_call_then_redelivered() {
     let ctx = TestContext::new().await;
     let proxy = FaultProxy::start(&ctx.hubspot.base_url()).await;
@@ -165,7 +164,6 @@ async fn hubspot_push_killed_after_each_crm_call_then_redelivered() {
 }
 
 #[tokio::test]
-#[ignore = "exactly-once work in progress"]
 async fn hubspot_deal_create_answer_lost_then_redelivered() {
     let ctx = TestContext::new().await;
     let proxy = FaultProxy::start(&ctx.hubspot.base_url()).await;

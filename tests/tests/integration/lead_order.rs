@@ -171,7 +171,11 @@ async fn a_reconnect_to_another_bitrix24_portal_pushes_the_lead_there_anew_and_l
     let lead = message_at(&tenant, "new", "Hi", "2026-11-28T04:00:00Z");
     let back = outcome(&ctx.connect_bitrix24(&tenant, "pro", FIRST, FIRST).await);
     assert_eq!(back["status"], "connected", "{back:?}");
-    assert!(ctx.deliver(&[lead.clone()]).await.failed.is_empty());
+    assert!(ctx
+        .deliver(std::slice::from_ref(&lead))
+        .await
+        .failed
+        .is_empty());
     let first_portal = ctx.bitrix.state_json(FIRST);
     // The second portal already holds records with the same small ids.
     ctx.bitrix
