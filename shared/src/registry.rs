@@ -259,6 +259,11 @@ pub static HUBSPOT: ProviderFacts = ProviderFacts {
             "crm.objects.deals.read",
             "crm.objects.deals.write",
             "crm.schemas.contacts.read",
+            // Creating the unique `leadrelay_lead_id` property that makes a lost deal or
+            // contact create findable (docs/exactly-once/hubspot.md) needs the schema write
+            // scopes: https://developers.hubspot.com/docs/methods/deals/create_deal_property
+            "crm.schemas.contacts.write",
+            "crm.schemas.deals.write",
         ],
         scope_separator: " ",
         authorize_params: &[],
