@@ -105,6 +105,11 @@ pub struct PushSettings {
     pub max_receives: u32,
     /// Messages of one batch pushed at once (`PUSH_CONCURRENCY`).
     pub concurrency: usize,
+    /// The lead queue (`LEAD_QUEUE_URL`): where a reconnect re-sends the leads that were parked
+    /// while the connection needed the tenant. Without it they stay parked.
+    pub lead_queue_url: Option<String>,
+    /// How long a parked lead is kept for a reconnect (`PARKED_LEAD_DAYS`, default 14).
+    pub parked_lead_days: u32,
 }
 
 impl Config {
@@ -201,6 +206,8 @@ impl Config {
                 dead_letter_queue_url: get("DEAD_LETTER_QUEUE_URL"),
                 max_receives: number("LEAD_MAX_RECEIVES", 5)?.clamp(1, 1000) as u32,
                 concurrency: number("PUSH_CONCURRENCY", 4)?.clamp(1, 10) as usize,
+                lead_queue_url: get("LEAD_QUEUE_URL"),
+                parked_lead_days: number("PARKED_LEAD_DAYS", 14)?.clamp(1, 90) as u32,
             },
             refresh: RefreshSettings {
                 lookahead: Duration::from_secs(number("REFRESH_LOOKAHEAD_SECONDS", 900)?),

@@ -98,6 +98,7 @@ pub async fn connect_with_api_key(
     )
     .await?;
     tracing::info!(domain = %host, reconnect = replaced.is_some(), "API key checked and stored");
+    super::callback::release_parked_after_connect(services, &caller.tenant, provider).await;
     let stored = services
         .store
         .get_connection(&caller.tenant, provider)

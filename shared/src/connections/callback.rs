@@ -201,7 +201,23 @@ async fn connect(
     {
         revoke_replaced(services, &previous, &credentials).await;
     }
+    release_parked_after_connect(services, &pending.tenant, provider).await;
     Ok(())
+}
+
+/// The tenant connected `provider` again: the leads parked while its connection needed the
+/// tenant go to the lead queue now, oldest first. The same account or another one alike: the
+/// lead mappings are keyed by account, so in another account they are new leads. A failure
+/// does not fail the connect (the connection is stored); what was not sent stays parked for
+/// the next connect, within its time to live.
+pub(super) async fn release_parked_after_connect(
+    services: &Services,
+    tenant: &crate::identity::TenantId,
+    provider: Provider,
+) {
+    if let Err(error) = crate::push::release_parked(services, tenant, provider).await {
+        tracing::error!(error = %error, "parked leads could not all be released; the rest wait for the next connect");
+    }
 }
 
 /// The account facts to keep: from the token response and the callback, then from the

@@ -19,6 +19,8 @@ pub struct ConnectionView {
     pub account: BTreeMap<String, String>,
     pub settings: Option<ConnectionSettings>,
     pub version: u64,
+    /// Leads waiting for this connection to be reconnected (see `crate::push::release_parked`).
+    pub parked_leads: usize,
 }
 
 impl From<&Connection> for ConnectionView {
@@ -33,6 +35,28 @@ impl From<&Connection> for ConnectionView {
             account: c.account.clone(),
             settings: c.settings.clone(),
             version: c.version,
+            parked_leads: 0,
         }
+    }
+}
+
+impl ConnectionView {
+    /// The views of a tenant's connections with their parked-lead counts (one query).
+    pub(crate) async fn with_parked_counts(
+        services: &crate::services::Services,
+        tenant: &crate::identity::TenantId,
+        connections: &[Connection],
+    ) -> Result<Vec<ConnectionView>, crate::error::Error> {
+        let counts = services
+            .store
+            .count_parked_leads(tenant, Utc::now())
+            .await?;
+        Ok(connections
+            .iter()
+            .map(|c| ConnectionView {
+                parked_leads: counts.get(&c.provider).copied().unwrap_or(0),
+                ..ConnectionView::from(c)
+            })
+            .collect())
     }
 }

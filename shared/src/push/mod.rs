@@ -1,12 +1,15 @@
 //! Lead push: one SQS message → the lead in every CRM the tenant connected and its plan allows.
 //!
-//! Each message ends in exactly one of three ways: **done** (every destination has the lead, or
-//! there is none), **retry** (a destination failed in a way that may pass: SQS redelivers it and
-//! destinations that already succeeded are skipped), or **dead-lettered** (it can never succeed,
-//! or it failed on its last allowed receive: it is sent to the DLQ with its reason).
+//! Each message ends in exactly one of four ways: **done** (every destination has the lead, or
+//! there is none), **parked** (every destination has it except those whose connection needs the
+//! tenant: the lead waits for the reconnect there, see [`parked`]), **retry** (a destination
+//! failed in a way that may pass: SQS redelivers it and destinations that already succeeded are
+//! skipped), or **dead-lettered** (it can never succeed, or it failed on its last allowed
+//! receive: it is sent to the DLQ with its reason).
 
 mod dead_letter;
 mod destination;
+mod parked;
 
 use std::fmt;
 
@@ -19,6 +22,7 @@ use crate::registry::Provider;
 use crate::services::Services;
 use crate::store::ConnectionStatus;
 pub use destination::DestinationOutcome;
+pub use parked::{release_parked, Released};
 
 /// An SQS message as the lead-push function hands it over.
 pub struct InboundMessage {
@@ -33,6 +37,12 @@ pub enum MessageOutcome {
     /// Every destination has the lead (or there was nothing to push to).
     Done {
         results: Vec<(Provider, DestinationOutcome)>,
+    },
+    /// The destinations in `parked` need the tenant to reconnect: the lead waits for that
+    /// there. Every other destination has it (`results`). Settled: SQS deletes the message.
+    Parked {
+        results: Vec<(Provider, DestinationOutcome)>,
+        parked: Vec<Provider>,
     },
     /// Report as a batch item failure: SQS redelivers after the visibility timeout.
     Retry { reason: String },
@@ -105,6 +115,11 @@ async fn push_everywhere(
                 .await
         }
     };
+    // When each connection was made, as this push saw it: parking checks it for a reconnect.
+    let seen: Vec<(Provider, chrono::DateTime<chrono::Utc>)> = connections
+        .iter()
+        .map(|c| (c.provider, c.connected_at))
+        .collect();
     let connected: Vec<Provider> = connections
         .iter()
         .filter(|c| c.status != ConnectionStatus::Disconnected)
@@ -137,15 +152,39 @@ async fn push_everywhere(
     });
     let mut results = Vec::new();
     let mut failures = Vec::new();
+    let mut parked = Vec::new();
     for (provider, result) in join_all(pushes).await {
         match result {
             Ok(outcome) => results.push((provider, outcome)),
+            // The connection needs the tenant: nothing to gain from SQS's receives, nothing
+            // wrong with the lead. It waits for the reconnect.
+            Err(error @ Error::NeedsReauth { .. }) => {
+                let connected_at = seen
+                    .iter()
+                    .find(|(p, _)| *p == provider)
+                    .map(|(_, at)| *at)
+                    .unwrap_or_else(chrono::Utc::now);
+                let reason = error.to_string();
+                match parked::park(services, message, parsed, provider, connected_at, &reason).await
+                {
+                    Ok(()) => parked.push(provider),
+                    Err(error) => failures.push(failure_of(Some(provider), &error)),
+                }
+            }
             Err(error) => failures.push(failure_of(Some(provider), &error)),
         }
     }
-    if failures.is_empty() {
+    if failures.is_empty() && parked.is_empty() {
         tracing::info!(destinations = results.len(), "lead pushed");
         return MessageOutcome::Done { results };
+    }
+    if failures.is_empty() {
+        tracing::info!(
+            destinations = results.len(),
+            parked = parked.len(),
+            "lead pushed where it can be; parked for the rest"
+        );
+        return MessageOutcome::Parked { results, parked };
     }
     if failures.iter().all(|f| !f.retryable) {
         let reason = describe(&failures);

@@ -13,6 +13,7 @@
 mod connections;
 mod lead_mappings;
 mod oauth_states;
+mod parked_leads;
 mod schema_cache;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -23,6 +24,7 @@ pub use connections::{
 };
 pub use lead_mappings::{LeadClaim, LeadKey, LeadMapping};
 pub use oauth_states::PendingAuthorization;
+pub use parked_leads::ParkedLead;
 pub use schema_cache::SchemaCache;
 
 use crate::error::StoreError;
