@@ -21,6 +21,7 @@ mod lead_order;
 mod manage;
 mod oauth_state;
 mod openapi;
+mod parked_leads;
 mod push;
 mod refresh;
 mod salesforce;
