@@ -345,24 +345,20 @@ async fn the_schedule_leaves_hourly_tokens_alone_and_keeps_an_idle_connection_al
 }
 
 #[tokio::test]
-async fn payment_required_marks_the_connection_and_dead_letters_with_that_reason() {
+async fn payment_required_marks_the_connection_and_parks_the_lead_for_the_reconnect() {
     let ctx = TestContext::new().await;
     let tenant = connected(&ctx, SOUQ).await;
     ctx.bitrix.set_payment_required(SOUQ, true);
     let delivery = ctx.deliver(&[noura(&tenant, "new", "Hi")]).await;
     assert!(delivery.failed.is_empty(), "{delivery:?}");
-    let dead = ctx.queues.dead_letters().await;
-    assert_eq!(dead.len(), 1);
-    assert!(
-        dead[0].1["failure_reason"].contains("PAYMENT_REQUIRED"),
-        "{:?}",
-        dead[0].1
-    );
+    // The lead waits for the reconnect (docs/token-custody.md), not in the DLQ.
+    assert!(ctx.queues.dead_letters().await.is_empty());
     let listed = ctx
         .api(ApiEvent::sample("connections-api/list.json").claims(&tenant, "pro"))
         .await;
     let connection = &listed.body["connections"][0];
     assert_eq!(connection["status"], "needs_reauth", "{connection}");
+    assert_eq!(connection["parked_leads"], 1, "{connection}");
     assert!(connection["last_error"]["message"]
         .as_str()
         .unwrap()

@@ -331,13 +331,8 @@ async fn an_expired_token_is_refreshed_a_throttled_append_retried_and_a_revoked_
     );
     let delivery = ctx.deliver(&[mariam(&tenant, "won", "Bought")]).await;
     assert!(delivery.failed.is_empty(), "{delivery:?}");
-    let dead = ctx.queues.dead_letters().await;
-    assert_eq!(dead.len(), 1);
-    assert!(
-        dead[0].1["failure_reason"].contains("reconnect"),
-        "{:?}",
-        dead[0].1
-    );
+    // The lead waits for the reconnect (docs/token-custody.md), not in the DLQ.
+    assert!(ctx.queues.dead_letters().await.is_empty());
     let gone = sheets_api(&ctx, "connections-api/disconnect.json", &tenant, None).await;
     assert_eq!(gone.status, 200, "{}", gone.body);
     assert_eq!(ctx.google.revocations(), 1);

@@ -493,7 +493,7 @@ async fn a_rejected_token_is_refreshed_once_and_the_push_retried() {
 }
 
 #[tokio::test]
-async fn a_connection_that_needs_reauth_dead_letters_with_that_reason() {
+async fn a_connection_that_needs_reauth_parks_the_lead_instead_of_dead_lettering_it() {
     let ctx = TestContext::new().await;
     let tenant = connected_tenant(&ctx).await;
     ctx.services
@@ -511,13 +511,12 @@ async fn a_connection_that_needs_reauth_dead_letters_with_that_reason() {
         .await
         .failed
         .is_empty());
-    let letters = ctx.queues.dead_letters().await;
-    assert_eq!(letters.len(), 1);
-    assert!(
-        letters[0].1["failure_reason"].contains("reconnected"),
-        "{:?}",
-        letters[0].1
-    );
+    // The lead waits for the reconnect (docs/token-custody.md), not in the DLQ.
+    assert!(ctx.queues.dead_letters().await.is_empty());
+    let listed = ctx
+        .api(ApiEvent::sample("connections-api/list.json").claims(&tenant, "pro"))
+        .await;
+    assert_eq!(listed.body["connections"][0]["parked_leads"], 1);
 }
 
 #[tokio::test]
