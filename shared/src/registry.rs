@@ -143,6 +143,28 @@ pub enum AuthFacts {
     ApiKey,
 }
 
+/// What a provider does when a refresh token is presented again after it was used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshTokenReuse {
+    /// The same refresh token keeps working (HubSpot, Zoho, Google): a refresh whose answer
+    /// was lost is simply tried again.
+    Reusable,
+    /// A new refresh token replaces the old one, which stops working.
+    Rotating,
+    /// As `Rotating`, and presenting the old one revokes the whole grant (Salesforce).
+    RotatingRevokesOnReuse,
+    /// Each refresh token works once (Bitrix24).
+    SingleUse,
+}
+
+impl RefreshTokenReuse {
+    /// Whether a refresh token, once presented, may be dead: a refresh whose answer was lost
+    /// must then never be followed by presenting the same token again.
+    pub fn rotates(self) -> bool {
+        self != RefreshTokenReuse::Reusable
+    }
+}
+
 #[derive(Debug)]
 pub struct OAuthFacts {
     pub authorize_url: &'static str,
@@ -159,6 +181,9 @@ pub struct OAuthFacts {
     pub pkce: bool,
     /// The refresh response carries a new refresh token and the old one dies.
     pub rotates_refresh_tokens: bool,
+    /// What presenting a refresh token a second time does: whether a refresh whose answer was
+    /// lost may simply be tried again, or must never be (see `refresh/lease.rs`).
+    pub refresh_token_reuse: RefreshTokenReuse,
     /// How long an unused refresh token lives, where it dies of idleness.
     pub refresh_token_idle_lifetime: Option<Duration>,
     /// Access-token lifetime to assume when the token response gives none.
@@ -269,6 +294,7 @@ pub static HUBSPOT: ProviderFacts = ProviderFacts {
         authorize_params: &[],
         pkce: true,
         rotates_refresh_tokens: false,
+        refresh_token_reuse: RefreshTokenReuse::Reusable,
         refresh_token_idle_lifetime: None,
         default_access_token_lifetime: Some(Duration::from_secs(30 * 60)),
         revoke_replaced_refresh_token: false,
@@ -330,6 +356,7 @@ pub static ZOHO: ProviderFacts = ProviderFacts {
         // says they rotate. Any refresh token a response carries is stored either way, and
         // refreshes are never resent once they may have reached Zoho.
         rotates_refresh_tokens: true,
+        refresh_token_reuse: RefreshTokenReuse::Reusable,
         refresh_token_idle_lifetime: None,
         default_access_token_lifetime: Some(Duration::from_secs(60 * 60)),
         revoke_replaced_refresh_token: true,
@@ -443,6 +470,7 @@ pub static SALESFORCE: ProviderFacts = ProviderFacts {
         pkce: true,
         // Required of partner apps too; presenting a rotated token revokes the whole grant.
         rotates_refresh_tokens: true,
+        refresh_token_reuse: RefreshTokenReuse::RotatingRevokesOnReuse,
         refresh_token_idle_lifetime: None,
         // No `expires_in`: the token lives as long as the org's session timeout, 2 hours by
         // default. `SALESFORCE_SESSION_SECONDS` overrides this per deployment.
@@ -499,6 +527,7 @@ pub static BITRIX24: ProviderFacts = ProviderFacts {
         // Not documented for Bitrix24's OAuth server.
         pkce: false,
         rotates_refresh_tokens: true,
+        refresh_token_reuse: RefreshTokenReuse::SingleUse,
         // PROVIDERS.md and the product plan say 28 days; Bitrix24's current page says 180.
         // The shorter is assumed: a keep-alive every three weeks is far from the timed
         // refreshing Bitrix24 warns against.
@@ -580,6 +609,7 @@ pub static GOOGLE_SHEETS: ProviderFacts = ProviderFacts {
         authorize_params: &[("access_type", "offline"), ("prompt", "consent")],
         pkce: true,
         rotates_refresh_tokens: false,
+        refresh_token_reuse: RefreshTokenReuse::Reusable,
         // A refresh token unused for six months stops working; the schedule refreshes hourly
         // tokens anyway, so this only matters if the schedule stops.
         refresh_token_idle_lifetime: Some(Duration::from_secs(180 * 24 * 60 * 60)),

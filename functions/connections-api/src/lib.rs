@@ -11,6 +11,7 @@ use serde_json::json;
 use shared::connections::{self, ApiKeyInput, SettingsInput};
 use shared::identity::Caller;
 use shared::provider::LoginChoice;
+use shared::refresh::deadline;
 use shared::{Error, Provider, Services};
 use tracing::Instrument;
 
@@ -25,18 +26,22 @@ pub async fn handle(
         .lambda_context_ref()
         .map(|c| c.request_id.clone())
         .unwrap_or_default();
+    // No rotating refresh starts that the invocation's deadline could cut short.
+    let until = request
+        .lambda_context_ref()
+        .and_then(|c| deadline::from_epoch_ms(c.deadline));
     let span = tracing::info_span!(
         "connections_api",
         request_id = %request_id,
         route = tracing::field::Empty,
         tenant = tracing::field::Empty
     );
-    let response = async {
+    let response = deadline::within(until, async {
         match dispatch(services, &request).await {
             Ok(response) => response,
             Err(error) => error_response(&error),
         }
-    }
+    })
     .instrument(span)
     .await;
     Ok(response)

@@ -6,6 +6,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use futures::stream::{self, StreamExt};
 use lambda_runtime::LambdaEvent;
 use shared::push::{process_message, InboundMessage, MessageOutcome};
+use shared::refresh::deadline;
 use shared::Services;
 use tracing::Instrument;
 
@@ -14,17 +15,18 @@ pub async fn handle(
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
     let span = tracing::info_span!("lead_push", request_id = %event.context.request_id);
+    // No rotating refresh starts that the invocation's deadline could cut short.
+    let until = deadline::from_epoch_ms(event.context.deadline);
     let records = event.payload.records;
-    let outcomes: Vec<(String, MessageOutcome)> = stream::iter(records)
+    let work = stream::iter(records)
         .map(|record| async move {
             let message = inbound(record);
             let outcome = process_message(services, &message).await;
             (message.message_id, outcome)
         })
         .buffer_unordered(services.config.push.concurrency)
-        .collect()
-        .instrument(span)
-        .await;
+        .collect::<Vec<(String, MessageOutcome)>>();
+    let outcomes = deadline::within(until, work).instrument(span).await;
     let mut response = SqsBatchResponse::default();
     for (message_id, outcome) in outcomes {
         if !outcome.is_settled() {

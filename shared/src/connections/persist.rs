@@ -64,6 +64,8 @@ pub(super) async fn store_connection(
             last_error: None,
             refresh_lease_owner: None,
             refresh_lease_until: None,
+            refresh_in_flight: None,
+            refresh_in_doubt: None,
         };
         if services
             .store

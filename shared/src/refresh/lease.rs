@@ -1,41 +1,77 @@
-//! One refresh per connection at a time, and never a rotated refresh token lost.
+//! One refresh per connection at a time, and never a rotated refresh token lost or presented
+//! twice.
 //!
 //! The order of writes is what makes it safe:
 //! 1. take the connection's refresh lease (a conditional write; it lapses after
-//!    `LEASE_SECONDS`, longer than any function may run, so a crashed holder cannot block
-//!    forever and a live one never loses it);
-//! 2. re-read the row under the lease: if another holder already refreshed, use its tokens;
-//! 3. call the provider's token endpoint (only the lease holder ever presents the refresh token);
-//! 4. store the new tokens — retried on failure, because a rotated refresh token exists nowhere
-//!    else — with a write conditioned on still holding the lease (or, the lease having lapsed,
-//!    on nobody having written since), releasing the lease in the same write;
+//!    `LEASE_SECONDS`, longer than any function may run (checked against infra/template.yaml
+//!    by a test), so a crashed holder cannot block forever and a live one never loses it);
+//! 2. re-read the row under the lease: if another holder already refreshed, use its tokens; if
+//!    a rotating refresh of the stored token is in doubt (its answer was lost, or its holder
+//!    died mid-call: the lease lapsed with the in-flight mark still set), never present it —
+//!    use the access token while it lives, then mark the connection `needs_reauth`;
+//! 3. for a rotating refresh token, only with enough of the invocation left for the call's
+//!    full timeout plus storing the answer (see `deadline.rs`), and after writing the
+//!    in-flight mark: call the provider's token endpoint (only the lease holder ever presents
+//!    the refresh token);
+//! 4. store the new tokens — retried until the deadline, because a rotated refresh token exists
+//!    nowhere else — with a write conditioned on still holding the lease (or, the lease having
+//!    lapsed, on nobody having written since), releasing the lease in the same write; an answer
+//!    lost, or tokens that could not be stored, leave the doubt recorded instead;
 //! 5. only then use the new access token.
 //!
-//! Everyone else waits for the holder's write and reads the tokens it stored.
+//! Everyone else waits for the holder's write (never past the deadline) and reads the tokens
+//! it stored. Status writes after a failed refresh apply only to the tokens that failed.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
+use super::deadline;
 use crate::credentials::Credentials;
 use crate::error::{Error, ProviderError};
 use crate::provider;
+use crate::registry::RefreshTokenReuse;
 use crate::services::Services;
-use crate::store::{Connection, ConnectionStatus, RefreshedRow, TokenSchedule};
+use crate::store::{Connection, ConnectionStatus, RefreshMark, RefreshedRow, TokenSchedule};
 
 /// Refresh when the access token has less than this left, so that a call started now does not
 /// race the expiry.
 const EXPIRY_MARGIN_SECONDS: i64 = 120;
 /// How long a refresh lease lasts: longer than the longest function timeout (token-refresh's
-/// 300 s in the template), so a lapsed lease means its holder is no longer running and cannot
-/// be presenting the refresh token at the same time as the next holder.
-const LEASE_SECONDS: i64 = 360;
-/// How often a caller waiting for another's refresh looks again, and for how long at most.
+/// 300 s; `tests/.../template_timeouts.rs` checks every function of infra/template.yaml), so a
+/// lapsed lease means its holder is no longer running and cannot be presenting the refresh
+/// token at the same time as the next holder.
+pub const LEASE_SECONDS: i64 = 360;
+/// How often a caller waiting for another's refresh looks again, and for how long at most
+/// (less when the invocation's deadline comes sooner).
 const WAIT_STEP: Duration = Duration::from_millis(100);
-const WAIT_LIMIT: Duration = Duration::from_secs(20);
-/// Attempts to store tokens the provider has already issued.
-const STORE_ATTEMPTS: u32 = 6;
+pub const WAIT_LIMIT: Duration = Duration::from_secs(15);
+/// Time kept, before the deadline, for sealing and storing new tokens (each retried).
+const STORE_RESERVE: Duration = Duration::from_secs(4);
+/// Time kept, before the deadline, for the writes that end a refresh either way (recording a
+/// doubt, giving the lease back) and for the caller's own answer.
+const FINAL_WRITES: Duration = Duration::from_secs(2);
+/// Without a known deadline (tests, tools): how long new tokens are retried into the store.
+const STORE_RETRY_UNBOUNDED: Duration = Duration::from_secs(20);
+/// Longest pause between two attempts to store new tokens.
+const STORE_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// What the tenant is told when a doubtful refresh leaves no working token.
+pub const DOUBT_REASON: &str =
+    "a refresh's answer was lost; the provider may have rotated the token — reconnect";
+
+/// How much of the invocation a refresh of a rotating token needs before it may start: the
+/// token call's full timeout (a rotating call is never resent), sealing and storing the answer
+/// with their retries, and the final writes.
+pub fn rotating_refresh_budget(config: &crate::config::Config) -> Duration {
+    rotating_refresh_budget_with(config.http.request_timeout)
+}
+
+/// [`rotating_refresh_budget`] for a token-call timeout of `request_timeout`.
+pub fn rotating_refresh_budget_with(request_timeout: Duration) -> Duration {
+    request_timeout + STORE_RESERVE + FINAL_WRITES
+}
 
 /// Why a refresh is wanted.
 pub enum RefreshCause {
@@ -48,7 +84,8 @@ pub enum RefreshCause {
 }
 
 /// The connection after a refresh, with its opened credentials. `minted` is false when the
-/// stored tokens already answered the cause (someone else refreshed first).
+/// stored tokens already answered the cause (someone else refreshed first), or when a refresh
+/// in doubt leaves the current access token in use while it lives.
 pub struct Refreshed {
     pub connection: Connection,
     pub credentials: Credentials,
@@ -75,19 +112,49 @@ pub fn require_active(connection: &Connection) -> Result<(), Error> {
     })
 }
 
-/// Marks the connection `needs_reauth` with the reason, and returns the matching error.
+/// Marks the connection `needs_reauth` with the reason — only if it still holds the tokens of
+/// `connection.version`, the ones that failed — and returns the matching error. When the row
+/// changed meanwhile (a reconnect), nothing is marked and the caller is told to try again.
 pub async fn mark_needs_reauth(
     services: &Services,
     connection: &Connection,
     reason: &str,
 ) -> Error {
     let provider = connection.provider;
-    if let Err(store_error) = services
+    match services
         .store
-        .mark_needs_reauth(&connection.tenant_id, provider, reason, Utc::now())
+        .mark_needs_reauth_at_version(
+            &connection.tenant_id,
+            provider,
+            connection.version,
+            reason,
+            Utc::now(),
+        )
         .await
     {
-        tracing::error!(error = %store_error, "could not mark the connection needs_reauth");
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(
+                reason = %reason,
+                "the connection changed since its tokens failed; not marking it needs_reauth"
+            );
+            // Someone else may have marked it first (a waiter on the same doubt): say so.
+            if let Ok(Some(current)) = services
+                .store
+                .get_connection(&connection.tenant_id, provider)
+                .await
+            {
+                if let Err(inactive) = require_active(&current) {
+                    return inactive;
+                }
+            }
+            return Error::Busy(format!(
+                "the {provider} connection changed while it was in use"
+            ));
+        }
+        Err(store_error) => {
+            tracing::error!(error = %store_error, "could not mark the connection needs_reauth");
+        }
     }
     tracing::warn!(reason = %reason, "connection needs re-authorisation");
     Error::NeedsReauth {
@@ -127,6 +194,32 @@ fn answered(connection: &Connection, credentials: &Credentials, cause: &RefreshC
     }
 }
 
+/// What presenting this connection's refresh token twice would do.
+fn reuse(connection: &Connection) -> RefreshTokenReuse {
+    connection
+        .provider
+        .facts()
+        .and_then(|f| f.oauth())
+        .map_or(RefreshTokenReuse::Reusable, |o| o.refresh_token_reuse)
+}
+
+/// Whether a failed token call may have reached the provider and been acted on, its answer
+/// lost: a timeout, a server error, a cut or reset connection, an unreadable answer. A refusal
+/// (4xx), throttling, or a connection never made says the provider did not rotate anything.
+fn answer_lost(error: &ProviderError) -> bool {
+    match error {
+        ProviderError::Timeout { .. }
+        | ProviderError::Unavailable { .. }
+        | ProviderError::Garbage { .. } => true,
+        ProviderError::Network { source, .. } => !source.is_connect(),
+        ProviderError::Throttled { .. }
+        | ProviderError::Unauthorized { .. }
+        | ProviderError::InvalidGrant { .. }
+        | ProviderError::Rejected { .. }
+        | ProviderError::ProgressNotSaved { .. } => false,
+    }
+}
+
 /// Refreshes `connection` for `cause` under its lease, or waits for whoever holds the lease and
 /// takes the tokens it stored.
 pub async fn refresh(
@@ -137,7 +230,9 @@ pub async fn refresh(
     let tenant = connection.tenant_id.clone();
     let provider = connection.provider;
     let owner = uuid::Uuid::new_v4().to_string();
-    let started = std::time::Instant::now();
+    let started = Instant::now();
+    // Waiting ends early enough for the caller to answer before the invocation is killed.
+    let wait_limit = deadline::cap(WAIT_LIMIT, FINAL_WRITES);
     let seen_version = connection.version;
     loop {
         let now = Utc::now();
@@ -154,7 +249,7 @@ pub async fn refresh(
         if let Some(current) = leased {
             return refresh_holding_lease(services, current, &owner, &cause).await;
         }
-        if started.elapsed() > WAIT_LIMIT {
+        if started.elapsed() + WAIT_STEP > wait_limit {
             return Err(Error::Busy(format!(
                 "a refresh of the {provider} connection is taking long"
             )));
@@ -182,9 +277,92 @@ pub async fn refresh(
     }
 }
 
-async fn refresh_holding_lease(
+/// The stored refresh token may be dead and is never presented again: the connection lives on
+/// its current access token while that lasts, then needs the tenant to reconnect.
+async fn in_doubt(
     services: &Services,
     connection: Connection,
+    credentials: Credentials,
+    cause: &RefreshCause,
+) -> Result<Refreshed, Error> {
+    let alive = !matches!(cause, RefreshCause::Rejected(_))
+        && credentials.access_token.is_some()
+        && connection.token_expiry().is_some_and(|at| at > Utc::now());
+    if alive {
+        tracing::info!("a refresh is in doubt; using the current access token while it lives");
+        return Ok(Refreshed {
+            connection,
+            credentials,
+            minted: false,
+        });
+    }
+    Err(mark_needs_reauth(services, &connection, DOUBT_REASON).await)
+}
+
+/// Records the doubt and gives the lease back in one write. If even that fails, the in-flight
+/// mark stays with the lease, and whoever takes the lease after it lapses records the doubt.
+async fn record_doubt(
+    services: &Services,
+    connection: &mut Connection,
+    owner: &str,
+    reason: String,
+) {
+    let mark = RefreshMark {
+        version: connection.version,
+        since: Utc::now(),
+        reason,
+    };
+    tracing::warn!(
+        event = "refresh_in_doubt",
+        reason = %mark.reason,
+        "a rotating refresh may have been acted on without its answer; its token will not be presented again"
+    );
+    match services
+        .store
+        .record_refresh_doubt(&connection.tenant_id, connection.provider, owner, &mark)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!("the refresh lease was lost before the doubt was recorded"),
+        Err(e) => tracing::error!(
+            error = %e,
+            "could not record the refresh doubt; the in-flight mark stands for it"
+        ),
+    }
+    connection.refresh_in_flight = None;
+    connection.refresh_lease_owner = None;
+    connection.refresh_lease_until = None;
+    connection.refresh_in_doubt = Some(mark);
+}
+
+/// Runs `attempt` until it succeeds or `until` passes, backing off between attempts.
+async fn retry_until<T, F, Fut>(until: Instant, what: &str, mut attempt: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let mut pause = WAIT_STEP;
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(e) if Instant::now() + pause < until => {
+                tracing::warn!(error = %e, attempt = attempts, "{what} failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(STORE_BACKOFF_MAX);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, attempts, "{what} failed; giving up");
+                return Err(e);
+            }
+        }
+    }
+}
+
+async fn refresh_holding_lease(
+    services: &Services,
+    mut connection: Connection,
     owner: &str,
     cause: &RefreshCause,
 ) -> Result<Refreshed, Error> {
@@ -214,6 +392,18 @@ async fn refresh_holding_lease(
             return Err(e);
         }
     };
+    let reuse = reuse(&connection);
+    if reuse.rotates() && connection.refresh_in_flight.is_some() {
+        // The lease lapsed (or was never given back) with a presentation unanswered: its holder
+        // died mid-call, or could not store the answer. The provider may have rotated.
+        record_doubt(
+            services,
+            &mut connection,
+            owner,
+            "a refresh was under way when its process ended; its answer was never recorded".into(),
+        )
+        .await;
+    }
     if answered(&connection, &credentials, cause) {
         release().await;
         return Ok(Refreshed {
@@ -221,6 +411,10 @@ async fn refresh_holding_lease(
             credentials,
             minted: false,
         });
+    }
+    if reuse.rotates() && connection.doubt().is_some() {
+        release().await;
+        return in_doubt(services, connection, credentials, cause).await;
     }
     let Some(refresh_token) = credentials.refresh_token.clone() else {
         return Err(mark_needs_reauth(services, &connection, "no refresh token is stored").await);
@@ -253,10 +447,59 @@ async fn refresh_holding_lease(
                 return Err(e);
             }
         };
+    if reuse.rotates() {
+        // A rotating call killed by the deadline after the provider acted would lose the new
+        // token: start it only when the whole call and the store fit before the deadline.
+        let budget = rotating_refresh_budget(&services.config);
+        if !deadline::covers(budget) {
+            release().await;
+            tracing::warn!(
+                event = "refresh_deferred_deadline",
+                remaining_ms = deadline::remaining().map(|d| d.as_millis() as u64),
+                budget_ms = budget.as_millis() as u64,
+                "too close to the invocation's deadline to present a rotating refresh token"
+            );
+            return Err(Error::Busy(format!(
+                "too little time left in this invocation to refresh the {provider} token"
+            )));
+        }
+        let mark = RefreshMark {
+            version: connection.version,
+            since: Utc::now(),
+            reason: String::new(),
+        };
+        match services
+            .store
+            .mark_refresh_in_flight(&tenant, provider, owner, &mark)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(Error::Busy(format!(
+                    "the {provider} refresh lease was lost"
+                )));
+            }
+            Err(e) => {
+                release().await;
+                return Err(e);
+            }
+        }
+    }
     let tokens = match implementation.refresh_token(&oauth, &refresh_token).await {
         Ok(tokens) => tokens,
         Err(error @ ProviderError::InvalidGrant { .. }) => {
             return Err(mark_needs_reauth(services, &connection, &error.to_string()).await)
+        }
+        Err(error) if reuse.rotates() && answer_lost(&error) => {
+            record_doubt(services, &mut connection, owner, error.to_string()).await;
+            return match cause {
+                // The push goes on with the access token it has while that lives.
+                RefreshCause::Expiring => in_doubt(services, connection, credentials, cause).await,
+                RefreshCause::Rejected(_) => {
+                    Err(mark_needs_reauth(services, &connection, DOUBT_REASON).await)
+                }
+                RefreshCause::DueBefore(_) => Err(error.into()),
+            };
         }
         Err(error) => {
             release().await;
@@ -283,26 +526,11 @@ async fn refresh_holding_lease(
     let schedule = TokenSchedule::for_tokens(provider, tokens.expires_at, true, obtained_at);
 
     // From here on the provider may have retired the old refresh token: the new one must be
-    // stored before anything else happens.
-    let mut attempt = 0;
-    let sealed = loop {
-        attempt += 1;
-        match services.vault.seal(&tenant, provider, &fresh).await {
-            Ok(sealed) => break sealed,
-            Err(e) if attempt < STORE_ATTEMPTS => {
-                tracing::warn!(error = %e, attempt, "sealing refreshed tokens failed; retrying");
-                tokio::time::sleep(WAIT_STEP * 2u32.pow(attempt)).await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "refreshed tokens could not be sealed");
-                return Err(e.into());
-            }
-        }
-    };
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match services
+    // stored before anything else happens, trying for as long as the invocation allows.
+    let store_until = Instant::now() + deadline::cap(STORE_RETRY_UNBOUNDED, FINAL_WRITES);
+    let stored = retry_until(store_until, "storing refreshed tokens", || async {
+        let sealed = services.vault.seal(&tenant, provider, &fresh).await?;
+        let written = services
             .store
             .store_refreshed_tokens(
                 &tenant,
@@ -315,27 +543,45 @@ async fn refresh_holding_lease(
                     account: account.as_ref(),
                 },
             )
-            .await
-        {
-            Ok(true) => break,
-            Ok(false) => {
-                tracing::error!(
-                    "the refresh lease was taken over before the new tokens were stored"
-                );
-                return Err(Error::Busy(format!(
-                    "the {provider} refresh lease was lost"
-                )));
-            }
-            Err(e) if attempt < STORE_ATTEMPTS => {
-                tracing::warn!(error = %e, attempt, "storing refreshed tokens failed; retrying");
-                tokio::time::sleep(WAIT_STEP * 2u32.pow(attempt)).await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "refreshed tokens could not be stored");
-                return Err(e);
-            }
+            .await?;
+        Ok((sealed, written))
+    })
+    .await;
+    let sealed = match stored {
+        Ok((sealed, true)) => sealed,
+        Ok((_, false)) => {
+            // Someone wrote the row since (a reconnect replaced it): its tokens stand.
+            tracing::error!("the refresh lease was taken over before the new tokens were stored");
+            return Err(Error::Busy(format!(
+                "the {provider} refresh lease was lost"
+            )));
         }
-    }
+        Err(error) => {
+            // One event an alarm can match; no secret in it.
+            tracing::error!(
+                event = "refreshed_tokens_lost",
+                tenant = %tenant,
+                provider = %provider,
+                rotated,
+                error = %error,
+                "the provider issued new tokens that could not be stored"
+            );
+            if reuse.rotates() {
+                // The row still holds the old, possibly rotated refresh token: nobody may
+                // present it. Recording the doubt gives the lease back.
+                record_doubt(
+                    services,
+                    &mut connection,
+                    owner,
+                    "new tokens were issued but could not be stored".into(),
+                )
+                .await;
+            } else {
+                release().await;
+            }
+            return Err(error);
+        }
+    };
     tracing::info!(expires_at = ?tokens.expires_at, rotated, "access token refreshed and stored");
     let mut stored = connection;
     if let Some(account) = account {
@@ -349,6 +595,8 @@ async fn refresh_holding_lease(
     stored.refreshed_at = Some(obtained_at);
     stored.refresh_lease_owner = None;
     stored.refresh_lease_until = None;
+    stored.refresh_in_flight = None;
+    stored.refresh_in_doubt = None;
     Ok(Refreshed {
         connection: stored,
         credentials: fresh,

@@ -4,6 +4,7 @@
 //! and refreshes it; the push and setup paths refresh lazily ([`refresh`]) when a token is
 //! about to expire or was rejected. Both go through the same lease (see `lease.rs`).
 
+pub mod deadline;
 mod lease;
 
 use std::time::Instant;
@@ -13,7 +14,10 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use tracing::Instrument;
 
-pub use lease::{expiring, mark_needs_reauth, refresh, require_active, RefreshCause, Refreshed};
+pub use lease::{
+    expiring, mark_needs_reauth, refresh, require_active, rotating_refresh_budget,
+    rotating_refresh_budget_with, RefreshCause, Refreshed, DOUBT_REASON, LEASE_SECONDS, WAIT_LIMIT,
+};
 
 use crate::error::Error;
 use crate::services::Services;

@@ -186,12 +186,37 @@ pub struct Connection {
     pub refresh_lease_owner: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_lease_until: Option<i64>,
+    /// A rotating refresh token is being presented under the lease: a lease found lapsed with
+    /// this still set means its holder died mid-call (or could not store the answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_in_flight: Option<RefreshMark>,
+    /// A rotating refresh's answer was lost: the stored refresh token may be dead, so it is
+    /// never presented again; the access token is used while it lives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_in_doubt: Option<RefreshMark>,
+}
+
+/// What the refresh protocol notes about a token version (see `refresh/lease.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshMark {
+    /// The connection's `version` when the mark was written (for the record).
+    pub version: u64,
+    pub since: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
 }
 
 impl Connection {
     pub fn token_expiry(&self) -> Option<DateTime<Utc>> {
         self.token_expires_at
             .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0))
+    }
+
+    /// The doubt about the stored tokens, if a rotating refresh of them lost its answer. Every
+    /// write of new tokens removes it, so its presence alone says the stored refresh token may
+    /// be dead (a settings save bumps `version` without touching tokens).
+    pub fn doubt(&self) -> Option<&RefreshMark> {
+        self.refresh_in_doubt.as_ref()
     }
 }
 
@@ -430,7 +455,9 @@ impl Store {
             .transpose()
     }
 
-    /// Marks a connection as needing the tenant to reconnect, with the reason and time.
+    /// Marks a connection as needing the tenant to reconnect, with the reason and time,
+    /// whatever tokens it holds (an operator's or a test's write; the refresh path uses
+    /// [`Store::mark_needs_reauth_at_version`]).
     pub async fn mark_needs_reauth(
         &self,
         tenant: &TenantId,
@@ -438,26 +465,58 @@ impl Store {
         reason: &str,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
+        self.write_needs_reauth(tenant, provider, None, reason, at)
+            .await
+            .map(|_| ())
+    }
+
+    /// Marks a connection `needs_reauth` only if it still holds the tokens of `version`, the
+    /// ones that failed: a reconnect that replaced the row meanwhile keeps the new connection
+    /// active. Returns `false` when the row changed (or is gone).
+    pub async fn mark_needs_reauth_at_version(
+        &self,
+        tenant: &TenantId,
+        provider: Provider,
+        version: u64,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        self.write_needs_reauth(tenant, provider, Some(version), reason, at)
+            .await
+    }
+
+    async fn write_needs_reauth(
+        &self,
+        tenant: &TenantId,
+        provider: Provider,
+        version: Option<u64>,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, Error> {
         let last_error = serde_dynamo::to_attribute_value(LastError {
             at,
             message: reason.to_string(),
         })
         .map_err(|e| malformed("last_error", e))?;
-        let result = self
+        let mut request = self
             .update_connection(tenant, provider)
-            .condition_expression("attribute_exists(pk)")
             .update_expression(
                 "SET #status = :status, last_error = :err, version = version + :one \
-                 REMOVE refresh_due_at, refresh_bucket, refresh_lease_owner, refresh_lease_until",
+                 REMOVE refresh_due_at, refresh_bucket, refresh_lease_owner, refresh_lease_until, \
+                 refresh_in_flight",
             )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":status", AttributeValue::S("needs_reauth".into()))
             .expression_attribute_values(":err", last_error)
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .send()
-            .await;
-        // A row deleted meanwhile has nothing left to mark.
-        conditional("UpdateItem", result).map(|_| ())
+            .expression_attribute_values(":one", AttributeValue::N("1".into()));
+        request = match version {
+            Some(v) => request
+                .condition_expression("version = :failed")
+                .expression_attribute_values(":failed", AttributeValue::N(v.to_string())),
+            None => request.condition_expression("attribute_exists(pk)"),
+        };
+        // A row deleted or replaced meanwhile has nothing left to mark.
+        Ok(conditional("UpdateItem", request.send().await)?.is_some())
     }
 
     /// Records a successful push: `last_sync_at` now, `last_error` cleared. Does not bump the
@@ -563,8 +622,11 @@ impl Store {
             }
             None => "SET credentials = :creds, version = version + :one",
         };
-        let (update, values) =
-            schedule_update(set, schedule, "refresh_lease_owner, refresh_lease_until");
+        let (update, values) = schedule_update(
+            set,
+            schedule,
+            "refresh_lease_owner, refresh_lease_until, refresh_in_flight, refresh_in_doubt",
+        );
         request = values
             .into_iter()
             .fold(request.update_expression(update), |r, (k, v)| {
@@ -573,7 +635,8 @@ impl Store {
         Ok(conditional("UpdateItem", request.send().await)?.is_some())
     }
 
-    /// Gives the refresh lease back without writing tokens (nothing to refresh, or it failed).
+    /// Gives the refresh lease back without writing tokens (nothing to refresh, or it failed
+    /// in a way that says the provider did not act), with any in-flight mark.
     pub async fn release_refresh_lease(
         &self,
         tenant: &TenantId,
@@ -583,9 +646,55 @@ impl Store {
         let request = self
             .update_connection(tenant, provider)
             .condition_expression("refresh_lease_owner = :owner")
-            .update_expression("REMOVE refresh_lease_owner, refresh_lease_until")
+            .update_expression("REMOVE refresh_lease_owner, refresh_lease_until, refresh_in_flight")
             .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()));
         ignore_missing(request.send().await.map(|_| ()), "UpdateItem")
+    }
+
+    /// Notes, under `owner`'s lease, that a rotating refresh token is about to be presented.
+    /// Only a token write (which stores its answer) or a release (its outcome known) clears it.
+    /// Returns `false` when the lease was lost meanwhile.
+    pub async fn mark_refresh_in_flight(
+        &self,
+        tenant: &TenantId,
+        provider: Provider,
+        owner: &str,
+        mark: &RefreshMark,
+    ) -> Result<bool, Error> {
+        let value =
+            serde_dynamo::to_attribute_value(mark).map_err(|e| malformed("refresh mark", e))?;
+        let request = self
+            .update_connection(tenant, provider)
+            .condition_expression("refresh_lease_owner = :owner")
+            .update_expression("SET refresh_in_flight = :mark")
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
+            .expression_attribute_values(":mark", value);
+        Ok(conditional("UpdateItem", request.send().await)?.is_some())
+    }
+
+    /// Records that a rotating refresh may have been acted on without our knowing its answer,
+    /// and gives the lease back in the same write, so that nobody presents the stored refresh
+    /// token again. Only new tokens (a refresh's or a reconnect's) clear it, not a version bump
+    /// (a settings save). Returns `false` when `owner`'s lease was lost meanwhile.
+    pub async fn record_refresh_doubt(
+        &self,
+        tenant: &TenantId,
+        provider: Provider,
+        owner: &str,
+        doubt: &RefreshMark,
+    ) -> Result<bool, Error> {
+        let value =
+            serde_dynamo::to_attribute_value(doubt).map_err(|e| malformed("refresh mark", e))?;
+        let request = self
+            .update_connection(tenant, provider)
+            .condition_expression("refresh_lease_owner = :owner")
+            .update_expression(
+                "SET refresh_in_doubt = :doubt \
+                 REMOVE refresh_in_flight, refresh_lease_owner, refresh_lease_until",
+            )
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
+            .expression_attribute_values(":doubt", value);
+        Ok(conditional("UpdateItem", request.send().await)?.is_some())
     }
 
     /// Deletes a connection row; `false` if there was none.

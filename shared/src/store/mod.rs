@@ -20,7 +20,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
 pub use connections::{
     Connection, ConnectionSettings, ConnectionStatus, ContactProperty, DueConnection, LastError,
-    RefreshedRow, TokenSchedule,
+    RefreshMark, RefreshedRow, TokenSchedule,
 };
 pub use lead_mappings::{LeadClaim, LeadKey, LeadMapping};
 pub use oauth_states::PendingAuthorization;

@@ -26,5 +26,7 @@ mod push;
 mod refresh;
 mod salesforce;
 mod salesforce_requests;
+mod template_timeouts;
+mod token_custody;
 mod zoho;
 mod zoho_requests;

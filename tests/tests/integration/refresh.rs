@@ -264,6 +264,8 @@ async fn a_connection_without_a_refresh_token_is_never_touched_by_the_schedule()
         last_error: None,
         refresh_lease_owner: None,
         refresh_lease_until: None,
+        refresh_in_flight: None,
+        refresh_in_doubt: None,
     };
     assert!(ctx.services.store.put_connection(&row, None).await.unwrap());
     let summary = ctx.run_schedule().await;
