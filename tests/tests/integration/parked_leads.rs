@@ -280,3 +280,38 @@ async fn a_message_pushed_to_one_destination_and_parked_for_another_is_settled()
     assert_eq!(ctx.hubspot.contacts().len(), 1);
     assert!(ctx.queues.dead_letters().await.is_empty());
 }
+
+#[tokio::test]
+async fn a_lead_that_cannot_be_parked_is_retried_not_dead_lettered() {
+    let ctx = context().await;
+    let tenant = connected_tenant(&ctx).await;
+    ctx.services
+        .store
+        .mark_needs_reauth(
+            &TenantId::parse(&tenant).unwrap(),
+            Provider::Hubspot,
+            "invalid_grant from hubspot",
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    // Every attempt of the parking write (the SDK tries 3 times) fails.
+    let moto = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let proxy = relay_tests::aws_faults::FaultyAws::start(&moto, "PutItem", "PARK#", 3).await;
+    let failing = ctx.services_via(&proxy.endpoint);
+    let message = |receive_count| InboundMessage {
+        message_id: "m-1".into(),
+        body: lead(&tenant, 1, "new", 1),
+        receive_count,
+    };
+
+    let first = process_message(&failing, &message(1)).await;
+    assert!(matches!(first, MessageOutcome::Retry { .. }), "{first:?}");
+    assert_eq!(proxy.matched(), 3);
+    assert_eq!(listed(&ctx, &tenant).await["parked_leads"], 0);
+
+    let again = process_message(&ctx.services, &message(2)).await;
+    assert!(matches!(again, MessageOutcome::Parked { .. }), "{again:?}");
+    assert_eq!(listed(&ctx, &tenant).await["parked_leads"], 1);
+    assert!(ctx.queues.dead_letters().await.is_empty());
+}
