@@ -92,6 +92,18 @@ pub struct RefreshSettings {
     pub lookahead: Duration,
     /// Connections refreshed at once (`REFRESH_CONCURRENCY`).
     pub concurrency: usize,
+    /// Shards of the refresh index (`REFRESH_SHARDS`, default 16): may grow, never shrink
+    /// (see `Store::with_refresh_shards`).
+    pub shards: u32,
+    /// Index rows read per Query (`REFRESH_PAGE_SIZE`, default 100).
+    pub page_size: u32,
+    /// The refresh-shard queue (`REFRESH_SHARD_QUEUE_URL`): the scheduled run sends one
+    /// message per shard there and token-refresh walks each shard in its own invocation.
+    /// Without it the scheduled run walks every shard itself.
+    pub shard_queue_url: Option<String>,
+    /// No scheduled refresh starts with less than this left before the invocation's deadline
+    /// (`REFRESH_RESERVE_SECONDS`; unset: [`Config::refresh_reserve`] derives it).
+    pub reserve: Option<Duration>,
 }
 
 /// Lead push: where permanent failures go, and when to stop retrying.
@@ -212,6 +224,17 @@ impl Config {
             refresh: RefreshSettings {
                 lookahead: Duration::from_secs(number("REFRESH_LOOKAHEAD_SECONDS", 900)?),
                 concurrency: number("REFRESH_CONCURRENCY", 8)?.clamp(1, 50) as usize,
+                shards: number(
+                    "REFRESH_SHARDS",
+                    u64::from(crate::store::DEFAULT_REFRESH_SHARDS),
+                )?
+                .clamp(1, 1000) as u32,
+                page_size: number("REFRESH_PAGE_SIZE", 100)?.clamp(1, 1000) as u32,
+                shard_queue_url: get("REFRESH_SHARD_QUEUE_URL"),
+                reserve: match get("REFRESH_RESERVE_SECONDS") {
+                    None => None,
+                    Some(_) => Some(Duration::from_secs(number("REFRESH_RESERVE_SECONDS", 0)?)),
+                },
             },
             salesforce: SalesforceSettings {
                 api_version: salesforce_api_version(get("SALESFORCE_API_VERSION"))?,
@@ -238,6 +261,18 @@ impl Config {
                 .facts()
                 .and_then(|f| f.oauth())
                 .and_then(|o| o.default_access_token_lifetime)
+        })
+    }
+
+    /// The time a scheduled refresh needs left before the deadline to be started: as set, else
+    /// the longest a token call can take (every attempt connecting and timing out, with the
+    /// longest wait between attempts) plus 15 s to seal and store the new tokens.
+    pub fn refresh_reserve(&self) -> Duration {
+        self.refresh.reserve.unwrap_or_else(|| {
+            let attempts = self.http.max_attempts.max(1);
+            (self.http.connect_timeout + self.http.request_timeout) * attempts
+                + self.http.max_wait * (attempts - 1)
+                + Duration::from_secs(15)
         })
     }
 

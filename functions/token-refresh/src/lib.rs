@@ -1,22 +1,87 @@
-//! `token-refresh`: runs on the EventBridge schedule and refreshes every OAuth token that is due
-//! before the next run (plus a margin), found through the sparse `by-refresh-due` index.
+//! `token-refresh`: refreshes every OAuth token that is due before the next run (plus a
+//! margin), found through the sharded, sparse `by-refresh-due` index.
+//!
+//! Two events reach it: the EventBridge schedule ([`handle`]), which fans out one message per
+//! index shard to the refresh-shard queue (or, without one, walks the shards itself), and
+//! those messages ([`handle_shards`]), each walking one shard until the invocation's deadline.
+//! Both run inside the Lambda context's deadline, so no refresh starts that could not finish.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
-use shared::refresh::run_scheduled;
+use serde_json::Value;
 pub use shared::refresh::RefreshSummary;
+use shared::refresh::{deadline, run_scheduled, run_shard, ShardWork};
 use shared::Services;
 use tracing::Instrument;
 
-/// Reports how many connections were refreshed, skipped and failed. Fails the invocation only
-/// when the due connections could not be listed at all (EventBridge retries it then).
+/// The scheduled run. Reports how many connections were refreshed, skipped and failed (or how
+/// many shards were handed to the queue). Fails the invocation only when nothing could be
+/// listed or handed off at all (EventBridge retries it then).
 pub async fn handle(
     services: &Services,
     event: LambdaEvent<EventBridgeEvent>,
 ) -> Result<RefreshSummary, lambda_runtime::Error> {
     let span = tracing::info_span!("token_refresh", request_id = %event.context.request_id);
-    let summary = run_scheduled(services, chrono::Utc::now())
+    let until = deadline::from_epoch_ms(event.context.deadline);
+    let summary = deadline::within(until, run_scheduled(services, chrono::Utc::now()))
         .instrument(span)
         .await?;
     Ok(summary)
+}
+
+/// Refresh-shard messages (`ShardWork` as JSON). A message whose shard could not be read, or
+/// whose continuation could not be sent, is reported failed so that SQS delivers it again; a
+/// body that is not a shard is dropped with an error log (the next scheduled run covers it).
+pub async fn handle_shards(
+    services: &Services,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+    let span = tracing::info_span!("token_refresh_shard", request_id = %event.context.request_id);
+    let until = deadline::from_epoch_ms(event.context.deadline);
+    let records = event.payload.records;
+    let response = deadline::within(until, async {
+        let mut response = SqsBatchResponse::default();
+        for record in records {
+            let id = record.message_id.clone().unwrap_or_default();
+            let work: ShardWork = match serde_json::from_str(record.body.as_deref().unwrap_or(""))
+            {
+                Ok(work) => work,
+                Err(error) => {
+                    tracing::error!(message_id = %id, error = %error, "not a refresh-shard message; dropped");
+                    continue;
+                }
+            };
+            let bucket = work.bucket.clone();
+            if let Err(error) = run_shard(services, work).await {
+                tracing::warn!(message_id = %id, bucket = %bucket, error = %error, "shard walk failed; SQS retries it");
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                response.batch_item_failures.push(failure);
+            }
+        }
+        response
+    })
+    .instrument(span)
+    .await;
+    Ok(response)
+}
+
+/// What `main` registers: an SQS event (it has `Records`) goes to [`handle_shards`], anything
+/// else is the schedule. Boxed: the refresh futures are too deep for the compiler's layout
+/// query otherwise.
+pub async fn handle_any(
+    services: &Services,
+    event: LambdaEvent<Value>,
+) -> Result<Value, lambda_runtime::Error> {
+    let (payload, context) = event.into_parts();
+    if payload.get("Records").is_some() {
+        let sqs: SqsEvent = serde_json::from_value(payload)?;
+        let response = Box::pin(handle_shards(services, LambdaEvent::new(sqs, context))).await?;
+        Ok(serde_json::to_value(response)?)
+    } else {
+        let schedule: EventBridgeEvent = serde_json::from_value(payload)?;
+        let summary = Box::pin(handle(services, LambdaEvent::new(schedule, context))).await?;
+        Ok(serde_json::to_value(summary)?)
+    }
 }

@@ -4,5 +4,8 @@ use lambda_runtime::{run, service_fn, Error};
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let services = shared::Services::from_env().await?;
-    run(service_fn(|event| token_refresh::handle(&services, event))).await
+    run(service_fn(|event| {
+        token_refresh::handle_any(&services, event)
+    }))
+    .await
 }

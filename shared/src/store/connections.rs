@@ -282,8 +282,39 @@ impl TokenSchedule {
         }
     }
 
-    fn bucket(&self) -> Option<String> {
-        self.refresh_due_at.map(|_| REFRESH_BUCKET.to_string())
+    /// The refresh index partition this schedule is written to for `tenant` and `provider`:
+    /// none when nothing is due, else the connection's shard (`Store::refresh_bucket_for`).
+    fn bucket(&self, store: &Store, tenant: &TenantId, provider: Provider) -> Option<String> {
+        self.refresh_due_at
+            .map(|_| store.refresh_bucket_for(tenant, provider))
+    }
+}
+
+impl Store {
+    /// `OAUTH#<shard>`, the shard a stable hash (FNV-1a, not std's randomly seeded one) of
+    /// tenant and provider modulo the shard count: the same connection always lands in the
+    /// same shard, and tenants spread evenly over them.
+    pub fn refresh_bucket_for(&self, tenant: &TenantId, provider: Provider) -> String {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in tenant
+            .to_string()
+            .bytes()
+            .chain(*b"#")
+            .chain(provider.slug().bytes())
+        {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{REFRESH_BUCKET}#{}", hash % u64::from(self.refresh_shards))
+    }
+
+    /// Every partition of the refresh index that may hold due rows: each shard, then the
+    /// legacy unsharded bucket (rows move out of it at their next token write).
+    pub fn refresh_buckets(&self) -> Vec<String> {
+        (0..self.refresh_shards)
+            .map(|shard| format!("{REFRESH_BUCKET}#{shard}"))
+            .chain([REFRESH_BUCKET.to_string()])
+            .collect()
     }
 }
 
@@ -373,6 +404,11 @@ impl Store {
         let mut item: HashMap<String, AttributeValue> =
             serde_dynamo::to_item(connection).map_err(|e| malformed("connection", e))?;
         item.extend(self.connection_key(&connection.tenant_id, connection.provider));
+        // The store, not the caller, decides the refresh index shard.
+        if connection.refresh_due_at.is_some() {
+            let bucket = self.refresh_bucket_for(&connection.tenant_id, connection.provider);
+            item.insert("refresh_bucket".into(), AttributeValue::S(bucket));
+        }
         let mut request = self
             .ddb
             .put_item()
@@ -411,6 +447,7 @@ impl Store {
         let (update, values) = schedule_update(
             "SET credentials = :creds, version = version + :one",
             schedule,
+            schedule.bucket(self, tenant, provider),
             "",
         );
         request = values
@@ -625,6 +662,7 @@ impl Store {
         let (update, values) = schedule_update(
             set,
             schedule,
+            schedule.bucket(self, tenant, provider),
             "refresh_lease_owner, refresh_lease_until, refresh_in_flight, refresh_in_doubt",
         );
         request = values
@@ -785,6 +823,7 @@ mod tests {
 fn schedule_update(
     set: &str,
     schedule: TokenSchedule,
+    bucket: Option<String>,
     also_remove: &str,
 ) -> (String, HashMap<String, AttributeValue>) {
     let mut sets = vec![set.to_string(), "refreshed_at = :refreshed".into()];
@@ -800,7 +839,7 @@ fn schedule_update(
         }
         None => removes.push("token_expires_at".into()),
     }
-    match (schedule.refresh_due_at, schedule.bucket()) {
+    match (schedule.refresh_due_at, bucket) {
         (Some(due), Some(bucket)) => {
             sets.push("refresh_due_at = :due, refresh_bucket = :bucket".into());
             values.insert(":due".into(), AttributeValue::N(due.to_string()));
@@ -827,60 +866,119 @@ pub struct DueConnection {
     pub refresh_due_at: i64,
 }
 
+/// A position in one partition of the refresh index: the keys of an index row, which is
+/// what DynamoDB takes as `ExclusiveStartKey`. Identifiers only, nothing secret: it travels
+/// in shard messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexCursor {
+    pub refresh_due_at: i64,
+    pub pk: String,
+    pub sk: String,
+}
+
+/// One row of the refresh index: the connection, or why it could not be read (a tenant or
+/// provider that does not parse), with the row's position either way.
+#[derive(Clone, Debug)]
+pub struct DueRow {
+    pub due: Result<DueConnection, String>,
+    pub cursor: IndexCursor,
+}
+
+/// One page of a refresh index partition, earliest due first.
+#[derive(Clone, Debug, Default)]
+pub struct DuePage {
+    pub rows: Vec<DueRow>,
+    /// Where the next page starts; `None` after the last.
+    pub next: Option<IndexCursor>,
+}
+
 impl Store {
-    /// Connections whose refresh is due at or before `before`, from the sparse index: no scan.
-    pub async fn connections_due_for_refresh(
+    /// Up to `limit` rows of partition `bucket` due at or before `before`, after `after`:
+    /// one Query with `Limit` and `ExclusiveStartKey`, so a caller pages through a shard
+    /// without holding it in memory. A row that does not parse is returned as such, never
+    /// as an error: one bad row must not stop the schedule for everyone.
+    pub async fn due_page(
         &self,
+        bucket: &str,
         before: DateTime<Utc>,
-    ) -> Result<Vec<DueConnection>, Error> {
-        let mut due = Vec::new();
-        let mut start = None;
-        loop {
-            let output = self
-                .ddb
-                .query()
-                .table_name(&self.table)
-                .index_name(super::REFRESH_INDEX)
-                .key_condition_expression("refresh_bucket = :bucket AND refresh_due_at <= :before")
-                .expression_attribute_values(":bucket", AttributeValue::S(REFRESH_BUCKET.into()))
-                .expression_attribute_values(
-                    ":before",
-                    AttributeValue::N(before.timestamp().to_string()),
-                )
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| store_error("Query", e).expect("Query has no condition"))?;
-            for item in output.items.unwrap_or_default() {
-                let text = |name: &str| match item.get(name) {
-                    Some(AttributeValue::S(s)) => Some(s.clone()),
-                    Some(AttributeValue::N(n)) => Some(n.clone()),
-                    _ => None,
-                };
-                let tenant = text("pk")
-                    .and_then(|pk| pk.strip_prefix("TENANT#").map(str::to_string))
-                    .and_then(|t| TenantId::parse(&t).ok());
-                let provider = text("sk")
-                    .and_then(|sk| sk.strip_prefix("CONN#").map(str::to_string))
-                    .and_then(|p| p.parse::<Provider>().ok());
-                let at = text("refresh_due_at").and_then(|n| n.parse::<i64>().ok());
-                match (tenant, provider, at) {
-                    (Some(tenant), Some(provider), Some(refresh_due_at)) => {
-                        due.push(DueConnection {
-                            tenant,
-                            provider,
-                            refresh_due_at,
-                        })
-                    }
-                    _ => return Err(malformed("refresh index entry", "unexpected key").into()),
-                }
-            }
-            start = output.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
-        due.sort_by_key(|d| d.refresh_due_at);
-        Ok(due)
+        after: Option<&IndexCursor>,
+        limit: i32,
+    ) -> Result<DuePage, Error> {
+        let start = after.map(|c| {
+            HashMap::from([
+                (
+                    "refresh_bucket".to_string(),
+                    AttributeValue::S(bucket.to_string()),
+                ),
+                (
+                    "refresh_due_at".to_string(),
+                    AttributeValue::N(c.refresh_due_at.to_string()),
+                ),
+                ("pk".to_string(), AttributeValue::S(c.pk.clone())),
+                ("sk".to_string(), AttributeValue::S(c.sk.clone())),
+            ])
+        });
+        let output = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .index_name(super::REFRESH_INDEX)
+            .key_condition_expression("refresh_bucket = :bucket AND refresh_due_at <= :before")
+            .expression_attribute_values(":bucket", AttributeValue::S(bucket.to_string()))
+            .expression_attribute_values(
+                ":before",
+                AttributeValue::N(before.timestamp().to_string()),
+            )
+            .limit(limit.max(1))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| store_error("Query", e).expect("Query has no condition"))?;
+        let rows: Vec<DueRow> = output
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(due_row)
+            .collect();
+        // The last row's keys are the next start: the same as LastEvaluatedKey, and present
+        // only when DynamoDB says there may be more.
+        let next = output
+            .last_evaluated_key
+            .and_then(|_| rows.last().map(|r| r.cursor.clone()));
+        Ok(DuePage { rows, next })
     }
+}
+
+fn due_row(item: &HashMap<String, AttributeValue>) -> DueRow {
+    let text = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(s)) => Some(s.clone()),
+        Some(AttributeValue::N(n)) => Some(n.clone()),
+        _ => None,
+    };
+    let pk = text("pk").unwrap_or_default();
+    let sk = text("sk").unwrap_or_default();
+    let at = text("refresh_due_at").and_then(|n| n.parse::<i64>().ok());
+    let cursor = IndexCursor {
+        refresh_due_at: at.unwrap_or_default(),
+        pk: pk.clone(),
+        sk: sk.clone(),
+    };
+    let tenant = pk
+        .strip_prefix("TENANT#")
+        .ok_or("key is not a tenant's")
+        .and_then(|t| TenantId::parse(t).map_err(|_| "tenant id does not parse"));
+    let provider = sk
+        .strip_prefix("CONN#")
+        .ok_or("key is not a connection's")
+        .and_then(|p| p.parse::<Provider>().map_err(|_| "unknown provider"));
+    let due = match (tenant, provider, at) {
+        (Ok(tenant), Ok(provider), Some(refresh_due_at)) => Ok(DueConnection {
+            tenant,
+            provider,
+            refresh_due_at,
+        }),
+        (Err(why), _, _) | (_, Err(why), _) => Err(why.to_string()),
+        (_, _, None) => Err("refresh_due_at is missing".to_string()),
+    };
+    DueRow { due, cursor }
 }

@@ -19,8 +19,8 @@ mod schema_cache;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
 pub use connections::{
-    Connection, ConnectionSettings, ConnectionStatus, ContactProperty, DueConnection, LastError,
-    RefreshMark, RefreshedRow, TokenSchedule,
+    Connection, ConnectionSettings, ConnectionStatus, ContactProperty, DueConnection, DuePage,
+    DueRow, IndexCursor, LastError, RefreshMark, RefreshedRow, TokenSchedule,
 };
 pub use lead_mappings::{LeadClaim, LeadKey, LeadMapping};
 pub use oauth_states::PendingAuthorization;
@@ -33,13 +33,20 @@ use crate::registry::Provider;
 
 /// Name of the sparse index on `refresh_due_at` (see `infra/template.yaml`).
 pub const REFRESH_INDEX: &str = "by-refresh-due";
-/// Partition value of the refresh index: only connections with refreshable tokens carry it.
+/// Prefix of the refresh index's partition values: a connection with something to refresh
+/// carries `OAUTH#<shard>` (see [`Store::refresh_bucket_for`]). Rows written before the index
+/// was sharded carry `OAUTH` itself, the legacy bucket, which is still read (see
+/// [`Store::refresh_buckets`]) until every such row has been rewritten.
 pub const REFRESH_BUCKET: &str = "OAUTH";
+/// Shards of the refresh index unless configured (`REFRESH_SHARDS`): a DynamoDB partition
+/// takes ~1,000 writes/s, and each shard is one SQS message (one walker) per scheduled run.
+pub const DEFAULT_REFRESH_SHARDS: u32 = 16;
 
 #[derive(Clone)]
 pub struct Store {
     ddb: aws_sdk_dynamodb::Client,
     table: String,
+    refresh_shards: u32,
 }
 
 impl Store {
@@ -47,7 +54,16 @@ impl Store {
         Store {
             ddb,
             table: table.into(),
+            refresh_shards: DEFAULT_REFRESH_SHARDS,
         }
+    }
+
+    /// The refresh index's shard count (`REFRESH_SHARDS`). It may grow (rows keep their shard
+    /// and every shard below the count is read) but never shrink: rows in a dropped shard
+    /// would not be found until their next write.
+    pub fn with_refresh_shards(mut self, shards: u32) -> Self {
+        self.refresh_shards = shards.max(1);
+        self
     }
 
     pub fn table(&self) -> &str {

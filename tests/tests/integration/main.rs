@@ -24,6 +24,7 @@ mod openapi;
 mod parked_leads;
 mod push;
 mod refresh;
+mod refresh_schedule;
 mod salesforce;
 mod salesforce_requests;
 mod template_timeouts;
