@@ -71,6 +71,16 @@ pub(super) async fn push(
     message: &LeadMessage,
     connection: Connection,
 ) -> Result<DestinationOutcome, Error> {
+    // The push's state machine (claim, refresh, the provider's calls) is large: kept on the
+    // heap, so a batch of destinations joined together never runs a worker's stack out.
+    Box::pin(push_claimed(services, message, connection)).await
+}
+
+async fn push_claimed(
+    services: &Services,
+    message: &LeadMessage,
+    connection: Connection,
+) -> Result<DestinationOutcome, Error> {
     let provider = connection.provider;
     let lead = &message.lead;
     let digest = lead.digest();

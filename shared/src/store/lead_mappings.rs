@@ -221,35 +221,20 @@ impl Store {
         provider: Provider,
         lead_id: &str,
     ) -> Result<Vec<LeadMapping>, Error> {
-        let mut found = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .ddb
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", AttributeValue::S(tenant_pk(tenant)))
-                .expression_attribute_values(
-                    ":prefix",
-                    AttributeValue::S(provider_prefix(provider)),
-                )
-                .filter_expression("lead_id = :lead")
-                .expression_attribute_values(":lead", AttributeValue::S(lead_id.to_string()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| store_error("Query", e).expect("Query has no condition"))?;
-            for item in page.items.unwrap_or_default() {
-                found
-                    .push(serde_dynamo::from_item(item).map_err(|e| malformed("lead mapping", e))?);
-            }
-            match page.last_evaluated_key {
-                Some(next) if !next.is_empty() => start = Some(next),
-                _ => return Ok(found),
-            }
-        }
+        let items = self
+            .provider_mapping_items(tenant, provider, |query| {
+                query
+                    .filter_expression("lead_id = :lead")
+                    .expression_attribute_values(":lead", AttributeValue::S(lead_id.to_string()))
+                    .consistent_read(true)
+            })
+            .await?;
+        items
+            .into_iter()
+            .map(|item| {
+                serde_dynamo::from_item(item).map_err(|e| malformed("lead mapping", e).into())
+            })
+            .collect()
     }
 
     /// Deletes every lead mapping of `tenant` at `provider`, in every account: one `Query` on
@@ -259,10 +244,31 @@ impl Store {
         tenant: &TenantId,
         provider: Provider,
     ) -> Result<usize, Error> {
-        let mut deleted = 0;
+        let keys = self
+            .provider_mapping_items(tenant, provider, |query| {
+                query.projection_expression("pk, sk")
+            })
+            .await?;
+        for chunk in keys.chunks(25) {
+            self.delete_keys(chunk.to_vec()).await?;
+        }
+        Ok(keys.len())
+    }
+
+    /// Every item of the tenant's partition under `LEAD#<provider>#`, all pages; `shape` adds a
+    /// filter or a projection to the query.
+    async fn provider_mapping_items(
+        &self,
+        tenant: &TenantId,
+        provider: Provider,
+        shape: impl Fn(
+            aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, Error> {
+        let mut items = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
-            let page = self
+            let query = self
                 .ddb
                 .query()
                 .table_name(&self.table)
@@ -272,19 +278,15 @@ impl Store {
                     ":prefix",
                     AttributeValue::S(provider_prefix(provider)),
                 )
-                .projection_expression("pk, sk")
-                .set_exclusive_start_key(start.take())
+                .set_exclusive_start_key(start.take());
+            let page = shape(query)
                 .send()
                 .await
                 .map_err(|e| store_error("Query", e).expect("Query has no condition"))?;
-            let keys: Vec<HashMap<String, AttributeValue>> = page.items.unwrap_or_default();
-            for chunk in keys.chunks(25) {
-                deleted += chunk.len();
-                self.delete_keys(chunk.to_vec()).await?;
-            }
+            items.extend(page.items.unwrap_or_default());
             match page.last_evaluated_key {
                 Some(next) if !next.is_empty() => start = Some(next),
-                _ => return Ok(deleted),
+                _ => return Ok(items),
             }
         }
     }

@@ -3,9 +3,8 @@
 //! still leave the lead in the CRM exactly once. Kill points come from a `FaultProxy` in front of
 //! the provider's simulator.
 
-use relay_tests::context::{outcome, TestContext};
+use relay_tests::context::TestContext;
 use relay_tests::crash::{expire_lead_claims, push_killed_after, push_once, KillResult};
-use relay_tests::events::ApiEvent;
 use relay_tests::fault_proxy::{CallMatch, FaultProxy, ProxyFault};
 use relay_tests::queue::lead_message;
 use relay_tests::sim::SimObject;
@@ -15,16 +14,10 @@ use shared::push::MessageOutcome;
 /// A Pro tenant with HubSpot connected (directly, not through the proxy) and its stage mapping
 /// saved.
 async fn hubspot_tenant(ctx: &TestContext) -> String {
-    let tenant = TestContext::tenant();
-    assert_eq!(
-        outcome(&ctx.connect_hubspot(&tenant, "pro").await)["status"],
-        "connected"
-    );
-    let saved = ctx
-        .api(ApiEvent::sample("connections-api/settings.json").claims(&tenant, "pro"))
-        .await;
-    assert_eq!(saved.status, 200, "{}", saved.body);
-    tenant
+    relay_tests::setup::hubspot(ctx)
+        .await
+        .expect("a connected HubSpot tenant")
+        .tenant
 }
 
 fn lead(tenant: &str, id: &str, email: &str) -> String {

@@ -3,7 +3,6 @@
 //! provider's mappings, and an unreadable success answer is retried rather than dead-lettered.
 
 use relay_tests::context::{outcome, TestContext};
-use relay_tests::events::ApiEvent;
 use relay_tests::queue::lead_message;
 use relay_tests::sim::{Fault, Route};
 use serde_json::{json, Value};
@@ -11,16 +10,10 @@ use shared::identity::TenantId;
 use shared::Provider;
 
 async fn hubspot_tenant(ctx: &TestContext) -> String {
-    let tenant = TestContext::tenant();
-    assert_eq!(
-        outcome(&ctx.connect_hubspot(&tenant, "pro").await)["status"],
-        "connected"
-    );
-    let saved = ctx
-        .api(ApiEvent::sample("connections-api/settings.json").claims(&tenant, "pro"))
-        .await;
-    assert_eq!(saved.status, 200, "{}", saved.body);
-    tenant
+    relay_tests::setup::hubspot(ctx)
+        .await
+        .expect("a connected HubSpot tenant")
+        .tenant
 }
 
 /// A message for lead `lead-1` at `stage`, sent by the lead pipeline at `at`.
