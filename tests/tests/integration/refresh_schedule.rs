@@ -415,3 +415,38 @@ async fn a_shard_walk_starts_no_refresh_the_deadline_cannot_cover_and_hands_the_
     assert_eq!(seen.values().sum::<usize>(), in_shard.len());
     assert!(queue.drain().await.is_empty());
 }
+
+#[tokio::test]
+async fn the_samples_reach_the_right_handler_through_main_s_dispatch() {
+    let ctx = TestContext::new().await;
+    let run = |name: &'static str| {
+        let services = &ctx.services;
+        async move {
+            token_refresh::handle_any(
+                services,
+                lambda_runtime::LambdaEvent::new(
+                    relay_tests::events::load(name),
+                    lambda_runtime::Context::default(),
+                ),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    // The schedule answers with its summary; nothing is due in an empty table.
+    let summary = run("token-refresh/schedule.json").await;
+    assert_eq!(summary["refreshed"], 0);
+    assert_eq!(summary["malformed"], 0);
+    // Shard messages (a first walk, a continuation) answer with the batch's failures: none.
+    for sample in [
+        "token-refresh/shard.json",
+        "token-refresh/shard-continuation.json",
+    ] {
+        let response = run(sample).await;
+        assert_eq!(
+            response["batchItemFailures"],
+            serde_json::json!([]),
+            "{sample}"
+        );
+    }
+}
