@@ -385,3 +385,104 @@ async fn a_reconnect_racing_a_failed_refresh_stays_active() {
             .minted
     );
 }
+
+/// A proxy in front of moto's KMS that fails every `Encrypt` (sealing) with KMS's internal
+/// error and forwards everything else (opening stored credentials still works).
+async fn kms_failing_to_seal(upstream: String) -> String {
+    use axum::body::{to_bytes, Body};
+    use axum::extract::Request;
+    use axum::response::Response;
+    let client = reqwest::Client::new();
+    let forward = move |request: Request| {
+        let client = client.clone();
+        let upstream = upstream.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let bytes = to_bytes(body, 1 << 20).await.unwrap_or_default();
+            let target = parts
+                .headers
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if target == "TrentService.Encrypt" {
+                return Response::builder()
+                    .status(500)
+                    .header("content-type", "application/x-amz-json-1.1")
+                    .body(Body::from(
+                        r#"{"__type":"KMSInternalException","message":"injected failure"}"#,
+                    ))
+                    .unwrap();
+            }
+            let mut call = client
+                .request(parts.method.clone(), format!("{}{}", upstream, parts.uri))
+                .body(bytes.to_vec());
+            for (name, value) in parts.headers.iter() {
+                if name != "host" && name != "content-length" {
+                    call = call.header(name, value);
+                }
+            }
+            let answer = call.send().await.expect("moto answers");
+            let mut built = Response::builder().status(answer.status().as_u16());
+            for (name, value) in answer.headers() {
+                if name != "content-length" && name != "transfer-encoding" {
+                    built = built.header(name, value);
+                }
+            }
+            built
+                .body(Body::from(answer.bytes().await.unwrap_or_default()))
+                .unwrap()
+        }
+    };
+    let app = axum::Router::new().fallback(forward);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    endpoint
+}
+
+#[tokio::test]
+async fn kms_failing_after_the_provider_answered_leaves_a_doubt_and_no_second_presentation() {
+    for provider in [Provider::Salesforce, Provider::Bitrix24] {
+        let ctx = TestContext::with_env(&[("HTTP_TIMEOUT_MS", "1000")]).await;
+        let tenant = match provider {
+            Provider::Salesforce => salesforce(&ctx).await,
+            _ => bitrix24(&ctx).await,
+        };
+        let stale = spend(&ctx, &tenant, provider).await;
+        let moto = std::env::var("AWS_ENDPOINT_URL").unwrap();
+        let kms = aws_sdk_kms::config::Builder::from(&ctx.aws)
+            .endpoint_url(kms_failing_to_seal(moto.trim_end_matches('/').to_string()).await)
+            .build();
+        let mut services = ctx.services_via(&moto);
+        services.vault =
+            shared::vault::Vault::new(aws_sdk_kms::Client::from_conf(kms), ctx.key_id.clone());
+        let before = presentations(&ctx, provider);
+
+        let budget = shared::refresh::rotating_refresh_budget(&services.config);
+        let until = SystemTime::now() + budget + Duration::from_secs(1);
+        let result = deadline::within(
+            Some(until),
+            refresh(&services, stale.clone(), RefreshCause::Expiring),
+        )
+        .await;
+
+        assert!(result.is_err(), "{provider}");
+        assert_eq!(presentations(&ctx, provider) - before, 1, "{provider}");
+        let c = row(&ctx, &tenant, provider).await;
+        assert!(
+            c.refresh_in_doubt.is_some(),
+            "{provider}: the old token is doubtful"
+        );
+        assert!(
+            c.refresh_lease_owner.is_none(),
+            "{provider}: the lease was given back"
+        );
+        // The next push does not present the old token: its access token is dead, so the
+        // tenant is asked to reconnect.
+        let next = refresh(&ctx.services, stale, RefreshCause::Expiring).await;
+        assert!(matches!(next, Err(Error::NeedsReauth { .. })), "{provider}");
+        assert_eq!(presentations(&ctx, provider) - before, 1, "{provider}");
+    }
+}
