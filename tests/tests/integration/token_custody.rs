@@ -486,3 +486,40 @@ async fn kms_failing_after_the_provider_answered_leaves_a_doubt_and_no_second_pr
         assert_eq!(presentations(&ctx, provider) - before, 1, "{provider}");
     }
 }
+
+#[tokio::test]
+async fn lead_push_carries_its_invocation_deadline_and_defers_the_refresh_to_sqs() {
+    let ctx = TestContext::new().await;
+    let tenant = salesforce(&ctx).await;
+    spend(&ctx, &tenant, Provider::Salesforce).await;
+    let body = relay_tests::queue::lead_message(
+        tenant.as_str(),
+        "business",
+        serde_json::json!({"id": "lead-1", "name": "Noura Al-Thani",
+                           "email": "noura@example.com", "stage": "new"}),
+        None,
+    );
+    ctx.queues.send(&body).await;
+    let event = ctx.queues.receive(1).await;
+    let mut context = lambda_runtime::Context::default();
+    // Three seconds left: less than the token call's timeout plus storing.
+    context.deadline = (chrono::Utc::now().timestamp_millis() + 3_000) as u64;
+    let response = lead_push::handle(
+        &ctx.services,
+        lambda_runtime::LambdaEvent::new(event.clone(), context),
+    )
+    .await
+    .unwrap();
+    let delivery = ctx.queues.settle(&event, &response).await;
+
+    assert_eq!(delivery.failed.len(), 1, "the message goes back to SQS");
+    assert_eq!(ctx.salesforce.refresh_calls(ACME), 0, "no refresh started");
+    assert!(ctx.queues.dead_letters().await.is_empty());
+    let c = row(&ctx, &tenant, Provider::Salesforce).await;
+    assert_eq!(c.status, ConnectionStatus::Active);
+    assert!(c.refresh_lease_owner.is_none());
+
+    // Redelivered with time enough (no deadline known), the refresh goes ahead.
+    ctx.redeliver(1).await;
+    assert_eq!(ctx.salesforce.refresh_calls(ACME), 1);
+}
