@@ -247,7 +247,8 @@ pub async fn refresh(
             )
             .await?;
         if let Some(current) = leased {
-            return refresh_holding_lease(services, current, &owner, &cause).await;
+            // On the heap: the holder's state machine is large, and it runs inside every push.
+            return Box::pin(refresh_holding_lease(services, current, &owner, &cause)).await;
         }
         if started.elapsed() + WAIT_STEP > wait_limit {
             return Err(Error::Busy(format!(
