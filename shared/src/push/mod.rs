@@ -165,8 +165,16 @@ async fn push_everywhere(
                     .map(|(_, at)| *at)
                     .unwrap_or_else(chrono::Utc::now);
                 let reason = error.to_string();
-                match parked::park(services, message, parsed, provider, connected_at, &reason).await
-                {
+                // Boxed: the push's future is deep already (tests run it on a small stack).
+                let parking = Box::pin(parked::park(
+                    services,
+                    message,
+                    parsed,
+                    provider,
+                    connected_at,
+                    &reason,
+                ));
+                match parking.await {
                     Ok(()) => parked.push(provider),
                     Err(error) => failures.push(failure_of(Some(provider), &error)),
                 }
