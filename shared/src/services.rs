@@ -36,7 +36,8 @@ impl Services {
             store: Store::new(
                 aws_sdk_dynamodb::Client::new(aws),
                 config.table_name.clone(),
-            ),
+            )
+            .with_refresh_shards(config.refresh.shards),
             vault: Vault::new(aws_sdk_kms::Client::new(aws), config.kms_key_id.clone()),
             http: HttpClient::new(&config.http)
                 .with_local_routes(config.endpoint_overrides.clone()),

@@ -226,7 +226,8 @@ impl TestContext {
             .endpoint_url(dynamodb_endpoint)
             .build();
         services.store =
-            shared::store::Store::new(aws_sdk_dynamodb::Client::from_conf(ddb), self.table.clone());
+            shared::store::Store::new(aws_sdk_dynamodb::Client::from_conf(ddb), self.table.clone())
+                .with_refresh_shards(services.config.refresh.shards);
         services
     }
 
