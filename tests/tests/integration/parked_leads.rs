@@ -22,16 +22,10 @@ async fn context() -> TestContext {
 
 /// A Pro tenant with HubSpot connected and its stage mapping saved.
 async fn connected_tenant(ctx: &TestContext) -> String {
-    let tenant = TestContext::tenant();
-    assert_eq!(
-        outcome(&ctx.connect_hubspot(&tenant, "pro").await)["status"],
-        "connected"
-    );
-    let saved = ctx
-        .api(ApiEvent::sample("connections-api/settings.json").claims(&tenant, "pro"))
-        .await;
-    assert_eq!(saved.status, 200, "{}", saved.body);
-    tenant
+    relay_tests::setup::hubspot(ctx)
+        .await
+        .expect("a connected HubSpot tenant")
+        .tenant
 }
 
 /// Lead `n` of `tenant` at `stage`, `minute` minutes into the test's day.
