@@ -38,6 +38,8 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
     Vault(#[from] VaultError),
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -162,6 +164,32 @@ pub enum StoreError {
     Malformed { what: &'static str, detail: String },
 }
 
+/// A failed SQS call of the relay's own (re-sending parked leads, fanning out refresh shards).
+#[derive(Debug, thiserror::Error)]
+#[error("SQS {operation} failed ({code}): {message}")]
+pub struct QueueError {
+    pub operation: &'static str,
+    pub code: String,
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl QueueError {
+    /// From an SDK error: always worth another try (the queue is ours and the body was fine).
+    pub fn from_sdk(operation: &'static str, error: impl std::error::Error) -> QueueError {
+        QueueError {
+            operation,
+            code: "sqs".into(),
+            message: aws_sdk_sqs::error::DisplayErrorContext(error)
+                .to_string()
+                .chars()
+                .take(200)
+                .collect(),
+            retryable: true,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
     #[error("KMS {operation} failed ({code})")]
@@ -191,6 +219,7 @@ impl Error {
             Error::Provider(e) => e.is_retryable(),
             Error::Busy(_) => true,
             Error::Store(StoreError::Aws { retryable, .. }) => *retryable,
+            Error::Queue(QueueError { retryable, .. }) => *retryable,
             Error::Vault(VaultError::Kms { retryable, .. }) => *retryable,
             _ => false,
         }
@@ -206,7 +235,7 @@ impl Error {
             Error::Conflict(_) | Error::NeedsReauth { .. } => 409,
             Error::Provider(_) => 502,
             Error::Busy(_) => 503,
-            Error::Store(_) | Error::Vault(_) | Error::Config(_) => 500,
+            Error::Store(_) | Error::Queue(_) | Error::Vault(_) | Error::Config(_) => 500,
         }
     }
 
@@ -222,7 +251,7 @@ impl Error {
             Error::NeedsReauth { .. } => "needs_reauth",
             Error::Provider(_) => "provider_error",
             Error::Busy(_) => "busy",
-            Error::Store(_) | Error::Vault(_) | Error::Config(_) => "internal",
+            Error::Store(_) | Error::Queue(_) | Error::Vault(_) | Error::Config(_) => "internal",
         }
     }
 
@@ -251,7 +280,7 @@ impl Error {
                     format!("{provider} refused the request (HTTP {status})")
                 }
             },
-            Error::Store(_) | Error::Vault(_) | Error::Config(_) => {
+            Error::Store(_) | Error::Queue(_) | Error::Vault(_) | Error::Config(_) => {
                 "internal error; it has been logged".to_string()
             }
             other => other.to_string(),

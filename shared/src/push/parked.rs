@@ -14,7 +14,7 @@ use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use chrono::{DateTime, Utc};
 
 use super::InboundMessage;
-use crate::error::{Error, StoreError};
+use crate::error::{Error, QueueError};
 use crate::identity::TenantId;
 use crate::lead::LeadMessage;
 use crate::registry::Provider;
@@ -155,18 +155,9 @@ async fn send_batch(
         .set_entries(Some(entries))
         .send()
         .await
-        .map_err(|e| StoreError::Aws {
-            operation: "SendMessageBatch",
-            code: "sqs".into(),
-            message: aws_sdk_sqs::error::DisplayErrorContext(&e)
-                .to_string()
-                .chars()
-                .take(200)
-                .collect(),
-            retryable: true,
-        })?;
+        .map_err(|e| QueueError::from_sdk("SendMessageBatch", e))?;
     if let Some(failed) = output.failed.first() {
-        return Err(StoreError::Aws {
+        return Err(QueueError {
             operation: "SendMessageBatch",
             code: failed.code.clone(),
             message: failed.message.clone().unwrap_or_default(),

@@ -21,7 +21,7 @@ pub use lease::{
     rotating_refresh_budget_with, RefreshCause, Refreshed, DOUBT_REASON, LEASE_SECONDS, WAIT_LIMIT,
 };
 
-use crate::error::{Error, StoreError};
+use crate::error::{Error, QueueError, StoreError};
 use crate::services::Services;
 use crate::store::{ConnectionStatus, DueConnection, DueRow, IndexCursor};
 
@@ -207,16 +207,7 @@ async fn send_shard(services: &Services, queue: &str, work: &ShardWork) -> Resul
         .message_body(body)
         .send()
         .await
-        .map_err(|e| StoreError::Aws {
-            operation: "SendMessage",
-            code: "sqs".into(),
-            message: aws_sdk_sqs::error::DisplayErrorContext(&e)
-                .to_string()
-                .chars()
-                .take(200)
-                .collect(),
-            retryable: true,
-        })?;
+        .map_err(|e| QueueError::from_sdk("SendMessage", e))?;
     Ok(())
 }
 
