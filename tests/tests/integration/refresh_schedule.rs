@@ -399,7 +399,14 @@ async fn a_shard_walk_starts_no_refresh_the_deadline_cannot_cover_and_hands_the_
         .await
         .is_empty());
     assert!(SystemTime::now() < deadline, "finished before the deadline");
-    assert_eq!(presentations(&ctx).values().sum::<usize>(), 2);
+    // How many fit before the cut depends on how fast this machine starts them; what must hold
+    // is that some started, not all, and the rest is handed on.
+    let started = presentations(&ctx).values().sum::<usize>();
+    assert!(
+        started >= 1 && started < in_shard.len(),
+        "{started} of {} started",
+        in_shard.len()
+    );
     let continuation = queue.drain().await;
     assert_eq!(continuation.len(), 1);
     let rest = shard_of(&continuation[0]);
