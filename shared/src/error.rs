@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::plan::Plan;
+use crate::plan::PlanRequired;
 use crate::registry::Provider;
 
 #[derive(Debug, thiserror::Error)]
@@ -14,12 +14,8 @@ pub enum Error {
     BadRequest(String),
     #[error("caller identity missing or invalid: {0}")]
     Unauthorized(&'static str),
-    #[error("{provider} needs the {needed} plan: {reason}")]
-    PlanRequired {
-        provider: Provider,
-        needed: Plan,
-        reason: String,
-    },
+    #[error(transparent)]
+    PlanRequired(#[from] PlanRequired),
     #[error("{0} not found")]
     NotFound(String),
     #[error("{0} is not available yet")]
@@ -230,7 +226,7 @@ impl Error {
         match self {
             Error::BadRequest(_) | Error::State(_) => 400,
             Error::Unauthorized(_) => 401,
-            Error::PlanRequired { .. } => 403,
+            Error::PlanRequired(_) => 403,
             Error::NotFound(_) | Error::NotSupported(_) => 404,
             Error::Conflict(_) | Error::NeedsReauth { .. } => 409,
             Error::Provider(_) => 502,
@@ -244,7 +240,7 @@ impl Error {
         match self {
             Error::BadRequest(_) | Error::State(_) => "bad_request",
             Error::Unauthorized(_) => "unauthorized",
-            Error::PlanRequired { .. } => "plan_required",
+            Error::PlanRequired(_) => "plan_required",
             Error::NotFound(_) => "not_found",
             Error::NotSupported(_) => "not_supported",
             Error::Conflict(_) => "conflict",

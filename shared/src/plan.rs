@@ -8,8 +8,17 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
 use crate::registry::Provider;
+
+/// A tenant's plan does not let it connect a provider. Plans own this refusal, so `plan` needs
+/// nothing from `error`; `error::Error` wraps it for the HTTP answer (403 `plan_required`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{provider} needs the {needed} plan: {reason}")]
+pub struct PlanRequired {
+    pub provider: Provider,
+    pub needed: Plan,
+    pub reason: String,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -51,10 +60,14 @@ impl Plan {
     /// Whether a tenant on this plan may connect `provider`, given the providers it has
     /// connected already. Reconnecting a provider that is already connected is always allowed
     /// when the provider itself is allowed.
-    pub fn check_connect(self, provider: Provider, connected: &[Provider]) -> Result<(), Error> {
+    pub fn check_connect(
+        self,
+        provider: Provider,
+        connected: &[Provider],
+    ) -> Result<(), PlanRequired> {
         let needed = Plan::cheapest_for(provider);
         if self < needed {
-            return Err(Error::PlanRequired {
+            return Err(PlanRequired {
                 provider,
                 needed,
                 reason: format!(
@@ -73,7 +86,7 @@ impl Plan {
             .filter(|p| p.is_crm() && *p != provider)
             .collect();
         if other_crms.len() >= self.crm_allowance() {
-            return Err(Error::PlanRequired {
+            return Err(PlanRequired {
                 provider,
                 needed: Plan::Business,
                 reason: format!(
@@ -138,11 +151,10 @@ mod tests {
     use super::*;
     use Provider::*;
 
-    fn needed(result: Result<(), Error>) -> Option<Plan> {
+    fn needed(result: Result<(), PlanRequired>) -> Option<Plan> {
         match result {
             Ok(()) => None,
-            Err(Error::PlanRequired { needed, .. }) => Some(needed),
-            Err(other) => panic!("unexpected {other:?}"),
+            Err(PlanRequired { needed, .. }) => Some(needed),
         }
     }
 

@@ -40,7 +40,7 @@ async fn check_plan(
         .filter(|c| c.status != crate::store::ConnectionStatus::Disconnected)
         .map(|c| c.provider)
         .collect();
-    caller.plan.check_connect(provider, &connected)
+    Ok(caller.plan.check_connect(provider, &connected)?)
 }
 
 /// Revokes a stored connection's grant at the provider, best effort: its credentials are
