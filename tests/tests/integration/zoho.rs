@@ -339,7 +339,7 @@ async fn a_reconnect_revokes_the_refresh_token_it_replaces_and_keeps_settings_of
 
 #[tokio::test]
 async fn with_rotating_refresh_tokens_as_the_plan_claims_the_new_one_is_stored_before_use() {
-    let ctx = TestContext::with_zoho(|sim| sim.rotation = Rotation::Rotate).await;
+    let ctx = TestContext::with_zoho(|sim| sim.rotation = Rotation::Rotating).await;
     let tenant = connected(&ctx, "au").await;
     let old = ctx.zoho.live_refresh_tokens("au", DEFAULT_USER)[0].clone();
     spend(&ctx, &tenant).await;

@@ -100,7 +100,7 @@ pub struct SalesforceSimConfig {
     pub client_id: String,
     pub client_secret: String,
     /// Refresh-token rotation (Salesforce's Refresh Token Rotation when
-    /// [`Rotation::RotateAndRevokeOnReuse`], the default).
+    /// [`Rotation::RotatingReuseRevokesGrant`], the default).
     pub rotation: Rotation,
     /// Lifetime of an access token (session timeout), seconds.
     pub session_seconds: u64,
@@ -116,7 +116,7 @@ impl Default for SalesforceSimConfig {
         Self {
             client_id: "demo-salesforce-client-id".to_owned(),
             client_secret: "demo-salesforce-client-secret".to_owned(),
-            rotation: Rotation::RotateAndRevokeOnReuse,
+            rotation: Rotation::RotatingReuseRevokesGrant,
             session_seconds: 7200,
             api_daily_limit: 15_000,
             default_org: "acme".to_owned(),
