@@ -34,7 +34,6 @@ mod oauth_tests;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::ops::Deref;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -48,10 +47,9 @@ use axum::Router;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
-use super::faults::FaultRoute;
-use super::recorder::{self, RecordedRequest};
-use super::shell::rate::RateWindow;
-use super::shell::{Call, Shell, ShellHandle};
+use super::faults::{self, Fault, FaultOutcome, FaultQueue, FaultRoute};
+use super::recorder::{self, RecordedRequest, Recorder};
+use super::server::ServerHandle;
 
 pub use crm::SimObject;
 pub use oauth::s256_challenge;
@@ -243,18 +241,7 @@ pub struct SeededTokens {
 #[derive(Clone)]
 pub struct HubSpotSim {
     shared: Arc<Shared>,
-    shell: ShellHandle<Route, RecordedRequest>,
-}
-
-/// `base_url`, `inject`, `requests`, `count`, `clear_requests` and the rest
-/// of the shell's methods (`clear_requests` keeps the CRM call counter; see
-/// [`HubSpotSim::reset_crm_call_count`]).
-impl Deref for HubSpotSim {
-    type Target = ShellHandle<Route, RecordedRequest>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.shell
-    }
+    server: Arc<ServerHandle>,
 }
 
 impl fmt::Debug for HubSpotSim {
@@ -283,23 +270,67 @@ impl HubSpotSim {
         addr: SocketAddr,
         config: HubSpotSimConfig,
     ) -> std::io::Result<HubSpotSim> {
-        let shell = Shell::new();
         let shared = Arc::new(Shared {
-            shell: shell.clone(),
-            rate: RateWindow::new(config.rate_limit),
-            search_rate: RateWindow::new(config.search_rate_limit),
             config,
+            recorder: Recorder::new(),
+            faults: FaultQueue::new(),
             auth: Mutex::new(oauth::AuthState::default()),
+            limits: Mutex::new(limits::Limits::default()),
             crm: Mutex::new(crm::CrmStore::default()),
             schema: Mutex::new(schema::Schema::standard()),
             crm_calls: AtomicUsize::new(0),
         });
-        let shell = shell.serve(addr, router(shared.clone())).await?;
-        Ok(HubSpotSim { shared, shell })
+        let server = ServerHandle::spawn(addr, router(shared.clone())).await?;
+        Ok(HubSpotSim {
+            shared,
+            server: Arc::new(server),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` — use it for both the app.hubspot.com and the
+    /// api.hubapi.com base URLs.
+    pub fn base_url(&self) -> String {
+        self.server.base_url()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
     }
 
     pub fn config(&self) -> &HubSpotSimConfig {
         &self.shared.config
+    }
+
+    /// Stop the server now (all clones). Idempotent.
+    pub fn shutdown(&self) {
+        self.server.shutdown();
+    }
+
+    /// Queue `fault` for the next request on `route` (FIFO, fires once).
+    pub fn inject(&self, route: Route, fault: Fault) {
+        self.shared.faults.push(route, fault);
+    }
+
+    /// Faults queued but not yet fired.
+    pub fn pending_faults(&self) -> usize {
+        self.shared.faults.pending()
+    }
+
+    /// Every request received so far, oldest first (faulted ones included;
+    /// the simulator's own `/_sim/` requests excluded).
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.recorder.all()
+    }
+
+    /// Requests with this method and exact path (query excluded).
+    pub fn count(&self, method: &str, path: &str) -> usize {
+        self.shared.recorder.count(method, path)
+    }
+
+    /// Forget recorded requests (the CRM call counter is kept; see
+    /// [`HubSpotSim::reset_crm_call_count`]).
+    pub fn clear_requests(&self) {
+        self.shared.recorder.clear();
     }
 
     /// The next `/oauth/authorize` that could otherwise succeed redirects with
@@ -499,12 +530,10 @@ impl HubSpotSim {
 /// held while taking another, so they cannot deadlock.
 struct Shared {
     config: HubSpotSimConfig,
-    shell: Arc<Shell<Route, RecordedRequest>>,
-    /// The ten-secondly window of every CRM call except search, per hub.
-    rate: RateWindow<u64>,
-    /// The search endpoints' own window, per hub.
-    search_rate: RateWindow<u64>,
+    recorder: Recorder,
+    faults: FaultQueue<Route>,
     auth: Mutex<oauth::AuthState>,
+    limits: Mutex<limits::Limits>,
     crm: Mutex<crm::CrmStore>,
     schema: Mutex<schema::Schema>,
     crm_calls: AtomicUsize,
@@ -513,6 +542,10 @@ struct Shared {
 impl Shared {
     fn auth(&self) -> MutexGuard<'_, oauth::AuthState> {
         self.auth.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn limits(&self) -> MutexGuard<'_, limits::Limits> {
+        self.limits.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn crm_store(&self) -> MutexGuard<'_, crm::CrmStore> {
@@ -587,27 +620,30 @@ async fn intercept(State(shared): State<Arc<Shared>>, request: Request, next: Ne
         shared.crm_calls.fetch_add(1, Ordering::SeqCst);
     }
     tracing::debug!(method = %recorded.method, path = %recorded.path, "hubspot sim request");
-    let call = Call::new(recorded, &request);
-    let applies = |route: &Route| route.applies_to(&path);
-    let throttle = || {
-        let hub_id = token_hub.unwrap_or(shared.config.hub_id);
-        if Route::Search.applies_to(&path) {
-            shared.search_throttle_response(hub_id)
-        } else {
-            shared.throttle_response(hub_id)
-        }
+    shared.recorder.push(recorded);
+
+    if path == HEALTH_PATH {
+        return next.run(request).await;
+    }
+    let Some(fault) = shared.faults.take_where(|route| route.applies_to(&path)) else {
+        return next.run(request).await;
     };
-    let faultable = path != HEALTH_PATH;
-    shared
-        .shell
-        .intercept(
-            call,
-            faultable.then_some(&applies as _),
-            next.run(request),
-            throttle,
-            |_, _| {},
-        )
-        .await
+    tracing::debug!(%path, ?fault, "hubspot sim firing fault");
+    match faults::apply(fault).await {
+        FaultOutcome::Continue => next.run(request).await,
+        FaultOutcome::ContinueThenDelay(delay) => {
+            faults::run_then_delay(next.run(request), delay).await
+        }
+        FaultOutcome::Respond(response) => response,
+        FaultOutcome::Throttle => {
+            let hub_id = token_hub.unwrap_or(shared.config.hub_id);
+            if Route::Search.applies_to(&path) {
+                shared.search_throttle_response(hub_id)
+            } else {
+                shared.throttle_response(hub_id)
+            }
+        }
+    }
 }
 
 async fn not_found() -> Response {
