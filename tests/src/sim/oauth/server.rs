@@ -572,3 +572,65 @@ impl<S: Clone + PartialEq> OAuthServer<S> {
         body
     }
 }
+
+// Additions for providers with rules of their own (Zoho's token caps and data
+// centres, Bitrix24's portals and simulator clock).
+impl<S: Clone + PartialEq> OAuthServer<S> {
+    /// Who an outstanding code was issued for, without redeeming it (a Zoho
+    /// code presented on another data centre stays redeemable where it was issued).
+    pub fn code_subject(&self, code: &str) -> Option<&S> {
+        self.codes.get(code).map(|pending| &pending.request.subject)
+    }
+
+    /// Whose grant a refresh or access token belongs to, whatever its state.
+    pub fn token_subject(&self, token: &str) -> Option<&S> {
+        let grant = match self.refresh.get(token) {
+            Some(record) => record.grant,
+            None => self.access.get(token)?.grant,
+        };
+        Some(&self.grants[grant].subject)
+    }
+
+    /// Access tokens minted while `refresh_token` was its grant's current
+    /// one (the exchange's and those of refreshes that presented it), in issue order.
+    pub fn access_tokens_via(&self, refresh_token: &str) -> Vec<String> {
+        self.access_order
+            .iter()
+            .filter(|t| self.access[*t].via_refresh.as_deref() == Some(refresh_token))
+            .cloned()
+            .collect()
+    }
+
+    /// A provider's own rule retires a token (a cap was exceeded): a refresh
+    /// token takes its whole grant with it, an access token only itself. Not
+    /// a revocation: nothing is logged or counted. False for an unknown token.
+    pub fn invalidate(&mut self, token: &str) -> bool {
+        if let Some(record) = self.refresh.get(token) {
+            let grant = record.grant;
+            self.revoke_grant(grant);
+            true
+        } else if let Some(access) = self.access.get_mut(token) {
+            access.revoked = true;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Every deadline (codes, access tokens, single-use refresh tokens) moves
+    /// `by` earlier: the server behaves as if its clock had moved on by `by`.
+    pub fn advance_clock(&mut self, by: Duration) {
+        // A deadline that cannot move that far back lies before the clock's
+        // origin, so it has passed either way.
+        let earlier = |at: Instant| at.checked_sub(by).unwrap_or_else(|| at.min(Instant::now()));
+        for code in self.codes.values_mut() {
+            code.expires_at = earlier(code.expires_at);
+        }
+        for access in self.access.values_mut() {
+            access.expires_at = earlier(access.expires_at);
+        }
+        for record in self.refresh.values_mut() {
+            record.expires_at = record.expires_at.map(earlier);
+        }
+    }
+}
