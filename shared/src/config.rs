@@ -1,5 +1,9 @@
 //! Configuration, read once at cold start. A missing or malformed variable is an error that
-//! names it; nothing else in the library reads the environment.
+//! names it; nothing else in the library reads the environment. The OAuth apps' client
+//! credentials are not variables: they live in Secrets Manager ([`secrets`]), and the
+//! variables only name the secrets; the services set-up reads them.
+
+pub mod secrets;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -62,7 +66,15 @@ pub struct Config {
     pub tenant_claim: String,
     pub plan_claim: String,
     pub http: HttpSettings,
-    pub oauth_apps: BTreeMap<Provider, OAuthAppCredentials>,
+    /// `<PROVIDER>_APP_SECRET_ID`: the Secrets Manager secret (name or ARN) holding each OAuth
+    /// provider's app credentials. A provider without one is not offered.
+    pub oauth_app_secret_ids: BTreeMap<Provider, String>,
+    /// At most one re-read of a provider's app secret per this long
+    /// (`APP_SECRET_REREAD_SECONDS`, default 60).
+    pub app_secret_reread_interval: Duration,
+    /// The app credentials read from those secrets. Empty until the services set-up reads them
+    /// ([`crate::Services::new`]); tests may put fixed ones here.
+    pub oauth_apps: secrets::OAuthApps,
     /// `<PROVIDER>_ENDPOINT_URL`: send every call for that provider to this origin instead
     /// (simulators, local runs). Like `AWS_ENDPOINT_URL` for AWS.
     pub endpoint_overrides: BTreeMap<Provider, Url>,
@@ -157,25 +169,13 @@ impl Config {
             }
         };
 
-        let mut oauth_apps = BTreeMap::new();
+        let mut oauth_app_secret_ids = BTreeMap::new();
         let mut endpoint_overrides = BTreeMap::new();
         for provider in Provider::ALL {
             let prefix = provider.env_prefix();
-            let id_name: &'static str = leak(format!("{prefix}_CLIENT_ID"));
-            let secret_name: &'static str = leak(format!("{prefix}_CLIENT_SECRET"));
-            match (get(id_name), get(secret_name)) {
-                (Some(client_id), Some(secret)) => {
-                    oauth_apps.insert(
-                        provider,
-                        OAuthAppCredentials {
-                            client_id,
-                            client_secret: SecretString::from(secret),
-                        },
-                    );
-                }
-                (None, None) => {}
-                (Some(_), None) => return Err(ConfigError::Missing(secret_name)),
-                (None, Some(_)) => return Err(ConfigError::Missing(id_name)),
+            let has_oauth_app = provider.facts().and_then(|f| f.oauth()).is_some();
+            if let (true, Some(id)) = (has_oauth_app, get(secrets::id_variable(provider))) {
+                oauth_app_secret_ids.insert(provider, id.trim().to_string());
             }
             let endpoint_name: &'static str = leak(format!("{prefix}_ENDPOINT_URL"));
             if get(endpoint_name).is_some() {
@@ -212,7 +212,12 @@ impl Config {
                     defaults.backoff_base.as_millis() as u64,
                 )?),
             },
-            oauth_apps,
+            oauth_app_secret_ids,
+            app_secret_reread_interval: Duration::from_secs(number(
+                "APP_SECRET_REREAD_SECONDS",
+                60,
+            )?),
+            oauth_apps: secrets::OAuthApps::default(),
             endpoint_overrides,
             push: PushSettings {
                 dead_letter_queue_url: get("DEAD_LETTER_QUEUE_URL"),
@@ -387,14 +392,23 @@ mod tests {
     }
 
     #[test]
-    fn a_client_id_without_its_secret_is_refused() {
+    fn oauth_providers_are_configured_by_secret_id_only() {
         let mut vars = base();
-        vars.insert("HUBSPOT_CLIENT_ID", "id");
-        let err = load(&vars).unwrap_err();
+        vars.insert("HUBSPOT_APP_SECRET_ID", "leadrelay/dev/hubspot-app");
+        vars.insert("ZOHO_APP_SECRET_ID", " ");
+        // Freshsales connects with each tenant's API key: there is no app to configure.
+        vars.insert("FRESHSALES_APP_SECRET_ID", "leadrelay/dev/freshsales-app");
+        // The old variables configure nothing any more.
+        vars.insert("SALESFORCE_CLIENT_ID", "id");
+        vars.insert("SALESFORCE_CLIENT_SECRET", "very-secret-value");
+        let config = load(&vars).unwrap();
         assert_eq!(
-            err.to_string(),
-            "environment variable HUBSPOT_CLIENT_SECRET is not set"
+            config.oauth_app_secret_ids,
+            BTreeMap::from([(Provider::Hubspot, "leadrelay/dev/hubspot-app".to_string())])
         );
+        assert!(config.oauth_apps.get(Provider::Salesforce).is_none());
+        assert_eq!(config.app_secret_reread_interval, Duration::from_secs(60));
+        assert!(!format!("{config:?}").contains("very-secret-value"));
     }
 
     #[test]
@@ -438,12 +452,19 @@ mod tests {
 
     #[test]
     fn client_secrets_never_show_in_debug_output() {
-        let mut vars = base();
-        vars.insert("HUBSPOT_CLIENT_ID", "id");
-        vars.insert("HUBSPOT_CLIENT_SECRET", "very-secret-value");
-        let config = load(&vars).unwrap();
+        let mut config = load(&base()).unwrap();
+        config.oauth_apps = secrets::OAuthApps::fixed(BTreeMap::from([(
+            Provider::Hubspot,
+            OAuthAppCredentials {
+                client_id: "id".into(),
+                client_secret: SecretString::from("very-secret-value"),
+            },
+        )]));
         assert_eq!(
-            config.oauth_apps[&Provider::Hubspot]
+            config
+                .oauth_apps
+                .get(Provider::Hubspot)
+                .unwrap()
                 .client_secret
                 .expose_secret(),
             "very-secret-value"

@@ -2,6 +2,7 @@
 
 use aws_config::BehaviorVersion;
 
+use crate::config::secrets::OAuthApps;
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::HttpClient;
@@ -17,21 +18,38 @@ pub struct Services {
 }
 
 impl Services {
-    /// Reads the configuration from the environment and builds the clients.
+    /// Reads the configuration from the environment, then the OAuth app secrets it names, and
+    /// builds the clients.
     pub async fn from_env() -> Result<Services, Error> {
         let config = Config::from_env()?;
-        Ok(Services::new(config).await)
+        Services::new(config).await
     }
 
     /// AWS clients take region, credentials and `AWS_ENDPOINT_URL` from the standard chain, so
-    /// local runs against moto need no code path of their own.
-    pub async fn new(config: Config) -> Services {
+    /// local runs against moto need no code path of their own (moto serves Secrets Manager too).
+    pub async fn new(config: Config) -> Result<Services, Error> {
         let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
-        Services::with_aws_config(config, &aws)
+        Services::with_aws_config(config, &aws).await
     }
 
     /// With an AWS configuration built elsewhere (tests aim one at a fault-injecting proxy).
-    pub fn with_aws_config(config: Config, aws: &aws_config::SdkConfig) -> Services {
+    /// Reads every app secret named in `config`, all at once (see [`OAuthApps::load`]).
+    pub async fn with_aws_config(
+        mut config: Config,
+        aws: &aws_config::SdkConfig,
+    ) -> Result<Services, Error> {
+        config.oauth_apps = OAuthApps::load(
+            aws_sdk_secretsmanager::Client::new(aws),
+            config.oauth_app_secret_ids.clone(),
+            config.app_secret_reread_interval,
+        )
+        .await?;
+        Ok(Services::with_oauth_apps(config, aws))
+    }
+
+    /// With the OAuth apps already in `config` (read by another set of services, which these
+    /// then share, re-reads included; or fixed ones in tests). Reads no secret.
+    pub fn with_oauth_apps(config: Config, aws: &aws_config::SdkConfig) -> Services {
         Services {
             store: Store::new(
                 aws_sdk_dynamodb::Client::new(aws),

@@ -1,14 +1,16 @@
 //! `TestContext`: a fresh table and KMS key on moto, HubSpot and Zoho simulators with their own
 //! client credentials, and the real handlers wired to them. One per test, so tests run in parallel
-//! without seeing each other's data.
+//! without seeing each other's data. The OAuth apps' credentials are in moto's Secrets Manager,
+//! one secret per provider under names of this context's own, and the services read them as
+//! the functions do at cold start.
 
 use std::collections::HashMap;
 
 use aws_config::SdkConfig;
 use lambda_http::Body;
 use serde_json::Value;
-use shared::config::Config;
-use shared::Services;
+use shared::config::{secrets, Config};
+use shared::{Provider, Services};
 use url::Url;
 
 use crate::events::ApiEvent;
@@ -37,6 +39,8 @@ pub struct TestContext {
     pub table: String,
     pub key_id: String,
     pub client_secret: String,
+    /// The Secrets Manager secret (name) of each OAuth provider's app, by slug.
+    pub app_secret_ids: HashMap<String, String>,
     /// Talks to the simulator as a browser would (no redirects followed).
     pub browser: reqwest::Client,
     pub queues: crate::queue::LeadQueues,
@@ -159,27 +163,11 @@ impl TestContext {
                 "OAUTH_REDIRECT_BASE_URL".into(),
                 "https://api.leadrelay.test".into(),
             ),
-            ("HUBSPOT_CLIENT_ID".into(), "test-client-id".into()),
-            ("HUBSPOT_CLIENT_SECRET".into(), client_secret.clone()),
             ("HUBSPOT_ENDPOINT_URL".into(), hubspot.base_url()),
-            ("ZOHO_CLIENT_ID".into(), "test-zoho-client-id".into()),
-            ("ZOHO_CLIENT_SECRET".into(), client_secret.clone()),
             ("ZOHO_ENDPOINT_URL".into(), zoho.base_url()),
             ("FRESHSALES_ENDPOINT_URL".into(), freshsales.base_url()),
-            (
-                "SALESFORCE_CLIENT_ID".into(),
-                "test-salesforce-client-id".into(),
-            ),
-            ("SALESFORCE_CLIENT_SECRET".into(), client_secret.clone()),
             ("SALESFORCE_ENDPOINT_URL".into(), salesforce.base_url()),
-            (
-                "GOOGLE_SHEETS_CLIENT_ID".into(),
-                "test-google-client-id".into(),
-            ),
-            ("GOOGLE_SHEETS_CLIENT_SECRET".into(), client_secret.clone()),
             ("GOOGLE_SHEETS_ENDPOINT_URL".into(), google.base_url()),
-            ("BITRIX24_CLIENT_ID".into(), "test-bitrix-client-id".into()),
-            ("BITRIX24_CLIENT_SECRET".into(), client_secret.clone()),
             ("BITRIX24_ENDPOINT_URL".into(), bitrix.base_url()),
             ("HTTP_BACKOFF_BASE_MS".into(), "10".into()),
             ("HTTP_MAX_WAIT_MS".into(), "500".into()),
@@ -190,12 +178,21 @@ impl TestContext {
             ),
             ("LEAD_MAX_RECEIVES".into(), "5".into()),
         ]);
+        let mut app_secret_ids = HashMap::new();
+        for (provider, client_id) in TEST_CLIENT_IDS {
+            let id = format!("{table}/{}-app", provider.slug());
+            put_app_secret(&aws, &id, &app_secret_value(client_id, &client_secret)).await;
+            vars.insert(secrets::id_variable(provider).into(), id.clone());
+            app_secret_ids.insert(provider.slug().to_string(), id);
+        }
         for (k, v) in overrides {
             vars.insert(k.to_string(), v.to_string());
         }
         let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test configuration");
         TestContext {
-            services: Services::with_aws_config(config, &aws),
+            services: Services::with_aws_config(config, &aws)
+                .await
+                .expect("the app secrets read from moto"),
             vars,
             hubspot,
             zoho,
@@ -207,6 +204,7 @@ impl TestContext {
             table,
             key_id,
             client_secret,
+            app_secret_ids,
             browser: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -218,9 +216,10 @@ impl TestContext {
     /// Another set of services on the same table, key and simulator, whose DynamoDB calls go
     /// to `dynamodb_endpoint` (a fault-injecting proxy in front of moto).
     pub fn services_via(&self, dynamodb_endpoint: &str) -> Services {
-        let config =
+        let mut config =
             Config::from_lookup(|k| self.vars.get(k).cloned()).expect("test configuration");
-        let mut services = Services::with_aws_config(config, &self.aws);
+        config.oauth_apps = self.services.config.oauth_apps.clone();
+        let mut services = Services::with_oauth_apps(config, &self.aws);
         // A service-level endpoint set in code outranks AWS_ENDPOINT_URL from the environment.
         let ddb = aws_sdk_dynamodb::config::Builder::from(&self.aws)
             .endpoint_url(dynamodb_endpoint)
@@ -239,8 +238,16 @@ impl TestContext {
         let mut vars = self.vars.clone();
         let previous = vars.insert(name.clone(), endpoint.to_string());
         assert!(previous.is_some(), "no provider sets {name}");
-        let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test configuration");
-        Services::with_aws_config(config, &self.aws)
+        let mut config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test configuration");
+        config.oauth_apps = self.services.config.oauth_apps.clone();
+        Services::with_oauth_apps(config, &self.aws)
+    }
+
+    /// Puts a new value in `provider`'s app secret (a slug), as `aws secretsmanager
+    /// put-secret-value` does: the services read it at their next re-read.
+    pub async fn put_app_secret(&self, provider: &str, value: &str) {
+        let id = &self.app_secret_ids[provider];
+        put_app_secret(&self.aws, id, value).await;
     }
 
     pub fn tenant() -> String {
@@ -485,6 +492,54 @@ impl TestContext {
         let url = started.body["authorize_url"].as_str().unwrap().to_string();
         let query = self.consent(&url).await;
         self.callback("hubspot", &query).await
+    }
+}
+
+/// The client id each simulator knows this deployment's app by; every app shares the
+/// context's client secret.
+const TEST_CLIENT_IDS: [(Provider, &str); 5] = [
+    (Provider::Hubspot, "test-client-id"),
+    (Provider::Zoho, "test-zoho-client-id"),
+    (Provider::Salesforce, "test-salesforce-client-id"),
+    (Provider::GoogleSheets, "test-google-client-id"),
+    (Provider::Bitrix24, "test-bitrix-client-id"),
+];
+
+/// An app secret's value, in the shape the template documents.
+pub fn app_secret_value(client_id: &str, client_secret: &str) -> String {
+    serde_json::json!({"client_id": client_id, "client_secret": client_secret}).to_string()
+}
+
+/// Creates the secret `id` in moto with `value`, or gives it `value` as its new current version.
+pub async fn put_app_secret(aws: &SdkConfig, id: &str, value: &str) {
+    let client = aws_sdk_secretsmanager::Client::new(aws);
+    let created = client
+        .create_secret()
+        .name(id)
+        .secret_string(value)
+        .send()
+        .await;
+    if let Err(err) = created {
+        let exists = err
+            .as_service_error()
+            .is_some_and(|e| e.is_resource_exists_exception());
+        assert!(
+            exists,
+            "create secret {id}: {}",
+            aws_sdk_secretsmanager::error::DisplayErrorContext(&err)
+        );
+        client
+            .put_secret_value()
+            .secret_id(id)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "put secret value {id}: {}",
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+                )
+            });
     }
 }
 

@@ -5,6 +5,9 @@
 pub mod state;
 pub mod token;
 
+use std::future::Future;
+use std::sync::Arc;
+
 use chrono::Utc;
 use oauth2::basic::{BasicRevocationErrorResponse, BasicTokenIntrospectionResponse};
 use oauth2::{
@@ -16,6 +19,7 @@ use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::config::secrets::OAuthApps;
 use crate::config::{Config, OAuthAppCredentials};
 use crate::error::{Error, ProviderError};
 use crate::http::{HttpClient, Idempotency, OAuthTransport, OutboundRequest};
@@ -41,7 +45,10 @@ type Oauth2Client = oauth2::Client<
 pub struct OAuthClient<'a> {
     provider: Provider,
     facts: &'static OAuthFacts,
-    app: &'a OAuthAppCredentials,
+    /// The app credentials as read when this client was made.
+    app: Arc<OAuthAppCredentials>,
+    /// Where newer ones come from after the provider refuses these.
+    apps: &'a OAuthApps,
     http: &'a HttpClient,
     redirect_uri: Url,
     authorize_url: Url,
@@ -72,12 +79,13 @@ impl<'a> OAuthClient<'a> {
             .ok_or(Error::NotSupported(provider))?;
         let app = config
             .oauth_apps
-            .get(&provider)
+            .get(provider)
             .ok_or(Error::NotSupported(provider))?;
         Ok(OAuthClient {
             provider,
             facts,
             app,
+            apps: &config.oauth_apps,
             http,
             redirect_uri: config.redirect_uri(provider),
             authorize_url: config.provider_url(provider, facts.authorize_url),
@@ -127,14 +135,44 @@ impl<'a> OAuthClient<'a> {
     }
 
     fn client(&self) -> Oauth2Client {
-        oauth2::Client::new(ClientId::new(self.app.client_id.clone()))
+        self.client_for(&self.app)
+    }
+
+    fn client_for(&self, app: &OAuthAppCredentials) -> Oauth2Client {
+        oauth2::Client::new(ClientId::new(app.client_id.clone()))
             .set_client_secret(ClientSecret::new(
-                self.app.client_secret.expose_secret().to_string(),
+                app.client_secret.expose_secret().to_string(),
             ))
             .set_auth_type(AuthType::RequestBody)
             .set_auth_uri(AuthUrl::from_url(self.authorize_url.clone()))
             .set_token_uri(TokenUrl::from_url(self.token_url.clone()))
             .set_redirect_uri(RedirectUrl::from_url(self.redirect_uri.clone()))
+    }
+
+    /// Runs `call` with this client's app credentials; if the provider refuses them
+    /// (`invalid_client`), reads the app secret again ([`OAuthApps::reread_after_refusal`]) and,
+    /// when that gives other credentials (a rotated secret), runs `call` once more with those.
+    /// A second try is safe even for single-use codes and rotating refresh tokens: a server
+    /// authenticates the client before it looks at the grant (RFC 6749 §5.2), so a refused
+    /// client used up nothing.
+    async fn with_app<T, F, Fut>(&self, call: F) -> Result<T, ProviderError>
+    where
+        F: Fn(Arc<OAuthAppCredentials>) -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
+        match call(self.app.clone()).await {
+            Err(refused) if refuses_client(&refused) => {
+                match self
+                    .apps
+                    .reread_after_refusal(self.provider, &self.app)
+                    .await
+                {
+                    Some(fresh) => call(fresh).await,
+                    None => Err(refused),
+                }
+            }
+            other => other,
+        }
     }
 
     fn transport(&self, operation: &'static str, idempotency: Idempotency) -> OAuthTransport {
@@ -177,18 +215,23 @@ impl<'a> OAuthClient<'a> {
         code: &SecretString,
         pkce_verifier: Option<&SecretString>,
     ) -> Result<TokenSet, ProviderError> {
-        let client = self.client();
-        let transport = self.transport("token.exchange", Idempotency::Unsafe);
-        let mut request =
-            client.exchange_code(AuthorizationCode::new(code.expose_secret().to_string()));
-        if let Some(verifier) = pkce_verifier {
-            request = request
-                .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose_secret().to_string()));
-        }
-        let response = request
-            .request_async(&transport)
-            .await
-            .map_err(|e| classify_token_error(self.provider, e))?;
+        let response = self
+            .with_app(|app| async move {
+                let client = self.client_for(&app);
+                let transport = self.transport("token.exchange", Idempotency::Unsafe);
+                let mut request =
+                    client.exchange_code(AuthorizationCode::new(code.expose_secret().to_string()));
+                if let Some(verifier) = pkce_verifier {
+                    request = request.set_pkce_verifier(PkceCodeVerifier::new(
+                        verifier.expose_secret().to_string(),
+                    ));
+                }
+                request
+                    .request_async(&transport)
+                    .await
+                    .map_err(|e| classify_token_error(self.provider, e))
+            })
+            .await?;
         Ok(TokenSet::from_response(
             response,
             self.assumed_lifetime,
@@ -204,14 +247,19 @@ impl<'a> OAuthClient<'a> {
         } else {
             Idempotency::Safe
         };
-        let client = self.client();
-        let transport = self.transport("token.refresh", idempotency);
         let token = RefreshToken::new(refresh_token.expose_secret().to_string());
-        let response = client
-            .exchange_refresh_token(&token)
-            .request_async(&transport)
-            .await
-            .map_err(|e| classify_token_error(self.provider, e))?;
+        let token = &token;
+        let response = self
+            .with_app(|app| async move {
+                let client = self.client_for(&app);
+                let transport = self.transport("token.refresh", idempotency);
+                client
+                    .exchange_refresh_token(token)
+                    .request_async(&transport)
+                    .await
+                    .map_err(|e| classify_token_error(self.provider, e))
+            })
+            .await?;
         Ok(TokenSet::from_response(
             response,
             self.assumed_lifetime,
@@ -223,18 +271,32 @@ impl<'a> OAuthClient<'a> {
     /// form with the client credentials in the body (HubSpot's 2026-03 endpoint), or the token
     /// in the query (Zoho). Returns `false` when the provider has no revocation endpoint.
     pub async fn revoke(&self, refresh_token: &SecretString) -> Result<bool, ProviderError> {
-        let Some(mut url) = self.revoke_url.clone() else {
+        let Some(url) = self.revoke_url.clone() else {
             return Ok(false);
         };
+        let url = &url;
+        self.with_app(
+            |app| async move { self.revoke_with(&app, url.clone(), refresh_token).await },
+        )
+        .await?;
+        Ok(true)
+    }
+
+    async fn revoke_with(
+        &self,
+        app: &OAuthAppCredentials,
+        mut url: Url,
+        refresh_token: &SecretString,
+    ) -> Result<(), ProviderError> {
         let request = match self.facts.revoke_style {
             RevokeStyle::Rfc7009Form => {
                 OutboundRequest::new(self.provider, "token.revoke", Method::POST, url).form(vec![
                     ("token", refresh_token.expose_secret().to_string()),
                     ("token_type_hint", "refresh_token".into()),
-                    ("client_id", self.app.client_id.clone()),
+                    ("client_id", app.client_id.clone()),
                     (
                         "client_secret",
-                        self.app.client_secret.expose_secret().to_string(),
+                        app.client_secret.expose_secret().to_string(),
                     ),
                 ])
             }
@@ -247,7 +309,7 @@ impl<'a> OAuthClient<'a> {
         .idempotency(Idempotency::Safe);
         let response = self.http.send(request).await?;
         if response.is_success() {
-            return Ok(true);
+            return Ok(());
         }
         let body: TokenEndpointError = response.json().unwrap_or_default();
         Err(ProviderError::Rejected {
@@ -256,5 +318,20 @@ impl<'a> OAuthClient<'a> {
             code: body.code(),
             message: "the revocation endpoint refused the request".into(),
         })
+    }
+}
+
+/// The provider refused this deployment's client credentials: `invalid_client` (RFC 6749
+/// §5.2, what every supported provider answers for a wrong client id or secret), or HubSpot's
+/// own codes for it where an answer carries only those.
+fn refuses_client(error: &ProviderError) -> bool {
+    match error {
+        ProviderError::Unauthorized { code, .. } | ProviderError::Rejected { code, .. } => {
+            matches!(
+                code.as_str(),
+                "invalid_client" | "BAD_CLIENT_ID" | "BAD_CLIENT_SECRET"
+            )
+        }
+        _ => false,
     }
 }

@@ -133,7 +133,7 @@ async fn main() -> Result<()> {
         proxies.push(proxy);
     }
     let config = Config::from_lookup(|k| vars.get(k).cloned())?;
-    let services = Arc::new(Services::with_aws_config(config, &ctx.aws));
+    let services = Arc::new(Services::with_aws_config(config, &ctx.aws).await?);
 
     println!(
         "fault soak: {} leads ({per_provider} per destination, 2 tenants each), {workers} lead-push workers, one CRM write in {one_in} faulted (seed {seed})",

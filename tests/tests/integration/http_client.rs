@@ -1,12 +1,13 @@
 //! The shared HTTP client and OAuth requests, against wiremock: exact requests, retries,
 //! throttling, redirects and timeouts.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use reqwest::Method;
 use secrecy::SecretString;
-use shared::config::{Config, HttpSettings};
+use shared::config::secrets::OAuthApps;
+use shared::config::{Config, HttpSettings, OAuthAppCredentials};
 use shared::error::ProviderError;
 use shared::http::{HttpClient, Idempotency, OutboundRequest};
 use shared::oauth::OAuthClient;
@@ -218,11 +219,19 @@ fn config_for(server: &MockServer) -> Config {
             "OAUTH_REDIRECT_BASE_URL",
             "https://api.leadrelay.test".to_string(),
         ),
-        ("HUBSPOT_CLIENT_ID", "cid".to_string()),
-        ("HUBSPOT_CLIENT_SECRET", "csecret".to_string()),
         ("HUBSPOT_ENDPOINT_URL", server.uri()),
     ]);
-    Config::from_lookup(|k| vars.get(k).cloned()).unwrap()
+    let mut config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
+    // Fixed credentials: these tests are about the requests, not where the secret comes from
+    // (tests/tests/integration/app_secrets.rs reads it from Secrets Manager).
+    config.oauth_apps = OAuthApps::fixed(BTreeMap::from([(
+        Provider::Hubspot,
+        OAuthAppCredentials {
+            client_id: "cid".into(),
+            client_secret: SecretString::from("csecret"),
+        },
+    )]));
+    config
 }
 
 fn form(request: &Request) -> HashMap<String, String> {

@@ -1,6 +1,7 @@
 //! Integration tests: the real handlers against moto (DynamoDB, KMS) and the HubSpot simulator
 //! on loopback. One binary, one module per feature. Run through `make test`, which starts moto.
 
+mod app_secrets;
 mod bitrix24;
 mod connect;
 mod crash_matrix;
@@ -27,6 +28,7 @@ mod refresh;
 mod refresh_schedule;
 mod salesforce;
 mod salesforce_requests;
+mod template_secrets;
 mod template_timeouts;
 mod token_custody;
 mod zoho;
