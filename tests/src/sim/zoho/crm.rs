@@ -1405,20 +1405,7 @@ pub(super) async fn sim_state(
 
 /// Everything of one data centre, for the demo and for debugging.
 pub(super) fn state_json(shared: &Shared, dc: &ZohoDc) -> Value {
-    let tokens = {
-        let auth = shared.auth();
-        let minted = auth.access.values().filter(|a| a.dc == dc.code).count();
-        let live_refresh = auth
-            .refresh
-            .values()
-            .filter(|g| g.dc == dc.code && g.live)
-            .count();
-        json!({
-            "access_tokens_minted": minted,
-            "live_refresh_tokens": live_refresh,
-            "refresh_calls_all_dcs": auth.refresh_calls,
-        })
-    };
+    let tokens = shared.auth().state_json(dc.code);
     let store = shared.crm_store();
     let orgs: Vec<Value> = store
         .orgs_of(dc.code)

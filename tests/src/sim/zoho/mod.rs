@@ -33,7 +33,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -231,11 +231,11 @@ pub struct ZohoSimConfig {
     /// How long an authorization code stays redeemable (Zoho: 3 minutes).
     pub code_ttl: Duration,
     /// Whether a refresh hands out a new refresh token. Zoho's documented
-    /// behaviour is [`Rotation::Never`] (the refresh answer carries no
-    /// `refresh_token`); `Rotate` plays the product plan's claim (each refresh
-    /// answers a new refresh token and the old one is refused); with
-    /// `RotateAndRevokeOnReuse`, presenting a rotated-out token also revokes
-    /// its successors and their access tokens.
+    /// behaviour is [`Rotation::Reusable`] (the refresh answer carries no
+    /// `refresh_token`); `Rotating` plays the product plan's claim (each
+    /// refresh answers a new refresh token and the old one is refused); with
+    /// `RotatingReuseRevokesGrant`, presenting a rotated-out token also
+    /// revokes the grant: its successors and their access tokens.
     pub rotation: Rotation,
     /// Where a consent without `sim_dc=` puts the account (`"us"`).
     pub default_dc: String,
@@ -269,7 +269,7 @@ impl Default for ZohoSimConfig {
             client_secret: "demo-zoho-client-secret".to_owned(),
             access_token_ttl_secs: 3600,
             code_ttl: Duration::from_secs(180),
-            rotation: Rotation::Never,
+            rotation: Rotation::Reusable,
             default_dc: "us".to_owned(),
             default_user: DEFAULT_USER.to_owned(),
             token_mint_limit: (10, Duration::from_secs(600)),
@@ -463,10 +463,10 @@ impl ZohoSim {
         dc_or_panic(&config.default_dc);
         let shared = Arc::new(Shared {
             schema: Mutex::new(config.schema.clone()),
+            auth: Mutex::new(oauth::AuthState::new(&config)),
             config,
             recorder: Recorder::new(),
             faults: FaultQueue::new(),
-            auth: Mutex::new(oauth::AuthState::default()),
             crm: Mutex::new(crm::CrmStore::default()),
         });
         let server = ServerHandle::spawn(addr, router(shared.clone())).await?;
@@ -545,107 +545,7 @@ impl ZohoSim {
         self.shared.recorder.clear();
     }
 
-    // -- OAuth inspection and shortcuts -------------------------------------
-
-    /// The next consent that could otherwise succeed redirects with
-    /// `error=access_denied` (as `sim_deny=1` does).
-    pub fn deny_next_consent(&self) {
-        self.shared.auth().deny_next_consent = true;
-    }
-
-    /// Mint a refresh/access token pair for `user` in `dc` as if the user had
-    /// consented (offline, with consent) and the app had exchanged the code.
-    /// Counts against the user's refresh-token cap; does not count as a
-    /// refresh call.
-    ///
-    /// # Panics
-    /// On an unknown DC code.
-    pub fn seed_connection(&self, dc_code: &str, user: &str) -> ZohoSeededTokens {
-        let dc = dc_or_panic(dc_code);
-        let mut auth = self.shared.auth();
-        let refresh_token = auth.issue_refresh(&self.shared.config, dc.code, user, Vec::new());
-        let access_token =
-            auth.issue_access(&self.shared.config, dc.code, user, Some(&refresh_token));
-        drop(auth);
-        self.shared.crm_store().org_mut(dc.code, user);
-        ZohoSeededTokens {
-            refresh_token,
-            access_token,
-            expires_in: self.shared.config.access_token_ttl_secs,
-            api_domain: dc.api_domain(),
-            accounts_server: dc.accounts_server(),
-            dc: dc.code,
-            user: user.to_owned(),
-        }
-    }
-
-    /// Access tokens minted so far (code exchanges, refreshes and seeds).
-    pub fn access_tokens_minted(&self) -> usize {
-        self.shared.auth().access_order.len()
-    }
-
-    /// Access tokens minted from this refresh token (exchange and refreshes).
-    pub fn access_tokens_minted_for(&self, refresh_token: &str) -> usize {
-        self.shared
-            .auth()
-            .access
-            .values()
-            .filter(|a| a.refresh_token.as_deref() == Some(refresh_token))
-            .count()
-    }
-
-    /// Every access token ever issued, in issue order (live or not).
-    pub fn issued_access_tokens(&self) -> Vec<String> {
-        self.shared.auth().access_order.clone()
-    }
-
-    /// Whether this access token would be accepted on its DC right now.
-    pub fn is_access_token_live(&self, token: &str) -> bool {
-        self.shared.auth().access_live(token)
-    }
-
-    /// `grant_type=refresh_token` calls received (any outcome).
-    pub fn refresh_calls(&self) -> usize {
-        self.shared.auth().refresh_calls
-    }
-
-    /// Live refresh tokens of `user` in `dc`, oldest first.
-    pub fn live_refresh_tokens(&self, dc_code: &str, user: &str) -> Vec<String> {
-        self.shared.auth().live_refresh_of(dc_code, user)
-    }
-
-    /// Whether this refresh token still works.
-    pub fn is_refresh_token_live(&self, token: &str) -> bool {
-        self.shared.auth().refresh_live(token)
-    }
-
-    /// Refresh tokens revoked through the revoke endpoint, in order.
-    pub fn revoked_tokens(&self) -> Vec<String> {
-        self.shared.auth().revoked.clone()
-    }
-
-    /// Make every access token issued so far expired as of now.
-    pub fn expire_access_tokens(&self) {
-        let now = Instant::now();
-        for grant in self.shared.auth().access.values_mut() {
-            grant.expires_at = grant.expires_at.min(now);
-        }
-    }
-
-    /// Make every outstanding authorization code expired as of now.
-    pub fn expire_auth_codes(&self) {
-        let now = Instant::now();
-        for code in self.shared.auth().codes.values_mut() {
-            code.expires_at = code.expires_at.min(now);
-        }
-    }
-
-    /// Forget every refresh token's mint window (as if ten minutes passed).
-    pub fn reset_token_mint_windows(&self) {
-        for grant in self.shared.auth().refresh.values_mut() {
-            grant.mints.clear();
-        }
-    }
+    // OAuth inspection and shortcuts: in `oauth.rs`.
 
     // -- CRM inspection and seeding -----------------------------------------
 

@@ -3,198 +3,142 @@
 //! (`POST /oauth/v2/token/revoke?token=`), plus the access-token check of the
 //! CRM API (`Authorization: Zoho-oauthtoken ...`).
 //!
-//! Zoho answers token-endpoint errors with HTTP 200 and an OAuth-style body
-//! (`{"error":"invalid_code"}`), and enforces three caps, all configurable
-//! here: access tokens minted per refresh token per window, live access tokens
-//! per refresh token, and refresh tokens per user per client.
+//! The bookkeeping (codes, grants, rotation, expiry) is the shared
+//! [`OAuthServer`] under [`oauth_policy`]. What is Zoho's own stays here:
+//! - every code and token belongs to one data centre, and another DC's
+//!   accounts server has never heard of it;
+//! - the consent redirect names the DC (`location`, `accounts-server`);
+//! - token-endpoint errors are HTTP 200 with `{"error": ...}`;
+//! - a refresh token is issued for offline access only, and to a user who
+//!   already holds one only when consent was prompted;
+//! - three caps, configurable: access tokens minted per refresh token per
+//!   window, live access tokens per refresh token, refresh tokens per user.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Extension, Query, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use rand::RngCore;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use super::{
-    dc, json_response, zoho_error, Rotation, Shared, Target, ZohoSimConfig,
-    ACCESS_DENIED_DESCRIPTION,
+    dc, dc_or_panic, json_response, zoho_error, Shared, Target, ZohoSeededTokens, ZohoSim,
+    ZohoSimConfig, ACCESS_DENIED_DESCRIPTION, AUTHORIZE_PATH, REVOKE_PATH, TOKEN_PATH,
 };
 use crate::sim::consent;
+use crate::sim::oauth::{
+    is_s256_challenge, Alphabet, AnswerShape, CodeRequest, Endpoints, Issued, OAuthFailure,
+    OAuthPolicy, OAuthServer, Pkce, Redemption, RefreshEcho, ScopeField, TokenFormat, TokenHost,
+};
 use crate::sim::recorder::decode_form;
+use crate::sim::server::Reject;
+
+pub use crate::sim::oauth::s256_challenge;
 
 /// How the consent screen's error pages name the product.
 const PRODUCT: &str = "Zoho Accounts";
-use crate::sim::server::Reject;
+
+/// Zoho's OAuth server as data. The caps are Zoho's own rules and stay in
+/// [`AuthState`].
+pub fn oauth_policy(config: &ZohoSimConfig) -> OAuthPolicy {
+    // `1000.` and hex, the shape of Zoho's codes and tokens.
+    let zoho_token = TokenFormat::random("1000.", 64, Alphabet::HexLower);
+    OAuthPolicy {
+        code_lifetime: config.code_ttl,
+        pkce: Pkce::Optional,
+        rotation: config.rotation,
+        // A rotation leaves the retired token's access tokens working until they expire.
+        rotation_retires_access: false,
+        // The revoke endpoint takes refresh tokens only.
+        revoking_access_revokes_grant: false,
+        access_lifetime: Duration::from_secs(config.access_token_ttl_secs),
+        code_format: zoho_token.clone(),
+        access_format: zoho_token.clone(),
+        refresh_format: zoho_token,
+        answer: AnswerShape {
+            token_type: "Bearer",
+            expires_in: true,
+            refresh_echo: RefreshEcho::WhenRotated,
+            scope: ScopeField::Omitted,
+        },
+        endpoints: Endpoints {
+            authorize_path: AUTHORIZE_PATH,
+            token_host: TokenHost::Login,
+            token_path: TOKEN_PATH,
+            revoke_path: Some(REVOKE_PATH),
+        },
+    }
+}
 
 // ---------------------------------------------------------------------------
 // State
 // ---------------------------------------------------------------------------
 
-#[derive(Default)]
+/// Who a Zoho grant belongs to: a user of one data centre.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ZohoSubject {
+    pub(super) dc: &'static str,
+    pub(super) user: String,
+}
+
 pub(super) struct AuthState {
-    pub(super) codes: HashMap<String, PendingCode>,
-    pub(super) refresh: HashMap<String, RefreshGrant>,
-    pub(super) refresh_order: Vec<String>,
-    pub(super) access: HashMap<String, AccessGrant>,
-    pub(super) access_order: Vec<String>,
-    /// Refresh tokens revoked through the revoke endpoint.
-    pub(super) revoked: Vec<String>,
-    pub(super) refresh_calls: usize,
-    pub(super) deny_next_consent: bool,
-}
-
-pub(super) struct PendingCode {
-    client_id: String,
-    redirect_uri: String,
-    dc: &'static str,
-    user: String,
-    challenge: Option<String>,
-    offline: bool,
-    prompt_consent: bool,
-    scopes: Vec<String>,
-    pub(super) expires_at: Instant,
-}
-
-pub(super) struct RefreshGrant {
-    pub(super) dc: &'static str,
-    pub(super) user: String,
-    pub(super) scopes: Vec<String>,
-    /// False once revoked, deleted by the per-user cap, or rotated out.
-    pub(super) live: bool,
-    /// The token that replaced this one when a rotating refresh retired it.
-    pub(super) rotated_to: Option<String>,
-    /// When each access token was minted by a refresh call, inside the window.
-    pub(super) mints: VecDeque<Instant>,
-}
-
-pub(super) struct AccessGrant {
-    pub(super) dc: &'static str,
-    pub(super) user: String,
-    pub(super) refresh_token: Option<String>,
-    pub(super) expires_at: Instant,
-    pub(super) revoked: bool,
-}
-
-impl AccessGrant {
-    fn live(&self, now: Instant) -> bool {
-        !self.revoked && now < self.expires_at
-    }
+    server: OAuthServer<ZohoSubject>,
+    /// `grant_type=refresh_token` calls received (any outcome).
+    refresh_calls: usize,
+    deny_next_consent: bool,
+    /// When each access token was minted by a refresh call, per presented
+    /// refresh token, inside the window.
+    mints: HashMap<String, VecDeque<Instant>>,
 }
 
 impl AuthState {
-    /// A new refresh token for `user` in `dc`. When the user already holds
-    /// `max_refresh_tokens` live ones, the oldest is deleted with its access
-    /// tokens (Zoho's 20-per-user rule).
-    pub(super) fn issue_refresh(
-        &mut self,
-        config: &ZohoSimConfig,
-        dc: &'static str,
-        user: &str,
-        scopes: Vec<String>,
-    ) -> String {
-        let live = self.live_refresh_of(dc, user);
-        let excess = (live.len() + 1).saturating_sub(config.max_refresh_tokens.max(1));
-        for oldest in live.into_iter().take(excess) {
-            self.kill_refresh(&oldest);
-        }
-        let token = new_token();
-        self.refresh.insert(
-            token.clone(),
-            RefreshGrant {
-                dc,
-                user: user.to_owned(),
-                scopes,
-                live: true,
-                rotated_to: None,
-                mints: VecDeque::new(),
-            },
-        );
-        self.refresh_order.push(token.clone());
-        token
-    }
-
-    /// A new access token. When its refresh token already has
-    /// `max_live_access_tokens` live ones, the oldest stops working.
-    pub(super) fn issue_access(
-        &mut self,
-        config: &ZohoSimConfig,
-        dc: &'static str,
-        user: &str,
-        refresh_token: Option<&str>,
-    ) -> String {
-        let now = Instant::now();
-        if let Some(refresh) = refresh_token {
-            let live: Vec<String> = self
-                .access_order
-                .iter()
-                .filter(|t| {
-                    self.access
-                        .get(*t)
-                        .is_some_and(|a| a.refresh_token.as_deref() == Some(refresh) && a.live(now))
-                })
-                .cloned()
-                .collect();
-            let excess = (live.len() + 1).saturating_sub(config.max_live_access_tokens.max(1));
-            for oldest in live.iter().take(excess) {
-                if let Some(grant) = self.access.get_mut(oldest) {
-                    grant.revoked = true;
-                }
-            }
-        }
-        let token = new_token();
-        self.access.insert(
-            token.clone(),
-            AccessGrant {
-                dc,
-                user: user.to_owned(),
-                refresh_token: refresh_token.map(str::to_owned),
-                expires_at: now + Duration::from_secs(config.access_token_ttl_secs),
-                revoked: false,
-            },
-        );
-        self.access_order.push(token.clone());
-        token
-    }
-
-    /// The refresh token stops working, and so do its access tokens.
-    fn kill_refresh(&mut self, token: &str) {
-        if let Some(grant) = self.refresh.get_mut(token) {
-            grant.live = false;
-        }
-        for access in self.access.values_mut() {
-            if access.refresh_token.as_deref() == Some(token) {
-                access.revoked = true;
-            }
+    pub(super) fn new(config: &ZohoSimConfig) -> Self {
+        Self {
+            server: OAuthServer::new(oauth_policy(config)),
+            refresh_calls: 0,
+            deny_next_consent: false,
+            mints: HashMap::new(),
         }
     }
 
-    pub(super) fn live_refresh_of(&self, dc: &str, user: &str) -> Vec<String> {
-        self.refresh_order
-            .iter()
-            .filter(|t| {
-                self.refresh
-                    .get(*t)
-                    .is_some_and(|g| g.live && g.dc == dc && g.user == user)
-            })
-            .cloned()
-            .collect()
+    /// Zoho's caps after tokens were issued: beyond `max_refresh_tokens` live
+    /// refresh tokens of the user the oldest is deleted with its access
+    /// tokens; beyond `max_live_access_tokens` live access tokens of the
+    /// refresh token the oldest stops working.
+    fn enforce_caps(&mut self, config: &ZohoSimConfig, issued: &Issued<ZohoSubject>) {
+        let Some(refresh_token) = &issued.refresh_token else {
+            return;
+        };
+        let live = self
+            .server
+            .live_refresh_tokens(|subject| *subject == issued.subject);
+        let excess = live.len().saturating_sub(config.max_refresh_tokens.max(1));
+        for oldest in live.iter().take(excess) {
+            self.server.invalidate(oldest);
+        }
+        let live: Vec<String> = self
+            .server
+            .access_tokens_via(refresh_token)
+            .into_iter()
+            .filter(|t| self.server.access_live(t))
+            .collect();
+        let excess = live
+            .len()
+            .saturating_sub(config.max_live_access_tokens.max(1));
+        for oldest in live.iter().take(excess) {
+            self.server.invalidate(oldest);
+        }
     }
 
-    pub(super) fn refresh_live(&self, token: &str) -> bool {
-        self.refresh.get(token).is_some_and(|g| g.live)
-    }
-
-    pub(super) fn access_live(&self, token: &str) -> bool {
-        self.access
-            .get(token)
-            .is_some_and(|a| a.live(Instant::now()))
+    /// The token figures of one data centre in `GET /_sim/state`.
+    pub(super) fn state_json(&self, dc: &str) -> Value {
+        json!({
+            "access_tokens_minted": self.server.counters(|s| s.dc == dc).access_minted,
+            "live_refresh_tokens": self.server.live_refresh_tokens(|s| s.dc == dc).len(),
+            "refresh_calls_all_dcs": self.refresh_calls,
+        })
     }
 }
 
@@ -210,12 +154,11 @@ impl Shared {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(zoho_token);
-        let state = self.auth();
-        let grant = token
-            .and_then(|t| state.access.get(t))
-            .filter(|a| a.live(Instant::now()) && a.dc == target.dc.code);
-        match grant {
-            Some(grant) => Ok(grant.user.clone()),
+        let subject = token
+            .and_then(|t| self.auth().server.check_access(t).ok())
+            .filter(|subject| subject.dc == target.dc.code);
+        match subject {
+            Some(subject) => Ok(subject.user),
             None => Err(zoho_error(
                 StatusCode::UNAUTHORIZED,
                 "INVALID_TOKEN",
@@ -272,27 +215,20 @@ pub(super) async fn authorize(
         user => user.to_owned(),
     };
     let state_param = params.get("state").map(String::as_str);
-    let with_state = |mut pairs: Vec<(&'static str, String)>| {
+    let redirect = |mut pairs: Vec<(&'static str, String)>| {
         if let Some(state) = state_param {
             pairs.push(("state", state.to_owned()));
         }
-        pairs
+        consent::redirect_to(PRODUCT, &redirect_target, &pairs)
     };
+    let refuse = |error: &str| redirect(vec![("error", error.to_owned())]);
 
     let deny = std::mem::take(&mut shared.auth().deny_next_consent) || param("sim_deny") == "1";
     if deny {
-        return consent::redirect_to(
-            PRODUCT,
-            &redirect_target,
-            &with_state(vec![("error", "access_denied".to_owned())]),
-        );
+        return refuse("access_denied");
     }
     if param("response_type") != "code" {
-        return consent::redirect_to(
-            PRODUCT,
-            &redirect_target,
-            &with_state(vec![("error", "unsupported_response_type".to_owned())]),
-        );
+        return refuse("unsupported_response_type");
     }
     let scopes: Vec<String> = param("scope")
         .split(',')
@@ -301,54 +237,47 @@ pub(super) async fn authorize(
         .map(str::to_owned)
         .collect();
     if scopes.is_empty() {
-        return consent::redirect_to(
-            PRODUCT,
-            &redirect_target,
-            &with_state(vec![("error", "invalid_scope".to_owned())]),
-        );
+        return refuse("invalid_scope");
     }
     let challenge = match param("code_challenge") {
         "" => None,
         challenge => {
             if param("code_challenge_method") != "S256" || !is_s256_challenge(challenge) {
-                return consent::redirect_to(
-                    PRODUCT,
-                    &redirect_target,
-                    &with_state(vec![("error", "invalid_request".to_owned())]),
-                );
+                return refuse("invalid_request");
             }
             Some(challenge.to_owned())
         }
     };
 
-    let code = format!("1000.{}.{}", random_hex(16), random_hex(16));
-    shared.auth().codes.insert(
-        code.clone(),
-        PendingCode {
+    let subject = ZohoSubject { dc: dc.code, user };
+    let code = {
+        let mut state = shared.auth();
+        // A refresh token for offline access only, and to a user who already
+        // holds one for this client only when consent was prompted.
+        let with_refresh = param("access_type") == "offline"
+            && (param("prompt") == "consent"
+                || state
+                    .server
+                    .live_refresh_tokens(|s| *s == subject)
+                    .is_empty());
+        state.server.issue_code(CodeRequest {
             client_id: client_id.to_owned(),
             redirect_uri: param("redirect_uri").to_owned(),
-            dc: dc.code,
-            user,
             challenge,
-            offline: param("access_type") == "offline",
-            prompt_consent: param("prompt") == "consent",
             scopes,
-            expires_at: Instant::now() + shared.config.code_ttl,
-        },
-    );
+            subject,
+            with_refresh,
+        })
+    };
     let accounts_server = match param("sim_accounts_server") {
         "" => dc.accounts_server(),
         forged => forged.to_owned(),
     };
-    consent::redirect_to(
-        PRODUCT,
-        &redirect_target,
-        &with_state(vec![
-            ("code", code),
-            ("location", dc.code.to_owned()),
-            ("accounts-server", accounts_server),
-        ]),
-    )
+    redirect(vec![
+        ("code", code),
+        ("location", dc.code.to_owned()),
+        ("accounts-server", accounts_server),
+    ])
 }
 
 // ---------------------------------------------------------------------------
@@ -383,153 +312,106 @@ pub(super) async fn token(
         "authorization_code" => exchange_code(
             &shared,
             &target,
-            field("code"),
-            field("redirect_uri"),
-            field("code_verifier"),
+            Redemption {
+                code: field("code"),
+                client_id: field("client_id"),
+                redirect_uri: field("redirect_uri"),
+                verifier: field("code_verifier"),
+            },
         ),
         "refresh_token" => refresh(&shared, &target, field("refresh_token")),
         _ => oauth_error("unsupported_grant_type"),
     }
 }
 
-fn exchange_code(
-    shared: &Shared,
-    target: &Target,
-    code: &str,
-    redirect_uri: &str,
-    verifier: &str,
-) -> Response {
+fn exchange_code(shared: &Shared, target: &Target, redemption: Redemption<'_>) -> Response {
     let config = &shared.config;
     let mut state = shared.auth();
     // Another DC's accounts server has never heard of the code: it stays
     // redeemable where it was issued.
     if state
-        .codes
-        .get(code)
-        .is_none_or(|pending| pending.dc != target.dc.code)
+        .server
+        .code_subject(redemption.code)
+        .is_none_or(|subject| subject.dc != target.dc.code)
     {
         return oauth_error("invalid_code");
     }
-    let Some(pending) = state.codes.remove(code) else {
-        return oauth_error("invalid_code");
+    let issued = match state.server.exchange_code(redemption) {
+        Ok(issued) => issued,
+        Err(OAuthFailure::RedirectMismatch) => return oauth_error("invalid_redirect_uri"),
+        // Unknown, expired, another client's, or a PKCE failure.
+        Err(_) => return oauth_error("invalid_code"),
     };
-    if Instant::now() >= pending.expires_at || pending.client_id != config.client_id {
-        return oauth_error("invalid_code");
-    }
-    if pending.redirect_uri != redirect_uri {
-        return oauth_error("invalid_redirect_uri");
-    }
-    if let Some(challenge) = &pending.challenge {
-        if verifier.is_empty() || s256_challenge(verifier) != *challenge {
-            return oauth_error("invalid_code");
-        }
-    }
-
-    let dc = target.dc;
-    // Zoho issues a refresh token for offline access only, and to a user who
-    // already holds one for this client only when consent was prompted.
-    let gives_refresh = pending.offline
-        && (pending.prompt_consent || state.live_refresh_of(dc.code, &pending.user).is_empty());
-    let refresh_token =
-        gives_refresh.then(|| state.issue_refresh(config, dc.code, &pending.user, pending.scopes));
-    let access_token = state.issue_access(config, dc.code, &pending.user, refresh_token.as_deref());
+    state.enforce_caps(config, &issued);
+    let answer = token_response(&state.server, &issued, false, target);
     drop(state);
-    shared.crm_store().org_mut(dc.code, &pending.user);
-    token_response(
-        &access_token,
-        refresh_token.as_deref(),
-        &dc.api_domain(),
-        config.access_token_ttl_secs,
-    )
+    shared
+        .crm_store()
+        .org_mut(issued.subject.dc, &issued.subject.user);
+    answer
 }
 
 fn refresh(shared: &Shared, target: &Target, refresh_token: &str) -> Response {
     let config = &shared.config;
     let mut state = shared.auth();
-    let Some(grant) = state
-        .refresh
-        .get(refresh_token)
-        .filter(|g| g.dc == target.dc.code)
-    else {
+    // Another DC's accounts server does not know the token: no reuse
+    // detection, no mint, nothing.
+    if state
+        .server
+        .token_subject(refresh_token)
+        .is_none_or(|subject| subject.dc != target.dc.code)
+    {
         return oauth_error("invalid_code");
+    }
+    let state = &mut *state;
+    let mut throttled = false;
+    let result = state
+        .server
+        .refresh_with(refresh_token, &config.client_id, |_| {
+            throttled = !take_mint(&mut state.mints, refresh_token, config.token_mint_limit);
+            !throttled
+        });
+    let issued = match result {
+        Ok(issued) => issued,
+        Err(OAuthFailure::SubjectRefused) if throttled => return access_denied(),
+        // Unknown, revoked, deleted by a cap, or rotated out.
+        Err(_) => return oauth_error("invalid_code"),
     };
-    if let Some(successor) = grant.rotated_to.clone() {
-        if config.rotation == Rotation::RotateAndRevokeOnReuse {
-            // Reuse of a retired token: the whole chain after it dies.
-            let mut next = Some(successor);
-            while let Some(token) = next {
-                next = state.refresh.get(&token).and_then(|g| g.rotated_to.clone());
-                state.kill_refresh(&token);
-            }
-        }
-        return oauth_error("invalid_code");
-    }
-    if !grant.live {
-        return oauth_error("invalid_code");
-    }
-    let (dc, user) = (grant.dc, grant.user.clone());
+    state.enforce_caps(config, &issued);
+    token_response(&state.server, &issued, true, target)
+}
 
-    let (max, window) = config.token_mint_limit;
+/// Room in the presented refresh token's mint window, taken when there is
+/// some (Zoho: 10 access tokens per refresh token per 10 minutes).
+fn take_mint(
+    mints: &mut HashMap<String, VecDeque<Instant>>,
+    refresh_token: &str,
+    (max, window): (u32, Duration),
+) -> bool {
     let now = Instant::now();
-    let Some(grant) = state.refresh.get_mut(refresh_token) else {
-        return oauth_error("invalid_code");
-    };
-    while grant
-        .mints
+    let mints = mints.entry(refresh_token.to_owned()).or_default();
+    while mints
         .front()
         .is_some_and(|at| now.duration_since(*at) >= window)
     {
-        grant.mints.pop_front();
+        mints.pop_front();
     }
-    if grant.mints.len() >= max as usize {
-        return access_denied();
+    if mints.len() >= max as usize {
+        return false;
     }
-    grant.mints.push_back(now);
-
-    let api_domain = target.dc.api_domain();
-    if config.rotation == Rotation::Never {
-        let access = state.issue_access(config, dc, &user, Some(refresh_token));
-        return token_response(&access, None, &api_domain, config.access_token_ttl_secs);
-    }
-    // Rotation: the presented token retires (its access tokens keep working
-    // until they expire) and a new one takes its place.
-    let scopes = state
-        .refresh
-        .get(refresh_token)
-        .map(|g| g.scopes.clone())
-        .unwrap_or_default();
-    if let Some(old) = state.refresh.get_mut(refresh_token) {
-        old.live = false;
-    }
-    let successor = state.issue_refresh(config, dc, &user, scopes);
-    if let Some(old) = state.refresh.get_mut(refresh_token) {
-        old.rotated_to = Some(successor.clone());
-    }
-    let access = state.issue_access(config, dc, &user, Some(&successor));
-    token_response(
-        &access,
-        Some(&successor),
-        &api_domain,
-        config.access_token_ttl_secs,
-    )
+    mints.push_back(now);
+    true
 }
 
 fn token_response(
-    access_token: &str,
-    refresh_token: Option<&str>,
-    api_domain: &str,
-    expires_in: u64,
+    server: &OAuthServer<ZohoSubject>,
+    issued: &Issued<ZohoSubject>,
+    refreshed: bool,
+    target: &Target,
 ) -> Response {
-    let mut body = json!({
-        "access_token": access_token,
-        "api_domain": api_domain,
-        "token_type": "Bearer",
-        "expires_in": expires_in,
-    });
-    if let Some(refresh_token) = refresh_token {
-        body["refresh_token"] = Value::from(refresh_token);
-    }
-    json_response(StatusCode::OK, &body)
+    let mut body = server.answer(issued, refreshed);
+    body.insert("api_domain".into(), json!(target.dc.api_domain()));
+    json_response(StatusCode::OK, &Value::Object(body))
 }
 
 /// Zoho's token-endpoint error: HTTP 200 with `{"error": ...}`.
@@ -552,7 +434,7 @@ pub(super) fn access_denied() -> Response {
 // POST /oauth/v2/token/revoke?token=
 // ---------------------------------------------------------------------------
 
-/// Revokes a refresh token of this DC and its access tokens.
+/// Revokes a live refresh token of this DC and its access tokens.
 pub(super) async fn revoke(
     State(shared): State<Arc<Shared>>,
     Extension(target): Extension<Target>,
@@ -563,47 +445,122 @@ pub(super) async fn revoke(
     params.extend(decode_form(&query.unwrap_or_default()));
     let token = params.get("token").map(String::as_str).unwrap_or_default();
     let mut state = shared.auth();
-    let known = state
-        .refresh
-        .get(token)
-        .is_some_and(|g| g.live && g.dc == target.dc.code);
-    if !known {
+    let known = state.server.refresh_live(token)
+        && state
+            .server
+            .token_subject(token)
+            .is_some_and(|subject| subject.dc == target.dc.code);
+    if !known || state.server.revoke(token).is_err() {
         return json_response(
             StatusCode::BAD_REQUEST,
             &json!({"status": "failure", "error": "invalid_token"}),
         );
     }
-    state.kill_refresh(token);
-    state.revoked.push(token.to_owned());
     json_response(StatusCode::OK, &json!({"status": "success"}))
 }
 
 // ---------------------------------------------------------------------------
-// Helpers
+// ZohoSim's OAuth inspection and shortcuts
 // ---------------------------------------------------------------------------
 
-/// `1000.<32 hex>.<32 hex>`, the shape of Zoho's tokens.
-fn new_token() -> String {
-    format!("1000.{}.{}", random_hex(16), random_hex(16))
-}
+impl ZohoSim {
+    /// The next consent that could otherwise succeed redirects with
+    /// `error=access_denied` (as `sim_deny=1` does).
+    pub fn deny_next_consent(&self) {
+        self.shared.auth().deny_next_consent = true;
+    }
 
-fn random_hex(bytes: usize) -> String {
-    let mut buffer = vec![0u8; bytes];
-    rand::thread_rng().fill_bytes(&mut buffer);
-    buffer.iter().fold(String::new(), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
-}
+    /// Mint a refresh/access token pair for `user` in `dc` as if the user had
+    /// consented (offline, with consent) and the app had exchanged the code.
+    /// Counts against the user's refresh-token cap; does not count as a
+    /// refresh call.
+    ///
+    /// # Panics
+    /// On an unknown DC code.
+    pub fn seed_connection(&self, dc_code: &str, user: &str) -> ZohoSeededTokens {
+        let dc = dc_or_panic(dc_code);
+        let config = &self.shared.config;
+        let subject = ZohoSubject {
+            dc: dc.code,
+            user: user.to_owned(),
+        };
+        let mut auth = self.shared.auth();
+        let issued = auth
+            .server
+            .seed_grant(&config.client_id, subject, Vec::new(), true);
+        auth.enforce_caps(config, &issued);
+        drop(auth);
+        self.shared.crm_store().org_mut(dc.code, user);
+        ZohoSeededTokens {
+            refresh_token: issued.refresh_token.unwrap_or_default(),
+            access_token: issued.access_token,
+            expires_in: issued.expires_in,
+            api_domain: dc.api_domain(),
+            accounts_server: dc.accounts_server(),
+            dc: dc.code,
+            user: user.to_owned(),
+        }
+    }
 
-/// BASE64URL-NOPAD(SHA256(verifier)), RFC 7636 §4.2.
-pub fn s256_challenge(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
-}
+    /// Access tokens minted so far (code exchanges, refreshes and seeds).
+    pub fn access_tokens_minted(&self) -> usize {
+        self.shared.auth().server.issued_access_tokens().len()
+    }
 
-fn is_s256_challenge(challenge: &str) -> bool {
-    challenge.len() == 43
-        && challenge
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    /// Access tokens minted from this refresh token (exchange and refreshes).
+    pub fn access_tokens_minted_for(&self, refresh_token: &str) -> usize {
+        self.shared
+            .auth()
+            .server
+            .access_tokens_via(refresh_token)
+            .len()
+    }
+
+    /// Every access token ever issued, in issue order (live or not).
+    pub fn issued_access_tokens(&self) -> Vec<String> {
+        self.shared.auth().server.issued_access_tokens()
+    }
+
+    /// Whether this access token would be accepted on its DC right now.
+    pub fn is_access_token_live(&self, token: &str) -> bool {
+        self.shared.auth().server.access_live(token)
+    }
+
+    /// `grant_type=refresh_token` calls received (any outcome).
+    pub fn refresh_calls(&self) -> usize {
+        self.shared.auth().refresh_calls
+    }
+
+    /// Live refresh tokens of `user` in `dc`, oldest first.
+    pub fn live_refresh_tokens(&self, dc_code: &str, user: &str) -> Vec<String> {
+        self.shared
+            .auth()
+            .server
+            .live_refresh_tokens(|s| s.dc == dc_code && s.user == user)
+    }
+
+    /// Whether this refresh token still works.
+    pub fn is_refresh_token_live(&self, token: &str) -> bool {
+        self.shared.auth().server.refresh_live(token)
+    }
+
+    /// Refresh tokens revoked through the revoke endpoint, in order.
+    pub fn revoked_tokens(&self) -> Vec<String> {
+        self.shared.auth().server.revoked_tokens()
+    }
+
+    /// Make every access token issued so far expired as of now.
+    pub fn expire_access_tokens(&self) {
+        self.shared.auth().server.expire_access(|_| true);
+    }
+
+    /// Make every outstanding authorization code expired as of now.
+    pub fn expire_auth_codes(&self) {
+        self.shared.auth().server.expire_codes();
+    }
+
+    /// Forget every refresh token's mint window (as if ten minutes passed).
+    pub fn reset_token_mint_windows(&self) {
+        self.shared.auth().mints.clear();
+    }
 }

@@ -487,7 +487,7 @@ async fn refresh_without_rotation_keeps_the_refresh_token() {
 #[tokio::test]
 async fn refresh_with_rotation_retires_the_old_token() {
     let config = ZohoSimConfig {
-        rotation: Rotation::Rotate,
+        rotation: Rotation::Rotating,
         ..ZohoSimConfig::default()
     };
     let sim = ZohoSim::start(config).await;
@@ -513,7 +513,7 @@ async fn refresh_with_rotation_retires_the_old_token() {
 #[tokio::test]
 async fn reuse_of_a_rotated_token_revokes_the_chain_when_configured() {
     let config = ZohoSimConfig {
-        rotation: Rotation::RotateAndRevokeOnReuse,
+        rotation: Rotation::RotatingReuseRevokesGrant,
         ..ZohoSimConfig::default()
     };
     let sim = ZohoSim::start(config).await;
