@@ -189,10 +189,10 @@ impl GoogleSim {
     /// Start on `addr` (port 0 picks a free port).
     pub async fn start_on(addr: SocketAddr, config: GoogleSimConfig) -> std::io::Result<GoogleSim> {
         let shared = Arc::new(Shared {
+            auth: Mutex::new(oauth::AuthState::new(&config)),
             config,
             requests: Mutex::new(Vec::new()),
             faults: FaultQueue::new(),
-            auth: Mutex::new(oauth::AuthState::default()),
             store: Mutex::new(sheets::Store::default()),
             quota: Mutex::new(HashMap::new()),
         });
@@ -275,12 +275,12 @@ impl GoogleSim {
 
     /// Successful calls to `/revoke`.
     pub fn revocations(&self) -> usize {
-        self.shared.auth().revocations
+        self.shared.auth().revocations()
     }
 
     /// `grant_type=refresh_token` calls (any outcome, faulted ones excluded).
     pub fn refresh_calls(&self) -> usize {
-        self.shared.auth().refresh_calls
+        self.shared.auth().refresh_calls()
     }
 
     /// Live refresh tokens of `user`.

@@ -6,66 +6,80 @@
 //! consent asked for `access_type=offline` and either the user had not
 //! consented offline before or `prompt=consent` forced the screen again.
 
-use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::Response;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use rand::RngCore;
-use serde_json::json;
-use sha2::{Digest, Sha256};
+use serde_json::{json, Value};
 
-use super::{json_response, Ctx, Shared, ACCESS_TOKEN_SECONDS, DEFAULT_USER, SPREADSHEETS_SCOPE};
+use super::{
+    json_response, Ctx, GoogleSimConfig, Shared, ACCESS_TOKEN_SECONDS, AUTHORIZE_PATH,
+    DEFAULT_USER, OAUTH2_HOST, REVOKE_PATH, SPREADSHEETS_SCOPE, TOKEN_PATH,
+};
 use crate::sim::consent;
+use crate::sim::oauth::{
+    check_s256, Alphabet, AnswerShape, CodeRequest, Endpoints, Issued, OAuthFailure, OAuthPolicy,
+    OAuthServer, Pkce, Redemption, RefreshEcho, Rotation, ScopeField, TokenFormat, TokenHost,
+};
 use crate::sim::recorder::decode_form;
 
+pub use crate::sim::oauth::s256_challenge;
+
 const PRODUCT: &str = "Google";
-/// How long an authorization code stays redeemable.
-const CODE_TTL: Duration = Duration::from_secs(10 * 60);
+
+/// Google's authorization server as data.
+pub fn oauth_policy() -> OAuthPolicy {
+    OAuthPolicy {
+        code_lifetime: Duration::from_secs(10 * 60),
+        pkce: Pkce::RequiredS256,
+        rotation: Rotation::Reusable,
+        rotation_retires_access: false,
+        revoking_access_revokes_grant: true,
+        access_lifetime: Duration::from_secs(ACCESS_TOKEN_SECONDS),
+        code_format: TokenFormat::random("4/0", 70, Alphabet::Base64Url),
+        access_format: TokenFormat::random("ya29.a0", 160, Alphabet::Base64Url),
+        refresh_format: TokenFormat::random("1//0", 100, Alphabet::Base64Url),
+        answer: AnswerShape {
+            token_type: "Bearer",
+            expires_in: true,
+            refresh_echo: RefreshEcho::WhenRotated,
+            scope: ScopeField::SpaceSeparated("scope"),
+        },
+        endpoints: Endpoints {
+            authorize_path: AUTHORIZE_PATH,
+            token_host: TokenHost::Accounts(OAUTH2_HOST),
+            token_path: TOKEN_PATH,
+            revoke_path: Some(REVOKE_PATH),
+        },
+    }
+}
 
 // ---------------------------------------------------------------------------
 // State
 // ---------------------------------------------------------------------------
 
-#[derive(Default)]
+/// The shared OAuth server (a grant's subject is its user's lower-case
+/// email) and Google's memory of offline consents.
 pub(super) struct AuthState {
-    codes: HashMap<String, PendingCode>,
-    grants: Vec<Grant>,
-    /// Refresh token → grant index.
-    refresh: HashMap<String, usize>,
-    access: HashMap<String, Access>,
+    server: OAuthServer<String>,
     /// Users who consented to offline access (until every grant is revoked).
     offline_consent: HashSet<String>,
-    pub(super) refresh_calls: usize,
-    pub(super) revocations: usize,
-}
-
-struct PendingCode {
-    user: String,
-    redirect_uri: String,
-    challenge: String,
-    scope: String,
-    with_refresh: bool,
-    expires_at: Instant,
-}
-
-struct Grant {
-    user: String,
-    scope: String,
-    has_refresh: bool,
-    live: bool,
-}
-
-struct Access {
-    user: String,
-    grant: usize,
-    expires_at: Instant,
-    live: bool,
+    /// The app seeded grants belong to.
+    client_id: String,
 }
 
 impl AuthState {
+    pub(super) fn new(config: &GoogleSimConfig) -> Self {
+        Self {
+            server: OAuthServer::new(oauth_policy()),
+            offline_consent: HashSet::new(),
+            client_id: config.client_id.clone(),
+        }
+    }
+
     /// A new grant and its first access token (and refresh token when offline).
     pub(super) fn new_grant(
         &mut self,
@@ -74,72 +88,40 @@ impl AuthState {
         offline: bool,
     ) -> (String, Option<String>) {
         let user = user.to_ascii_lowercase();
-        self.grants.push(Grant {
-            user: user.clone(),
-            scope,
-            has_refresh: offline,
-            live: true,
-        });
-        let grant = self.grants.len() - 1;
-        let refresh = offline.then(|| {
-            let token = format!("1//0{}", random_b64(100));
-            self.refresh.insert(token.clone(), grant);
-            self.offline_consent.insert(user);
-            token
-        });
-        (self.mint_access(grant), refresh)
-    }
-
-    fn mint_access(&mut self, grant: usize) -> String {
-        let token = format!("ya29.a0{}", random_b64(160));
-        self.access.insert(
-            token.clone(),
-            Access {
-                user: self.grants[grant].user.clone(),
-                grant,
-                expires_at: Instant::now() + Duration::from_secs(ACCESS_TOKEN_SECONDS),
-                live: true,
-            },
-        );
-        token
+        if offline {
+            self.offline_consent.insert(user.clone());
+        }
+        let scopes = scope.split_whitespace().map(str::to_owned).collect();
+        let issued = self
+            .server
+            .seed_grant(&self.client_id, user, scopes, offline);
+        (issued.access_token, issued.refresh_token)
     }
 
     /// The user of a live, unexpired access token.
     pub(super) fn session_user(&self, token: &str) -> Option<String> {
-        let access = self.access.get(token)?;
-        let live = access.live
-            && Instant::now() < access.expires_at
-            && self.grants.get(access.grant).is_some_and(|g| g.live);
-        live.then(|| access.user.clone())
+        self.server.check_access(token).ok()
     }
 
     pub(super) fn expire_sessions(&mut self, user: &str) {
         let user = user.to_ascii_lowercase();
-        for access in self.access.values_mut() {
-            if access.user == user {
-                access.live = false;
-            }
-        }
+        self.server.expire_access(|u| *u == user);
     }
 
     pub(super) fn live_refresh_tokens(&self, user: &str) -> usize {
-        self.grants
-            .iter()
-            .filter(|g| g.live && g.has_refresh && g.user.eq_ignore_ascii_case(user))
-            .count()
+        self.server
+            .live_refresh_tokens(|u| u.eq_ignore_ascii_case(user))
+            .len()
     }
 
-    fn revoke_grant(&mut self, grant: usize) {
-        self.grants[grant].live = false;
-        for access in self.access.values_mut() {
-            if access.grant == grant {
-                access.live = false;
-            }
-        }
-        let user = self.grants[grant].user.clone();
-        if self.live_refresh_tokens(&user) == 0 {
-            self.offline_consent.remove(&user);
-        }
+    /// `grant_type=refresh_token` calls, any outcome.
+    pub(super) fn refresh_calls(&self) -> usize {
+        self.server.refresh_attempts()
+    }
+
+    /// Successful revocations.
+    pub(super) fn revocations(&self) -> usize {
+        self.server.counters(|_| true).revocations
     }
 }
 
@@ -183,7 +165,7 @@ pub(super) fn authorize(shared: &Shared, ctx: &Ctx) -> Response {
         );
     }
     let challenge = ctx.param("code_challenge");
-    if ctx.param("code_challenge_method") != "S256" || !is_s256_challenge(challenge) {
+    if check_s256(challenge, ctx.param("code_challenge_method")).is_err() {
         return consent::error_page(
             PRODUCT,
             "Error 400: invalid_request. code_challenge with code_challenge_method=S256 is required",
@@ -210,23 +192,19 @@ pub(super) fn authorize(shared: &Shared, ctx: &Ctx) -> Response {
             .split_whitespace()
             .any(|p| p == "consent");
         let scope = scopes.join(" ");
-        let code = format!("4/0{}", random_b64(70));
         let mut auth = shared.auth();
         let with_refresh = offline && (forced || !auth.offline_consent.contains(&user));
         if offline {
             auth.offline_consent.insert(user.clone());
         }
-        auth.codes.insert(
-            code.clone(),
-            PendingCode {
-                user,
-                redirect_uri: redirect_uri.to_owned(),
-                challenge: challenge.to_owned(),
-                scope: scope.clone(),
-                with_refresh,
-                expires_at: Instant::now() + CODE_TTL,
-            },
-        );
+        let code = auth.server.issue_code(CodeRequest {
+            client_id: client_id.to_owned(),
+            redirect_uri: redirect_uri.to_owned(),
+            challenge: Some(challenge.to_owned()),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            subject: user,
+            with_refresh,
+        });
         pairs.push(("code", code));
         pairs.push(("scope", scope));
     }
@@ -269,52 +247,43 @@ pub(super) fn token(shared: &Shared, ctx: &Ctx) -> Response {
 
 fn exchange(shared: &Shared, code: &str, redirect_uri: &str, verifier: &str) -> Response {
     let mut auth = shared.auth();
-    // Single use: a presented code is gone, whatever the outcome.
-    let Some(pending) = auth.codes.remove(code) else {
-        return oauth_error("invalid_grant", "Malformed auth code.");
-    };
-    if Instant::now() >= pending.expires_at {
-        return oauth_error("invalid_grant", "Bad Request");
-    }
-    if pending.redirect_uri != redirect_uri {
-        return oauth_error("redirect_uri_mismatch", "Bad Request");
-    }
-    if verifier.is_empty() {
-        return oauth_error("invalid_grant", "Missing code verifier.");
-    }
-    if s256_challenge(verifier) != pending.challenge {
-        return oauth_error("invalid_grant", "Invalid code verifier.");
-    }
-    let (access, refresh) =
-        auth.new_grant(&pending.user, pending.scope.clone(), pending.with_refresh);
-    let mut body = json!({
-        "access_token": access,
-        "expires_in": ACCESS_TOKEN_SECONDS,
-        "scope": pending.scope,
-        "token_type": "Bearer",
+    let result = auth.server.exchange_code(Redemption {
+        code,
+        client_id: &shared.config.client_id,
+        redirect_uri,
+        verifier,
     });
-    if let Some(refresh) = refresh {
-        body["refresh_token"] = json!(refresh);
+    match result {
+        Ok(issued) => token_answer(&auth.server, &issued, false),
+        Err(OAuthFailure::CodeExpired) => oauth_error("invalid_grant", "Bad Request"),
+        Err(OAuthFailure::RedirectMismatch) => oauth_error("redirect_uri_mismatch", "Bad Request"),
+        Err(OAuthFailure::VerifierMissing) => {
+            oauth_error("invalid_grant", "Missing code verifier.")
+        }
+        Err(OAuthFailure::VerifierMismatch) => {
+            oauth_error("invalid_grant", "Invalid code verifier.")
+        }
+        Err(_) => oauth_error("invalid_grant", "Malformed auth code."),
     }
-    json_response(StatusCode::OK, &body)
 }
 
 fn refresh(shared: &Shared, token: &str) -> Response {
     let mut auth = shared.auth();
-    auth.refresh_calls += 1;
-    let grant = match auth.refresh.get(token) {
-        Some(&grant) if auth.grants[grant].live => grant,
-        _ => return oauth_error("invalid_grant", "Token has been expired or revoked."),
-    };
-    let access = auth.mint_access(grant);
+    match auth.server.refresh(token, &shared.config.client_id) {
+        Ok(issued) => token_answer(&auth.server, &issued, true),
+        Err(_) => oauth_error("invalid_grant", "Token has been expired or revoked."),
+    }
+}
+
+/// Google's answer is the policy's fields and nothing else.
+fn token_answer(
+    server: &OAuthServer<String>,
+    issued: &Issued<String>,
+    refreshed: bool,
+) -> Response {
     json_response(
         StatusCode::OK,
-        &json!({
-            "access_token": access,
-            "expires_in": ACCESS_TOKEN_SECONDS,
-            "scope": auth.grants[grant].scope,
-            "token_type": "Bearer",
-        }),
+        &Value::Object(server.answer(issued, refreshed)),
     )
 }
 
@@ -346,42 +315,14 @@ pub(super) fn revoke(shared: &Shared, ctx: &Ctx) -> Response {
     params.extend(decode_form(&ctx.body));
     let token = params.get("token").map(String::as_str).unwrap_or_default();
     let mut auth = shared.auth();
-    let grant = auth
-        .refresh
-        .get(token)
-        .copied()
-        .or_else(|| auth.access.get(token).map(|a| a.grant));
-    match grant {
-        Some(grant) if auth.grants[grant].live => {
-            auth.revoke_grant(grant);
-            auth.revocations += 1;
+    match auth.server.revoke(token) {
+        Ok(user) => {
+            // A user without a refresh token is asked for offline consent again.
+            if auth.live_refresh_tokens(&user) == 0 {
+                auth.offline_consent.remove(&user);
+            }
             json_response(StatusCode::OK, &json!({}))
         }
-        _ => oauth_error("invalid_token", "Token expired or revoked"),
+        Err(_) => oauth_error("invalid_token", "Token expired or revoked"),
     }
-}
-
-// ---------------------------------------------------------------------------
-// Token material
-// ---------------------------------------------------------------------------
-
-/// `len` URL-safe characters of randomness.
-fn random_b64(len: usize) -> String {
-    let mut buffer = vec![0u8; len];
-    rand::thread_rng().fill_bytes(&mut buffer);
-    let mut out = URL_SAFE_NO_PAD.encode(buffer);
-    out.truncate(len);
-    out
-}
-
-/// BASE64URL-NOPAD(SHA256(verifier)), RFC 7636 §4.2.
-pub fn s256_challenge(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
-}
-
-fn is_s256_challenge(challenge: &str) -> bool {
-    challenge.len() == 43
-        && challenge
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }

@@ -36,7 +36,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -271,10 +271,10 @@ impl HubSpotSim {
         config: HubSpotSimConfig,
     ) -> std::io::Result<HubSpotSim> {
         let shared = Arc::new(Shared {
+            auth: Mutex::new(oauth::AuthState::new(&config)),
             config,
             recorder: Recorder::new(),
             faults: FaultQueue::new(),
-            auth: Mutex::new(oauth::AuthState::default()),
             limits: Mutex::new(limits::Limits::default()),
             crm: Mutex::new(crm::CrmStore::default()),
             schema: Mutex::new(schema::Schema::standard()),
@@ -333,88 +333,7 @@ impl HubSpotSim {
         self.shared.recorder.clear();
     }
 
-    /// The next `/oauth/authorize` that could otherwise succeed redirects with
-    /// `error=access_denied` instead of a code.
-    pub fn deny_next_consent(&self) {
-        self.shared.auth().deny_next_consent = true;
-    }
-
-    /// Refresh tokens that still work, in issue order.
-    pub fn live_refresh_tokens(&self) -> Vec<String> {
-        let state = self.shared.auth();
-        state
-            .refresh_order
-            .iter()
-            .filter(|t| state.refresh.get(*t).is_some_and(|g| !g.revoked))
-            .cloned()
-            .collect()
-    }
-
-    /// Tokens revoked through the revoke endpoint, in revocation order: every
-    /// refresh token revoked, plus any access token passed to it directly
-    /// (access tokens revoked only as a consequence of their refresh token
-    /// are not listed).
-    pub fn revoked_tokens(&self) -> Vec<String> {
-        self.shared.auth().revoked.clone()
-    }
-
-    /// Every access token ever issued, in issue order (live or not).
-    pub fn issued_access_tokens(&self) -> Vec<String> {
-        self.shared.auth().access_order.clone()
-    }
-
-    /// Make every access token issued so far expired as of now.
-    pub fn expire_access_tokens(&self) {
-        let now = Instant::now();
-        for grant in self.shared.auth().access.values_mut() {
-            grant.expires_at = grant.expires_at.min(now);
-        }
-    }
-
-    /// Make every outstanding authorization code expired as of now.
-    pub fn expire_auth_codes(&self) {
-        let now = Instant::now();
-        for code in self.shared.auth().codes.values_mut() {
-            code.expires_at = code.expires_at.min(now);
-        }
-    }
-
-    /// Mint a refresh/access token pair as if a user had consented and the
-    /// app had exchanged the code — for tests that start from an existing
-    /// connection.
-    pub fn seed_connection(&self, scopes: &[&str]) -> SeededTokens {
-        self.seed_connection_in_hub(self.shared.config.hub_id, scopes)
-    }
-
-    /// [`HubSpotSim::seed_connection`] into another hub (portal), for tests
-    /// with several HubSpot accounts: each hub has its own records and its
-    /// own rate-limit windows.
-    pub fn seed_connection_in_hub(&self, hub_id: u64, scopes: &[&str]) -> SeededTokens {
-        let config = &self.shared.config;
-        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
-        let mut state = self.shared.auth();
-        let refresh_token = state.issue_refresh(oauth::RefreshGrant {
-            client_id: config.client_id.clone(),
-            hub_id,
-            user_id: SIM_USER_ID,
-            scopes: scopes.clone(),
-            revoked: false,
-            rotated_to: None,
-        });
-        let access_token = state.issue_access(
-            &refresh_token,
-            hub_id,
-            Duration::from_secs(config.access_token_ttl_secs),
-        );
-        SeededTokens {
-            refresh_token,
-            access_token,
-            expires_in: config.access_token_ttl_secs,
-            hub_id,
-            user_id: SIM_USER_ID,
-            scopes,
-        }
-    }
+    // OAuth controls and inspection (deny_next_consent, seed_connection, ...) live in oauth.rs.
 
     // -- CRM inspection (the configured hub) --------------------------------
 

@@ -14,96 +14,86 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use rand::RngCore;
-use serde_json::json;
-use sha2::{Digest, Sha256};
+use serde_json::{json, Value};
 
-use super::{correlation_id, hubspot_error, json_response, Shared, AUTH_CODE_TTL, SIM_USER_ID};
+use super::{
+    correlation_id, hubspot_error, json_response, HubSpotSim, HubSpotSimConfig, SeededTokens,
+    Shared, AUTHORIZE_PATH, AUTH_CODE_TTL, REVOKE_PATH, SIM_USER_ID, TOKEN_PATH,
+};
 use crate::sim::consent;
+use crate::sim::oauth::{
+    check_s256, Alphabet, AnswerShape, CodeRequest, Endpoints, Issued, OAuthFailure, OAuthPolicy,
+    OAuthServer, Pkce, PkceProblem, Redemption, RefreshEcho, ScopeField, TokenFormat, TokenHost,
+};
 use crate::sim::recorder::decode_form;
+use crate::sim::server::Reject;
+
+pub use crate::sim::oauth::s256_challenge;
 
 /// How the consent screen's error pages name the product.
 const PRODUCT: &str = "HubSpot";
-use crate::sim::server::Reject;
 
 const AUTH_NOT_FOUND_MESSAGE: &str = "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview";
+
+/// HubSpot's authorization server as data.
+pub fn oauth_policy(config: &HubSpotSimConfig) -> OAuthPolicy {
+    OAuthPolicy {
+        code_lifetime: AUTH_CODE_TTL,
+        pkce: Pkce::RequiredS256,
+        // HubSpot's refresh tokens do not rotate; the other modes let the relay's refresh
+        // machinery be tested against rotating providers.
+        rotation: config.rotation,
+        rotation_retires_access: true,
+        revoking_access_revokes_grant: false,
+        access_lifetime: Duration::from_secs(config.access_token_ttl_secs),
+        code_format: TokenFormat::Uuid,
+        // ~300 characters, opaque (HubSpot tells apps to allow up to 300).
+        access_format: TokenFormat::random("C", 299, Alphabet::Base64Url),
+        refresh_format: TokenFormat::Uuid,
+        answer: AnswerShape {
+            token_type: "bearer",
+            expires_in: true,
+            refresh_echo: RefreshEcho::Always,
+            scope: ScopeField::List("scopes"),
+        },
+        endpoints: Endpoints {
+            authorize_path: AUTHORIZE_PATH,
+            token_host: TokenHost::Api,
+            token_path: TOKEN_PATH,
+            revoke_path: Some(REVOKE_PATH),
+        },
+    }
+}
 
 // ---------------------------------------------------------------------------
 // State
 // ---------------------------------------------------------------------------
 
-#[derive(Default)]
+/// Who a HubSpot grant belongs to: the installing user in a hub (portal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Install {
+    pub(super) hub_id: u64,
+    pub(super) user_id: u64,
+}
+
 pub(super) struct AuthState {
-    pub(super) codes: HashMap<String, PendingCode>,
-    pub(super) refresh: HashMap<String, RefreshGrant>,
-    pub(super) refresh_order: Vec<String>,
-    pub(super) access: HashMap<String, AccessGrant>,
-    pub(super) access_order: Vec<String>,
-    pub(super) revoked: Vec<String>,
+    pub(super) server: OAuthServer<Install>,
     pub(super) deny_next_consent: bool,
 }
 
-pub(super) struct PendingCode {
-    pub(super) client_id: String,
-    pub(super) redirect_uri: String,
-    pub(super) code_challenge: String,
-    pub(super) scopes: Vec<String>,
-    pub(super) hub_id: u64,
-    pub(super) user_id: u64,
-    pub(super) expires_at: Instant,
-}
-
-pub(super) struct RefreshGrant {
-    pub(super) client_id: String,
-    pub(super) hub_id: u64,
-    pub(super) user_id: u64,
-    pub(super) scopes: Vec<String>,
-    pub(super) revoked: bool,
-    /// The token that replaced this one when a rotating refresh retired it.
-    pub(super) rotated_to: Option<String>,
-}
-
-pub(super) struct AccessGrant {
-    pub(super) refresh_token: String,
-    pub(super) hub_id: u64,
-    pub(super) expires_at: Instant,
-    pub(super) revoked: bool,
-}
-
 impl AuthState {
-    pub(super) fn issue_refresh(&mut self, grant: RefreshGrant) -> String {
-        // HubSpot refresh tokens are UUID-shaped.
-        let token = uuid::Uuid::new_v4().to_string();
-        self.refresh.insert(token.clone(), grant);
-        self.refresh_order.push(token.clone());
-        token
-    }
-
-    pub(super) fn issue_access(
-        &mut self,
-        refresh_token: &str,
-        hub_id: u64,
-        ttl: Duration,
-    ) -> String {
-        let token = new_access_token();
-        self.access.insert(
-            token.clone(),
-            AccessGrant {
-                refresh_token: refresh_token.to_owned(),
-                hub_id,
-                expires_at: Instant::now() + ttl,
-                revoked: false,
-            },
-        );
-        self.access_order.push(token.clone());
-        token
+    pub(super) fn new(config: &HubSpotSimConfig) -> Self {
+        Self {
+            server: OAuthServer::new(oauth_policy(config)),
+            deny_next_consent: false,
+        }
     }
 }
 
@@ -128,16 +118,12 @@ impl Shared {
 
     pub(super) fn check_access_token(&self, token: Option<&str>) -> Result<u64, AuthFailure> {
         let token = token.ok_or(AuthFailure::Missing)?;
-        let state = self.auth();
-        let grant = state.access.get(token).ok_or(AuthFailure::Unknown)?;
-        if grant.revoked {
-            return Err(AuthFailure::Revoked);
+        match self.auth().server.check_access(token) {
+            Ok(install) => Ok(install.hub_id),
+            Err(OAuthFailure::AccessRevoked) => Err(AuthFailure::Revoked),
+            Err(OAuthFailure::AccessExpired(ago)) => Err(AuthFailure::Expired(ago)),
+            Err(_) => Err(AuthFailure::Unknown),
         }
-        let now = Instant::now();
-        if now >= grant.expires_at {
-            return Err(AuthFailure::Expired(now - grant.expires_at));
-        }
-        Ok(grant.hub_id)
     }
 
     /// Who is calling the token/revoke endpoint: form fields first (as the
@@ -189,6 +175,78 @@ impl Shared {
 }
 
 // ---------------------------------------------------------------------------
+// Test controls and inspection
+// ---------------------------------------------------------------------------
+
+impl HubSpotSim {
+    /// The next `/oauth/authorize` that could otherwise succeed redirects with
+    /// `error=access_denied` instead of a code.
+    pub fn deny_next_consent(&self) {
+        self.shared.auth().deny_next_consent = true;
+    }
+
+    /// Refresh tokens that still work, in issue order.
+    pub fn live_refresh_tokens(&self) -> Vec<String> {
+        self.shared.auth().server.live_refresh_tokens(|_| true)
+    }
+
+    /// Tokens revoked through the revoke endpoint, in revocation order: every
+    /// refresh token revoked, plus any access token passed to it directly
+    /// (access tokens revoked only as a consequence of their refresh token
+    /// are not listed).
+    pub fn revoked_tokens(&self) -> Vec<String> {
+        self.shared.auth().server.revoked_tokens()
+    }
+
+    /// Every access token ever issued, in issue order (live or not).
+    pub fn issued_access_tokens(&self) -> Vec<String> {
+        self.shared.auth().server.issued_access_tokens()
+    }
+
+    /// Make every access token issued so far expired as of now.
+    pub fn expire_access_tokens(&self) {
+        self.shared.auth().server.expire_access(|_| true);
+    }
+
+    /// Make every outstanding authorization code expired as of now.
+    pub fn expire_auth_codes(&self) {
+        self.shared.auth().server.expire_codes();
+    }
+
+    /// Mint a refresh/access token pair as if a user had consented and the
+    /// app had exchanged the code — for tests that start from an existing
+    /// connection.
+    pub fn seed_connection(&self, scopes: &[&str]) -> SeededTokens {
+        self.seed_connection_in_hub(self.shared.config.hub_id, scopes)
+    }
+
+    /// [`HubSpotSim::seed_connection`] into another hub (portal), for tests
+    /// with several HubSpot accounts: each hub has its own records and its
+    /// own rate-limit windows.
+    pub fn seed_connection_in_hub(&self, hub_id: u64, scopes: &[&str]) -> SeededTokens {
+        let install = Install {
+            hub_id,
+            user_id: SIM_USER_ID,
+        };
+        let scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+        let issued = self.shared.auth().server.seed_grant(
+            &self.shared.config.client_id,
+            install,
+            scopes,
+            true,
+        );
+        SeededTokens {
+            refresh_token: issued.refresh_token.unwrap_or_default(),
+            access_token: issued.access_token,
+            expires_in: issued.expires_in,
+            hub_id,
+            user_id: SIM_USER_ID,
+            scopes: issued.scopes,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // GET /oauth/authorize
 // ---------------------------------------------------------------------------
 
@@ -233,16 +291,12 @@ pub(super) async fn authorize(
 
     let challenge = param("code_challenge");
     let method = param("code_challenge_method");
-    let pkce_problem = if challenge.is_empty() {
-        Some("code_challenge is required")
-    } else if method != "S256" {
-        Some("code_challenge_method must be S256")
-    } else if !is_s256_challenge(challenge) {
-        Some("code_challenge must be 43 base64url characters")
-    } else {
-        None
-    };
-    if let Some(description) = pkce_problem {
+    if let Err(problem) = check_s256(challenge, method) {
+        let description = match problem {
+            PkceProblem::MissingChallenge => "code_challenge is required",
+            PkceProblem::MethodNotS256 => "code_challenge_method must be S256",
+            PkceProblem::MalformedChallenge => "code_challenge must be 43 base64url characters",
+        };
         return consent::redirect_to(
             PRODUCT,
             &redirect_target,
@@ -258,19 +312,17 @@ pub(super) async fn authorize(
         .split_whitespace()
         .map(str::to_owned)
         .collect();
-    let code = uuid::Uuid::new_v4().to_string();
-    shared.auth().codes.insert(
-        code.clone(),
-        PendingCode {
-            client_id: client_id.to_owned(),
-            redirect_uri: redirect_uri.to_owned(),
-            code_challenge: challenge.to_owned(),
-            scopes,
+    let code = shared.auth().server.issue_code(CodeRequest {
+        client_id: client_id.to_owned(),
+        redirect_uri: redirect_uri.to_owned(),
+        challenge: Some(challenge.to_owned()),
+        scopes,
+        subject: Install {
             hub_id: shared.config.hub_id,
             user_id: SIM_USER_ID,
-            expires_at: Instant::now() + AUTH_CODE_TTL,
         },
-    );
+        with_refresh: true,
+    });
     consent::redirect_to(
         PRODUCT,
         &redirect_target,
@@ -333,61 +385,38 @@ fn exchange_code(shared: &Shared, code: &str, redirect_uri: &str, verifier: &str
             "missing redirect_uri",
         );
     }
-    let bad_code = |description: &str| {
-        oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-            "BAD_AUTH_CODE",
-            description,
-        )
-    };
-
-    let mut state = shared.auth();
     // Single use: a code is consumed by any redemption attempt that passed
     // client authentication, successful or not.
-    let Some(pending) = state.codes.remove(code) else {
-        return bad_code("authorization code is invalid, expired or already used");
-    };
-    if Instant::now() >= pending.expires_at {
-        return bad_code("authorization code is invalid, expired or already used");
-    }
-    if pending.client_id != shared.config.client_id {
-        return bad_code("authorization code was issued to another client");
-    }
-    if pending.redirect_uri != redirect_uri {
-        return oauth_error(
+    let mut state = shared.auth();
+    let result = state.server.exchange_code(Redemption {
+        code,
+        client_id: &shared.config.client_id,
+        redirect_uri,
+        verifier,
+    });
+    match result {
+        Ok(issued) => token_response(&state.server, &issued, false),
+        Err(OAuthFailure::RedirectMismatch) => oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_grant",
             "BAD_REDIRECT_URI",
             "redirect_uri does not match the one used in the authorization request",
-        );
+        ),
+        Err(failure) => {
+            let description = match failure {
+                OAuthFailure::ClientMismatch => "authorization code was issued to another client",
+                OAuthFailure::VerifierMissing => "missing code_verifier",
+                OAuthFailure::VerifierMismatch => "code_verifier does not match the code_challenge",
+                _ => "authorization code is invalid, expired or already used",
+            };
+            oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "BAD_AUTH_CODE",
+                description,
+            )
+        }
     }
-    if verifier.is_empty() {
-        return bad_code("missing code_verifier");
-    }
-    if !is_valid_verifier(verifier) || s256_challenge(verifier) != pending.code_challenge {
-        return bad_code("code_verifier does not match the code_challenge");
-    }
-
-    let refresh_token = state.issue_refresh(RefreshGrant {
-        client_id: pending.client_id,
-        hub_id: pending.hub_id,
-        user_id: pending.user_id,
-        scopes: pending.scopes.clone(),
-        revoked: false,
-        rotated_to: None,
-    });
-    let ttl = shared.config.access_token_ttl_secs;
-    let access_token = state.issue_access(&refresh_token, pending.hub_id, Duration::from_secs(ttl));
-    drop(state);
-    token_response(
-        &access_token,
-        &refresh_token,
-        ttl,
-        pending.hub_id,
-        pending.user_id,
-        &pending.scopes,
-    )
 }
 
 fn refresh(shared: &Shared, refresh_token: &str) -> Response {
@@ -400,100 +429,37 @@ fn refresh(shared: &Shared, refresh_token: &str) -> Response {
         );
     }
     let mut state = shared.auth();
-    let reused = state
-        .refresh
-        .get(refresh_token)
-        .and_then(|g| g.rotated_to.clone());
-    if let Some(successor) = reused {
-        if shared.config.rotation == super::Rotation::RotateAndRevokeOnReuse {
-            // Reuse of a retired token: revoke the whole chain, as Salesforce does.
-            let mut next = Some(successor);
-            while let Some(token) = next {
-                next = state.refresh.get_mut(&token).and_then(|g| {
-                    g.revoked = true;
-                    g.rotated_to.clone()
-                });
-                for access in state
-                    .access
-                    .values_mut()
-                    .filter(|a| a.refresh_token == token)
-                {
-                    access.revoked = true;
-                }
-            }
-        }
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-            "BAD_REFRESH_TOKEN",
-            "refresh token was already used",
-        );
-    }
-    let usable = state
-        .refresh
-        .get(refresh_token)
-        .filter(|g| !g.revoked && g.client_id == shared.config.client_id)
-        .map(|g| (g.hub_id, g.user_id, g.scopes.clone()));
-    let Some((hub_id, user_id, scopes)) = usable else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-            "BAD_REFRESH_TOKEN",
-            "refresh token is invalid, expired or revoked",
-        );
-    };
-    let ttl = shared.config.access_token_ttl_secs;
-    if shared.config.rotation == super::Rotation::Never {
-        let access_token = state.issue_access(refresh_token, hub_id, Duration::from_secs(ttl));
-        drop(state);
-        // HubSpot refresh tokens do not rotate: hand back the same one.
-        return token_response(&access_token, refresh_token, ttl, hub_id, user_id, &scopes);
-    }
-    let client_id = shared.config.client_id.clone();
-    let successor = state.issue_refresh(RefreshGrant {
-        client_id,
-        hub_id,
-        user_id,
-        scopes: scopes.clone(),
-        revoked: false,
-        rotated_to: None,
-    });
-    if let Some(old) = state.refresh.get_mut(refresh_token) {
-        old.revoked = true;
-        old.rotated_to = Some(successor.clone());
-    }
-    // The retired token's access tokens die with it (Bitrix24, Salesforce).
-    for access in state
-        .access
-        .values_mut()
-        .filter(|a| a.refresh_token == refresh_token)
+    match state
+        .server
+        .refresh(refresh_token, &shared.config.client_id)
     {
-        access.revoked = true;
+        Ok(issued) => token_response(&state.server, &issued, true),
+        Err(failure) => {
+            let description = match failure {
+                OAuthFailure::RefreshReused { .. } => "refresh token was already used",
+                _ => "refresh token is invalid, expired or revoked",
+            };
+            oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "BAD_REFRESH_TOKEN",
+                description,
+            )
+        }
     }
-    let access_token = state.issue_access(&successor, hub_id, Duration::from_secs(ttl));
-    drop(state);
-    token_response(&access_token, &successor, ttl, hub_id, user_id, &scopes)
 }
 
+/// The policy's fields plus HubSpot's `token_use`, `hub_id` and `user_id`.
 fn token_response(
-    access_token: &str,
-    refresh_token: &str,
-    expires_in: u64,
-    hub_id: u64,
-    user_id: u64,
-    scopes: &[String],
+    server: &OAuthServer<Install>,
+    issued: &Issued<Install>,
+    refreshed: bool,
 ) -> Response {
-    let body = json!({
-        "access_token": access_token,
-        "refresh_token": refresh_token,
-        "expires_in": expires_in,
-        "token_type": "bearer",
-        "token_use": "access_token",
-        "hub_id": hub_id,
-        "user_id": user_id,
-        "scopes": scopes,
-    });
-    let mut response = json_response(StatusCode::OK, &body);
+    let mut body = server.answer(issued, refreshed);
+    body.insert("token_use".into(), json!("access_token"));
+    body.insert("hub_id".into(), json!(issued.subject.hub_id));
+    body.insert("user_id".into(), json!(issued.subject.user_id));
+    let mut response = json_response(StatusCode::OK, &Value::Object(body));
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -528,58 +494,14 @@ pub(super) async fn revoke(
         .into());
     }
 
-    let mut state = shared.auth();
-    let state = &mut *state;
-    if let Some(grant) = state.refresh.get_mut(token) {
-        if !grant.revoked {
-            grant.revoked = true;
-            state.revoked.push(token.to_owned());
-        }
-        for access in state.access.values_mut() {
-            if access.refresh_token == token {
-                access.revoked = true;
-            }
-        }
-    } else if let Some(access) = state.access.get_mut(token) {
-        if !access.revoked {
-            access.revoked = true;
-            state.revoked.push(token.to_owned());
-        }
-    }
+    // Unknown and already revoked tokens get the same 200 (RFC 7009 §2.2).
+    let _ = shared.auth().server.revoke(token);
     Ok(StatusCode::OK.into_response())
 }
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// ~300 characters, opaque, like HubSpot's access tokens (HubSpot tells apps
-/// to allow up to 300).
-fn new_access_token() -> String {
-    let mut bytes = [0u8; 224];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    format!("C{}", URL_SAFE_NO_PAD.encode(bytes))
-}
-
-/// BASE64URL-NOPAD(SHA256(verifier)), RFC 7636 §4.2.
-pub fn s256_challenge(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
-}
-
-/// RFC 7636 §4.1: 43–128 unreserved characters.
-fn is_valid_verifier(verifier: &str) -> bool {
-    (43..=128).contains(&verifier.len())
-        && verifier
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
-}
-
-fn is_s256_challenge(challenge: &str) -> bool {
-    challenge.len() == 43
-        && challenge
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
 
 pub(super) fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;

@@ -331,10 +331,10 @@ impl SalesforceSim {
         }
         let store = rest::Store::new(&config.orgs);
         let shared = Arc::new(Shared {
+            auth: Mutex::new(oauth::AuthState::new(&config)),
             config,
             requests: Mutex::new(Vec::new()),
             faults: FaultQueue::new(),
-            auth: Mutex::new(oauth::AuthState::default()),
             store: Mutex::new(store),
         });
         let server = ServerHandle::spawn(addr, router(shared.clone())).await?;

@@ -5,60 +5,67 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Extension, Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use rand::RngCore;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
-use super::{json_response, Host, Rotation, SalesforceSimConfig, Shared};
+use super::{
+    json_response, Host, SalesforceSimConfig, Shared, AUTHORIZE_PATH, REVOKE_PATH, TOKEN_PATH,
+};
 use crate::sim::consent;
+use crate::sim::oauth::{
+    check_s256, Alphabet, AnswerShape, CodeRequest, Endpoints, Issued, OAuthFailure, OAuthPolicy,
+    OAuthServer, Pkce, PkceProblem, Redemption, RefreshEcho, ScopeField, TokenFormat, TokenHost,
+};
 use crate::sim::recorder::decode_form;
+
+pub use crate::sim::oauth::s256_challenge;
 
 /// How the consent screen's error pages name the product.
 const PRODUCT: &str = "Salesforce";
-/// How long an authorization code stays redeemable (Salesforce: 15 minutes).
-const CODE_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// Salesforce's authorization server as data.
+pub fn oauth_policy(config: &SalesforceSimConfig) -> OAuthPolicy {
+    OAuthPolicy {
+        // Salesforce: 15 minutes.
+        code_lifetime: Duration::from_secs(15 * 60),
+        pkce: Pkce::RequiredS256,
+        rotation: config.rotation,
+        rotation_retires_access: false,
+        revoking_access_revokes_grant: true,
+        access_lifetime: Duration::from_secs(config.session_seconds),
+        code_format: TokenFormat::random("aPrx", 60, Alphabet::Alnum),
+        // `<15-character org id>!AR...`; the org's own id replaces this prefix.
+        access_format: TokenFormat::random("00D000000000000!AR", 72, Alphabet::Alnum),
+        refresh_format: TokenFormat::random("5Aep861", 64, Alphabet::Alnum),
+        answer: AnswerShape {
+            token_type: "Bearer",
+            expires_in: false,
+            refresh_echo: RefreshEcho::WhenRotated,
+            scope: ScopeField::SpaceSeparated("scope"),
+        },
+        endpoints: Endpoints {
+            authorize_path: AUTHORIZE_PATH,
+            token_host: TokenHost::Login,
+            token_path: TOKEN_PATH,
+            revoke_path: Some(REVOKE_PATH),
+        },
+    }
+}
 
 // ---------------------------------------------------------------------------
 // State
 // ---------------------------------------------------------------------------
 
-#[derive(Default)]
+/// The shared OAuth server; a grant's subject is its org key.
 pub(super) struct AuthState {
-    codes: HashMap<String, PendingCode>,
-    grants: Vec<Grant>,
-    /// Every refresh token ever issued (current or rotated out) → grant index.
-    refresh: HashMap<String, usize>,
-    access: HashMap<String, Access>,
-    counters: HashMap<String, Counters>,
-}
-
-struct PendingCode {
-    org: String,
-    redirect_uri: String,
-    challenge: String,
-    scopes: Vec<String>,
-    expires_at: Instant,
-}
-
-struct Grant {
-    org: String,
-    scopes: Vec<String>,
-    current_refresh: String,
-    live: bool,
-}
-
-struct Access {
-    org: String,
-    grant: usize,
-    expires_at: Instant,
-    live: bool,
+    server: OAuthServer<String>,
 }
 
 /// Per-org OAuth counters.
@@ -71,86 +78,58 @@ pub(super) struct Counters {
 }
 
 impl AuthState {
+    pub(super) fn new(config: &SalesforceSimConfig) -> Self {
+        let org_ids: HashMap<String, String> = config
+            .orgs
+            .iter()
+            .map(|o| (o.key.clone(), o.org_id.clone()))
+            .collect();
+        let server = OAuthServer::new(oauth_policy(config)).with_access_prefix(move |org| {
+            let org_id = org_ids
+                .get(org)
+                .map_or("00D000000000000AAA", String::as_str);
+            format!("{}!AR", &org_id[..15.min(org_id.len())])
+        });
+        Self { server }
+    }
+
     pub(super) fn counters(&self, org: &str) -> Counters {
-        self.counters.get(org).copied().unwrap_or_default()
+        let counters = self.server.counters(|o| o == org);
+        Counters {
+            access_minted: counters.access_minted,
+            refresh_calls: counters.refresh_calls,
+            revoked_on_reuse: counters.revoked_on_reuse > 0,
+            revocations: counters.revocations,
+        }
     }
 
-    fn counters_mut(&mut self, org: &str) -> &mut Counters {
-        self.counters.entry(org.to_owned()).or_default()
-    }
-
-    /// A new grant with its first refresh and access tokens.
+    /// A new grant with its first access and refresh tokens.
     pub(super) fn new_grant(
         &mut self,
         config: &SalesforceSimConfig,
         org: &str,
         scopes: Vec<String>,
     ) -> (String, String) {
-        let refresh = refresh_token();
-        self.grants.push(Grant {
-            org: org.to_owned(),
-            scopes,
-            current_refresh: refresh.clone(),
-            live: true,
-        });
-        let grant = self.grants.len() - 1;
-        self.refresh.insert(refresh.clone(), grant);
-        let access = self.mint_access(config, grant);
-        (access, refresh)
-    }
-
-    fn mint_access(&mut self, config: &SalesforceSimConfig, grant: usize) -> String {
-        let org = self.grants[grant].org.clone();
-        let org_id = config
-            .orgs
-            .iter()
-            .find(|o| o.key == org)
-            .map_or("00D000000000000AAA", |o| o.org_id.as_str());
-        let token = format!("{}!AR{}", &org_id[..15.min(org_id.len())], random_b64(72));
-        self.access.insert(
-            token.clone(),
-            Access {
-                org: org.clone(),
-                grant,
-                expires_at: Instant::now() + Duration::from_secs(config.session_seconds),
-                live: true,
-            },
-        );
-        self.counters_mut(&org).access_minted += 1;
-        token
-    }
-
-    fn revoke_grant(&mut self, grant: usize) {
-        self.grants[grant].live = false;
-        for access in self.access.values_mut() {
-            if access.grant == grant {
-                access.live = false;
-            }
-        }
+        let issued = self
+            .server
+            .seed_grant(&config.client_id, org.to_owned(), scopes, true);
+        (
+            issued.access_token,
+            issued.refresh_token.unwrap_or_default(),
+        )
     }
 
     /// The org of a live, unexpired access token.
     pub(super) fn session_org(&self, token: &str) -> Option<String> {
-        let access = self.access.get(token)?;
-        let live = access.live
-            && Instant::now() < access.expires_at
-            && self.grants.get(access.grant).is_some_and(|g| g.live);
-        live.then(|| access.org.clone())
+        self.server.check_access(token).ok()
     }
 
     pub(super) fn expire_sessions(&mut self, org: &str) {
-        for access in self.access.values_mut() {
-            if access.org == org {
-                access.live = false;
-            }
-        }
+        self.server.expire_access(|o| o == org);
     }
 
     pub(super) fn live_refresh_tokens(&self, org: &str) -> usize {
-        self.grants
-            .iter()
-            .filter(|g| g.live && g.org == org)
-            .count()
+        self.server.live_refresh_tokens(|o| o == org).len()
     }
 }
 
@@ -221,11 +200,12 @@ pub(super) async fn authorize(
         return error("unsupported_response_type", "response type not supported");
     }
     let challenge = param("code_challenge");
-    if challenge.is_empty() {
-        return error("invalid_request", "missing required code challenge");
-    }
-    if param("code_challenge_method") != "S256" || !is_s256_challenge(challenge) {
-        return error("invalid_request", "invalid code challenge or method");
+    match check_s256(challenge, param("code_challenge_method")) {
+        Ok(()) => {}
+        Err(PkceProblem::MissingChallenge) => {
+            return error("invalid_request", "missing required code challenge")
+        }
+        Err(_) => return error("invalid_request", "invalid code challenge or method"),
     }
     let scopes: Vec<String> = param("scope")
         .split_whitespace()
@@ -238,17 +218,14 @@ pub(super) async fn authorize(
         return error("access_denied", "end-user denied authorization");
     }
 
-    let code = format!("aPrx{}", random_b64(60));
-    shared.auth().codes.insert(
-        code.clone(),
-        PendingCode {
-            org,
-            redirect_uri: redirect_uri.to_owned(),
-            challenge: challenge.to_owned(),
-            scopes,
-            expires_at: Instant::now() + CODE_TTL,
-        },
-    );
+    let code = shared.auth().server.issue_code(CodeRequest {
+        client_id: client_id.to_owned(),
+        redirect_uri: redirect_uri.to_owned(),
+        challenge: Some(challenge.to_owned()),
+        scopes,
+        subject: org,
+        with_refresh: true,
+    });
     redirect(vec![("code", code)])
 }
 
@@ -285,6 +262,15 @@ pub(super) async fn token(
     }
 }
 
+/// Whether `org` signs in on `host`.
+fn logs_in_at(shared: &Shared, org: &str, host: &str) -> bool {
+    shared
+        .config
+        .orgs
+        .iter()
+        .any(|o| o.key == org && o.login_hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
+}
+
 fn exchange_code(
     shared: &Shared,
     host: &str,
@@ -292,88 +278,45 @@ fn exchange_code(
     redirect_uri: &str,
     verifier: &str,
 ) -> Response {
-    let config = &shared.config;
-    let mut auth = shared.auth();
-    // Single use: a presented code is gone, whatever the outcome.
-    let Some(pending) = auth.codes.remove(code) else {
-        return invalid_code();
+    let redemption = Redemption {
+        code,
+        client_id: &shared.config.client_id,
+        redirect_uri,
+        verifier,
     };
-    if Instant::now() >= pending.expires_at {
-        return oauth_error("invalid_grant", "expired authorization code");
+    // A code is redeemed on a login host of its org.
+    let result = shared
+        .auth()
+        .server
+        .exchange_code_with(redemption, |org| logs_in_at(shared, org, host));
+    match result {
+        Ok(issued) => token_answer(shared, host, &issued, false),
+        Err(OAuthFailure::CodeExpired) => {
+            oauth_error("invalid_grant", "expired authorization code")
+        }
+        Err(OAuthFailure::RedirectMismatch) => {
+            oauth_error("invalid_grant", "redirect_uri must match configuration")
+        }
+        Err(OAuthFailure::VerifierMissing | OAuthFailure::VerifierMismatch) => {
+            oauth_error("invalid_grant", "invalid code verifier")
+        }
+        Err(_) => invalid_code(),
     }
-    let Some(org_cfg) = config.orgs.iter().find(|o| o.key == pending.org) else {
-        return invalid_code();
-    };
-    if !org_cfg
-        .login_hosts
-        .iter()
-        .any(|h| h.eq_ignore_ascii_case(host))
-    {
-        return invalid_code();
-    }
-    if pending.redirect_uri != redirect_uri {
-        return oauth_error("invalid_grant", "redirect_uri must match configuration");
-    }
-    if verifier.is_empty() || s256_challenge(verifier) != pending.challenge {
-        return oauth_error("invalid_grant", "invalid code verifier");
-    }
-    let scopes = pending.scopes.clone();
-    let (access, refresh) = auth.new_grant(config, &pending.org, scopes.clone());
-    drop(auth);
-    let instance = instance_host(shared, &pending.org);
-    token_answer(host, org_cfg, &instance, &access, Some(&refresh), &scopes)
 }
 
 fn refresh(shared: &Shared, host: &str, token: &str) -> Response {
-    let config = &shared.config;
-    let mut auth = shared.auth();
-    let Some(&grant) = auth.refresh.get(token) else {
-        return expired_token();
-    };
-    let org = auth.grants[grant].org.clone();
-    auth.counters_mut(&org).refresh_calls += 1;
-    if !auth.grants[grant].live {
-        return expired_token();
+    // A refresh token is redeemed on a login host of its org.
+    let result = shared
+        .auth()
+        .server
+        .refresh_with(token, &shared.config.client_id, |org| {
+            logs_in_at(shared, org, host)
+        });
+    match result {
+        Ok(issued) => token_answer(shared, host, &issued, true),
+        Err(OAuthFailure::SubjectRefused) => oauth_error("invalid_grant", "authentication failure"),
+        Err(_) => expired_token(),
     }
-    if auth.grants[grant].current_refresh != token {
-        // A rotated-out token.
-        if config.rotation == Rotation::RotateAndRevokeOnReuse {
-            auth.revoke_grant(grant);
-            auth.counters_mut(&org).revoked_on_reuse = true;
-        }
-        return expired_token();
-    }
-    let Some(org_cfg) = config.orgs.iter().find(|o| o.key == org) else {
-        return expired_token();
-    };
-    if !org_cfg
-        .login_hosts
-        .iter()
-        .any(|h| h.eq_ignore_ascii_case(host))
-    {
-        return oauth_error("invalid_grant", "authentication failure");
-    }
-    let new_refresh = match config.rotation {
-        Rotation::Never => None,
-        Rotation::Rotate | Rotation::RotateAndRevokeOnReuse => {
-            let next = refresh_token();
-            auth.refresh.insert(next.clone(), grant);
-            auth.grants[grant].current_refresh = next.clone();
-            Some(next)
-        }
-    };
-    let access = auth.mint_access(config, grant);
-    let scopes = auth.grants[grant].scopes.clone();
-    drop(auth);
-    let instance = instance_host(shared, &org);
-    token_answer(
-        host,
-        org_cfg,
-        &instance,
-        &access,
-        new_refresh.as_deref(),
-        &scopes,
-    )
 }
 
 fn instance_host(shared: &Shared, org: &str) -> String {
@@ -384,30 +327,39 @@ fn instance_host(shared: &Shared, org: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The policy's fields plus Salesforce's `instance_url`, `id`, `issued_at` and `signature`.
 fn token_answer(
+    shared: &Shared,
     login_host: &str,
-    org: &super::SfOrgConfig,
-    instance_host: &str,
-    access: &str,
-    refresh: Option<&str>,
-    scopes: &[String],
+    issued: &Issued<String>,
+    refreshed: bool,
 ) -> Response {
-    let issued_at = chrono::Utc::now().timestamp_millis().to_string();
+    let org = &issued.subject;
+    let (org_id, user_id) = shared
+        .config
+        .orgs
+        .iter()
+        .find(|o| &o.key == org)
+        .map(|o| (o.org_id.clone(), o.user_id.clone()))
+        .unwrap_or_default();
+    let instance_host = instance_host(shared, org);
     let mut signature = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut signature);
-    let mut body = json!({
-        "access_token": access,
-        "instance_url": format!("https://{instance_host}"),
-        "id": format!("https://{login_host}/id/{}/{}", org.org_id, org.user_id),
-        "token_type": "Bearer",
-        "issued_at": issued_at,
-        "signature": STANDARD.encode(signature),
-        "scope": scopes.join(" "),
-    });
-    if let Some(refresh) = refresh {
-        body["refresh_token"] = Value::String(refresh.to_owned());
-    }
-    json_response(StatusCode::OK, &body)
+    let mut body = shared.auth().server.answer(issued, refreshed);
+    body.insert(
+        "instance_url".into(),
+        json!(format!("https://{instance_host}")),
+    );
+    body.insert(
+        "id".into(),
+        json!(format!("https://{login_host}/id/{org_id}/{user_id}")),
+    );
+    body.insert(
+        "issued_at".into(),
+        json!(chrono::Utc::now().timestamp_millis().to_string()),
+    );
+    body.insert("signature".into(), json!(STANDARD.encode(signature)));
+    json_response(StatusCode::OK, &Value::Object(body))
 }
 
 fn oauth_error(error: &str, description: &str) -> Response {
@@ -439,48 +391,8 @@ pub(super) async fn revoke(
     let mut params = decode_form(query.as_deref().unwrap_or_default());
     params.extend(decode_form(&body));
     let token = params.get("token").map(String::as_str).unwrap_or_default();
-    let mut auth = shared.auth();
-    let grant = auth
-        .refresh
-        .get(token)
-        .copied()
-        .or_else(|| auth.access.get(token).map(|a| a.grant));
-    match grant {
-        Some(grant) if auth.grants[grant].live => {
-            auth.revoke_grant(grant);
-            let org = auth.grants[grant].org.clone();
-            auth.counters_mut(&org).revocations += 1;
-            StatusCode::OK.into_response()
-        }
-        _ => oauth_error("invalid_token", "invalid token"),
+    match shared.auth().server.revoke(token) {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(_) => oauth_error("invalid_token", "invalid token"),
     }
-}
-
-// ---------------------------------------------------------------------------
-// Token material
-// ---------------------------------------------------------------------------
-
-fn refresh_token() -> String {
-    format!("5Aep861{}", random_b64(64))
-}
-
-/// `len` URL-safe characters of randomness.
-fn random_b64(len: usize) -> String {
-    let mut buffer = vec![0u8; len];
-    rand::thread_rng().fill_bytes(&mut buffer);
-    let mut out = URL_SAFE_NO_PAD.encode(buffer).replace(['-', '_'], "x");
-    out.truncate(len);
-    out
-}
-
-/// BASE64URL-NOPAD(SHA256(verifier)), RFC 7636 §4.2.
-pub fn s256_challenge(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
-}
-
-fn is_s256_challenge(challenge: &str) -> bool {
-    challenge.len() == 43
-        && challenge
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
