@@ -143,7 +143,8 @@ pub enum ScopeField {
 /// extra fields (`instance_url`, `api_domain`, `member_id`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AnswerShape {
-    /// `token_type`, spelled as the provider spells it.
+    /// `token_type`, spelled as the provider spells it; empty: the answer has
+    /// none (Bitrix24).
     pub token_type: &'static str,
     /// Whether `expires_in` (seconds) is sent.
     pub expires_in: bool,

@@ -551,7 +551,9 @@ impl<S: Clone + PartialEq> OAuthServer<S> {
         let shape = &self.policy.answer;
         let mut body = Map::new();
         body.insert("access_token".into(), json!(issued.access_token));
-        body.insert("token_type".into(), json!(shape.token_type));
+        if !shape.token_type.is_empty() {
+            body.insert("token_type".into(), json!(shape.token_type));
+        }
         if shape.expires_in {
             body.insert("expires_in".into(), json!(issued.expires_in));
         }
