@@ -187,17 +187,25 @@ async fn an_app_secret_is_read_again_at_most_once_per_interval() {
 #[tokio::test]
 async fn an_unreadable_app_secret_fails_the_cold_start_naming_its_variable_only() {
     let ctx = TestContext::new().await;
-    // Nothing listens there: Secrets Manager cannot be reached.
-    let unreachable = ctx
-        .aws
-        .to_builder()
-        .endpoint_url("http://127.0.0.1:9")
-        .build();
-    let config = Config::from_lookup(|k| ctx.vars.get(k).cloned()).expect("configuration");
-    let err = match Services::with_aws_config(config, &unreachable).await {
+    // A secret scheduled for deletion cannot be read (InvalidRequestException): that is not
+    // "unset", and the function must not start as if Zoho were simply not offered.
+    let doomed = unique(&format!("{}/zoho-doomed", ctx.table));
+    let value = unique("doomed-client-secret");
+    put_app_secret(&ctx.aws, &doomed, &app_secret_value("zoho-id", &value)).await;
+    aws_sdk_secretsmanager::Client::new(&ctx.aws)
+        .delete_secret()
+        .secret_id(&doomed)
+        .send()
+        .await
+        .expect("scheduled for deletion");
+    let mut vars = ctx.vars.clone();
+    vars.insert("ZOHO_APP_SECRET_ID".into(), doomed.clone());
+    let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("configuration");
+    let err = match Services::with_aws_config(config, &ctx.aws).await {
         Ok(_) => panic!("the cold start must fail"),
         Err(err) => err.to_string(),
     };
-    assert!(err.contains("_APP_SECRET_ID"), "{err}");
-    assert!(!err.contains(&ctx.client_secret), "{err}");
+    assert!(err.contains("ZOHO_APP_SECRET_ID"), "{err}");
+    assert!(!err.contains(&value), "{err}");
+    relay_tests::logs::assert_never_logged("doomed client secret", &value);
 }
