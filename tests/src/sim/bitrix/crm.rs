@@ -740,7 +740,6 @@ fn checked_rest(shared: &Shared, ctx: &Ctx, method: &str) -> Result<Response, Re
     let params = params::request_params(&ctx.raw_query, &ctx.body).map_err(|description| {
         b24_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", &description)
     })?;
-    let now = shared.now();
     let date = shared.date_string();
     let mut state = shared.state();
     let state = &mut *state;
@@ -761,7 +760,7 @@ fn checked_rest(shared: &Shared, ctx: &Ctx, method: &str) -> Result<Response, Re
         )
         .into());
     }
-    match state.auth.check_access(&token, &portal.host, now) {
+    match state.auth.check_access(&token, &portal.host) {
         Ok(()) => {}
         Err(AccessError::Invalid) => {
             return Err(b24_error(

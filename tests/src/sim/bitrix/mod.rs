@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -247,12 +247,16 @@ impl BitrixSim {
 
     /// Start on `addr` (port 0 picks a free port).
     pub async fn start_on(addr: SocketAddr, config: BitrixSimConfig) -> std::io::Result<BitrixSim> {
+        let auth = oauth::AuthState::new(&config);
         let shared = Arc::new(Shared {
             config,
             requests: Mutex::new(Vec::new()),
             faults: FaultQueue::new(),
             clock_offset: Mutex::new(Duration::ZERO),
-            state: Mutex::new(SimState::default()),
+            state: Mutex::new(SimState {
+                portals: Vec::new(),
+                auth,
+            }),
         });
         let router = Router::new().fallback(handle).with_state(shared.clone());
         let server = ServerHandle::spawn(addr, router).await?;
@@ -371,43 +375,19 @@ impl BitrixSim {
     /// tokens stay valid.
     pub fn expire_access_tokens(&self, portal: &str) {
         let portal = normalize_host(portal);
-        let now = self.shared.now();
         let mut state = self.shared.state();
         state.portal_or_panic(&portal);
-        state.auth.expire_access(&portal, now);
+        state.auth.expire_access(&portal);
     }
 
     /// Move the simulator's clock forward (token and code expiry, `expires`,
     /// record dates; not the rate limit window).
     pub fn advance_clock(&self, by: Duration) {
         *self.shared.clock_offset() += by;
+        self.shared.state().auth.advance_clock(by);
     }
 
-    // -- OAuth ----------------------------------------------------------------
-
-    /// `grant_type=refresh_token` calls (any outcome, faulted ones excluded).
-    pub fn refresh_calls(&self) -> usize {
-        self.shared.state().auth.refresh_calls
-    }
-
-    /// Refresh tokens of `portal` that would still be accepted.
-    pub fn live_refresh_tokens(&self, portal: &str) -> usize {
-        let portal = normalize_host(portal);
-        let now = self.shared.now();
-        self.shared.state().auth.live_refresh_tokens(&portal, now)
-    }
-
-    /// Issue a grant (installing the app) without the browser; returns
-    /// `(access_token, refresh_token)`.
-    pub fn seed_tokens(&self, portal: &str) -> (String, String) {
-        let portal = normalize_host(portal);
-        let now = self.shared.now();
-        let mut state = self.shared.state();
-        state.portal_or_panic(&portal).installed = true;
-        state
-            .auth
-            .issue(&portal, now, self.shared.config.refresh_token_ttl)
-    }
+    // OAuth inspection and shortcuts: in `oauth.rs`.
 
     // -- data -------------------------------------------------------------------
 
@@ -490,11 +470,6 @@ impl Shared {
         self.clock_offset.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The simulator's "now" for expiries.
-    fn now(&self) -> Instant {
-        Instant::now() + *self.clock_offset()
-    }
-
     /// The simulator's wall clock, seconds since the epoch.
     fn unix_now(&self) -> f64 {
         let wall = SystemTime::now() + *self.clock_offset();
@@ -513,7 +488,6 @@ impl Shared {
 }
 
 /// Portals and the token store, behind one lock.
-#[derive(Default)]
 pub(crate) struct SimState {
     /// In the order added (the first is the consent's default).
     pub(crate) portals: Vec<crm::Portal>,

@@ -1,50 +1,76 @@
 //! Bitrix24 application OAuth: the consent on the portal, the OAuth server's
 //! `GET /oauth/token/` (authorization code, rotating single-use refresh
-//! tokens) and the access-token check of the REST API.
+//! tokens with a lifetime) and the access-token check of the REST API.
+//!
+//! The bookkeeping (codes, grants, rotation, expiry) is the shared
+//! [`OAuthServer`] under [`oauth_policy`], one per simulator, a grant's
+//! subject being its portal's host. What is Bitrix24's own stays here: the
+//! consent names the portal (`domain`, `member_id`, `server_domain`), the token
+//! endpoint takes `GET` only, errors are `{"error","error_description"}`,
+//! answers carry the portal's endpoints and `member_id`, a lapsed
+//! subscription refuses both grants with `PAYMENT_REQUIRED`, uninstalling
+//! the app kills every token of the portal, and the simulator's clock can
+//! be moved on.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::Response;
-use rand::Rng;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{
-    b24_error, json_response, normalize_host, Ctx, Shared, ACCESS_TOKEN_SECONDS, CODE_TTL, SCOPE,
+    b24_error, json_response, normalize_host, BitrixSim, BitrixSimConfig, Ctx, Shared,
+    ACCESS_TOKEN_SECONDS, AUTHORIZE_PATH, CODE_TTL, DEFAULT_OAUTH_HOST, SCOPE, TOKEN_PATH,
 };
 use crate::sim::consent;
+use crate::sim::oauth::{
+    Alphabet, AnswerShape, CodeRequest, Endpoints, Issued, OAuthFailure, OAuthPolicy, OAuthServer,
+    Pkce, Redemption, RefreshEcho, Rotation, ScopeField, TokenFormat, TokenHost,
+};
 
 const PRODUCT: &str = "Bitrix24";
+
+/// Bitrix24's OAuth server as data.
+pub fn oauth_policy(config: &BitrixSimConfig) -> OAuthPolicy {
+    // 72 lower-case hex characters, like Bitrix24's codes and tokens.
+    let b24_token = TokenFormat::random("", 72, Alphabet::HexLower);
+    OAuthPolicy {
+        code_lifetime: CODE_TTL,
+        pkce: Pkce::NotSupported,
+        rotation: Rotation::SingleUse {
+            lifetime: config.refresh_token_ttl,
+        },
+        // The access tokens of a used refresh token keep working until they expire.
+        rotation_retires_access: false,
+        // No revocation endpoint; uninstalling the app is the only way out.
+        revoking_access_revokes_grant: false,
+        access_lifetime: Duration::from_secs(ACCESS_TOKEN_SECONDS),
+        code_format: b24_token.clone(),
+        access_format: b24_token.clone(),
+        refresh_format: b24_token,
+        answer: AnswerShape {
+            // Bitrix24's answer names no token type.
+            token_type: "",
+            expires_in: true,
+            refresh_echo: RefreshEcho::Always,
+            scope: ScopeField::SpaceSeparated("scope"),
+        },
+        endpoints: Endpoints {
+            authorize_path: AUTHORIZE_PATH,
+            token_host: TokenHost::Accounts(DEFAULT_OAUTH_HOST),
+            token_path: TOKEN_PATH,
+            revoke_path: None,
+        },
+    }
+}
 
 // ---------------------------------------------------------------------------
 // State
 // ---------------------------------------------------------------------------
 
-#[derive(Default)]
+/// The token store; a grant's subject is its portal's host.
 pub(crate) struct AuthState {
-    codes: HashMap<String, PendingCode>,
-    access: HashMap<String, Token>,
-    refresh: HashMap<String, Token>,
-    pub(crate) refresh_calls: usize,
-}
-
-struct PendingCode {
-    portal: String,
-    client_id: String,
-    expires_at: Instant,
-}
-
-struct Token {
-    portal: String,
-    expires_at: Instant,
-    live: bool,
-}
-
-impl Token {
-    fn usable(&self, now: Instant) -> bool {
-        self.live && now < self.expires_at
-    }
+    server: OAuthServer<String>,
 }
 
 /// Why an access token was refused.
@@ -56,48 +82,24 @@ pub(crate) enum AccessError {
 }
 
 impl AuthState {
-    /// A new access and refresh token for `portal`.
-    pub(crate) fn issue(
-        &mut self,
-        portal: &str,
-        now: Instant,
-        refresh_ttl: Duration,
-    ) -> (String, String) {
-        let access = random_token();
-        let refresh = random_token();
-        self.access.insert(
-            access.clone(),
-            Token {
-                portal: portal.to_owned(),
-                expires_at: now + Duration::from_secs(ACCESS_TOKEN_SECONDS),
-                live: true,
-            },
-        );
-        self.refresh.insert(
-            refresh.clone(),
-            Token {
-                portal: portal.to_owned(),
-                expires_at: now + refresh_ttl,
-                live: true,
-            },
-        );
-        (access, refresh)
+    pub(crate) fn new(config: &BitrixSimConfig) -> Self {
+        Self {
+            server: OAuthServer::new(oauth_policy(config)),
+        }
     }
 
     /// Check an access token presented at `portal`.
-    pub(crate) fn check_access(
-        &self,
-        token: &str,
-        portal: &str,
-        now: Instant,
-    ) -> Result<(), AccessError> {
-        match self.access.get(token) {
-            Some(t) if t.live && t.portal == portal => {
-                if now < t.expires_at {
-                    Ok(())
-                } else {
-                    Err(AccessError::Expired)
-                }
+    pub(crate) fn check_access(&self, token: &str, portal: &str) -> Result<(), AccessError> {
+        match self.server.check_access(token) {
+            Ok(owner) if owner == portal => Ok(()),
+            // Only a portal's own expired token is "expired"; another's is invalid.
+            Err(OAuthFailure::AccessExpired(_))
+                if self
+                    .server
+                    .token_subject(token)
+                    .is_some_and(|p| p == portal) =>
+            {
+                Err(AccessError::Expired)
             }
             _ => Err(AccessError::Invalid),
         }
@@ -105,37 +107,18 @@ impl AuthState {
 
     /// Every token and pending code of `portal` dies.
     pub(crate) fn kill_portal(&mut self, portal: &str) {
-        for token in self.access.values_mut().chain(self.refresh.values_mut()) {
-            if token.portal == portal {
-                token.live = false;
-            }
-        }
-        self.codes.retain(|_, code| code.portal != portal);
+        self.server.kill_grants(|p| p == portal);
     }
 
-    /// Every access token of `portal` expires at `now`.
-    pub(crate) fn expire_access(&mut self, portal: &str, now: Instant) {
-        for token in self.access.values_mut() {
-            if token.portal == portal && token.expires_at > now {
-                token.expires_at = now;
-            }
-        }
+    /// Every access token of `portal` expires now.
+    pub(crate) fn expire_access(&mut self, portal: &str) {
+        self.server.expire_access(|p| p == portal);
     }
 
-    pub(crate) fn live_refresh_tokens(&self, portal: &str, now: Instant) -> usize {
-        self.refresh
-            .values()
-            .filter(|t| t.portal == portal && t.usable(now))
-            .count()
+    /// The simulator's clock moved on: codes and tokens age with it.
+    pub(crate) fn advance_clock(&mut self, by: Duration) {
+        self.server.advance_clock(by);
     }
-}
-
-/// 72 lower-case hex characters, like Bitrix24's tokens.
-fn random_token() -> String {
-    let mut rng = rand::thread_rng();
-    (0..72)
-        .map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0'))
-        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -166,7 +149,6 @@ pub(super) fn authorize(shared: &Shared, ctx: &Ctx) -> Response {
             )
         }
     };
-    let now = shared.now();
     let mut state = shared.state();
     let portal = match ctx.param("sim_portal") {
         "" => state
@@ -195,15 +177,15 @@ pub(super) fn authorize(shared: &Shared, ctx: &Ctx) -> Response {
         }
         return consent::redirect_to(PRODUCT, &target, &pairs);
     }
-    let code = random_token();
-    state.auth.codes.insert(
-        code.clone(),
-        PendingCode {
-            portal: host.clone(),
-            client_id: client_id.to_owned(),
-            expires_at: now + CODE_TTL,
-        },
-    );
+    let code = state.auth.server.issue_code(CodeRequest {
+        client_id: client_id.to_owned(),
+        // The token request names no redirect_uri: nothing to compare it with.
+        redirect_uri: String::new(),
+        challenge: None,
+        scopes: vec![SCOPE.to_owned()],
+        subject: host.clone(),
+        with_refresh: true,
+    });
     pairs.push(("code", code));
     if let Some(st) = ctx.query.get("state") {
         pairs.push(("state", st.clone()));
@@ -239,7 +221,7 @@ pub(super) fn token(shared: &Shared, ctx: &Ctx) -> Response {
     }
     match ctx.param("grant_type") {
         "authorization_code" => exchange(shared, ctx.param("code"), ctx.param("client_id")),
-        "refresh_token" => refresh(shared, ctx.param("refresh_token")),
+        "refresh_token" => refresh(shared, ctx.param("refresh_token"), ctx.param("client_id")),
         "" => b24_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -253,83 +235,121 @@ pub(super) fn token(shared: &Shared, ctx: &Ctx) -> Response {
     }
 }
 
+/// Why the portal refused a grant that the OAuth server would have honoured.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PortalRefusal {
+    None,
+    Gone,
+    PaymentRequired,
+}
+
+/// Whether `portal` may receive tokens: it exists and its subscription is paid.
+fn portal_check(portals: &[super::crm::Portal], portal: &str) -> PortalRefusal {
+    match portals.iter().find(|p| p.host == portal) {
+        None => PortalRefusal::Gone,
+        Some(p) if p.payment_required => PortalRefusal::PaymentRequired,
+        Some(_) => PortalRefusal::None,
+    }
+}
+
 fn exchange(shared: &Shared, code: &str, client_id: &str) -> Response {
-    let now = shared.now();
     let unix_now = shared.unix_now();
-    let mut state = shared.state();
+    let mut guard = shared.state();
+    let state = &mut *guard;
+    let mut refusal = PortalRefusal::None;
     // Single use: a presented code is gone, whatever the outcome.
-    let pending = match state.auth.codes.remove(code) {
-        Some(p) if now < p.expires_at && p.client_id == client_id => p,
-        _ => return invalid_grant("Invalid authorization code"),
+    let result = state.auth.server.exchange_code_with(
+        Redemption {
+            code,
+            client_id,
+            redirect_uri: "",
+            verifier: "",
+        },
+        |portal| {
+            refusal = portal_check(&state.portals, portal);
+            refusal == PortalRefusal::None
+        },
+    );
+    let issued = match result {
+        Ok(issued) => issued,
+        Err(_) if refusal == PortalRefusal::PaymentRequired => return payment_required(),
+        Err(_) => return invalid_grant("Invalid authorization code"),
     };
-    let Some(portal) = state.portal(&pending.portal) else {
+    let Some(portal) = state.portal(&issued.subject) else {
         return invalid_grant("Invalid authorization code");
     };
-    if portal.payment_required {
-        return payment_required();
-    }
     portal.installed = true;
-    let (host, member_id, server) = (
-        portal.host.clone(),
-        portal.member_id.clone(),
-        portal.oauth_server.clone(),
-    );
-    let (access, refresh) = state
-        .auth
-        .issue(&host, now, shared.config.refresh_token_ttl);
-    token_answer(&access, &refresh, &host, &member_id, &server, unix_now)
+    let (member_id, server) = (portal.member_id.clone(), portal.oauth_server.clone());
+    token_answer(
+        &state.auth.server,
+        &issued,
+        false,
+        &member_id,
+        &server,
+        unix_now,
+    )
 }
 
-fn refresh(shared: &Shared, presented: &str) -> Response {
-    let now = shared.now();
+fn refresh(shared: &Shared, presented: &str, client_id: &str) -> Response {
     let unix_now = shared.unix_now();
-    let mut state = shared.state();
-    state.auth.refresh_calls += 1;
-    let host = match state.auth.refresh.get(presented) {
-        Some(t) if t.usable(now) => t.portal.clone(),
-        _ => return invalid_grant("Invalid refresh token"),
+    let mut guard = shared.state();
+    let state = &mut *guard;
+    let mut refusal = PortalRefusal::None;
+    // Rotation: from here on the presented refresh token is dead.
+    let result = state
+        .auth
+        .server
+        .refresh_with(presented, client_id, |portal| {
+            refusal = portal_check(&state.portals, portal);
+            refusal == PortalRefusal::None
+        });
+    let issued = match result {
+        Ok(issued) => issued,
+        Err(_) if refusal == PortalRefusal::PaymentRequired => return payment_required(),
+        // Unknown, used, expired, or of an uninstalled app.
+        Err(_) => return invalid_grant("Invalid refresh token"),
     };
-    let Some(portal) = state.portal(&host) else {
+    let Some(portal) = state.portal(&issued.subject) else {
         return invalid_grant("Invalid refresh token");
     };
-    if portal.payment_required {
-        return payment_required();
-    }
     let (member_id, server) = (portal.member_id.clone(), portal.oauth_server.clone());
-    // Rotation: the presented refresh token is dead from now on.
-    if let Some(old) = state.auth.refresh.get_mut(presented) {
-        old.live = false;
-    }
-    let (access, refresh) = state
-        .auth
-        .issue(&host, now, shared.config.refresh_token_ttl);
-    token_answer(&access, &refresh, &host, &member_id, &server, unix_now)
+    token_answer(
+        &state.auth.server,
+        &issued,
+        true,
+        &member_id,
+        &server,
+        unix_now,
+    )
 }
 
+/// The policy's fields plus Bitrix24's own: the absolute `expires`, the
+/// OAuth server and portal endpoints, `member_id`, `status` and `user_id`.
 fn token_answer(
-    access: &str,
-    refresh: &str,
-    portal: &str,
+    server: &OAuthServer<String>,
+    issued: &Issued<String>,
+    refreshed: bool,
     member_id: &str,
     oauth_server: &str,
     unix_now: f64,
 ) -> Response {
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "access_token": access,
-            "expires": unix_now as u64 + ACCESS_TOKEN_SECONDS,
-            "expires_in": ACCESS_TOKEN_SECONDS,
-            "scope": SCOPE,
-            "domain": oauth_server,
-            "server_endpoint": format!("https://{oauth_server}/rest/"),
-            "status": "L",
-            "client_endpoint": format!("https://{portal}/rest/"),
-            "member_id": member_id,
-            "user_id": 1,
-            "refresh_token": refresh,
-        }),
-    )
+    let mut body = server.answer(issued, refreshed);
+    let portal = &issued.subject;
+    for (key, value) in [
+        ("expires", json!(unix_now as u64 + issued.expires_in)),
+        ("domain", json!(oauth_server)),
+        (
+            "server_endpoint",
+            json!(format!("https://{oauth_server}/rest/")),
+        ),
+        ("status", json!("L")),
+        ("client_endpoint", json!(format!("https://{portal}/rest/"))),
+        ("member_id", json!(member_id)),
+        ("user_id", json!(1)),
+    ] {
+        body.insert(key.into(), value);
+    }
+    json_response(StatusCode::OK, &Value::Object(body))
 }
 
 fn invalid_grant(description: &str) -> Response {
@@ -342,4 +362,44 @@ fn payment_required() -> Response {
         "PAYMENT_REQUIRED",
         "Payment required",
     )
+}
+
+// ---------------------------------------------------------------------------
+// BitrixSim's OAuth inspection and shortcuts
+// ---------------------------------------------------------------------------
+
+impl BitrixSim {
+    /// `grant_type=refresh_token` calls (any outcome, faulted ones excluded).
+    pub fn refresh_calls(&self) -> usize {
+        self.shared.state().auth.server.refresh_attempts()
+    }
+
+    /// Refresh tokens of `portal` that would still be accepted.
+    pub fn live_refresh_tokens(&self, portal: &str) -> usize {
+        let portal = normalize_host(portal);
+        self.shared
+            .state()
+            .auth
+            .server
+            .live_refresh_tokens(|p| *p == portal)
+            .len()
+    }
+
+    /// Issue a grant (installing the app) without the browser; returns
+    /// `(access_token, refresh_token)`.
+    pub fn seed_tokens(&self, portal: &str) -> (String, String) {
+        let portal = normalize_host(portal);
+        let mut state = self.shared.state();
+        state.portal_or_panic(&portal).installed = true;
+        let issued = state.auth.server.seed_grant(
+            &self.shared.config.client_id,
+            portal,
+            vec![SCOPE.to_owned()],
+            true,
+        );
+        (
+            issued.access_token,
+            issued.refresh_token.unwrap_or_default(),
+        )
+    }
 }
