@@ -36,7 +36,7 @@ use super::faults::{self, Fault, FaultOutcome, FaultQueue, FaultRoute};
 use super::recorder::{self, decode_form};
 use super::server::ServerHandle;
 
-pub use oauth::s256_challenge;
+pub use oauth::{oauth_policy, s256_challenge};
 pub use sheets::Cell;
 
 /// The consent screen's host (and the host of a request without `X-Forwarded-Host`).

@@ -52,7 +52,7 @@ use super::recorder::{self, RecordedRequest, Recorder};
 use super::server::ServerHandle;
 
 pub use crm::SimObject;
-pub use oauth::s256_challenge;
+pub use oauth::{oauth_policy, s256_challenge};
 pub use pipelines::deal_pipelines;
 
 /// `GET`, liveness probe (never faulted).

@@ -14,3 +14,6 @@ pub use policy::{
     TokenFormat, TokenHost,
 };
 pub use server::{CodeRequest, Issued, OAuthCounters, OAuthFailure, OAuthServer, Redemption};
+
+#[cfg(test)]
+mod tests;

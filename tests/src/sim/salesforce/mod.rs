@@ -47,7 +47,7 @@ use super::server::ServerHandle;
 use super::Rotation;
 
 pub use composite::{MAX_COLLECTION_RECORDS, MAX_COMPOSITE_SUBREQUESTS};
-pub use oauth::s256_challenge;
+pub use oauth::{oauth_policy, s256_challenge};
 pub use schema::{SfField, SfPicklistValue, SfRecordType};
 
 /// `GET`, liveness probe (never faulted, not counted).
