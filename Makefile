@@ -1,5 +1,5 @@
 # Thin wrappers: the logic lives in scripts/.
-.PHONY: test demo bench bootstrap clean-local
+.PHONY: test demo bench package bootstrap clean-local
 
 test:
 	bash scripts/test.sh
@@ -9,6 +9,10 @@ demo:
 
 bench:
 	bash scripts/bench.sh
+
+# sam build for Lambda (arm64) with the project's cargo-lambda; prints the zip sizes.
+package:
+	bash scripts/package.sh
 
 bootstrap:
 	bash scripts/bootstrap.sh

@@ -2,7 +2,7 @@
 # The whole check, as CI runs it (`make test`, `.ci/run`):
 #   1. cargo test --workspace, against a fresh moto_server (AWS_ENDPOINT_URL etc. exported)
 #   2. cargo fmt --check, cargo clippy --workspace --all-targets -- -D warnings
-#   3. cfn-lint infra/template.yaml
+#   3. cfn-lint infra/template.yaml, and sam validate --lint (the SAM transform, then cfn-lint)
 # Every step runs even when an earlier one failed; the summary names the failures and the
 # script exits 1 if there was any.
 # TEST_RUNNER=nextest uses `cargo nextest run` (+ doctests via cargo test --doc) instead.
@@ -44,6 +44,10 @@ run_cfn_lint() {
   "$VENV/bin/cfn-lint" "$tpl"
 }
 
+run_sam_validate() {
+  SAM_CLI_TELEMETRY=0 "$ROOT/.venv-sam/bin/sam" validate --lint -t "$ROOT/infra/template.yaml"
+}
+
 step bootstrap "$ROOT/scripts/bootstrap.sh"
 if [[ "${STEP_RC[0]}" != 0 ]]; then
   die "bootstrap failed; nothing else can run"
@@ -53,6 +57,7 @@ step "cargo test" run_tests
 step rustfmt cargo fmt --all --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step cfn-lint run_cfn_lint
+step "sam validate" run_sam_validate
 
 # ---------------------------------------------------------------- summary
 failed=()
