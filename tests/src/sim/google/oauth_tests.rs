@@ -3,28 +3,13 @@
 
 use std::collections::HashMap;
 
-use axum::http::header;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use rand::RngCore;
 use serde_json::Value;
 
 use super::*;
+pub(super) use crate::sim::oauth::testkit::client;
+use crate::sim::oauth::testkit::{self, str_of, verifier};
 
 pub(super) const REDIRECT: &str = "https://relay.example.test/oauth/callback/google_sheets";
-
-pub(super) fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-fn verifier() -> String {
-    let mut bytes = [0u8; 48];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
 
 /// The consent screen with standard parameters (offline, prompt=consent,
 /// PKCE for `verifier`) plus `extra` (an empty value removes a standard
@@ -34,60 +19,25 @@ async fn consent(
     verifier: &str,
     extra: &[(&str, &str)],
 ) -> (u16, HashMap<String, String>) {
-    let mut url = url::Url::parse(&format!("{}{}", sim.base_url(), AUTHORIZE_PATH)).unwrap();
     let challenge = s256_challenge(verifier);
-    {
-        let mut query = url.query_pairs_mut();
-        let overridden = |key: &str| extra.iter().any(|(k, _)| *k == key);
-        for (key, value) in [
-            ("response_type", "code"),
-            ("client_id", sim.config().client_id.as_str()),
-            ("redirect_uri", REDIRECT),
-            ("scope", SPREADSHEETS_SCOPE),
-            ("state", "st/ate+1"),
-            ("access_type", "offline"),
-            ("prompt", "consent"),
-            ("code_challenge", challenge.as_str()),
-            ("code_challenge_method", "S256"),
-        ] {
-            if !overridden(key) {
-                query.append_pair(key, value);
-            }
-        }
-        for (key, value) in extra {
-            if !value.is_empty() {
-                query.append_pair(key, value);
-            }
-        }
-    }
-    let response = client().get(url).send().await.unwrap();
-    let status = response.status().as_u16();
-    let query = response
-        .headers()
-        .get(header::LOCATION)
-        .map(|location| {
-            let location = location.to_str().unwrap();
-            assert!(location.starts_with(REDIRECT), "{location}");
-            url::Url::parse(location)
-                .unwrap()
-                .query_pairs()
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default();
-    (status, query)
+    let standard = [
+        ("response_type", "code"),
+        ("client_id", sim.config().client_id.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("scope", SPREADSHEETS_SCOPE),
+        ("state", "st/ate+1"),
+        ("access_type", "offline"),
+        ("prompt", "consent"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let url = testkit::authorize_url(&sim.base_url(), AUTHORIZE_PATH, &standard, extra);
+    testkit::consent(url, &[], REDIRECT).await
 }
 
 async fn post_form(sim: &GoogleSim, host: &str, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
-    let response = client()
-        .post(format!("{}{path}", sim.base_url()))
-        .header(FORWARDED_HOST_HEADER, host)
-        .form(form)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    let url = format!("{}{path}", sim.base_url());
+    testkit::post_form(&url, &[(FORWARDED_HOST_HEADER, host)], form).await
 }
 
 async fn exchange(sim: &GoogleSim, code: &str, verifier: &str) -> (u16, Value) {
@@ -139,10 +89,6 @@ async fn get_status(sim: &GoogleSim, id: &str, token: &str) -> u16 {
         .unwrap()
         .status()
         .as_u16()
-}
-
-fn str_of<'a>(body: &'a Value, key: &str) -> &'a str {
-    body[key].as_str().unwrap_or_default()
 }
 
 #[tokio::test]

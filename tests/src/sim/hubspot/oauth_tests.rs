@@ -5,27 +5,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use axum::http::header;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use rand::RngCore;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::sim::oauth::testkit::{self, client, verifier};
 
 const REDIRECT: &str = "https://relay.example.test/oauth/callback?source=hubspot";
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-fn verifier() -> String {
-    let mut bytes = [0u8; 48];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
 
 fn creds(sim: &HubSpotSim) -> Vec<(&'static str, String)> {
     vec![
@@ -35,31 +20,22 @@ fn creds(sim: &HubSpotSim) -> Vec<(&'static str, String)> {
 }
 
 /// Runs the consent redirect and returns the query of the Location.
-async fn consent(
-    sim: &HubSpotSim,
-    http: &reqwest::Client,
-    challenge: &str,
-) -> HashMap<String, String> {
-    let mut url = url::Url::parse(&format!("{}{}", sim.base_url(), AUTHORIZE_PATH)).unwrap();
-    url.query_pairs_mut()
-        .append_pair("client_id", &sim.config().client_id)
-        .append_pair("redirect_uri", REDIRECT)
-        .append_pair(
+async fn consent(sim: &HubSpotSim, challenge: &str) -> HashMap<String, String> {
+    let standard = [
+        ("client_id", sim.config().client_id.as_str()),
+        ("redirect_uri", REDIRECT),
+        (
             "scope",
             "oauth crm.objects.deals.read crm.objects.contacts.write",
-        )
-        .append_pair("state", "st/ate+ with spaces&x=y")
-        .append_pair("code_challenge", challenge)
-        .append_pair("code_challenge_method", "S256");
-    let response = http.get(url).send().await.unwrap();
-    assert_eq!(response.status(), 302);
-    let location = response.headers()[header::LOCATION].to_str().unwrap();
-    assert!(
-        location.starts_with("https://relay.example.test/oauth/callback?"),
-        "{location}"
-    );
-    let location = url::Url::parse(location).unwrap();
-    let query: HashMap<String, String> = location.query_pairs().into_owned().collect();
+        ),
+        ("state", "st/ate+ with spaces&x=y"),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ];
+    let url = testkit::authorize_url(&sim.base_url(), AUTHORIZE_PATH, &standard, &[]);
+    let (status, query) =
+        testkit::consent(url, &[], "https://relay.example.test/oauth/callback?").await;
+    assert_eq!(status, 302);
     assert_eq!(query.get("source").map(String::as_str), Some("hubspot"));
     assert_eq!(
         query.get("state").map(String::as_str),
@@ -121,7 +97,7 @@ async fn get_pipelines(
 
 async fn connect(sim: &HubSpotSim, http: &reqwest::Client) -> Value {
     let verifier = verifier();
-    let query = consent(sim, http, &s256_challenge(&verifier)).await;
+    let query = consent(sim, &s256_challenge(&verifier)).await;
     let (status, body) = exchange(sim, http, &query["code"], &verifier).await;
     assert_eq!(status, 200, "{body}");
     body
@@ -191,7 +167,7 @@ async fn pkce_exchange_fails_with_a_wrong_verifier() {
     let sim = HubSpotSim::start(HubSpotSimConfig::default()).await;
     let http = client();
     let right = verifier();
-    let query = consent(&sim, &http, &s256_challenge(&right)).await;
+    let query = consent(&sim, &s256_challenge(&right)).await;
 
     let (status, body) = exchange(&sim, &http, &query["code"], &verifier()).await;
     assert_eq!(status, 400);
@@ -214,7 +190,7 @@ async fn codes_are_single_use_and_bound_to_redirect_uri() {
     let sim = HubSpotSim::start(HubSpotSimConfig::default()).await;
     let http = client();
     let verifier = verifier();
-    let query = consent(&sim, &http, &s256_challenge(&verifier)).await;
+    let query = consent(&sim, &s256_challenge(&verifier)).await;
     let (status, _) = exchange(&sim, &http, &query["code"], &verifier).await;
     assert_eq!(status, 200);
     let (status, body) = exchange(&sim, &http, &query["code"], &verifier).await;
@@ -223,7 +199,7 @@ async fn codes_are_single_use_and_bound_to_redirect_uri() {
     assert_eq!(sim.live_refresh_tokens().len(), 1);
 
     // Mismatched redirect_uri.
-    let query = consent(&sim, &http, &s256_challenge(&verifier)).await;
+    let query = consent(&sim, &s256_challenge(&verifier)).await;
     let mut form = creds(&sim);
     form.extend([
         ("grant_type", "authorization_code".to_owned()),
@@ -243,7 +219,7 @@ async fn codes_are_single_use_and_bound_to_redirect_uri() {
     assert_eq!(body["status"], "BAD_REDIRECT_URI");
 
     // Expired code.
-    let query = consent(&sim, &http, &s256_challenge(&verifier)).await;
+    let query = consent(&sim, &s256_challenge(&verifier)).await;
     sim.expire_auth_codes();
     let (status, body) = exchange(&sim, &http, &query["code"], &verifier).await;
     assert_eq!(status, 400);

@@ -17,3 +17,5 @@ pub use server::{CodeRequest, Issued, OAuthCounters, OAuthFailure, OAuthServer, 
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub mod testkit;

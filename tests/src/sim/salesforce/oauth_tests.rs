@@ -4,30 +4,15 @@
 
 use std::collections::HashMap;
 
-use axum::http::header;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use rand::RngCore;
 use serde_json::Value;
 
 use super::*;
+pub(super) use crate::sim::oauth::testkit::client;
+use crate::sim::oauth::testkit::{self, str_of, verifier};
 
 const REDIRECT: &str = "https://relay.example.test/oauth/callback/salesforce";
 pub(super) const ACME_HOST: &str = "acme.my.salesforce.com";
 const UAT_HOST: &str = "acme--uat.sandbox.my.salesforce.com";
-
-pub(super) fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-fn verifier() -> String {
-    let mut bytes = [0u8; 48];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
 
 /// The consent screen with standard parameters (PKCE for `verifier`) plus
 /// `extra` (an empty value removes a standard parameter). Returns the status
@@ -37,46 +22,18 @@ async fn consent(
     verifier: &str,
     extra: &[(&str, &str)],
 ) -> (u16, HashMap<String, String>) {
-    let mut url = url::Url::parse(&format!("{}{}", sim.base_url(), AUTHORIZE_PATH)).unwrap();
     let challenge = s256_challenge(verifier);
-    {
-        let mut query = url.query_pairs_mut();
-        let overridden = |key: &str| extra.iter().any(|(k, _)| *k == key);
-        for (key, value) in [
-            ("response_type", "code"),
-            ("client_id", sim.config().client_id.as_str()),
-            ("redirect_uri", REDIRECT),
-            ("scope", "api refresh_token"),
-            ("state", "st/ate+1"),
-            ("code_challenge", challenge.as_str()),
-            ("code_challenge_method", "S256"),
-        ] {
-            if !overridden(key) {
-                query.append_pair(key, value);
-            }
-        }
-        for (key, value) in extra {
-            if !value.is_empty() {
-                query.append_pair(key, value);
-            }
-        }
-    }
-    let response = client().get(url).send().await.unwrap();
-    let status = response.status().as_u16();
-    let query = response
-        .headers()
-        .get(header::LOCATION)
-        .map(|location| {
-            let location = location.to_str().unwrap();
-            assert!(location.starts_with(REDIRECT), "{location}");
-            url::Url::parse(location)
-                .unwrap()
-                .query_pairs()
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default();
-    (status, query)
+    let standard = [
+        ("response_type", "code"),
+        ("client_id", sim.config().client_id.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("scope", "api refresh_token"),
+        ("state", "st/ate+1"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let url = testkit::authorize_url(&sim.base_url(), AUTHORIZE_PATH, &standard, extra);
+    testkit::consent(url, &[], REDIRECT).await
 }
 
 /// `POST /services/oauth2/token` at `host` with this form.
@@ -85,15 +42,8 @@ pub(super) async fn token_call(
     host: &str,
     form: &[(&str, &str)],
 ) -> (u16, Value) {
-    let response = client()
-        .post(format!("{}{}", sim.base_url(), TOKEN_PATH))
-        .header(FORWARDED_HOST_HEADER, host)
-        .form(form)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    let url = format!("{}{}", sim.base_url(), TOKEN_PATH);
+    testkit::post_form(&url, &[(FORWARDED_HOST_HEADER, host)], form).await
 }
 
 async fn exchange(sim: &SalesforceSim, host: &str, code: &str, verifier: &str) -> (u16, Value) {
@@ -142,10 +92,6 @@ pub(super) async fn describe_status(sim: &SalesforceSim, host: &str, token: &str
         .unwrap()
         .status()
         .as_u16()
-}
-
-fn str_of<'a>(body: &'a Value, key: &str) -> &'a str {
-    body[key].as_str().unwrap_or_default()
 }
 
 #[tokio::test]
@@ -313,7 +259,7 @@ async fn rotation_and_a_reused_refresh_token_burns_the_grant() {
 #[tokio::test]
 async fn without_rotation_the_refresh_token_stays_and_hosts_are_checked() {
     let config = SalesforceSimConfig {
-        rotation: Rotation::Never,
+        rotation: Rotation::Reusable,
         ..SalesforceSimConfig::default()
     };
     let sim = SalesforceSim::start(config).await;

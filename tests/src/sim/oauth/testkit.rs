@@ -1,0 +1,100 @@
+//! HTTP helpers for every provider's OAuth tests: a client that does not
+//! follow redirects, PKCE verifiers, the consent screen's redirect (its
+//! query), and form posts to token and revoke endpoints.
+
+use std::collections::HashMap;
+
+use axum::http::header;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use rand::RngCore;
+use serde_json::Value;
+
+/// A client that leaves redirects to the test.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A fresh RFC 7636 code verifier (64 base64url characters).
+pub fn verifier() -> String {
+    let mut bytes = [0u8; 48];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// `base + path` with the `standard` query parameters, each replaced by the
+/// one of the same name in `extra` (an empty value there removes it), then
+/// the rest of `extra`.
+pub fn authorize_url(
+    base: &str,
+    path: &str,
+    standard: &[(&str, &str)],
+    extra: &[(&str, &str)],
+) -> url::Url {
+    let mut url = url::Url::parse(&format!("{base}{path}")).unwrap();
+    {
+        let mut query = url.query_pairs_mut();
+        let overridden = |key: &str| extra.iter().any(|(k, _)| *k == key);
+        for (key, value) in standard {
+            if !overridden(key) {
+                query.append_pair(key, value);
+            }
+        }
+        for (key, value) in extra {
+            if !value.is_empty() {
+                query.append_pair(key, value);
+            }
+        }
+    }
+    url
+}
+
+/// Open the consent screen (with these extra headers) and return its status
+/// and the query of its redirect, which must go to `redirect` (empty when it
+/// did not redirect).
+pub async fn consent(
+    url: url::Url,
+    headers: &[(&str, &str)],
+    redirect: &str,
+) -> (u16, HashMap<String, String>) {
+    let mut request = client().get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let query = response
+        .headers()
+        .get(header::LOCATION)
+        .map(|location| {
+            let location = location.to_str().unwrap();
+            assert!(location.starts_with(redirect), "{location}");
+            url::Url::parse(location)
+                .unwrap()
+                .query_pairs()
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    (status, query)
+}
+
+/// POST a form (with these extra headers): the status and the JSON body
+/// (`Null` when the body is not JSON).
+pub async fn post_form(url: &str, headers: &[(&str, &str)], form: &[(&str, &str)]) -> (u16, Value) {
+    let mut request = client().post(url).form(form);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// A string field of a JSON answer, empty when absent.
+pub fn str_of<'a>(body: &'a Value, key: &str) -> &'a str {
+    body[key].as_str().unwrap_or_default()
+}
