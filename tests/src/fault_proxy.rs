@@ -11,24 +11,21 @@
 //! Rules are queued with [`FaultProxy::on`]: "the `nth` call from now on that matches" gets the
 //! fault, once. Every call is logged ([`FaultProxy::calls`]) whether a rule fired on it or not.
 
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::{to_bytes, Body, Bytes};
-use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode};
 use axum::response::Response;
-use axum::serve::{IncomingStream, Listener};
+use axum::serve::Listener;
 use axum::Router;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
+
+// The simulators' shell serves through the same resettable connections.
+use crate::sim::server::{ResettableListener, Resetter};
 
 /// Largest request or response body the proxy carries.
 const BODY_LIMIT: usize = 64 * 1024 * 1024;
@@ -283,16 +280,19 @@ impl FaultProxy {
             applied: Semaphore::new(0),
             shutdown: watch::Sender::new(false),
         });
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        let listener = ResettableListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .expect("bind the fault proxy");
-        let endpoint = format!("http://{}", listener.local_addr().expect("local address"));
+        let endpoint = format!(
+            "http://{}",
+            Listener::local_addr(&listener).expect("local address")
+        );
         let app = Router::new()
             .fallback(proxy)
             .with_state(shared.clone())
             .into_make_service_with_connect_info::<Resetter>();
         let server = tokio::spawn(async move {
-            let _ = axum::serve(ResettableListener(listener), app).await;
+            let _ = axum::serve(listener, app).await;
         });
         FaultProxy {
             endpoint,
@@ -503,101 +503,6 @@ fn text(status: u16, body: &str) -> Response {
         .expect("a valid status")
 }
 
-// -- Connections that a handler can reset ------------------------------------------------------
-
-/// A TCP listener whose connections can be reset from a handler through [`Resetter`].
-struct ResettableListener(TcpListener);
-
-impl Listener for ResettableListener {
-    type Io = ResettableStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (stream, addr) = Listener::accept(&mut self.0).await;
-        let stream = ResettableStream {
-            inner: stream,
-            reset: Arc::default(),
-        };
-        (stream, addr)
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Listener::local_addr(&self.0)
-    }
-}
-
-struct ResettableStream {
-    inner: TcpStream,
-    reset: Arc<AtomicBool>,
-}
-
-impl ResettableStream {
-    /// After a reset every read and write fails; the server then drops the connection, which
-    /// with a zero linger sends the peer a TCP reset instead of a clean close.
-    fn check(&self) -> io::Result<()> {
-        if self.reset.load(Ordering::SeqCst) {
-            let _ = self.inner.set_zero_linger();
-            return Err(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                "reset by the fault proxy",
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl AsyncRead for ResettableStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        this.check()?;
-        Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for ResettableStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.check()?;
-        Pin::new(&mut this.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        this.check()?;
-        Pin::new(&mut this.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        this.check()?;
-        Pin::new(&mut this.inner).poll_shutdown(cx)
-    }
-}
-
-/// Handed to each request (as connect info): resets the connection the request came on.
-#[derive(Clone)]
-struct Resetter(Arc<AtomicBool>);
-
-impl Resetter {
-    fn reset(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Connected<IncomingStream<'_, ResettableListener>> for Resetter {
-    fn connect_info(stream: IncomingStream<'_, ResettableListener>) -> Self {
-        Resetter(stream.io().reset.clone())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -606,6 +511,7 @@ mod tests {
 
     use axum::response::IntoResponse;
     use serde_json::{json, Value};
+    use tokio::net::TcpListener;
 
     /// A tiny upstream that counts calls and echoes what it received.
     struct Upstream {

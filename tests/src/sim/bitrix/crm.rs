@@ -2,8 +2,8 @@
 //! the REST methods on it, behind the checks every REST call goes through
 //! (auth, payment, plan, rate limit).
 
-use std::collections::{BTreeMap, VecDeque};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -57,8 +57,6 @@ pub(crate) struct Portal {
     next_multifield: i64,
     next_status_row: i64,
     next_category: i64,
-    /// Instants of the REST calls admitted in the last second.
-    window: VecDeque<Instant>,
 }
 
 struct Category {
@@ -136,7 +134,6 @@ impl Portal {
             next_multifield: 1,
             next_status_row: 1,
             next_category: 0,
-            window: VecDeque::new(),
         };
         portal.add_category("General", &[]);
         portal
@@ -184,23 +181,6 @@ impl Portal {
 
     fn category(&self, id: i64) -> Option<&Category> {
         self.categories.iter().find(|c| c.id == id)
-    }
-
-    /// Admit one REST call under the per-second limit.
-    fn admit(&mut self, limit: u32) -> bool {
-        let now = Instant::now();
-        while self
-            .window
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
-        {
-            self.window.pop_front();
-        }
-        if self.window.len() >= limit as usize {
-            return false;
-        }
-        self.window.push_back(now);
-        true
     }
 
     pub(crate) fn seed_contact(&mut self, fields: &Value, date: &str) -> Result<i64, String> {
@@ -795,7 +775,7 @@ fn checked_rest(shared: &Shared, ctx: &Ctx, method: &str) -> Result<Response, Re
         )
         .into());
     }
-    if !portal.admit(shared.config.requests_per_second) {
+    if shared.rate.take(&portal.host).is_err() {
         return Err(query_limit_exceeded().into());
     }
     let answer = call(portal, method, &params, &date).map_err(|(code, description)| {

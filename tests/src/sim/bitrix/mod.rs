@@ -25,20 +25,23 @@ mod crm_tests;
 mod oauth_tests;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
-use super::faults::{self, Fault, FaultOutcome, FaultQueue, FaultRoute};
-use super::recorder::{self, decode_form};
-use super::server::ServerHandle;
+use super::faults::FaultRoute;
+use super::recorder::{self, decode_form, normalize_host, parse_body, Logged};
+use super::shell::rate::RateWindow;
+use super::shell::{Call, Shell};
+
+/// The fault kinds, for `inject`.
+pub use super::faults::{Fault, Lost};
 
 /// The default OAuth server (named in the consent's `server_domain`).
 pub const DEFAULT_OAUTH_HOST: &str = "oauth.bitrix.info";
@@ -160,6 +163,16 @@ pub struct BitrixRequest {
     pub rest_method: Option<String>,
 }
 
+impl Logged for BitrixRequest {
+    fn method(&self) -> &str {
+        &self.method
+    }
+
+    fn path(&self) -> &str {
+        &self.path
+    }
+}
+
 impl BitrixRequest {
     /// Header value by name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -219,39 +232,29 @@ pub struct BitrixComment {
     pub updates: usize,
 }
 
-/// A running Bitrix24 simulator. Clones share the same server and state.
-#[derive(Clone)]
-pub struct BitrixSim {
-    shared: Arc<Shared>,
-    server: Arc<ServerHandle>,
-}
-
-impl fmt::Debug for BitrixSim {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BitrixSim")
-            .field("base_url", &self.base_url())
-            .finish_non_exhaustive()
+crate::sim::shell::simulator! {
+    /// A running Bitrix24 simulator. Clones share the same server and state.
+    ///
+    /// Derefs to its shell for `base_url`, `inject` (`Fault::Throttle` answers Bitrix24's 503
+    /// `QUERY_LIMIT_EXCEEDED`), `requests`, `clear_requests` and the rest of the
+    /// shell's methods.
+    BitrixSim {
+        product: "Bitrix24",
+        config: BitrixSimConfig,
+        route: BitrixRoute,
+        request: BitrixRequest,
     }
 }
 
 impl BitrixSim {
-    /// Start on `127.0.0.1` with a free port.
-    ///
-    /// # Panics
-    /// If no loopback port can be bound.
-    pub async fn start(config: BitrixSimConfig) -> BitrixSim {
-        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), config)
-            .await
-            .expect("bind the Bitrix24 simulator on 127.0.0.1:0")
-    }
-
     /// Start on `addr` (port 0 picks a free port).
     pub async fn start_on(addr: SocketAddr, config: BitrixSimConfig) -> std::io::Result<BitrixSim> {
+        let shell = Shell::new();
         let auth = oauth::AuthState::new(&config);
         let shared = Arc::new(Shared {
+            shell: shell.clone(),
+            rate: RateWindow::new((config.requests_per_second, Duration::from_secs(1))),
             config,
-            requests: Mutex::new(Vec::new()),
-            faults: FaultQueue::new(),
             clock_offset: Mutex::new(Duration::ZERO),
             state: Mutex::new(SimState {
                 portals: Vec::new(),
@@ -259,52 +262,11 @@ impl BitrixSim {
             }),
         });
         let router = Router::new().fallback(handle).with_state(shared.clone());
-        let server = ServerHandle::spawn(addr, router).await?;
-        Ok(BitrixSim {
-            shared,
-            server: Arc::new(server),
-        })
+        let shell = shell.serve(addr, router).await?;
+        Ok(BitrixSim { shared, shell })
     }
 
-    /// `http://127.0.0.1:PORT`: the local origin of every host.
-    pub fn base_url(&self) -> String {
-        self.server.base_url()
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
-    }
-
-    pub fn config(&self) -> &BitrixSimConfig {
-        &self.shared.config
-    }
-
-    /// Stop the server now (all clones). Idempotent.
-    pub fn shutdown(&self) {
-        self.server.shutdown();
-    }
-
-    // -- faults and requests ------------------------------------------------
-
-    /// The fault queue.
-    pub fn faults(&self) -> &FaultQueue<BitrixRoute> {
-        &self.shared.faults
-    }
-
-    /// Queue `fault` for the next request on `route`. `Fault::Throttle`
-    /// answers Bitrix24's 503 `QUERY_LIMIT_EXCEEDED`.
-    pub fn inject(&self, route: BitrixRoute, fault: Fault) {
-        self.shared.faults.push(route, fault);
-    }
-
-    /// Every request so far, oldest first (`/_sim/` requests excluded).
-    pub fn requests(&self) -> Vec<BitrixRequest> {
-        self.shared.requests().clone()
-    }
-
-    pub fn clear_requests(&self) {
-        self.shared.requests().clear();
-    }
+    // -- requests -------------------------------------------------------------
 
     /// REST requests addressed to `portal` so far (any outcome: rejected,
     /// throttled and faulted ones included).
@@ -315,9 +277,8 @@ impl BitrixSim {
     /// The REST methods called on `portal` so far, in order (lower-cased).
     pub fn rest_methods(&self, portal: &str) -> Vec<String> {
         let portal = normalize_host(portal);
-        self.shared
-            .requests()
-            .iter()
+        self.requests()
+            .into_iter()
             .filter(|r| r.host == portal)
             .filter_map(|r| r.rest_method.clone())
             .collect()
@@ -451,8 +412,9 @@ impl BitrixSim {
 /// `clock_offset` and `requests` are never held while taking another lock.
 struct Shared {
     config: BitrixSimConfig,
-    requests: Mutex<Vec<BitrixRequest>>,
-    faults: FaultQueue<BitrixRoute>,
+    shell: Arc<Shell<BitrixRoute, BitrixRequest>>,
+    /// REST calls per portal host in any sliding second.
+    rate: RateWindow<String>,
     clock_offset: Mutex<Duration>,
     state: Mutex<SimState>,
 }
@@ -460,10 +422,6 @@ struct Shared {
 impl Shared {
     fn state(&self) -> MutexGuard<'_, SimState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn requests(&self) -> MutexGuard<'_, Vec<BitrixRequest>> {
-        self.requests.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn clock_offset(&self) -> MutexGuard<'_, Duration> {
@@ -570,16 +528,6 @@ fn rest_method_name(tail: &str) -> Option<String> {
     valid.then(|| name.to_ascii_lowercase())
 }
 
-/// Lower-cased, port and trailing dot dropped.
-fn normalize_host(raw: &str) -> String {
-    let raw = raw.split(',').next().unwrap_or_default().trim();
-    raw.rsplit_once(':')
-        .filter(|(host, port)| !host.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
-        .map_or(raw, |(host, _)| host)
-        .trim_end_matches('.')
-        .to_ascii_lowercase()
-}
-
 fn effective_host(forwarded: Option<&str>, host: Option<&str>) -> String {
     normalize_host(forwarded.or(host).unwrap_or_default())
 }
@@ -593,7 +541,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         let query = decode_form(request.uri().query().unwrap_or_default());
         return sim_route(&shared, request.uri().path(), &query);
     }
-    let (recorded, _) = recorder::capture(request).await;
+    let (recorded, request) = recorder::capture(request).await;
     let host = effective_host(
         recorded.header(FORWARDED_HOST_HEADER),
         recorded.header("host"),
@@ -602,56 +550,45 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     let mut headers = recorded.headers.clone();
     headers.remove("authorization");
     tracing::debug!(method = %recorded.method, path = %recorded.path, %host, "bitrix sim request");
-    let slot = {
-        let mut requests = shared.requests();
-        requests.push(BitrixRequest {
-            host: host.clone(),
-            method: recorded.method.clone(),
-            path: recorded.path.clone(),
-            query: recorded.query.clone(),
-            headers,
-            body: parse_body(&recorded.body),
-            status: None,
-            rest_method: match &endpoint {
-                Endpoint::Rest { method } => Some(method.clone()),
-                _ => None,
-            },
-        });
-        requests.len() - 1
+    let entry = BitrixRequest {
+        host: host.clone(),
+        method: recorded.method.clone(),
+        path: recorded.path.clone(),
+        query: recorded.query.clone(),
+        headers,
+        body: parse_body(&recorded.body),
+        status: None,
+        rest_method: match &endpoint {
+            Endpoint::Rest { method } => Some(method.clone()),
+            _ => None,
+        },
     };
     let ctx = Ctx {
         host,
         method: recorded.method.clone(),
         raw_query: recorded.query.clone(),
         query: recorded.query_params(),
-        body: recorded.body.clone(),
+        body: recorded.body,
     };
-
-    let fault = if endpoint == Endpoint::Health {
-        None
-    } else {
-        shared.faults.take_where(|r| r.applies_to(&endpoint))
+    let faultable = endpoint != Endpoint::Health;
+    let applies = {
+        let endpoint = endpoint.clone();
+        move |r: &BitrixRoute| r.applies_to(&endpoint)
     };
     let run = {
         let shared = shared.clone();
         async move { dispatch(&shared, &endpoint, &ctx) }
     };
-    let response = match fault {
-        None => run.await,
-        Some(fault) => {
-            tracing::debug!(path = %recorded.path, ?fault, "bitrix sim firing fault");
-            match faults::apply(fault).await {
-                FaultOutcome::Continue => run.await,
-                FaultOutcome::ContinueThenDelay(delay) => faults::run_then_delay(run, delay).await,
-                FaultOutcome::Respond(response) => response,
-                FaultOutcome::Throttle => query_limit_exceeded(),
-            }
-        }
-    };
-    if let Some(entry) = shared.requests().get_mut(slot) {
-        entry.status = Some(response.status().as_u16());
-    }
-    response
+    shared
+        .shell
+        .intercept(
+            Call::new(entry, &request),
+            faultable.then_some(&applies as _),
+            run,
+            query_limit_exceeded,
+            |entry, response| entry.status = Some(response.status().as_u16()),
+        )
+        .await
 }
 
 fn dispatch(shared: &Shared, endpoint: &Endpoint, ctx: &Ctx) -> Response {
@@ -683,28 +620,12 @@ fn sim_route(shared: &Shared, path: &str, query: &HashMap<String, String>) -> Re
     }
 }
 
-fn parse_body(text: &str) -> Value {
-    if text.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Helpers shared by the submodules
 // ---------------------------------------------------------------------------
 
 pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json; charset=utf-8"),
-        )],
-        body.to_string(),
-    )
-        .into_response()
+    super::shell::json_response(status, body, "application/json; charset=utf-8")
 }
 
 /// Bitrix24's error envelope `{"error","error_description"}`.

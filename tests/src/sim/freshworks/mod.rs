@@ -14,11 +14,11 @@ mod api;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -27,9 +27,13 @@ use axum::routing::any;
 use axum::Router;
 use serde_json::{json, Map, Value};
 
-use super::faults::{self, Fault, FaultOutcome, FaultQueue, FaultRoute};
-use super::recorder::{self, RecordedRequest, Recorder};
-use super::server::ServerHandle;
+use super::faults::FaultRoute;
+use super::recorder::{self, Logged, RecordedRequest};
+use super::shell::rate::RateWindow;
+use super::shell::{Call, Shell};
+
+/// The fault kinds, for `inject`.
+pub use super::faults::{Fault, Lost};
 
 pub const HEALTH_PATH: &str = "/health";
 /// `GET ?host=acme.myfreshworks.com`, **simulator only**: one account's records as JSON (no
@@ -102,6 +106,16 @@ pub struct FreshsalesRequest {
     pub host: String,
 }
 
+impl Logged for FreshsalesRequest {
+    fn method(&self) -> &str {
+        &self.request.method
+    }
+
+    fn path(&self) -> &str {
+        &self.request.path
+    }
+}
+
 impl Deref for FreshsalesRequest {
     type Target = RecordedRequest;
 
@@ -138,8 +152,6 @@ struct Account {
     key: Option<String>,
     permitted: bool,
     lead_score_writable: bool,
-    rate_limit: (u32, Duration),
-    recent: VecDeque<Instant>,
     api_calls: usize,
     next_id: u64,
     lead_sources: Vec<(u64, String)>,
@@ -150,13 +162,11 @@ struct Account {
 }
 
 impl Account {
-    fn new(key: &str, rate_limit: (u32, Duration)) -> Account {
+    fn new(key: &str) -> Account {
         let mut account = Account {
             key: Some(key.to_string()),
             permitted: true,
             lead_score_writable: true,
-            rate_limit,
-            recent: VecDeque::new(),
             api_calls: 0,
             next_id: FIRST_ID,
             lead_sources: Vec::new(),
@@ -224,8 +234,9 @@ impl Account {
 
 struct Shared {
     config: FreshsalesSimConfig,
-    recorder: Recorder,
-    faults: FaultQueue<FreshsalesRoute>,
+    shell: Arc<Shell<FreshsalesRoute, FreshsalesRequest>>,
+    /// Requests per account host (each host may get its own limit).
+    rate: RateWindow<String>,
     accounts: Mutex<HashMap<String, Account>>,
 }
 
@@ -235,52 +246,46 @@ impl Shared {
     }
 }
 
-/// A running Freshsales simulator; clones share the server and its state.
-#[derive(Clone)]
-pub struct FreshsalesSim {
-    shared: Arc<Shared>,
-    server: Arc<ServerHandle>,
+crate::sim::shell::simulator! {
+    /// A running Freshsales simulator; clones share the server and its state.
+    ///
+    /// Derefs to its shell for `base_url`, `inject`, `requests` (faulted and refused ones included, with
+    /// each request's account host), `clear_requests` and the rest of the shell's
+    /// methods.
+    FreshsalesSim {
+        product: "Freshsales",
+        config: FreshsalesSimConfig,
+        route: FreshsalesRoute,
+        request: FreshsalesRequest,
+    }
 }
 
 impl FreshsalesSim {
-    pub async fn start(config: FreshsalesSimConfig) -> FreshsalesSim {
-        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), config)
-            .await
-            .expect("a loopback port")
-    }
-
     pub async fn start_on(
         addr: SocketAddr,
         config: FreshsalesSimConfig,
     ) -> std::io::Result<FreshsalesSim> {
+        let shell = Shell::new();
         let shared = Arc::new(Shared {
+            shell: shell.clone(),
+            rate: RateWindow::new(config.rate_limit),
             config,
-            recorder: Recorder::new(),
-            faults: FaultQueue::new(),
             accounts: Mutex::new(HashMap::new()),
         });
         let router = Router::new()
             .fallback(any(handle))
             .with_state(shared.clone());
-        let server = ServerHandle::spawn(addr, router).await?;
-        Ok(FreshsalesSim {
-            shared,
-            server: Arc::new(server),
-        })
-    }
-
-    pub fn base_url(&self) -> String {
-        self.server.base_url()
+        let shell = shell.serve(addr, router).await?;
+        Ok(FreshsalesSim { shared, shell })
     }
 
     /// Registers an account at `host` whose API key is `key` (replacing any earlier key of
     /// that host, and keeping its records).
     pub fn add_account(&self, host: &str, key: &str) {
         let mut accounts = self.shared.accounts();
-        let limit = self.shared.config.rate_limit;
         let account = accounts
             .entry(host.to_ascii_lowercase())
-            .or_insert_with(|| Account::new(key, limit));
+            .or_insert_with(|| Account::new(key));
         account.key = Some(key.to_string());
         account.permitted = true;
     }
@@ -309,29 +314,10 @@ impl FreshsalesSim {
     }
 
     pub fn set_rate_limit(&self, host: &str, max: u32, window: Duration) {
-        self.with_account(host, |a| a.rate_limit = (max, window));
-    }
-
-    pub fn inject(&self, route: FreshsalesRoute, fault: Fault) {
-        self.shared.faults.push(route, fault);
-    }
-
-    /// Every request so far (faulted and refused ones included), oldest first.
-    pub fn requests(&self) -> Vec<FreshsalesRequest> {
-        self.shared
-            .recorder
-            .all()
-            .into_iter()
-            .filter(|r| r.path != HEALTH_PATH)
-            .map(|request| FreshsalesRequest {
-                host: forwarded_host(&request),
-                request,
-            })
-            .collect()
-    }
-
-    pub fn clear_requests(&self) {
-        self.shared.recorder.clear();
+        let host = host.to_ascii_lowercase();
+        // Panics on an unknown account, as every per-account method.
+        self.with_account(&host, |_| ());
+        self.shared.rate.set_limit(&host, max, window);
     }
 
     /// Authenticated API calls the account answered (refusals and faults not counted).
@@ -387,10 +373,7 @@ fn records(table: &BTreeMap<u64, Map<String, Value>>) -> Vec<FsRecord> {
 }
 
 fn forwarded_host(request: &RecordedRequest) -> String {
-    request
-        .header(FORWARDED_HOST_HEADER)
-        .map(|h| h.split(':').next().unwrap_or("").to_ascii_lowercase())
-        .unwrap_or_default()
+    request.forwarded_host().unwrap_or_default()
 }
 
 /// The API prefix an account host answers under.
@@ -428,28 +411,56 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             .unwrap_or_default();
         return axum::Json(api::state(&shared, &host)).into_response();
     }
-    let (recorded, _) = recorder::capture(request).await;
+    let (recorded, request) = recorder::capture(request).await;
     let host = forwarded_host(&recorded);
-    shared.recorder.push(recorded.clone());
-
-    let Some(prefix) = api_prefix(&host) else {
-        return error(404, "account not found");
+    let call = Call::new(
+        FreshsalesRequest {
+            request: recorded.clone(),
+            host: host.clone(),
+        },
+        &request,
+    );
+    // An unknown account or path is refused before any fault.
+    let rest = match api_prefix(&host) {
+        Some(_) if !shared.accounts().contains_key(&host) => Err("account not found"),
+        Some(prefix) => path
+            .strip_prefix(prefix)
+            .map(str::to_string)
+            .ok_or("not found"),
+        None => Err("account not found"),
     };
-    if !shared.accounts().contains_key(&host) {
-        return error(404, "account not found");
-    }
-    let Some(rest) = path.strip_prefix(prefix).map(str::to_string) else {
-        return error(404, "not found");
+    let applies = {
+        let rest = rest.clone().unwrap_or_default();
+        move |route: &FreshsalesRoute| route.applies_to(&rest)
     };
-    if let Some(fault) = shared.faults.take_where(|route| route.applies_to(&rest)) {
-        match faults::apply(fault).await {
-            FaultOutcome::Continue | FaultOutcome::ContinueThenDelay(_) => {}
-            FaultOutcome::Respond(response) => return response,
-            FaultOutcome::Throttle => return too_many_requests(&shared),
+    let faultable = rest.is_ok();
+    let run = {
+        let shared = shared.clone();
+        async move {
+            match rest {
+                Ok(rest) => serve(&shared, &host, &rest, &recorded),
+                Err(message) => error(404, message),
+            }
         }
-    }
+    };
+    shared
+        .shell
+        .intercept(
+            call,
+            faultable.then_some(&applies as _),
+            run,
+            || too_many_requests(&shared),
+            |_, _| {},
+        )
+        .await
+}
+
+/// Authenticate, meter and answer one API call.
+fn serve(shared: &Shared, host: &str, rest: &str, recorded: &RecordedRequest) -> Response {
     let mut accounts = shared.accounts();
-    let account = accounts.get_mut(&host).expect("checked above");
+    let Some(account) = accounts.get_mut(host) else {
+        return error(404, "account not found");
+    };
     let presented = recorded
         .header("authorization")
         .and_then(|h| h.strip_prefix("Token token="));
@@ -463,22 +474,12 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     if !account.permitted {
         return error(403, "You are not authorized to perform this action.");
     }
-    let now = Instant::now();
-    let (max, window) = account.rate_limit;
-    while account
-        .recent
-        .front()
-        .is_some_and(|at| now.duration_since(*at) > window)
-    {
-        account.recent.pop_front();
-    }
-    if account.recent.len() >= max as usize {
+    if shared.rate.take(&host.to_owned()).is_err() {
         drop(accounts);
-        return too_many_requests(&shared);
+        return too_many_requests(shared);
     }
-    account.recent.push_back(now);
     account.api_calls += 1;
-    api::route(account, &recorded.method, &rest, &recorded)
+    api::route(account, &recorded.method, rest, recorded)
 }
 
 fn too_many_requests(shared: &Shared) -> Response {

@@ -20,22 +20,24 @@ mod oauth_tests;
 #[cfg(test)]
 mod sheets_tests;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fmt;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
 
-use super::faults::{self, Fault, FaultOutcome, FaultQueue, FaultRoute};
-use super::recorder::{self, decode_form};
-use super::server::ServerHandle;
+use super::faults::FaultRoute;
+use super::recorder::{self, decode_form, normalize_host, parse_body, Logged};
+use super::shell::rate::RateWindow;
+use super::shell::{Call, Shell};
 
+/// The fault kinds, for `inject`.
+pub use super::faults::{Fault, Lost};
 pub use oauth::{oauth_policy, s256_challenge};
 pub use sheets::Cell;
 
@@ -133,6 +135,16 @@ pub struct GoogleRequest {
     pub user: Option<String>,
 }
 
+impl Logged for GoogleRequest {
+    fn method(&self) -> &str {
+        &self.method
+    }
+
+    fn path(&self) -> &str {
+        &self.path
+    }
+}
+
 impl GoogleRequest {
     /// The query string decoded (last value wins).
     pub fn query_params(&self) -> HashMap<String, String> {
@@ -160,85 +172,37 @@ pub struct GoogleSeededTokens {
     pub refresh_token: String,
 }
 
-/// A running Google simulator. Clones share the same server and state.
-#[derive(Clone)]
-pub struct GoogleSim {
-    shared: Arc<Shared>,
-    server: Arc<ServerHandle>,
-}
-
-impl fmt::Debug for GoogleSim {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GoogleSim")
-            .field("base_url", &self.base_url())
-            .finish_non_exhaustive()
+crate::sim::shell::simulator! {
+    /// A running Google simulator. Clones share the same server and state.
+    ///
+    /// Derefs to its shell for `base_url`, `inject` (`Fault::Throttle` answers Google's 429
+    /// `RESOURCE_EXHAUSTED`, no `Retry-After`), `requests`, `clear_requests` and
+    /// the rest of the shell's methods.
+    GoogleSim {
+        product: "Google",
+        config: GoogleSimConfig,
+        route: GoogleRoute,
+        request: GoogleRequest,
     }
 }
 
 impl GoogleSim {
-    /// Start on `127.0.0.1` with a free port.
-    ///
-    /// # Panics
-    /// If no loopback port can be bound.
-    pub async fn start(config: GoogleSimConfig) -> GoogleSim {
-        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), config)
-            .await
-            .expect("bind the Google simulator on 127.0.0.1:0")
-    }
-
     /// Start on `addr` (port 0 picks a free port).
     pub async fn start_on(addr: SocketAddr, config: GoogleSimConfig) -> std::io::Result<GoogleSim> {
+        let shell = Shell::new();
         let shared = Arc::new(Shared {
             auth: Mutex::new(oauth::AuthState::new(&config)),
+            shell: shell.clone(),
+            quota: RateWindow::new((config.per_user_per_minute, Duration::from_secs(60))),
             config,
-            requests: Mutex::new(Vec::new()),
-            faults: FaultQueue::new(),
             store: Mutex::new(sheets::Store::default()),
-            quota: Mutex::new(HashMap::new()),
         });
         let router = Router::new().fallback(handle).with_state(shared.clone());
-        let server = ServerHandle::spawn(addr, router).await?;
-        Ok(GoogleSim {
-            shared,
-            server: Arc::new(server),
-        })
+        let shell = shell.serve(addr, router).await?;
+        Ok(GoogleSim { shared, shell })
     }
 
-    /// `http://127.0.0.1:PORT`: the local origin of every Google host.
-    pub fn base_url(&self) -> String {
-        self.server.base_url()
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
-    }
-
-    pub fn config(&self) -> &GoogleSimConfig {
-        &self.shared.config
-    }
-
-    /// Stop the server now (all clones). Idempotent.
-    pub fn shutdown(&self) {
-        self.server.shutdown();
-    }
-
-    // -- faults and requests ------------------------------------------------
-
-    /// The fault queue.
-    pub fn faults(&self) -> &FaultQueue<GoogleRoute> {
-        &self.shared.faults
-    }
-
-    /// Queue `fault` for the next request on `route`. `Fault::Throttle`
-    /// answers Google's 429 `RESOURCE_EXHAUSTED` (no `Retry-After`).
-    pub fn inject(&self, route: GoogleRoute, fault: Fault) {
-        self.shared.faults.push(route, fault);
-    }
-
-    /// Every request so far, oldest first (`/_sim/` requests excluded).
-    pub fn requests(&self) -> Vec<GoogleRequest> {
-        self.shared.requests().clone()
-    }
+    // -- requests -------------------------------------------------------------
 
     /// The Sheets API requests so far (any outcome, faulted ones included).
     pub fn api_requests(&self) -> Vec<GoogleRequest> {
@@ -247,11 +211,7 @@ impl GoogleSim {
 
     /// How many Sheets API requests have been made.
     pub fn api_calls(&self) -> usize {
-        self.shared.requests().iter().filter(|r| r.is_api()).count()
-    }
-
-    pub fn clear_requests(&self) {
-        self.shared.requests().clear();
+        self.shell.shell().log().count_where(GoogleRequest::is_api)
     }
 
     // -- OAuth --------------------------------------------------------------
@@ -290,7 +250,7 @@ impl GoogleSim {
 
     /// Forget every user's quota usage.
     pub fn reset_quota(&self) {
-        self.shared.quota().clear();
+        self.shared.quota.clear();
     }
 
     // -- data ---------------------------------------------------------------
@@ -372,12 +332,11 @@ impl GoogleSim {
 /// Everything the handlers share. No mutex is held while taking another.
 struct Shared {
     config: GoogleSimConfig,
-    requests: Mutex<Vec<GoogleRequest>>,
-    faults: FaultQueue<GoogleRoute>,
+    shell: Arc<Shell<GoogleRoute, GoogleRequest>>,
     auth: Mutex<oauth::AuthState>,
     store: Mutex<sheets::Store>,
-    /// User → instants of their counted Sheets API requests (last minute).
-    quota: Mutex<HashMap<String, VecDeque<Instant>>>,
+    /// Sheets API requests per user per minute.
+    quota: RateWindow<String>,
 }
 
 impl Shared {
@@ -387,14 +346,6 @@ impl Shared {
 
     fn store(&self) -> MutexGuard<'_, sheets::Store> {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn requests(&self) -> MutexGuard<'_, Vec<GoogleRequest>> {
-        self.requests.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn quota(&self) -> MutexGuard<'_, HashMap<String, VecDeque<Instant>>> {
-        self.quota.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -513,12 +464,7 @@ fn effective_host(forwarded: Option<&str>, path: &str) -> String {
         }
         .to_owned();
     };
-    let raw = raw.split(',').next().unwrap_or_default().trim();
-    raw.rsplit_once(':')
-        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-        .map_or(raw, |(host, _)| host)
-        .trim_end_matches('.')
-        .to_ascii_lowercase()
+    normalize_host(raw)
 }
 
 // ---------------------------------------------------------------------------
@@ -530,55 +476,50 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         let query = request.uri().query().unwrap_or_default().to_owned();
         return sheets::sim_state(&shared, request.uri().path(), &decode_form(&query));
     }
-    let (recorded, _) = recorder::capture(request).await;
+    let (recorded, request) = recorder::capture(request).await;
     let host = effective_host(recorded.header(FORWARDED_HOST_HEADER), &recorded.path);
     let endpoint = Endpoint::of(&host, &recorded.method, &recorded.path);
     let mut headers = recorded.headers.clone();
     headers.remove("authorization");
     tracing::debug!(method = %recorded.method, path = %recorded.path, %host, "google sim request");
-    let slot = {
-        let mut requests = shared.requests();
-        requests.push(GoogleRequest {
-            host,
-            method: recorded.method.clone(),
-            path: recorded.path.clone(),
-            query: recorded.query.clone(),
-            headers,
-            body: parse_body(&recorded.body),
-            status: None,
-            user: None,
-        });
-        requests.len() - 1
+    let entry = GoogleRequest {
+        host,
+        method: recorded.method.clone(),
+        path: recorded.path.clone(),
+        query: recorded.query.clone(),
+        headers,
+        body: parse_body(&recorded.body),
+        status: None,
+        user: None,
     };
     let ctx = Ctx {
         query: recorded.query_params(),
         authorization: recorded.header("authorization").map(str::to_owned),
-        body: recorded.body.clone(),
+        body: recorded.body,
     };
-
-    let fault = if endpoint == Endpoint::Health {
-        None
-    } else {
-        let route = endpoint.route();
-        shared.faults.take_where(|r| Some(*r) == route)
-    };
+    let route = endpoint.route();
+    let applies = move |r: &GoogleRoute| Some(*r) == route;
+    let faultable = endpoint != Endpoint::Health;
     let run = {
         let shared = shared.clone();
         async move { dispatch(&shared, &endpoint, &ctx) }
     };
-    let response = match fault {
-        None => run.await,
-        Some(fault) => {
-            tracing::debug!(path = %recorded.path, ?fault, "google sim firing fault");
-            match faults::apply(fault).await {
-                FaultOutcome::Continue => run.await,
-                FaultOutcome::ContinueThenDelay(delay) => faults::run_then_delay(run, delay).await,
-                FaultOutcome::Respond(response) => response,
-                FaultOutcome::Throttle => quota_exceeded(),
-            }
-        }
-    };
-    finish(&shared, slot, response)
+    shared
+        .shell
+        .intercept(
+            Call::new(entry, &request),
+            faultable.then_some(&applies as _),
+            run,
+            quota_exceeded,
+            |entry, response| {
+                entry.status = Some(response.status().as_u16());
+                entry.user = response
+                    .extensions_mut()
+                    .remove::<AuthedUser>()
+                    .map(|u| u.0);
+            },
+        )
+        .await
 }
 
 fn dispatch(shared: &Shared, endpoint: &Endpoint, ctx: &Ctx) -> Response {
@@ -598,37 +539,12 @@ fn dispatch(shared: &Shared, endpoint: &Endpoint, ctx: &Ctx) -> Response {
     }
 }
 
-fn finish(shared: &Shared, slot: usize, mut response: Response) -> Response {
-    let user = response.extensions_mut().remove::<AuthedUser>();
-    if let Some(entry) = shared.requests().get_mut(slot) {
-        entry.status = Some(response.status().as_u16());
-        entry.user = user.map(|u| u.0);
-    }
-    response
-}
-
-fn parse_body(text: &str) -> Value {
-    if text.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Helpers shared by the submodules
 // ---------------------------------------------------------------------------
 
 pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json; charset=UTF-8"),
-        )],
-        body.to_string(),
-    )
-        .into_response()
+    super::shell::json_response(status, body, "application/json; charset=UTF-8")
 }
 
 /// Google's API error envelope `{"error":{"code","message","status"}}`.

@@ -3,7 +3,6 @@
 //! per-user quota and sharing. Also the simulator-only `GET /_sim/state`.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -336,21 +335,7 @@ fn authenticate(shared: &Shared, ctx: &Ctx) -> Result<String, Reject> {
 /// Count one request against `user`'s last 60 s; false when over quota
 /// (refused requests are not counted).
 fn take_quota(shared: &Shared, user: &str) -> bool {
-    let now = Instant::now();
-    let limit = shared.config.per_user_per_minute as usize;
-    let mut quota = shared.quota();
-    let window = quota.entry(user.to_owned()).or_default();
-    while window
-        .front()
-        .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
-    {
-        window.pop_front();
-    }
-    if window.len() >= limit {
-        return false;
-    }
-    window.push_back(now);
-    true
+    shared.quota.take(&user.to_owned()).is_ok()
 }
 
 fn serve(store: &mut Store, endpoint: &Endpoint, ctx: &Ctx, user: &str) -> Answer {

@@ -11,9 +11,6 @@
 //!   ten-secondly allowance. Its 429 body follows the `SECONDLY` policy
 //!   seen in the wild (`"You have reached your secondly limit."`).
 
-use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
-
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -25,52 +22,21 @@ const RATE_MAX_HEADER: &str = "x-hubspot-ratelimit-max";
 const RATE_REMAINING_HEADER: &str = "x-hubspot-ratelimit-remaining";
 const RATE_INTERVAL_HEADER: &str = "x-hubspot-ratelimit-interval-milliseconds";
 
-/// Per-hub timestamps of metered requests inside the current windows.
-#[derive(Default)]
-pub(super) struct Limits {
-    ten_secondly: HashMap<u64, VecDeque<Instant>>,
-    search: HashMap<u64, VecDeque<Instant>>,
-}
-
-/// Count one hit in a rolling window; `Some(remaining)` when allowed.
-fn hit(hits: &mut VecDeque<Instant>, max: u32, window: Duration, now: Instant) -> Option<u32> {
-    while hits
-        .front()
-        .is_some_and(|oldest| now.duration_since(*oldest) >= window)
-    {
-        hits.pop_front();
-    }
-    if hits.len() >= max as usize {
-        return None;
-    }
-    hits.push_back(now);
-    Some(max.saturating_sub(hits.len() as u32))
-}
-
 impl Shared {
     /// Count one CRM API call against `hub_id`'s ten-secondly window. `Ok`
     /// carries the remaining allowance; `Err` is the 429 to send.
     pub(super) fn consume_rate(&self, hub_id: u64) -> Result<u32, Reject> {
-        let (max, window) = self.config.rate_limit;
-        let allowed = {
-            let mut limits = self.limits();
-            let hits = limits.ten_secondly.entry(hub_id).or_default();
-            hit(hits, max, window, Instant::now())
-        };
-        allowed.ok_or_else(|| self.throttle_response(hub_id).into())
+        self.rate
+            .take(&hub_id)
+            .map_err(|_| self.throttle_response(hub_id).into())
     }
 
     /// Count one search against `hub_id`'s search window.
     pub(super) fn consume_search(&self, hub_id: u64) -> Result<(), Reject> {
-        let (max, window) = self.config.search_rate_limit;
-        let allowed = {
-            let mut limits = self.limits();
-            let hits = limits.search.entry(hub_id).or_default();
-            hit(hits, max, window, Instant::now())
-        };
-        allowed
+        self.search_rate
+            .take(&hub_id)
             .map(|_| ())
-            .ok_or_else(|| self.search_throttle_response(hub_id).into())
+            .map_err(|_| self.search_throttle_response(hub_id).into())
     }
 
     /// Authenticate, meter against the ten-secondly window, run `handle` with

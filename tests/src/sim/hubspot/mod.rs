@@ -32,25 +32,27 @@ mod crm_tests;
 mod oauth_tests;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
-use super::faults::{self, Fault, FaultOutcome, FaultQueue, FaultRoute};
-use super::recorder::{self, RecordedRequest, Recorder};
-use super::server::ServerHandle;
+use super::faults::FaultRoute;
+use super::recorder::{self, RecordedRequest};
+use super::shell::rate::RateWindow;
+use super::shell::{Call, Shell};
 
+/// The fault kinds, for `inject`.
+pub use super::faults::{Fault, Lost};
 pub use crm::SimObject;
 pub use oauth::{oauth_policy, s256_challenge};
 pub use pipelines::deal_pipelines;
@@ -235,102 +237,41 @@ pub struct SeededTokens {
     pub scopes: Vec<String>,
 }
 
-/// A running HubSpot simulator. Clones share the same server and state; the
-/// server stops when the last clone is dropped or [`HubSpotSim::shutdown`] is
-/// called.
-#[derive(Clone)]
-pub struct HubSpotSim {
-    shared: Arc<Shared>,
-    server: Arc<ServerHandle>,
-}
-
-impl fmt::Debug for HubSpotSim {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HubSpotSim")
-            .field("base_url", &self.base_url())
-            .field("hub_id", &self.shared.config.hub_id)
-            .finish_non_exhaustive()
+crate::sim::shell::simulator! {
+    /// A running HubSpot simulator. Clones share the same server and state; the
+    /// server stops when the last clone is dropped or `shutdown` is
+    /// called.
+    ///
+    /// Derefs to its shell for `base_url`, `inject`, `requests`, `count`, `clear_requests` and the rest
+    /// of the shell's methods (`clear_requests` keeps the CRM call counter; see
+    /// [`HubSpotSim::reset_crm_call_count`]).
+    HubSpotSim {
+        product: "HubSpot",
+        config: HubSpotSimConfig,
+        route: Route,
+        request: RecordedRequest,
     }
 }
 
 impl HubSpotSim {
-    /// Start on `127.0.0.1` with a free port.
-    ///
-    /// # Panics
-    /// If no loopback port can be bound.
-    pub async fn start(config: HubSpotSimConfig) -> HubSpotSim {
-        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
-        Self::start_on(addr, config)
-            .await
-            .expect("bind the HubSpot simulator on 127.0.0.1:0")
-    }
-
     /// Start on `addr` (port 0 picks a free port).
     pub async fn start_on(
         addr: SocketAddr,
         config: HubSpotSimConfig,
     ) -> std::io::Result<HubSpotSim> {
+        let shell = Shell::new();
         let shared = Arc::new(Shared {
+            shell: shell.clone(),
+            rate: RateWindow::new(config.rate_limit),
+            search_rate: RateWindow::new(config.search_rate_limit),
             auth: Mutex::new(oauth::AuthState::new(&config)),
             config,
-            recorder: Recorder::new(),
-            faults: FaultQueue::new(),
-            limits: Mutex::new(limits::Limits::default()),
             crm: Mutex::new(crm::CrmStore::default()),
             schema: Mutex::new(schema::Schema::standard()),
             crm_calls: AtomicUsize::new(0),
         });
-        let server = ServerHandle::spawn(addr, router(shared.clone())).await?;
-        Ok(HubSpotSim {
-            shared,
-            server: Arc::new(server),
-        })
-    }
-
-    /// `http://127.0.0.1:PORT` — use it for both the app.hubspot.com and the
-    /// api.hubapi.com base URLs.
-    pub fn base_url(&self) -> String {
-        self.server.base_url()
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
-    }
-
-    pub fn config(&self) -> &HubSpotSimConfig {
-        &self.shared.config
-    }
-
-    /// Stop the server now (all clones). Idempotent.
-    pub fn shutdown(&self) {
-        self.server.shutdown();
-    }
-
-    /// Queue `fault` for the next request on `route` (FIFO, fires once).
-    pub fn inject(&self, route: Route, fault: Fault) {
-        self.shared.faults.push(route, fault);
-    }
-
-    /// Faults queued but not yet fired.
-    pub fn pending_faults(&self) -> usize {
-        self.shared.faults.pending()
-    }
-
-    /// Every request received so far, oldest first (faulted ones included;
-    /// the simulator's own `/_sim/` requests excluded).
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.shared.recorder.all()
-    }
-
-    /// Requests with this method and exact path (query excluded).
-    pub fn count(&self, method: &str, path: &str) -> usize {
-        self.shared.recorder.count(method, path)
-    }
-
-    /// Forget recorded requests (the CRM call counter is kept; see
-    /// [`HubSpotSim::reset_crm_call_count`]).
-    pub fn clear_requests(&self) {
-        self.shared.recorder.clear();
+        let shell = shell.serve(addr, router(shared.clone())).await?;
+        Ok(HubSpotSim { shared, shell })
     }
 
     // OAuth controls and inspection (deny_next_consent, seed_connection, ...) live in oauth.rs.
@@ -449,10 +390,12 @@ impl HubSpotSim {
 /// held while taking another, so they cannot deadlock.
 struct Shared {
     config: HubSpotSimConfig,
-    recorder: Recorder,
-    faults: FaultQueue<Route>,
+    shell: Arc<Shell<Route, RecordedRequest>>,
+    /// The ten-secondly window of every CRM call except search, per hub.
+    rate: RateWindow<u64>,
+    /// The search endpoints' own window, per hub.
+    search_rate: RateWindow<u64>,
     auth: Mutex<oauth::AuthState>,
-    limits: Mutex<limits::Limits>,
     crm: Mutex<crm::CrmStore>,
     schema: Mutex<schema::Schema>,
     crm_calls: AtomicUsize,
@@ -461,10 +404,6 @@ struct Shared {
 impl Shared {
     fn auth(&self) -> MutexGuard<'_, oauth::AuthState> {
         self.auth.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn limits(&self) -> MutexGuard<'_, limits::Limits> {
-        self.limits.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn crm_store(&self) -> MutexGuard<'_, crm::CrmStore> {
@@ -539,30 +478,27 @@ async fn intercept(State(shared): State<Arc<Shared>>, request: Request, next: Ne
         shared.crm_calls.fetch_add(1, Ordering::SeqCst);
     }
     tracing::debug!(method = %recorded.method, path = %recorded.path, "hubspot sim request");
-    shared.recorder.push(recorded);
-
-    if path == HEALTH_PATH {
-        return next.run(request).await;
-    }
-    let Some(fault) = shared.faults.take_where(|route| route.applies_to(&path)) else {
-        return next.run(request).await;
+    let call = Call::new(recorded, &request);
+    let applies = |route: &Route| route.applies_to(&path);
+    let throttle = || {
+        let hub_id = token_hub.unwrap_or(shared.config.hub_id);
+        if Route::Search.applies_to(&path) {
+            shared.search_throttle_response(hub_id)
+        } else {
+            shared.throttle_response(hub_id)
+        }
     };
-    tracing::debug!(%path, ?fault, "hubspot sim firing fault");
-    match faults::apply(fault).await {
-        FaultOutcome::Continue => next.run(request).await,
-        FaultOutcome::ContinueThenDelay(delay) => {
-            faults::run_then_delay(next.run(request), delay).await
-        }
-        FaultOutcome::Respond(response) => response,
-        FaultOutcome::Throttle => {
-            let hub_id = token_hub.unwrap_or(shared.config.hub_id);
-            if Route::Search.applies_to(&path) {
-                shared.search_throttle_response(hub_id)
-            } else {
-                shared.throttle_response(hub_id)
-            }
-        }
-    }
+    let faultable = path != HEALTH_PATH;
+    shared
+        .shell
+        .intercept(
+            call,
+            faultable.then_some(&applies as _),
+            next.run(request),
+            throttle,
+            |_, _| {},
+        )
+        .await
 }
 
 async fn not_found() -> Response {
@@ -587,15 +523,7 @@ fn iso(at: DateTime<Utc>) -> String {
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json;charset=utf-8"),
-        )],
-        body.to_string(),
-    )
-        .into_response()
+    super::shell::json_response(status, body, "application/json;charset=utf-8")
 }
 
 /// HubSpot API error body (`status`, `message`, `correlationId`, `category`).

@@ -34,18 +34,20 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{any, get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
-use super::faults::{self, Fault, FaultOutcome, FaultQueue, FaultRoute};
-use super::recorder::{self, decode_form};
-use super::server::ServerHandle;
+use super::faults::FaultRoute;
+use super::recorder::{self, decode_form, normalize_host, parse_body, Logged};
+use super::shell::{Call, Shell};
 use super::Rotation;
 
+/// The fault kinds, for `inject`.
+pub use super::faults::{Fault, Lost};
 pub use composite::{MAX_COLLECTION_RECORDS, MAX_COMPOSITE_SUBREQUESTS};
 pub use oauth::{oauth_policy, s256_challenge};
 pub use schema::{SfField, SfPicklistValue, SfRecordType};
@@ -242,6 +244,16 @@ pub struct SfRequest {
     pub org: Option<String>,
 }
 
+impl Logged for SfRequest {
+    fn method(&self) -> &str {
+        &self.method
+    }
+
+    fn path(&self) -> &str {
+        &self.path
+    }
+}
+
 impl SfRequest {
     /// Header value by name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -285,33 +297,22 @@ pub struct SfSeededTokens {
     pub id: String,
 }
 
-/// A running Salesforce simulator. Clones share the same server and state.
-#[derive(Clone)]
-pub struct SalesforceSim {
-    shared: Arc<Shared>,
-    server: Arc<ServerHandle>,
-}
-
-impl fmt::Debug for SalesforceSim {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SalesforceSim")
-            .field("base_url", &self.base_url())
-            .finish_non_exhaustive()
+crate::sim::shell::simulator! {
+    /// A running Salesforce simulator. Clones share the same server and state.
+    ///
+    /// Derefs to its shell for `base_url`, `inject` (`Fault::Throttle` answers 403
+    /// `REQUEST_LIMIT_EXCEEDED`, a SOAP fault on the SOAP route), `requests`
+    /// (composite subrequests follow their composite with `sub: true`),
+    /// `clear_requests` and the rest of the shell's methods.
+    SalesforceSim {
+        product: "Salesforce",
+        config: SalesforceSimConfig,
+        route: SalesforceRoute,
+        request: SfRequest,
     }
 }
 
 impl SalesforceSim {
-    /// Start on `127.0.0.1` with a free port.
-    ///
-    /// # Panics
-    /// If no loopback port can be bound or the config is inconsistent.
-    pub async fn start(config: SalesforceSimConfig) -> SalesforceSim {
-        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
-        Self::start_on(addr, config)
-            .await
-            .expect("bind the Salesforce simulator on 127.0.0.1:0")
-    }
-
     /// Start on `addr` (port 0 picks a free port).
     ///
     /// # Panics
@@ -330,59 +331,15 @@ impl SalesforceSim {
             assert_eq!(org.user_id.len(), 18, "user id of {}", org.key);
         }
         let store = rest::Store::new(&config.orgs);
+        let shell = Shell::new();
         let shared = Arc::new(Shared {
             auth: Mutex::new(oauth::AuthState::new(&config)),
             config,
-            requests: Mutex::new(Vec::new()),
-            faults: FaultQueue::new(),
+            shell: shell.clone(),
             store: Mutex::new(store),
         });
-        let server = ServerHandle::spawn(addr, router(shared.clone())).await?;
-        Ok(SalesforceSim {
-            shared,
-            server: Arc::new(server),
-        })
-    }
-
-    /// `http://127.0.0.1:PORT`: the local origin of every Salesforce host.
-    pub fn base_url(&self) -> String {
-        self.server.base_url()
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
-    }
-
-    pub fn config(&self) -> &SalesforceSimConfig {
-        &self.shared.config
-    }
-
-    /// Stop the server now (all clones). Idempotent.
-    pub fn shutdown(&self) {
-        self.server.shutdown();
-    }
-
-    // -- faults and requests ------------------------------------------------
-
-    /// The fault queue (FIFO, each fault fires once).
-    pub fn faults(&self) -> &FaultQueue<SalesforceRoute> {
-        &self.shared.faults
-    }
-
-    /// Queue `fault` for the next request on `route`. `Fault::Throttle`
-    /// answers 403 `REQUEST_LIMIT_EXCEEDED` (a SOAP fault on the SOAP route).
-    pub fn inject(&self, route: SalesforceRoute, fault: Fault) {
-        self.shared.faults.push(route, fault);
-    }
-
-    /// Every request so far, oldest first; composite subrequests follow their
-    /// composite with `sub: true`. `/_sim/` requests are not recorded.
-    pub fn requests(&self) -> Vec<SfRequest> {
-        self.shared.requests().clone()
-    }
-
-    pub fn clear_requests(&self) {
-        self.shared.requests().clear();
+        let shell = shell.serve(addr, router(shared.clone())).await?;
+        Ok(SalesforceSim { shared, shell })
     }
 
     // -- OAuth --------------------------------------------------------------
@@ -576,8 +533,7 @@ impl SalesforceSim {
 /// Everything the handlers share. No mutex is held while taking another.
 struct Shared {
     config: SalesforceSimConfig,
-    requests: Mutex<Vec<SfRequest>>,
-    faults: FaultQueue<SalesforceRoute>,
+    shell: Arc<Shell<SalesforceRoute, SfRequest>>,
     auth: Mutex<oauth::AuthState>,
     store: Mutex<rest::Store>,
 }
@@ -589,10 +545,6 @@ impl Shared {
 
     fn store(&self) -> MutexGuard<'_, rest::Store> {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn requests(&self) -> MutexGuard<'_, Vec<SfRequest>> {
-        self.requests.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The org key of a live access token used on `host`, when that host is
@@ -621,12 +573,7 @@ fn effective_host(forwarded: Option<&str>) -> String {
     let Some(raw) = forwarded else {
         return DEFAULT_LOGIN_HOST.to_owned();
     };
-    let raw = raw.split(',').next().unwrap_or_default().trim();
-    raw.rsplit_once(':')
-        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-        .map_or(raw, |(host, _)| host)
-        .trim_end_matches('.')
-        .to_ascii_lowercase()
+    normalize_host(raw)
 }
 
 // ---------------------------------------------------------------------------
@@ -648,7 +595,8 @@ fn router(shared: Arc<Shared>) -> Router {
 }
 
 /// Records every request, fires the first queued fault that applies, and
-/// hands the effective host to the handlers.
+/// hands the effective host to the handlers; composite subrequests are
+/// logged after their composite.
 async fn intercept(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     if request.uri().path().starts_with(SIM_PREFIX) {
         return next.run(request).await;
@@ -672,54 +620,40 @@ async fn intercept(State(shared): State<Arc<Shared>>, request: Request, next: Ne
         org: None,
     };
     tracing::debug!(method = %entry.method, %path, %host, "salesforce sim request");
-    let slot = {
-        let mut requests = shared.requests();
-        requests.push(entry);
-        requests.len() - 1
-    };
     let bearer = recorded
         .header("authorization")
         .and_then(oauth::bearer)
         .map(str::to_owned);
     request.extensions_mut().insert(Host(host.clone()));
-
-    let response = if path == HEALTH_PATH {
-        next.run(request).await
-    } else if let Some(fault) = shared.faults.take_where(|route| route.applies_to(&path)) {
-        tracing::debug!(%path, ?fault, "salesforce sim firing fault");
-        match faults::apply(fault).await {
-            FaultOutcome::Continue => next.run(request).await,
-            FaultOutcome::ContinueThenDelay(delay) => {
-                faults::run_then_delay(next.run(request), delay).await
-            }
-            FaultOutcome::Respond(response) => response,
-            FaultOutcome::Throttle => throttle_response(&shared, &path, bearer.as_deref(), &host),
-        }
-    } else {
-        next.run(request).await
-    };
-    finish(&shared, slot, response)
+    let call = Call::new(entry, &request);
+    let applies = |route: &SalesforceRoute| route.applies_to(&path);
+    let faultable = path != HEALTH_PATH;
+    let mut response = shared
+        .shell
+        .intercept(
+            call,
+            faultable.then_some(&applies as _),
+            next.run(request),
+            || throttle_response(&shared, &path, bearer.as_deref(), &host),
+            finish,
+        )
+        .await;
+    if let Some(SubRequests(subs)) = response.extensions_mut().remove::<SubRequests>() {
+        shared.shell.log().extend(subs);
+    }
+    response
 }
 
-/// Fill the recorded entry with the answer, and append composite subrequests.
-fn finish(shared: &Shared, slot: usize, mut response: Response) -> Response {
-    let subs = response.extensions_mut().remove::<SubRequests>();
+/// Fill the recorded entry with the answer.
+fn finish(entry: &mut SfRequest, response: &mut Response) {
     let org = response.extensions_mut().remove::<AuthedOrg>();
-    let limit_info = response
+    entry.status = Some(response.status().as_u16());
+    entry.limit_info = response
         .headers()
         .get(LIMIT_INFO_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let mut requests = shared.requests();
-    if let Some(entry) = requests.get_mut(slot) {
-        entry.status = Some(response.status().as_u16());
-        entry.limit_info = limit_info;
-        entry.org = org.map(|o| o.0);
-    }
-    if let Some(SubRequests(subs)) = subs {
-        requests.extend(subs);
-    }
-    response
+    entry.org = org.map(|o| o.0);
 }
 
 fn throttle_response(shared: &Shared, path: &str, bearer: Option<&str>, host: &str) -> Response {
@@ -745,28 +679,12 @@ async fn not_found() -> Response {
     SfError::not_found().response()
 }
 
-fn parse_body(text: &str) -> Value {
-    if text.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Helpers shared by the submodules
 // ---------------------------------------------------------------------------
 
 pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json;charset=UTF-8"),
-        )],
-        body.to_string(),
-    )
-        .into_response()
+    super::shell::json_response(status, body, "application/json;charset=UTF-8")
 }
 
 pub(crate) fn set_limit_info(response: &mut Response, used: u64, limit: u64) {

@@ -8,9 +8,8 @@
 //! (HTTP 200 or 201 when all succeed, 207 when mixed, 400 when all fail) and
 //! request-level errors as one bare `{"code","details","message","status"}`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -102,7 +101,6 @@ pub(super) struct Org {
     user_id: String,
     user: String,
     records: BTreeMap<Module, BTreeMap<String, Stored>>,
-    credit_hits: VecDeque<(Instant, u32)>,
     pub(super) credits_used: u64,
 }
 
@@ -137,7 +135,6 @@ impl CrmStore {
                     user_id: format!("5725767000000{:06}", 400_000 + n),
                     user: user.to_owned(),
                     records: BTreeMap::new(),
-                    credit_hits: VecDeque::new(),
                     credits_used: 0,
                 },
             );
@@ -391,22 +388,11 @@ impl Shared {
     }
 
     fn spend(&self, dc: &str, user: &str, cost: u32) -> Result<(), Reject> {
-        let (max, window) = self.config.api_credits;
-        let now = Instant::now();
         let mut store = self.crm_store();
         let org = store.org_mut(dc, user);
-        while org
-            .credit_hits
-            .front()
-            .is_some_and(|(at, _)| now.duration_since(*at) >= window)
-        {
-            org.credit_hits.pop_front();
-        }
-        let used: u32 = org.credit_hits.iter().map(|(_, c)| c).sum();
-        if used.saturating_add(cost) > max {
-            return Err(too_many_requests().into());
-        }
-        org.credit_hits.push_back((now, cost));
+        self.credits
+            .take_cost(&(dc.to_owned(), user.to_owned()), cost)
+            .map_err(|_| too_many_requests())?;
         org.credits_used += u64::from(cost);
         Ok(())
     }

@@ -29,25 +29,27 @@ mod crm_tests;
 #[cfg(test)]
 mod oauth_tests;
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
 
-use super::faults::{self, Fault, FaultOutcome, FaultQueue, FaultRoute};
-use super::recorder::{self, RecordedRequest, Recorder};
-use super::server::ServerHandle;
+use super::faults::FaultRoute;
+use super::recorder::{self, normalize_host, Logged, RecordedRequest};
+use super::shell::rate::RateWindow;
+use super::shell::{Call, Shell};
 use super::Rotation;
 
+/// The fault kinds, for `inject`.
+pub use super::faults::{Fault, Lost};
 pub use crm::{ZohoParent, ZohoRecord};
 pub use oauth::s256_challenge;
 pub use schema::{ZohoField, ZohoPipeline, ZohoSchema, ZohoStage};
@@ -195,14 +197,7 @@ impl Target {
 /// `Some(Ok)` for a known Zoho host, `Some(Err(host))` for any other named
 /// host, `None` when no host was named.
 fn resolve_host(forwarded: Option<&str>) -> Option<Result<Target, String>> {
-    let raw = forwarded?.split(',').next().unwrap_or_default().trim();
-    // Drop a port and a trailing dot; hosts compare case-insensitively.
-    let host = raw
-        .rsplit_once(':')
-        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-        .map_or(raw, |(host, _)| host)
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
+    let host = normalize_host(forwarded?);
     let found = ZOHO_DCS.iter().find_map(|dc| {
         if dc.accounts_host == host {
             Some(Target {
@@ -387,6 +382,16 @@ impl Deref for ZohoRequest {
     }
 }
 
+impl Logged for ZohoRequest {
+    fn method(&self) -> &str {
+        &self.request.method
+    }
+
+    fn path(&self) -> &str {
+        &self.request.path
+    }
+}
+
 impl ZohoRequest {
     fn from_recorded(request: RecordedRequest) -> Self {
         let (host, dc) = match resolve_host(request.header(FORWARDED_HOST_HEADER)) {
@@ -426,85 +431,43 @@ pub struct ZohoSeededTokens {
     pub user: String,
 }
 
-/// A running Zoho simulator. Clones share the same server and state; the
-/// server stops when the last clone is dropped or [`ZohoSim::shutdown`] is
-/// called.
-#[derive(Clone)]
-pub struct ZohoSim {
-    shared: Arc<Shared>,
-    server: Arc<ServerHandle>,
-}
-
-impl fmt::Debug for ZohoSim {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ZohoSim")
-            .field("base_url", &self.base_url())
-            .finish_non_exhaustive()
+crate::sim::shell::simulator! {
+    /// A running Zoho simulator. Clones share the same server and state; the
+    /// server stops when the last clone is dropped or `shutdown` is
+    /// called.
+    ///
+    /// Derefs to its shell for `base_url`, `inject`, `requests` (with each request's effective host and
+    /// DC), `count` (any host), `clear_requests` and the rest of the shell's
+    /// methods.
+    ZohoSim {
+        product: "Zoho",
+        config: ZohoSimConfig,
+        route: ZohoRoute,
+        request: ZohoRequest,
     }
 }
 
 impl ZohoSim {
-    /// Start on `127.0.0.1` with a free port.
-    ///
-    /// # Panics
-    /// If no loopback port can be bound, or `default_dc` is not a DC code.
-    pub async fn start(config: ZohoSimConfig) -> ZohoSim {
-        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
-        Self::start_on(addr, config)
-            .await
-            .expect("bind the Zoho simulator on 127.0.0.1:0")
-    }
-
     /// Start on `addr` (port 0 picks a free port).
     ///
     /// # Panics
     /// If `default_dc` is not a DC code.
     pub async fn start_on(addr: SocketAddr, config: ZohoSimConfig) -> std::io::Result<ZohoSim> {
         dc_or_panic(&config.default_dc);
+        let shell = Shell::new();
         let shared = Arc::new(Shared {
             schema: Mutex::new(config.schema.clone()),
+            shell: shell.clone(),
+            credits: RateWindow::new(config.api_credits),
             auth: Mutex::new(oauth::AuthState::new(&config)),
             config,
-            recorder: Recorder::new(),
-            faults: FaultQueue::new(),
             crm: Mutex::new(crm::CrmStore::default()),
         });
-        let server = ServerHandle::spawn(addr, router(shared.clone())).await?;
-        Ok(ZohoSim {
-            shared,
-            server: Arc::new(server),
-        })
-    }
-
-    /// `http://127.0.0.1:PORT`: the local origin of every Zoho host.
-    pub fn base_url(&self) -> String {
-        self.server.base_url()
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
-    }
-
-    pub fn config(&self) -> &ZohoSimConfig {
-        &self.shared.config
-    }
-
-    /// Stop the server now (all clones). Idempotent.
-    pub fn shutdown(&self) {
-        self.server.shutdown();
+        let shell = shell.serve(addr, router(shared.clone())).await?;
+        Ok(ZohoSim { shared, shell })
     }
 
     // -- faults and requests ------------------------------------------------
-
-    /// The fault queue (push `(ZohoRoute, Fault)` entries; FIFO, each fires once).
-    pub fn faults(&self) -> &FaultQueue<ZohoRoute> {
-        &self.shared.faults
-    }
-
-    /// Queue `fault` for the next request on `route`.
-    pub fn inject(&self, route: ZohoRoute, fault: Fault) {
-        self.shared.faults.push(route, fault);
-    }
 
     /// The next `POST /Leads/upsert` answers HTTP `status` with
     /// `{"data":[item]}` instead of being handled (build `item` with
@@ -517,32 +480,12 @@ impl ZohoSim {
         );
     }
 
-    /// Every request received so far with its effective host and DC, oldest
-    /// first (faulted ones included; `/_sim/` excluded).
-    pub fn requests(&self) -> Vec<ZohoRequest> {
-        self.shared
-            .recorder
-            .all()
-            .into_iter()
-            .map(ZohoRequest::from_recorded)
-            .collect()
-    }
-
-    /// Requests with this method and exact path (query excluded), any host.
-    pub fn count(&self, method: &str, path: &str) -> usize {
-        self.shared.recorder.count(method, path)
-    }
-
     /// Requests with this method and path that reached data centre `dc`.
     pub fn count_on(&self, dc: &str, method: &str, path: &str) -> usize {
         self.requests()
             .iter()
             .filter(|r| r.dc == Some(dc) && r.method.eq_ignore_ascii_case(method) && r.path == path)
             .count()
-    }
-
-    pub fn clear_requests(&self) {
-        self.shared.recorder.clear();
     }
 
     // OAuth inspection and shortcuts: in `oauth.rs`.
@@ -668,8 +611,9 @@ impl ZohoSim {
 /// held while taking another.
 struct Shared {
     config: ZohoSimConfig,
-    recorder: Recorder,
-    faults: FaultQueue<ZohoRoute>,
+    shell: Arc<Shell<ZohoRoute, ZohoRequest>>,
+    /// API credits per `(dc, user)` org.
+    credits: RateWindow<(String, String)>,
     auth: Mutex<oauth::AuthState>,
     crm: Mutex<crm::CrmStore>,
     schema: Mutex<ZohoSchema>,
@@ -724,10 +668,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Records every request, fires the first queued fault that applies, then
-/// resolves the effective host: OAuth paths answer only on accounts hosts,
-/// API paths only on API hosts, and the resolved [`Target`] is handed to the
-/// handlers as a request extension.
+/// Records every request, resolves the effective host (OAuth paths answer
+/// only on accounts hosts, API paths only on API hosts; the resolved
+/// [`Target`] is handed to the handlers as a request extension), and fires the
+/// first queued fault that applies to a request on the right host.
 async fn intercept(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     if request.uri().path().starts_with(SIM_PREFIX) {
         return next.run(request).await;
@@ -736,40 +680,48 @@ async fn intercept(State(shared): State<Arc<Shared>>, request: Request, next: Ne
     let path = recorded.path.clone();
     let target = resolve_host(recorded.header(FORWARDED_HOST_HEADER));
     tracing::debug!(method = %recorded.method, %path, ?target, "zoho sim request");
-    shared.recorder.push(recorded);
-
-    if path == HEALTH_PATH {
-        return next.run(request).await;
-    }
-
-    let target = match target {
-        None => Target {
-            dc: &ZOHO_DCS[0],
-            kind: HostKind::Unnamed,
-        },
-        Some(Ok(target)) => target,
-        Some(Err(_)) => return invalid_url_pattern(),
-    };
+    let call = Call::new(ZohoRequest::from_recorded(recorded), &request);
     let is_oauth = path.starts_with("/oauth/");
     let is_api = path.starts_with("/crm/");
-    if (is_oauth && !target.accounts()) || (is_api && !target.api()) {
-        return invalid_url_pattern();
+    let target = match target {
+        None => Some(Target {
+            dc: &ZOHO_DCS[0],
+            kind: HostKind::Unnamed,
+        }),
+        Some(Ok(target)) => Some(target),
+        Some(Err(_)) => None,
     }
-    request.extensions_mut().insert(target);
-
-    let Some(fault) = shared.faults.take_where(|route| route.applies_to(&path)) else {
-        return next.run(request).await;
-    };
-    tracing::debug!(%path, ?fault, "zoho sim firing fault");
-    match faults::apply(fault).await {
-        FaultOutcome::Continue => next.run(request).await,
-        FaultOutcome::ContinueThenDelay(delay) => {
-            faults::run_then_delay(next.run(request), delay).await
+    .filter(|t| (!is_oauth || t.accounts()) && (!is_api || t.api()));
+    // Health answers on any host; a wrong host is refused before any fault.
+    let faultable = path != HEALTH_PATH && target.is_some();
+    if let Some(target) = target {
+        request.extensions_mut().insert(target);
+    }
+    let handle = async move {
+        if target.is_none() && path != HEALTH_PATH {
+            return invalid_url_pattern();
         }
-        FaultOutcome::Respond(response) => response,
-        FaultOutcome::Throttle if is_oauth => oauth::access_denied(),
-        FaultOutcome::Throttle => too_many_requests(),
-    }
+        next.run(request).await
+    };
+    let path = call.entry.path.clone();
+    let applies = |route: &ZohoRoute| route.applies_to(&path);
+    let throttle = || {
+        if is_oauth {
+            oauth::access_denied()
+        } else {
+            too_many_requests()
+        }
+    };
+    shared
+        .shell
+        .intercept(
+            call,
+            faultable.then_some(&applies as _),
+            handle,
+            throttle,
+            |_, _| {},
+        )
+        .await
 }
 
 async fn not_found() -> Response {
@@ -799,15 +751,7 @@ fn too_many_requests() -> Response {
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json;charset=UTF-8"),
-        )],
-        body.to_string(),
-    )
-        .into_response()
+    super::shell::json_response(status, body, "application/json;charset=UTF-8")
 }
 
 /// A top-level Zoho error body.

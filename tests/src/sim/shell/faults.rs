@@ -1,9 +1,10 @@
 //! Provider-agnostic fault injection.
 //!
-//! A simulator owns one [`FaultQueue`] keyed by its own route enum. Tests push
-//! faults; the simulator's request interceptor pops the first queued fault
-//! whose route matches the incoming request (or is the wildcard route) before
-//! any normal handling. Each queued fault fires exactly once, in FIFO order.
+//! A simulator's [`super::Shell`] owns one [`FaultQueue`] keyed by the
+//! simulator's own route enum. Tests push faults; the shell's interceptor takes
+//! the first queued fault that is due on the incoming request before any normal
+//! handling (see [`super::Shell::answer`]). Each queued fault fires exactly
+//! once, in FIFO order among the faults that are due.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-/// A misbehaviour to inject into the next matching request.
+/// A misbehaviour to inject into a matching request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
     /// Answer with this HTTP status and body instead of handling the request.
@@ -35,6 +36,26 @@ pub enum Fault {
     /// Answer with the provider's own "rate limited" response (status, body
     /// and headers are provider-specific; each simulator renders it).
     Throttle,
+    /// Handle the request to completion (the provider applied it), then
+    /// answer this instead of the real answer.
+    LoseAnswer(Lost),
+    /// Never answer and never handle: the request stays open until the
+    /// client gives up or the simulator stops.
+    Hang,
+    /// Handle the request to completion, then never answer (until the client
+    /// gives up or the simulator stops).
+    HangAfterApply,
+}
+
+/// What a client gets instead of the real answer after [`Fault::LoseAnswer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lost {
+    /// This status and body (labelled as in [`Fault::Status`]).
+    Status(u16, String),
+    /// `200 OK` with a non-JSON body labelled JSON (as [`Fault::Garbage`]).
+    Garbage,
+    /// The connection is reset without any answer.
+    Reset,
 }
 
 /// Route enums used as fault-queue keys implement this.
@@ -43,10 +64,20 @@ pub trait FaultRoute: Copy + Eq + Send + std::fmt::Debug + 'static {
     fn is_wildcard(&self) -> bool;
 }
 
-/// FIFO queue of `(route, fault)` entries.
+/// One queued fault.
+#[derive(Debug)]
+struct Entry<R> {
+    route: R,
+    /// Matching requests still to let through before this one fires.
+    skip: usize,
+    fault: Fault,
+}
+
+/// FIFO queue of `(route, fault)` entries, each firing on the n-th matching
+/// request (the next one unless queued with [`FaultQueue::push_nth`]).
 #[derive(Debug)]
 pub struct FaultQueue<R> {
-    entries: Mutex<VecDeque<(R, Fault)>>,
+    entries: Mutex<VecDeque<Entry<R>>>,
 }
 
 impl<R> Default for FaultQueue<R> {
@@ -64,25 +95,52 @@ impl<R: FaultRoute> FaultQueue<R> {
 
     /// Queue `fault` for the next request that matches `route`.
     pub fn push(&self, route: R, fault: Fault) {
-        self.lock().push_back((route, fault));
+        self.push_nth(route, 1, fault);
     }
 
-    /// Remove and return the oldest fault that applies to a request on
-    /// `route` (`None` = a request that matches no named route; only
-    /// wildcard faults apply to it).
+    /// Queue `fault` for the `nth` (1-based) request from now on that matches
+    /// `route`. Entries count independently; when two are due on the same
+    /// request, the one queued first fires and the other fires on its next
+    /// match.
+    ///
+    /// # Panics
+    /// When `nth` is 0.
+    pub fn push_nth(&self, route: R, nth: usize, fault: Fault) {
+        assert!(nth >= 1, "requests are counted from 1");
+        self.lock().push_back(Entry {
+            route,
+            skip: nth - 1,
+            fault,
+        });
+    }
+
+    /// Count a request on `route` and take the fault due on it, if any
+    /// (`None` = a request that matches no named route; only wildcard faults
+    /// apply to it).
     pub fn take(&self, route: Option<R>) -> Option<Fault> {
         self.take_where(|queued| Some(*queued) == route)
     }
 
-    /// Remove and return the oldest fault whose route is the wildcard or
+    /// Count a request against every entry whose route is the wildcard or
     /// satisfies `applies` (for simulators where one request belongs to
-    /// several routes, e.g. a contact search is both "contacts" and "search").
+    /// several routes, e.g. a contact search is both "contacts" and "search"),
+    /// and remove and return the oldest entry that is due.
     pub fn take_where(&self, applies: impl Fn(&R) -> bool) -> Option<Fault> {
         let mut entries = self.lock();
-        let index = entries
-            .iter()
-            .position(|(queued, _)| queued.is_wildcard() || applies(queued))?;
-        entries.remove(index).map(|(_, fault)| fault)
+        let mut chosen = None;
+        for (index, entry) in entries.iter_mut().enumerate() {
+            if !(entry.route.is_wildcard() || applies(&entry.route)) {
+                continue;
+            }
+            if entry.skip > 0 {
+                entry.skip -= 1;
+            } else if chosen.is_none() {
+                chosen = Some(index);
+            }
+        }
+        chosen
+            .and_then(|index| entries.remove(index))
+            .map(|entry| entry.fault)
     }
 
     /// Number of faults still queued.
@@ -95,60 +153,14 @@ impl<R: FaultRoute> FaultQueue<R> {
         self.lock().clear();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(R, Fault)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Entry<R>>> {
         // A panic while holding this lock cannot leave the queue inconsistent.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// What the interceptor should do after applying a fault.
-#[derive(Debug)]
-pub enum FaultOutcome {
-    /// Handle the request normally (after a `Delay`, or no fault).
-    Continue,
-    /// Handle the request to completion (even if the client disconnects),
-    /// then wait this long before answering.
-    ContinueThenDelay(Duration),
-    /// Send this response instead of handling the request.
-    Respond(Response),
-    /// Send the provider-specific throttle response.
-    Throttle,
-}
-
-/// Apply the generic part of a fault: sleeps for `Delay`, renders `Status`
-/// and `Garbage`, and leaves `Throttle` and `DelayAfter` to the caller
-/// (see [`run_then_delay`] for the latter).
-pub async fn apply(fault: Fault) -> FaultOutcome {
-    match fault {
-        Fault::Delay(duration) => {
-            tokio::time::sleep(duration).await;
-            FaultOutcome::Continue
-        }
-        Fault::DelayAfter(duration) => FaultOutcome::ContinueThenDelay(duration),
-        Fault::Status(code, body) => FaultOutcome::Respond(status_response(code, body)),
-        Fault::Garbage => FaultOutcome::Respond(garbage_response()),
-        Fault::Throttle => FaultOutcome::Throttle,
-    }
-}
-
-/// Run `handle` on its own task (so it completes even if the client hangs
-/// up), then sleep `delay` before handing its response back.
-pub async fn run_then_delay<F>(handle: F, delay: Duration) -> Response
-where
-    F: std::future::Future<Output = Response> + Send + 'static,
-{
-    let response = match tokio::spawn(handle).await {
-        Ok(response) => response,
-        Err(error) => {
-            tracing::warn!(%error, "simulator handler task failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
-    };
-    tokio::time::sleep(delay).await;
-    response
-}
-
-fn status_response(code: u16, body: String) -> Response {
+/// `code` with `body`, labelled JSON when the body looks like JSON.
+pub fn status_response(code: u16, body: String) -> Response {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let trimmed = body.trim_start();
     let content_type = if trimmed.starts_with('{') || trimmed.starts_with('[') {
@@ -164,7 +176,8 @@ fn status_response(code: u16, body: String) -> Response {
         .into_response()
 }
 
-fn garbage_response() -> Response {
+/// `200 OK`, labelled JSON, with an HTML error page as the body.
+pub fn garbage_response() -> Response {
     (
         StatusCode::OK,
         [(
@@ -225,5 +238,37 @@ mod tests {
         );
         assert_eq!(q.take_where(|r| *r == R::B), None);
         assert_eq!(q.take_where(|r| *r == R::A), Some(Fault::Throttle));
+    }
+
+    #[test]
+    fn nth_counts_only_matching_requests() {
+        let q = FaultQueue::new();
+        q.push_nth(R::A, 3, Fault::Hang);
+        assert_eq!(q.take(Some(R::A)), None);
+        // A request on another route does not count.
+        assert_eq!(q.take(Some(R::B)), None);
+        assert_eq!(q.take(None), None);
+        assert_eq!(q.take(Some(R::A)), None);
+        assert_eq!(q.take(Some(R::A)), Some(Fault::Hang));
+        assert_eq!(q.pending(), 0);
+    }
+
+    #[test]
+    fn nth_entries_count_independently_and_the_older_wins_a_tie() {
+        let q = FaultQueue::new();
+        q.push_nth(R::A, 2, Fault::Garbage);
+        q.push_nth(R::Any, 2, Fault::HangAfterApply);
+        q.push(R::A, Fault::Throttle);
+        // First A request: both nth entries count, the plain entry fires.
+        assert_eq!(q.take(Some(R::A)), Some(Fault::Throttle));
+        // Second: both are due; the older fires, the other waits one more.
+        assert_eq!(q.take(Some(R::A)), Some(Fault::Garbage));
+        assert_eq!(q.take(Some(R::B)), Some(Fault::HangAfterApply));
+    }
+
+    #[test]
+    #[should_panic(expected = "counted from 1")]
+    fn nth_zero_is_refused() {
+        FaultQueue::new().push_nth(R::A, 0, Fault::Garbage);
     }
 }
