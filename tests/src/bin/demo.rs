@@ -70,7 +70,10 @@ impl Lambda {
     }
 }
 
-fn step(n: u32, text: &str) {
+/// Starts the next numbered step of the story.
+fn step(text: &str) {
+    static SHOWN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = SHOWN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
     println!("\n\x1b[1m{n}. {text}\x1b[0m");
 }
 
@@ -93,70 +96,15 @@ async fn run() -> Result<()> {
         "tenant {tenant:?} on the {plan} plan (from its JWT claims)"
     ));
 
-    step(
-        1,
-        "The setup page asks connections-api for a HubSpot authorize URL",
-    );
-    let (status, _, body) = lambda
-        .http(
-            "connections-api",
-            &ApiEvent::sample("connections-api/authorize.json").claims(tenant, plan),
-        )
-        .await?;
-    if status != 200 {
-        bail!("authorize answered {status}: {body}");
-    }
-    let authorize_url = url::Url::parse(body["authorize_url"].as_str().context("authorize_url")?)?;
-    let params: std::collections::HashMap<_, _> =
-        authorize_url.query_pairs().into_owned().collect();
-    say(format!(
-        "{} -> {}{}",
-        status,
-        authorize_url.origin().ascii_serialization(),
-        authorize_url.path()
-    ));
-    say(format!(
-        "scopes: {}; PKCE: {}; state: single use, stored hashed, expires {}",
-        params.get("scope").map(String::as_str).unwrap_or("-"),
-        params
-            .get("code_challenge_method")
-            .map(String::as_str)
-            .unwrap_or("none"),
-        body["expires_at"].as_str().unwrap_or("?")
-    ));
-
-    step(
-        2,
-        "The user consents at HubSpot (simulated), which redirects the browser to the callback",
-    );
-    let consent = browser.get(authorize_url.as_str()).send().await?;
-    let location = consent
-        .headers()
-        .get("location")
-        .context("the consent screen did not redirect")?
-        .to_str()?
-        .to_string();
-    let back = url::Url::parse(&location)?;
-    let query: Vec<(String, String)> = back.query_pairs().into_owned().collect();
-    say(format!(
-        "redirected to {} with a code and the state",
-        back.path()
-    ));
-
-    step(
-        3,
-        "oauth-callback consumes the state, exchanges the code and stores the tokens",
-    );
-    let pairs: Vec<(&str, &str)> = query
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let callback = ApiEvent::sample("oauth-callback/callback.json").query(&pairs);
-    let (status, headers, _) = lambda.http("oauth-callback", &callback).await?;
-    say(format!(
-        "{status} -> {}",
-        headers["location"].as_str().unwrap_or("?")
-    ));
+    let callback = connect(
+        &lambda,
+        &browser,
+        "hubspot",
+        (tenant, plan),
+        None,
+        json!({}),
+    )
+    .await?;
 
     let services = shared::Services::from_env().await?;
     let tenant_id = TenantId::parse(tenant)?;
@@ -187,17 +135,14 @@ async fn run() -> Result<()> {
             .unwrap_or_else(|| "-".into())
     ));
 
-    step(
-        4,
-        "The same callback replayed (a back button, an attacker) is refused",
-    );
+    step("The same callback replayed (a back button, an attacker) is refused");
     let (_, headers, _) = lambda.http("oauth-callback", &callback).await?;
     say(format!(
         "-> {}",
         headers["location"].as_str().unwrap_or("?")
     ));
 
-    step(5, "GET /connections lists the connection, without secrets");
+    step("GET /connections lists the connection, without secrets");
     let (status, _, body) = lambda
         .http(
             "connections-api",
@@ -213,10 +158,7 @@ async fn run() -> Result<()> {
         ));
     }
 
-    step(
-        6,
-        "GET /connections/hubspot/pipelines reads the deal pipelines from HubSpot",
-    );
+    step("GET /connections/hubspot/pipelines reads the deal pipelines from HubSpot");
     let (status, _, body) = lambda
         .http(
             "connections-api",
@@ -238,10 +180,7 @@ async fn run() -> Result<()> {
         ));
     }
 
-    step(
-        7,
-        "PUT /connections/hubspot/settings saves the pipeline and the stage mapping",
-    );
+    step("PUT /connections/hubspot/settings saves the pipeline and the stage mapping");
     let mapping = json!({
         "pipeline_id": "default",
         "stage_mapping": {"new": "appointmentscheduled", "qualified": "qualifiedtobuy", "proposal": "contractsent", "won": "closedwon", "lost": "closedlost"}
@@ -279,10 +218,7 @@ async fn run() -> Result<()> {
         body["message"].as_str().unwrap_or("")
     ));
 
-    step(
-        8,
-        "A Free-plan tenant asking for HubSpot is told which plan it needs",
-    );
+    step("A Free-plan tenant asking for HubSpot is told which plan it needs");
     let (status, _, body) = lambda
         .http(
             "connections-api",
@@ -295,10 +231,7 @@ async fn run() -> Result<()> {
         body["message"].as_str().unwrap_or("")
     ));
 
-    step(
-        9,
-        "The lead pipeline qualifies a lead in WhatsApp and puts it on the lead queue (SQS)",
-    );
+    step("The lead pipeline qualifies a lead in WhatsApp and puts it on the lead queue (SQS)");
     let aws = relay_tests::aws::local_config().await?;
     let queues = relay_tests::queue::LeadQueues::create(&aws, TABLE).await?;
     let message = relay_tests::queue::lead_message(
@@ -311,31 +244,22 @@ async fn run() -> Result<()> {
     queues.send(&message).await;
     say("lead-0001: \"Fatima Al-Kuwari\", phone \"5555 1234\" (Qatar), stage qualified, score 82");
 
-    step(
-        10,
-        "lead-push receives the batch (as Lambda's SQS trigger would) and pushes it",
-    );
+    step("lead-push receives the batch (as Lambda's SQS trigger would) and pushes it");
     let delivered = deliver(&lambda, &queues, 1).await?;
     say(delivered);
-    print_hubspot(&browser, &std::env::var("HUBSPOT_ENDPOINT_URL")?).await?;
+    print_crm(&browser, "hubspot", json!({})).await?;
 
-    step(
-        11,
-        "The same message delivered again (SQS is at-least-once): nothing is duplicated",
-    );
+    step("The same message delivered again (SQS is at-least-once): nothing is duplicated");
     queues.send(&message).await;
     say(deliver(&lambda, &queues, 1).await?);
 
-    step(12, "The lead moves on: won. The deal moves to the mapped stage; still one contact, one deal, one note");
+    step("The lead moves on: won. The deal moves to the mapped stage; still one contact, one deal, one note");
     let won = message.replace("\"qualified\"", "\"won\"");
     queues.send(&won).await;
     say(deliver(&lambda, &queues, 1).await?);
-    print_hubspot(&browser, &std::env::var("HUBSPOT_ENDPOINT_URL")?).await?;
+    print_crm(&browser, "hubspot", json!({})).await?;
 
-    step(
-        13,
-        "A message that is not a lead goes to the DLQ with its reason, and the batch goes on",
-    );
+    step("A message that is not a lead goes to the DLQ with its reason, and the batch goes on");
     queues.send("{\"version\": 2}").await;
     say(deliver(&lambda, &queues, 1).await?);
     for (_, attributes) in queues.dead_letters().await {
@@ -361,7 +285,7 @@ async fn run() -> Result<()> {
             .unwrap_or("-")
     ));
 
-    step(14, "token-refresh runs on its schedule: the HubSpot token is due (as if 20 minutes had passed)");
+    step("token-refresh runs on its schedule: the HubSpot token is due (as if 20 minutes had passed)");
     let before = services
         .store
         .get_connection(&tenant_id, Provider::Hubspot)
@@ -449,69 +373,9 @@ async fn run_zoho(
 ) -> Result<()> {
     let tenant = "sydney-solar";
     let plan = "pro";
-    let zoho_sim = std::env::var("ZOHO_ENDPOINT_URL")?;
     println!("\nZoho CRM: tenant {tenant:?} ({plan} plan), whose Zoho account lives in the AU data centre");
 
-    step(15, "The setup page asks for a Zoho authorize URL");
-    let authorize = |who: &'static str| {
-        ApiEvent::sample("connections-api/authorize.json")
-            .provider("zoho")
-            .claims(who, plan)
-    };
-    let (status, _, body) = lambda.http("connections-api", &authorize(tenant)).await?;
-    if status != 200 {
-        bail!("authorize answered {status}: {body}");
-    }
-    let url = url::Url::parse(body["authorize_url"].as_str().context("authorize_url")?)?;
-    let params: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
-    say(format!("{status} -> https://accounts.zoho.com{} (always the US accounts server; Zoho sends the user on)", url.path()));
-    say(format!(
-        "access_type={}, prompt={} (else no refresh token), PKCE {}, scopes: {}",
-        params.get("access_type").map(String::as_str).unwrap_or("-"),
-        params.get("prompt").map(String::as_str).unwrap_or("-"),
-        params
-            .get("code_challenge_method")
-            .map(String::as_str)
-            .unwrap_or("none"),
-        params.get("scope").map(String::as_str).unwrap_or("-")
-    ));
-
-    step(
-        16,
-        "The user signs in at Zoho; Zoho redirects back naming the user's data centre",
-    );
-    // `sim_dc` is the simulator's stand-in for where the user's account lives.
-    let consent = browser.get(format!("{url}&sim_dc=au")).send().await?;
-    let back = url::Url::parse(
-        consent
-            .headers()
-            .get("location")
-            .context("the consent screen did not redirect")?
-            .to_str()?,
-    )?;
-    let query: Vec<(String, String)> = back.query_pairs().into_owned().collect();
-    for (name, value) in &query {
-        if name == "location" || name == "accounts-server" {
-            say(format!("{name}={value}"));
-        }
-    }
-
-    step(
-        17,
-        "oauth-callback exchanges the code at accounts.zoho.com.au and stores the connection",
-    );
-    let pairs: Vec<(&str, &str)> = query
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let callback = ApiEvent::sample("oauth-callback/callback.json")
-        .provider("zoho")
-        .query(&pairs);
-    let (status, headers, _) = lambda.http("oauth-callback", &callback).await?;
-    say(format!(
-        "{status} -> {}",
-        headers["location"].as_str().unwrap_or("?")
-    ));
+    connect(lambda, browser, "zoho", (tenant, plan), None, json!({})).await?;
     let tenant_id = TenantId::parse(tenant)?;
     let stored = services
         .store
@@ -529,38 +393,17 @@ async fn run_zoho(
         stored.credentials.len()
     ));
 
-    step(18, "A callback naming an accounts server that is not Zoho's is refused before any code is sent");
-    let (_, _, body) = lambda
-        .http("connections-api", &authorize("sydney-solar-2"))
-        .await?;
-    let forged_url = format!(
-        "{}&sim_dc=au&sim_accounts_server=https://accounts.zoho.com.evil.example",
-        body["authorize_url"].as_str().context("authorize_url")?
-    );
-    let consent = browser.get(forged_url).send().await?;
-    let back = url::Url::parse(consent.headers()["location"].to_str()?)?;
-    let query: Vec<(String, String)> = back.query_pairs().into_owned().collect();
-    let pairs: Vec<(&str, &str)> = query
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let (_, headers, _) = lambda
-        .http(
-            "oauth-callback",
-            &ApiEvent::sample("oauth-callback/callback.json")
-                .provider("zoho")
-                .query(&pairs),
-        )
-        .await?;
-    say(format!(
-        "-> {}",
-        headers["location"].as_str().unwrap_or("?")
-    ));
+    connect(
+        lambda,
+        browser,
+        "zoho, a forged accounts server",
+        ("sydney-solar-2", plan),
+        None,
+        json!({}),
+    )
+    .await?;
 
-    step(
-        19,
-        "Settings: Zoho's Standard pipeline, the stage mapping, and conversion at `qualified`",
-    );
+    step("Settings: Zoho's Standard pipeline, the stage mapping, and conversion at `qualified`");
     let settings = json!({
         "pipeline_id": "Standard (Standard)",
         "stage_mapping": {"qualified": "Needs Analysis", "proposal": "Proposal/Price Quote",
@@ -588,7 +431,7 @@ async fn run_zoho(
             .unwrap_or("-"),
     ));
 
-    step(20, "A lead from Facebook, still being talked to (contacted), lands as a Zoho Lead with its note");
+    step("A lead from Facebook, still being talked to (contacted), lands as a Zoho Lead with its note");
     let aws = relay_tests::aws::local_config().await?;
     let queues = relay_tests::queue::LeadQueues::create(&aws, TABLE).await?;
     let lead = |stage: &str| {
@@ -602,15 +445,12 @@ async fn run_zoho(
     };
     queues.send(&lead("contacted")).await;
     say(deliver(lambda, &queues, 1).await?);
-    print_zoho(browser, &zoho_sim).await?;
+    print_crm(browser, "zoho", json!({})).await?;
 
-    step(
-        21,
-        "The lead qualifies: Zoho converts it into a Contact and a Deal in the mapped stage",
-    );
+    step("The lead qualifies: Zoho converts it into a Contact and a Deal in the mapped stage");
     queues.send(&lead("qualified")).await;
     say(deliver(lambda, &queues, 1).await?);
-    print_zoho(browser, &zoho_sim).await?;
+    print_crm(browser, "zoho", json!({})).await?;
     Ok(())
 }
 
@@ -622,7 +462,6 @@ async fn run_freshsales(
 ) -> Result<()> {
     let tenant = "doha-motors";
     let plan = "pro";
-    let sim = std::env::var("FRESHSALES_ENDPOINT_URL")?;
     let host = std::env::var("FRESHSALES_DEMO_DOMAIN")?;
     let key = std::env::var("FRESHSALES_DEMO_API_KEY")?;
     println!(
@@ -634,10 +473,7 @@ async fn run_freshsales(
             .body(body)
     };
 
-    step(
-        22,
-        "A domain that is not Freshworks' is refused before the key is sent anywhere",
-    );
+    step("A domain that is not Freshworks' is refused before the key is sent anywhere");
     let (status, _, body) = lambda
         .http(
             "connections-api",
@@ -651,10 +487,7 @@ async fn run_freshsales(
         body["message"].as_str().unwrap_or("")
     ));
 
-    step(
-        23,
-        "A wrong key is tried with one cheap call, refused, and nothing is stored",
-    );
+    step("A wrong key is tried with one cheap call, refused, and nothing is stored");
     let (status, _, body) = lambda
         .http(
             "connections-api",
@@ -667,7 +500,6 @@ async fn run_freshsales(
     ));
 
     step(
-        24,
         "The URL pasted from the browser and the right key: checked, sealed with KMS, never echoed",
     );
     let pasted = format!("https://{host}/crm/sales/contacts/view/402174844666");
@@ -697,10 +529,7 @@ async fn run_freshsales(
         stored.refresh_due_at
     ));
 
-    step(
-        25,
-        "Pipelines and stages come from the account; the mapping is saved with its ids",
-    );
+    step("Pipelines and stages come from the account; the mapping is saved with its ids");
     let (_, _, body) = lambda
         .http(
             "connections-api",
@@ -750,7 +579,7 @@ async fn run_freshsales(
         .await?;
     say(format!("settings saved: {status}"));
 
-    step(26, "A WhatsApp lead lands: contact (lead source by the account's id), deal in the mapped stage, note");
+    step("A WhatsApp lead lands: contact (lead source by the account's id), deal in the mapped stage, note");
     let aws = relay_tests::aws::local_config().await?;
     let queues = relay_tests::queue::LeadQueues::create(&aws, TABLE).await?;
     queues
@@ -763,54 +592,7 @@ async fn run_freshsales(
         ))
         .await;
     say(deliver(lambda, &queues, 1).await?);
-    let state: Value = browser
-        .get(format!("{sim}/_sim/state?host={host}"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let source_name = |id: &Value| -> String {
-        state["lead_sources"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|s| &s["id"] == id)
-            .and_then(|s| s["name"].as_str())
-            .unwrap_or("-")
-            .to_string()
-    };
-    for c in state["contacts"].as_array().into_iter().flatten() {
-        say(format!(
-            "Freshsales contact {}: {} {} <{}> {}, lead source {} ({}), lead score {}",
-            c["id"],
-            c["first_name"].as_str().unwrap_or(""),
-            c["last_name"].as_str().unwrap_or(""),
-            c["email"].as_str().unwrap_or(""),
-            c["mobile_number"].as_str().unwrap_or(""),
-            c["lead_source_id"],
-            source_name(&c["lead_source_id"]),
-            c["lead_score"]
-        ));
-    }
-    for d in state["deals"].as_array().into_iter().flatten() {
-        say(format!(
-            "Freshsales deal {}: {:?} in pipeline {}, stage {}, contacts {}",
-            d["id"],
-            d["name"].as_str().unwrap_or(""),
-            d["deal_pipeline_id"],
-            d["deal_stage_id"],
-            d["contact_ids"]
-        ));
-    }
-    for n in state["notes"].as_array().into_iter().flatten() {
-        say(format!(
-            "Freshsales note {} on {} {}: {}",
-            n["id"],
-            n["targetable_type"].as_str().unwrap_or("?"),
-            n["targetable_id"],
-            n["description"].as_str().unwrap_or("").replace('\n', " ")
-        ));
-    }
+    print_crm(browser, "freshsales", json!({ "host": host })).await?;
     Ok(())
 }
 
@@ -822,7 +604,6 @@ async fn run_salesforce(
 ) -> Result<()> {
     let tenant = "gulf-freight";
     let plan = "business";
-    let sim = std::env::var("SALESFORCE_ENDPOINT_URL")?;
     println!(
         "\nSalesforce: tenant {tenant:?} ({plan} plan), whose org requires its My Domain login"
     );
@@ -833,10 +614,7 @@ async fn run_salesforce(
             .body(body)
     };
 
-    step(
-        27,
-        "A Pro tenant asks for Salesforce: it is the Business plan's CRM",
-    );
+    step("A Pro tenant asks for Salesforce: it is the Business plan's CRM");
     let (status, _, body) = lambda
         .http(
             "connections-api",
@@ -848,10 +626,7 @@ async fn run_salesforce(
         body["message"].as_str().unwrap_or("")
     ));
 
-    step(
-        28,
-        "A login host that is not Salesforce's is refused before any state is stored",
-    );
+    step("A login host that is not Salesforce's is refused before any state is stored");
     let (status, _, body) = lambda
         .http(
             "connections-api",
@@ -867,32 +642,16 @@ async fn run_salesforce(
         body["message"].as_str().unwrap_or("")
     ));
 
-    step(29, "The admin pastes the Lightning address; the consent goes to the org's My Domain, with PKCE");
     let pasted = "https://acme.lightning.force.com/lightning/page/home";
-    let (status, _, body) = lambda
-        .http(
-            "connections-api",
-            &authorize(tenant, plan, json!({"my_domain": pasted})),
-        )
-        .await?;
-    if status != 200 {
-        bail!("authorize answered {status}: {body}");
-    }
-    let url = url::Url::parse(body["authorize_url"].as_str().context("authorize_url")?)?;
-    let params: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
-    say(format!(
-        "{pasted}\n      -> https://acme.my.salesforce.com{} (locally: the simulator), scopes {:?}, PKCE {}",
-        url.path(),
-        params.get("scope").map(String::as_str).unwrap_or("-"),
-        params.get("code_challenge_method").map(String::as_str).unwrap_or("none"),
-    ));
-    say(consent_and_callback(
+    connect(
         lambda,
         browser,
         "salesforce",
-        &format!("{url}&sim_org=acme"),
+        (tenant, plan),
+        Some(json!({ "my_domain": pasted })),
+        json!({ "pasted": pasted }),
     )
-    .await?);
+    .await?;
     let stored = services
         .store
         .get_connection(&TenantId::parse(tenant)?, Provider::Salesforce)
@@ -913,7 +672,7 @@ async fn run_salesforce(
         stored.credentials.len()
     ));
 
-    step(30, "Settings: the org's opportunity stages, conversion at `qualified`, the score into a custom field");
+    step("Settings: the org's opportunity stages, conversion at `qualified`, the score into a custom field");
     let (_, _, body) = lambda
         .http(
             "connections-api",
@@ -955,7 +714,7 @@ async fn run_salesforce(
         body["settings"]["field_mapping"]
     ));
 
-    step(31, "A lead whose email holds a quote lands: escaped SOQL finds no duplicate; Lead and Task in one composite");
+    step("A lead whose email holds a quote lands: escaped SOQL finds no duplicate; Lead and Task in one composite");
     let aws = relay_tests::aws::local_config().await?;
     let queues = relay_tests::queue::LeadQueues::create(&aws, TABLE).await?;
     let lead = |stage: &str| {
@@ -969,12 +728,12 @@ async fn run_salesforce(
     };
     queues.send(&lead("contacted")).await;
     say(deliver(lambda, &queues, 1).await?);
-    print_salesforce(browser, &sim).await?;
+    print_crm(browser, "salesforce", json!({})).await?;
 
-    step(32, "The lead qualifies: SOAP convertLead makes a Contact, an Account and an Opportunity in the mapped stage");
+    step("The lead qualifies: SOAP convertLead makes a Contact, an Account and an Opportunity in the mapped stage");
     queues.send(&lead("qualified")).await;
     say(deliver(lambda, &queues, 1).await?);
-    print_salesforce(browser, &sim).await?;
+    print_crm(browser, "salesforce", json!({})).await?;
     Ok(())
 }
 
@@ -982,39 +741,20 @@ async fn run_salesforce(
 async fn run_google_sheets(lambda: &Lambda, browser: &reqwest::Client) -> Result<()> {
     let tenant = "souq-bakery";
     let plan = "free";
-    let sim = std::env::var("GOOGLE_SHEETS_ENDPOINT_URL")?;
     let spreadsheet = std::env::var("GOOGLE_SHEETS_DEMO_SPREADSHEET")?;
     println!("\nGoogle Sheets: tenant {tenant:?} ({plan} plan: Sheets is its one destination)");
 
-    step(33, "The setup page asks for a Google authorize URL: offline access, PKCE, the spreadsheets scope only");
-    let (status, _, body) = lambda
-        .http(
-            "connections-api",
-            &ApiEvent::sample("connections-api/authorize.json")
-                .provider("google_sheets")
-                .claims(tenant, plan),
-        )
-        .await?;
-    if status != 200 {
-        bail!("authorize answered {status}: {body}");
-    }
-    let url = url::Url::parse(body["authorize_url"].as_str().context("authorize_url")?)?;
-    let params: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
-    say(format!(
-        "{status} -> https://accounts.google.com{}: scope {}, access_type={}, prompt={}, PKCE {}",
-        url.path(),
-        params.get("scope").map(String::as_str).unwrap_or("-"),
-        params.get("access_type").map(String::as_str).unwrap_or("-"),
-        params.get("prompt").map(String::as_str).unwrap_or("-"),
-        params
-            .get("code_challenge_method")
-            .map(String::as_str)
-            .unwrap_or("none"),
-    ));
-    let consent = format!("{url}&sim_user=owner@souq-bakery.example");
-    say(consent_and_callback(lambda, browser, "google_sheets", &consent).await?);
+    connect(
+        lambda,
+        browser,
+        "google_sheets",
+        (tenant, plan),
+        None,
+        json!({}),
+    )
+    .await?;
 
-    step(34, "The tenant pastes its spreadsheet's address; the relay opens it with the connected account before saving");
+    step("The tenant pastes its spreadsheet's address; the relay opens it with the connected account before saving");
     let pasted = format!("https://docs.google.com/spreadsheets/d/{spreadsheet}/edit#gid=0");
     let (status, _, body) = lambda
         .http(
@@ -1031,10 +771,7 @@ async fn run_google_sheets(lambda: &Lambda, browser: &reqwest::Client) -> Result
         body["settings"]["sheet"].as_str().unwrap_or("?")
     ));
 
-    step(
-        35,
-        "Two leads arrive, one with a name that would be a formula; then the first one changes",
-    );
+    step("Two leads arrive, one with a name that would be a formula; then the first one changes");
     let aws = relay_tests::aws::local_config().await?;
     let queues = relay_tests::queue::LeadQueues::create(&aws, TABLE).await?;
     let hala = |stage: &str, summary: &str| {
@@ -1063,14 +800,13 @@ async fn run_google_sheets(lambda: &Lambda, browser: &reqwest::Client) -> Result
         .await;
     say(deliver(lambda, &queues, 1).await?);
 
-    step(36, "The sheet: a header, one row per lead (the first updated in place), nothing turned into a formula");
-    let state: Value = browser
-        .get(format!("{sim}/_sim/state?spreadsheet={spreadsheet}"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    say(serde_json::to_string_pretty(&state)?.replace('\n', "\n   "));
+    step("The sheet: a header, one row per lead (the first updated in place), nothing turned into a formula");
+    print_crm(
+        browser,
+        "google_sheets",
+        json!({ "spreadsheet": spreadsheet }),
+    )
+    .await?;
     Ok(())
 }
 
@@ -1079,31 +815,19 @@ async fn run_google_sheets(lambda: &Lambda, browser: &reqwest::Client) -> Result
 async fn run_bitrix24(lambda: &Lambda, browser: &reqwest::Client) -> Result<()> {
     let tenant = "al-waha-trading";
     let plan = "pro";
-    let sim = std::env::var("BITRIX24_ENDPOINT_URL")?;
     let portal = std::env::var("BITRIX24_DEMO_PORTAL")?;
     println!("\nBitrix24: tenant {tenant:?} ({plan} plan), portal {portal}");
 
-    step(37, "The setup page sends the portal's address as the browser shows it; the consent is on that portal");
     let pasted = format!("https://{portal}/crm/deal/kanban/");
-    let (status, _, body) = lambda
-        .http(
-            "connections-api",
-            &ApiEvent::sample("connections-api/authorize.json")
-                .provider("bitrix24")
-                .claims(tenant, plan)
-                .body(json!({ "portal": pasted })),
-        )
-        .await?;
-    if status != 200 {
-        bail!("authorize answered {status}: {body}");
-    }
-    let url = url::Url::parse(body["authorize_url"].as_str().context("authorize_url")?)?;
-    say(format!(
-        "{pasted}\n      -> {status}: https://{portal}{} (locally: the simulator)",
-        url.path()
-    ));
-    let consent = format!("{url}&sim_portal={portal}");
-    say(consent_and_callback(lambda, browser, "bitrix24", &consent).await?);
+    connect(
+        lambda,
+        browser,
+        "bitrix24",
+        (tenant, plan),
+        Some(json!({ "portal": pasted })),
+        json!({ "pasted": pasted, "portal": portal }),
+    )
+    .await?;
     let services = shared::Services::from_env().await?;
     let stored = services
         .store
@@ -1119,10 +843,7 @@ async fn run_bitrix24(lambda: &Lambda, browser: &reqwest::Client) -> Result<()> 
     ));
     say("scheduled refresh: only a keep-alive three weeks on; access tokens are refreshed when a push needs one");
 
-    step(
-        38,
-        "Deal categories and stages for the setup page; the tenant picks Wholesale",
-    );
+    step("Deal categories and stages for the setup page; the tenant picks Wholesale");
     let (_, _, body) = lambda
         .http(
             "connections-api",
@@ -1166,7 +887,7 @@ async fn run_bitrix24(lambda: &Lambda, browser: &reqwest::Client) -> Result<()> 
         .await?;
     say(format!("settings {status}: {}", mapping["stage_mapping"]));
 
-    step(39, "A qualified lead arrives, then wins");
+    step("A qualified lead arrives, then wins");
     let aws = relay_tests::aws::local_config().await?;
     let queues = relay_tests::queue::LeadQueues::create(&aws, TABLE).await?;
     let khalid = |stage: &str, summary: &str| {
@@ -1190,203 +911,13 @@ async fn run_bitrix24(lambda: &Lambda, browser: &reqwest::Client) -> Result<()> 
         .await;
     say(deliver(lambda, &queues, 1).await?);
 
-    step(
-        40,
-        "The portal now holds one contact, one deal in Wholesale at WON, one comment",
-    );
-    let state: Value = browser
-        .get(format!("{sim}/_sim/state?portal={portal}"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    for contact in state["contacts"].as_array().into_iter().flatten() {
-        say(format!(
-            "contact {}: {} {}, phone {}, email {}",
-            contact["ID"],
-            contact["NAME"].as_str().unwrap_or(""),
-            contact["LAST_NAME"].as_str().unwrap_or(""),
-            contact["PHONE"][0]["VALUE"],
-            contact["EMAIL"][0]["VALUE"],
-        ));
-    }
-    for deal in state["deals"].as_array().into_iter().flatten() {
-        say(format!(
-            "deal {}: {:?}, category {}, stage {}, contact {}",
-            deal["ID"],
-            deal["TITLE"].as_str().unwrap_or(""),
-            deal["CATEGORY_ID"],
-            deal["STAGE_ID"],
-            deal["CONTACT_ID"]
-        ));
-    }
-    for comment in state["comments"].as_array().into_iter().flatten() {
-        say(format!(
-            "comment on {} {}: {}",
-            comment["ENTITY_TYPE"].as_str().unwrap_or("?"),
-            comment["ENTITY_ID"].as_str().unwrap_or("?"),
-            comment["COMMENT"]
-                .as_str()
-                .unwrap_or("?")
-                .replace('\n', " / ")
-        ));
-    }
-    Ok(())
-}
-
-/// What the simulated Salesforce org now holds.
-async fn print_salesforce(browser: &reqwest::Client, base: &str) -> Result<()> {
-    let state: Value = browser
-        .get(format!("{base}/_sim/state?org=acme"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let records = |object: &str| -> Vec<Value> {
-        state["records"][object]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    };
-    // Each object with the fields worth showing.
-    let shown: [(&str, &[&str]); 4] = [
-        (
-            "Lead",
-            &[
-                "FirstName",
-                "LastName",
-                "Email",
-                "Phone",
-                "Company",
-                "Rating",
-                "LeadRelay_Score__c",
-                "LeadRelay_Id__c",
-                "IsConverted",
-            ],
-        ),
-        ("Contact", &["FirstName", "LastName", "AccountId"]),
-        ("Opportunity", &["Name", "StageName", "CloseDate"]),
-        ("Task", &["WhoId", "Subject", "Status", "Description"]),
-    ];
-    for (object, fields) in shown {
-        for record in records(object) {
-            let values: Vec<String> = fields
-                .iter()
-                .map(|f| {
-                    let v = &record[*f];
-                    let text = v
-                        .as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| v.to_string());
-                    format!("{f}={}", text.replace('\n', " "))
-                })
-                .collect();
-            say(format!(
-                "Salesforce {object} {}: {}",
-                record["Id"].as_str().unwrap_or("?"),
-                values.join(", ")
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// What the simulated Zoho AU data centre now holds.
-async fn print_zoho(browser: &reqwest::Client, base: &str) -> Result<()> {
-    let state: Value = browser
-        .get(format!("{base}/_sim/state?dc=au"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let list = |kind: &str| state[kind].as_array().cloned().unwrap_or_default();
-    let text = |r: &Value, f: &str| r[f].as_str().unwrap_or("").to_string();
-    for lead in list("leads") {
-        say(format!(
-            "Zoho (AU) lead {}: {} {} <{}> {}, source {}{}",
-            text(&lead, "id"),
-            text(&lead, "First_Name"),
-            text(&lead, "Last_Name"),
-            text(&lead, "Email"),
-            text(&lead, "Phone"),
-            text(&lead, "Lead_Source"),
-            if lead["$converted"] == json!(true) {
-                ", converted"
-            } else {
-                ""
-            }
-        ));
-    }
-    for contact in list("contacts") {
-        say(format!(
-            "Zoho (AU) contact {}: {} {} <{}>",
-            text(&contact, "id"),
-            text(&contact, "First_Name"),
-            text(&contact, "Last_Name"),
-            text(&contact, "Email")
-        ));
-    }
-    for deal in list("deals") {
-        say(format!(
-            "Zoho (AU) deal {}: {:?} in {}, stage {}, closing {}",
-            text(&deal, "id"),
-            text(&deal, "Deal_Name"),
-            text(&deal, "Pipeline"),
-            text(&deal, "Stage"),
-            text(&deal, "Closing_Date")
-        ));
-    }
-    for note in list("notes") {
-        say(format!(
-            "Zoho (AU) note {} on {} {}: {}",
-            text(&note, "id"),
-            note["Parent_Id"]["module"]["api_name"]
-                .as_str()
-                .unwrap_or("?"),
-            note["Parent_Id"]["id"].as_str().unwrap_or("?"),
-            text(&note, "Note_Content").replace('\n', " ")
-        ));
-    }
+    step("The portal now holds one contact, one deal in Wholesale at WON, one comment");
+    print_crm(browser, "bitrix24", json!({ "portal": portal })).await?;
     Ok(())
 }
 
 /// Receives what is on the queue, invokes lead-push with it as an SQS event, and deletes what
 /// the function settled: what Lambda's event source mapping does.
-/// The browser at a simulated consent screen, then oauth-callback with what it was sent back
-/// with; returns `callback STATUS -> setup-page URL`.
-async fn consent_and_callback(
-    lambda: &Lambda,
-    browser: &reqwest::Client,
-    provider: &str,
-    consent_url: &str,
-) -> Result<String> {
-    let consent = browser.get(consent_url).send().await?;
-    let back = url::Url::parse(
-        consent
-            .headers()
-            .get("location")
-            .context("the consent screen did not redirect")?
-            .to_str()?,
-    )?;
-    let query: Vec<(String, String)> = back.query_pairs().into_owned().collect();
-    let pairs: Vec<(&str, &str)> = query
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let (status, headers, _) = lambda
-        .http(
-            "oauth-callback",
-            &ApiEvent::sample("oauth-callback/callback.json")
-                .provider(provider)
-                .query(&pairs),
-        )
-        .await?;
-    Ok(format!(
-        "callback {status} -> {}",
-        headers["location"].as_str().unwrap_or("?")
-    ))
-}
-
 async fn deliver(
     lambda: &Lambda,
     queues: &relay_tests::queue::LeadQueues,
@@ -1406,58 +937,433 @@ async fn deliver(
     ))
 }
 
-/// What the simulated HubSpot portal now holds.
-async fn print_hubspot(browser: &reqwest::Client, base: &str) -> Result<()> {
+// ---------------------------------------------------------------------------------------------
+// The steps every provider goes through in the same shape, as data: the connect flow
+// (authorize -> simulated consent -> callback) and a CRM's records as they stand in its
+// simulator. One function drives each table; a provider's own steps stay code above.
+//
+// Lines are templates over a JSON value: `{a.b.0.c}` is that field (a string as is, absent or
+// null as empty, anything else as JSON); `{path|x}` prints `x` when it is absent; filters:
+// `{path:json}` the value as JSON (strings quoted), `{path:oneline}` / `{path:lines}` line breaks
+// as spaces / " / ", `{path:html}` the text between the tags, `{path:if=TEXT}` TEXT when the value
+// is `true`; `{path@list.field}` looks the value up by `id` in the record list `list` of the
+// whole state and prints that record's `field`.
+
+/// One beat of a flow: its step title (none: it continues the step before) and what it prints.
+struct Beat {
+    title: Option<&'static str>,
+    says: &'static [&'static str],
+}
+
+/// A connect flow. Template values: authorize `{status, origin, path, q.<query>, body.<answer>}`
+/// plus the caller's variables; consent `{path, back.<query>}` (the redirect to the callback);
+/// callback `{status, location}`.
+struct ConnectSteps {
+    name: &'static str,
+    provider: &'static str,
+    authorize: Beat,
+    /// Appended to the authorize URL: what the simulator's consent screen is told (who signs in).
+    consent_query: &'static str,
+    consent: Beat,
+    callback: Beat,
+}
+
+const SILENT: Beat = Beat {
+    title: None,
+    says: &[],
+};
+
+static CONNECT_STEPS: &[ConnectSteps] = &[
+    ConnectSteps {
+        name: "hubspot",
+        provider: "hubspot",
+        authorize: Beat {
+            title: Some("The setup page asks connections-api for a HubSpot authorize URL"),
+            says: &[
+                "{status} -> {origin}{path}",
+                "scopes: {q.scope|-}; PKCE: {q.code_challenge_method|none}; state: single use, stored hashed, expires {body.expires_at|?}",
+            ],
+        },
+        consent_query: "",
+        consent: Beat {
+            title: Some("The user consents at HubSpot (simulated), which redirects the browser to the callback"),
+            says: &["redirected to {path} with a code and the state"],
+        },
+        callback: Beat {
+            title: Some("oauth-callback consumes the state, exchanges the code and stores the tokens"),
+            says: &["{status} -> {location|?}"],
+        },
+    },
+    ConnectSteps {
+        name: "zoho",
+        provider: "zoho",
+        authorize: Beat {
+            title: Some("The setup page asks for a Zoho authorize URL"),
+            says: &[
+                "{status} -> https://accounts.zoho.com{path} (always the US accounts server; Zoho sends the user on)",
+                "access_type={q.access_type|-}, prompt={q.prompt|-} (else no refresh token), PKCE {q.code_challenge_method|none}, scopes: {q.scope|-}",
+            ],
+        },
+        // `sim_dc` is the simulator's stand-in for where the user's account lives.
+        consent_query: "&sim_dc=au",
+        consent: Beat {
+            title: Some("The user signs in at Zoho; Zoho redirects back naming the user's data centre"),
+            says: &["location={back.location}", "accounts-server={back.accounts-server}"],
+        },
+        callback: Beat {
+            title: Some("oauth-callback exchanges the code at accounts.zoho.com.au and stores the connection"),
+            says: &["{status} -> {location|?}"],
+        },
+    },
+    ConnectSteps {
+        name: "zoho, a forged accounts server",
+        provider: "zoho",
+        authorize: Beat {
+            title: Some("A callback naming an accounts server that is not Zoho's is refused before any code is sent"),
+            says: &[],
+        },
+        consent_query: "&sim_dc=au&sim_accounts_server=https://accounts.zoho.com.evil.example",
+        consent: SILENT,
+        callback: Beat {
+            title: None,
+            says: &["-> {location|?}"],
+        },
+    },
+    ConnectSteps {
+        name: "salesforce",
+        provider: "salesforce",
+        authorize: Beat {
+            title: Some("The admin pastes the Lightning address; the consent goes to the org's My Domain, with PKCE"),
+            says: &["{pasted}\n      -> https://acme.my.salesforce.com{path} (locally: the simulator), scopes {q.scope:json|\"-\"}, PKCE {q.code_challenge_method|none}"],
+        },
+        consent_query: "&sim_org=acme",
+        consent: SILENT,
+        callback: Beat {
+            title: None,
+            says: &["callback {status} -> {location|?}"],
+        },
+    },
+    ConnectSteps {
+        name: "google_sheets",
+        provider: "google_sheets",
+        authorize: Beat {
+            title: Some("The setup page asks for a Google authorize URL: offline access, PKCE, the spreadsheets scope only"),
+            says: &["{status} -> https://accounts.google.com{path}: scope {q.scope|-}, access_type={q.access_type|-}, prompt={q.prompt|-}, PKCE {q.code_challenge_method|none}"],
+        },
+        consent_query: "&sim_user=owner@souq-bakery.example",
+        consent: SILENT,
+        callback: Beat {
+            title: None,
+            says: &["callback {status} -> {location|?}"],
+        },
+    },
+    ConnectSteps {
+        name: "bitrix24",
+        provider: "bitrix24",
+        authorize: Beat {
+            title: Some("The setup page sends the portal's address as the browser shows it; the consent is on that portal"),
+            says: &["{pasted}\n      -> {status}: https://{portal}{path} (locally: the simulator)"],
+        },
+        consent_query: "&sim_portal={portal}",
+        consent: SILENT,
+        callback: Beat {
+            title: None,
+            says: &["callback {status} -> {location|?}"],
+        },
+    },
+];
+
+/// Runs the connect flow `name` of [`CONNECT_STEPS`] for a tenant: asks connections-api for the
+/// authorize URL (with `body`, if any), lets the browser through the simulated consent, and
+/// hands what it was sent back with to oauth-callback. `vars` are extra template values (what
+/// was pasted, the portal). Returns the callback event, for a replay.
+async fn connect(
+    lambda: &Lambda,
+    browser: &reqwest::Client,
+    name: &str,
+    (tenant, plan): (&str, &str),
+    body: Option<Value>,
+    vars: Value,
+) -> Result<ApiEvent> {
+    let flow = CONNECT_STEPS
+        .iter()
+        .find(|f| f.name == name)
+        .with_context(|| format!("no connect steps named {name:?}"))?;
+    let mut event = ApiEvent::sample("connections-api/authorize.json")
+        .provider(flow.provider)
+        .claims(tenant, plan);
+    if let Some(body) = body {
+        event = event.body(body);
+    }
+    let (status, _, answer) = lambda.http("connections-api", &event).await?;
+    if status != 200 {
+        bail!("authorize answered {status}: {answer}");
+    }
+    let url = url::Url::parse(answer["authorize_url"].as_str().context("authorize_url")?)?;
+    let query: serde_json::Map<String, Value> = url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+        .collect();
+    let mut seen = json!({
+        "status": status,
+        "origin": url.origin().ascii_serialization(),
+        "path": url.path(),
+        "q": query,
+        "body": answer,
+    });
+    merge(&mut seen, &vars);
+    tell(&flow.authorize, &seen);
+
+    let consent_url = format!("{url}{}", render(flow.consent_query, &vars, &vars));
+    let consent = browser.get(consent_url).send().await?;
+    let back = url::Url::parse(
+        consent
+            .headers()
+            .get("location")
+            .context("the consent screen did not redirect")?
+            .to_str()?,
+    )?;
+    let pairs: Vec<(String, String)> = back.query_pairs().into_owned().collect();
+    let back_query: serde_json::Map<String, Value> = pairs
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    tell(
+        &flow.consent,
+        &json!({"path": back.path(), "back": back_query}),
+    );
+
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let callback = ApiEvent::sample("oauth-callback/callback.json")
+        .provider(flow.provider)
+        .query(&pairs);
+    let (status, headers, _) = lambda.http("oauth-callback", &callback).await?;
+    tell(
+        &flow.callback,
+        &json!({"status": status, "location": headers["location"]}),
+    );
+    Ok(callback)
+}
+
+/// Prints a beat: its step title, if it starts a step, and its lines.
+fn tell(beat: &Beat, values: &Value) {
+    if let Some(title) = beat.title {
+        step(title);
+    }
+    for line in beat.says {
+        say(render(line, values, values));
+    }
+}
+
+/// A CRM's records as its simulator holds them: where its state is read, and how each kind of
+/// record is printed.
+struct CrmView {
+    provider: &'static str,
+    /// The environment variable naming the simulator's base URL.
+    base_env: &'static str,
+    /// The `/_sim/state` query (a template over the caller's variables): which account.
+    query: &'static str,
+    shows: &'static [Show],
+}
+
+enum Show {
+    /// One line per record of the list at this path.
+    Each(&'static str, &'static str),
+    /// One line with `{count}`: how many entries the list at this path has.
+    Count(&'static str, &'static str),
+    /// The whole state, as indented JSON.
+    Everything,
+}
+
+static CRM_VIEWS: &[CrmView] = &[
+    CrmView {
+        provider: "hubspot",
+        base_env: "HUBSPOT_ENDPOINT_URL",
+        query: "",
+        shows: &[
+            Show::Each("contacts", "HubSpot contact {id|?}: {properties.firstname} {properties.lastname} <{properties.email}> {properties.phone}"),
+            Show::Each("deals", "HubSpot deal {id|?}: {properties.dealname:json|\"\"} in pipeline {properties.pipeline}, stage {properties.dealstage}"),
+            Show::Each("notes", "HubSpot note {id|?}: {properties.hs_note_body:html}"),
+            Show::Count("associations", "associations: {count}"),
+        ],
+    },
+    CrmView {
+        provider: "zoho",
+        base_env: "ZOHO_ENDPOINT_URL",
+        query: "?dc=au",
+        shows: &[
+            Show::Each("leads", "Zoho (AU) lead {id}: {First_Name} {Last_Name} <{Email}> {Phone}, source {Lead_Source}{$converted:if=, converted}"),
+            Show::Each("contacts", "Zoho (AU) contact {id}: {First_Name} {Last_Name} <{Email}>"),
+            Show::Each("deals", "Zoho (AU) deal {id}: {Deal_Name:json|\"\"} in {Pipeline}, stage {Stage}, closing {Closing_Date}"),
+            Show::Each("notes", "Zoho (AU) note {id} on {Parent_Id.module.api_name|?} {Parent_Id.id|?}: {Note_Content:oneline}"),
+        ],
+    },
+    CrmView {
+        provider: "freshsales",
+        base_env: "FRESHSALES_ENDPOINT_URL",
+        query: "?host={host}",
+        shows: &[
+            Show::Each("contacts", "Freshsales contact {id:json}: {first_name} {last_name} <{email}> {mobile_number}, lead source {lead_source_id:json} ({lead_source_id@lead_sources.name|-}), lead score {lead_score:json}"),
+            Show::Each("deals", "Freshsales deal {id:json}: {name:json|\"\"} in pipeline {deal_pipeline_id:json}, stage {deal_stage_id:json}, contacts {contact_ids:json}"),
+            Show::Each("notes", "Freshsales note {id:json} on {targetable_type|?} {targetable_id:json}: {description:oneline}"),
+        ],
+    },
+    CrmView {
+        provider: "salesforce",
+        base_env: "SALESFORCE_ENDPOINT_URL",
+        query: "?org=acme",
+        shows: &[
+            Show::Each("records.Lead", "Salesforce Lead {Id|?}: FirstName={FirstName:oneline}, LastName={LastName:oneline}, Email={Email:oneline}, Phone={Phone:oneline}, Company={Company:oneline}, Rating={Rating:oneline}, LeadRelay_Score__c={LeadRelay_Score__c:oneline}, LeadRelay_Id__c={LeadRelay_Id__c:oneline}, IsConverted={IsConverted:oneline}"),
+            Show::Each("records.Contact", "Salesforce Contact {Id|?}: FirstName={FirstName:oneline}, LastName={LastName:oneline}, AccountId={AccountId:oneline}"),
+            Show::Each("records.Opportunity", "Salesforce Opportunity {Id|?}: Name={Name:oneline}, StageName={StageName:oneline}, CloseDate={CloseDate:oneline}"),
+            Show::Each("records.Task", "Salesforce Task {Id|?}: WhoId={WhoId:oneline}, Subject={Subject:oneline}, Status={Status:oneline}, Description={Description:oneline}"),
+        ],
+    },
+    CrmView {
+        provider: "google_sheets",
+        base_env: "GOOGLE_SHEETS_ENDPOINT_URL",
+        query: "?spreadsheet={spreadsheet}",
+        shows: &[Show::Everything],
+    },
+    CrmView {
+        provider: "bitrix24",
+        base_env: "BITRIX24_ENDPOINT_URL",
+        query: "?portal={portal}",
+        shows: &[
+            Show::Each("contacts", "contact {ID:json}: {NAME} {LAST_NAME}, phone {PHONE.0.VALUE:json}, email {EMAIL.0.VALUE:json}"),
+            Show::Each("deals", "deal {ID:json}: {TITLE:json|\"\"}, category {CATEGORY_ID:json}, stage {STAGE_ID:json}, contact {CONTACT_ID:json}"),
+            Show::Each("comments", "comment on {ENTITY_TYPE|?} {ENTITY_ID|?}: {COMMENT:lines|?}"),
+        ],
+    },
+];
+
+/// Prints what `provider`'s simulator now holds, as its [`CRM_VIEWS`] entry says. `vars` fill
+/// the state query (which host, spreadsheet or portal).
+async fn print_crm(browser: &reqwest::Client, provider: &str, vars: Value) -> Result<()> {
+    let view = CRM_VIEWS
+        .iter()
+        .find(|v| v.provider == provider)
+        .with_context(|| format!("no view of {provider}"))?;
+    let base = std::env::var(view.base_env).with_context(|| view.base_env)?;
     let state: Value = browser
-        .get(format!("{base}/_sim/state"))
+        .get(format!(
+            "{base}/_sim/state{}",
+            render(view.query, &vars, &vars)
+        ))
         .send()
         .await?
         .json()
         .await?;
-    let list = |kind: &str| state[kind].as_array().cloned().unwrap_or_default();
-    for contact in list("contacts") {
-        let p = &contact["properties"];
-        say(format!(
-            "HubSpot contact {}: {} {} <{}> {}",
-            contact["id"].as_str().unwrap_or("?"),
-            p["firstname"].as_str().unwrap_or(""),
-            p["lastname"].as_str().unwrap_or(""),
-            p["email"].as_str().unwrap_or(""),
-            p["phone"].as_str().unwrap_or("")
-        ));
+    for show in view.shows {
+        match show {
+            Show::Each(list, line) => {
+                for record in lookup(&state, list)
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    say(render(line, record, &state));
+                }
+            }
+            Show::Count(list, line) => {
+                let count = lookup(&state, list)
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len);
+                say(render(line, &json!({ "count": count }), &state));
+            }
+            Show::Everything => say(serde_json::to_string_pretty(&state)?.replace('\n', "\n   ")),
+        }
     }
-    for deal in list("deals") {
-        let p = &deal["properties"];
-        say(format!(
-            "HubSpot deal {}: {:?} in pipeline {}, stage {}",
-            deal["id"].as_str().unwrap_or("?"),
-            p["dealname"].as_str().unwrap_or(""),
-            p["pipeline"].as_str().unwrap_or(""),
-            p["dealstage"].as_str().unwrap_or("")
-        ));
-    }
-    for note in list("notes") {
-        let body = note["properties"]["hs_note_body"].as_str().unwrap_or("");
-        let text: String = body
-            .replace("<br>", " ")
-            .split(['<', '>'])
-            .enumerate()
-            .filter(|(i, _)| i % 2 == 0)
-            .map(|(_, t)| t)
-            .collect::<Vec<_>>()
-            .join(" ");
-        say(format!(
-            "HubSpot note {}: {}",
-            note["id"].as_str().unwrap_or("?"),
-            text.split_whitespace().collect::<Vec<_>>().join(" ")
-        ));
-    }
-    say(format!(
-        "associations: {}",
-        state["associations"]
-            .as_array()
-            .map(|a| a.len())
-            .unwrap_or(0)
-    ));
     Ok(())
+}
+
+/// The value at a dotted path (`a.b.0.c`: object keys and array indexes).
+fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(value, |v, key| match v {
+        Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => v.get(key),
+    })
+}
+
+/// Fills a line template (see the top of this section) from `values`; `root` is what
+/// `{path@list.field}` looks records up in.
+fn render(template: &str, values: &Value, root: &Value) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        out.push_str(&rest[..open]);
+        out.push_str(&placeholder(&rest[open + 1..open + close], values, root));
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn placeholder(spec: &str, values: &Value, root: &Value) -> String {
+    let (spec, default) = match spec.rsplit_once('|') {
+        Some((spec, default)) => (spec, Some(default)),
+        None => (spec, None),
+    };
+    let (path, filter) = spec.split_once(':').unwrap_or((spec, ""));
+    let (path, join) = match path.split_once('@') {
+        Some((path, join)) => (path, Some(join)),
+        None => (path, None),
+    };
+    let mut value = lookup(values, path);
+    if let (Some(key), Some((list, field))) = (value, join.and_then(|j| j.rsplit_once('.'))) {
+        value = lookup(root, list)
+            .and_then(Value::as_array)
+            .and_then(|records| records.iter().find(|r| &r["id"] == key))
+            .and_then(|r| r.get(field));
+    }
+    let absent = value.is_none_or(Value::is_null);
+    if let Some(text) = filter.strip_prefix("if=") {
+        return if value == Some(&Value::Bool(true)) {
+            text.to_string()
+        } else {
+            String::new()
+        };
+    }
+    if absent && (default.is_some() || filter != "json") {
+        return default.unwrap_or("").to_string();
+    }
+    let value = value.unwrap_or(&Value::Null);
+    let text = match (filter, value) {
+        ("json", v) => return v.to_string(),
+        (_, Value::String(s)) => s.clone(),
+        (_, v) => v.to_string(),
+    };
+    match filter {
+        "oneline" => text.replace('\n', " "),
+        "lines" => text.replace('\n', " / "),
+        "html" => {
+            let between_tags: Vec<&str> = text
+                .split(['<', '>'])
+                .enumerate()
+                .filter(|(i, _)| i % 2 == 0)
+                .map(|(_, t)| t)
+                .collect();
+            between_tags
+                .join(" ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+        _ => text,
+    }
+}
+
+/// Adds the keys of `extra` (an object) to `into` (an object).
+fn merge(into: &mut Value, extra: &Value) {
+    if let (Some(into), Some(extra)) = (into.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            into.insert(k.clone(), v.clone());
+        }
+    }
 }
