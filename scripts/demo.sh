@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end demo on loopback, no AWS account needed:
-#   moto_server (DynamoDB, KMS, SQS)  +  provider-sim (HubSpot, Zoho, Freshsales, Salesforce, Google
+#   moto_server (DynamoDB, KMS, SQS, Secrets Manager)  +  provider-sim (HubSpot, Zoho, Freshsales, Salesforce, Google
 #   and Bitrix24 simulators)
 #   + `cargo lambda watch` serving the four real function binaries
 #   + the demo driver (relay-tests --bin demo), which provisions and then drives the flows.
@@ -61,24 +61,38 @@ while IFS= read -r line; do
   fi
 done <<<"$provision_out"
 
+# The OAuth apps' client credentials, one Secrets Manager secret per provider as the template
+# creates them (docs/deploy.md), holding what provider-sim knows each app by (its defaults).
+# The functions get only the secrets' names and read them at cold start, as on AWS.
+log "putting the OAuth apps' client credentials into moto's Secrets Manager"
+"$VENV/bin/python" - <<'PY' || die "could not create the app secrets in moto"
+import json, os
+import boto3
+sm = boto3.client("secretsmanager", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+for slug, client_id, client_secret in [
+    ("hubspot", "demo-client-id", "demo-client-secret"),
+    ("zoho", "demo-zoho-client-id", "demo-zoho-client-secret"),
+    ("salesforce", "demo-salesforce-client-id", "demo-salesforce-client-secret"),
+    ("google_sheets", "demo-google-client-id", "demo-google-client-secret"),
+    ("bitrix24", "demo-bitrix-client-id", "demo-bitrix-client-secret"),
+]:
+    value = json.dumps({"client_id": client_id, "client_secret": client_secret})
+    sm.create_secret(Name=f"leadrelay-demo/{slug}-app", SecretString=value)
+PY
+export HUBSPOT_APP_SECRET_ID=leadrelay-demo/hubspot-app
+export ZOHO_APP_SECRET_ID=leadrelay-demo/zoho-app
+export SALESFORCE_APP_SECRET_ID=leadrelay-demo/salesforce-app
+export GOOGLE_SHEETS_APP_SECRET_ID=leadrelay-demo/google_sheets-app
+export BITRIX24_APP_SECRET_ID=leadrelay-demo/bitrix24-app
+
 # Configuration the functions read (config::from_env); `cargo lambda watch` passes its own
 # environment on to every function it starts.
 export HUBSPOT_ENDPOINT_URL="http://127.0.0.1:$SIM_PORT"
-export HUBSPOT_CLIENT_ID=demo-client-id
-export HUBSPOT_CLIENT_SECRET=demo-client-secret
 export ZOHO_ENDPOINT_URL="http://127.0.0.1:$ZOHO_PORT"
-export ZOHO_CLIENT_ID=demo-zoho-client-id
-export ZOHO_CLIENT_SECRET=demo-zoho-client-secret
 export FRESHSALES_ENDPOINT_URL="http://127.0.0.1:$FRESHSALES_PORT"
 export SALESFORCE_ENDPOINT_URL="http://127.0.0.1:$SALESFORCE_PORT"
-export SALESFORCE_CLIENT_ID=demo-salesforce-client-id
-export SALESFORCE_CLIENT_SECRET=demo-salesforce-client-secret
 export GOOGLE_SHEETS_ENDPOINT_URL="http://127.0.0.1:$GOOGLE_PORT"
-export GOOGLE_SHEETS_CLIENT_ID=demo-google-client-id
-export GOOGLE_SHEETS_CLIENT_SECRET=demo-google-client-secret
 export BITRIX24_ENDPOINT_URL="http://127.0.0.1:$BITRIX_PORT"
-export BITRIX24_CLIENT_ID=demo-bitrix-client-id
-export BITRIX24_CLIENT_SECRET=demo-bitrix-client-secret
 export SETUP_PAGE_URL=http://localhost:3000/settings/integrations
 export OAUTH_REDIRECT_BASE_URL=http://127.0.0.1:9001
 export RUST_LOG="${RUST_LOG:-info}"
