@@ -42,6 +42,7 @@ use super::shell::{Call, Shell};
 
 /// The fault kinds, for `inject`.
 pub use super::faults::{Fault, Lost};
+pub use oauth::oauth_policy;
 
 /// The default OAuth server (named in the consent's `server_domain`).
 pub const DEFAULT_OAUTH_HOST: &str = "oauth.bitrix.info";

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::*;
-use crate::sim::{google, hubspot, salesforce};
-use crate::sim::{HubSpotSimConfig, SalesforceSimConfig};
+use crate::sim::{bitrix, google, hubspot, salesforce, zoho};
+use crate::sim::{BitrixSimConfig, HubSpotSimConfig, SalesforceSimConfig, ZohoSimConfig};
 
 const CLIENT: &str = "client-1";
 const REDIRECT: &str = "https://relay.example.test/oauth/callback";
@@ -27,6 +27,12 @@ fn tables() -> Vec<(&'static str, OAuthPolicy)> {
             ..SalesforceSimConfig::default()
         })
     };
+    let zoho_with = |rotation| {
+        zoho::oauth_policy(&ZohoSimConfig {
+            rotation,
+            ..ZohoSimConfig::default()
+        })
+    };
     vec![
         ("hubspot", hubspot_with(Rotation::Reusable)),
         ("hubspot rotating", hubspot_with(Rotation::Rotating)),
@@ -43,7 +49,16 @@ fn tables() -> Vec<(&'static str, OAuthPolicy)> {
             salesforce_with(Rotation::Reusable),
         ),
         ("google", google::oauth_policy()),
-        // -- Zoho and Bitrix24 (H2) append their tables below this line. --
+        ("zoho", zoho_with(Rotation::Reusable)),
+        ("zoho rotating", zoho_with(Rotation::Rotating)),
+        (
+            "zoho rotating, reuse revokes",
+            zoho_with(Rotation::RotatingReuseRevokesGrant),
+        ),
+        (
+            "bitrix24",
+            bitrix::oauth_policy(&BitrixSimConfig::default()),
+        ),
     ]
 }
 
@@ -167,7 +182,8 @@ fn a_code_is_redeemed_once_and_a_failed_attempt_burns_it() {
 #[test]
 fn an_expired_code_is_refused() {
     for (name, policy) in tables() {
-        assert!(policy.code_lifetime >= Duration::from_secs(60), "{name}");
+        // Bitrix24's codes live shortest, 30 s.
+        assert!(policy.code_lifetime >= Duration::from_secs(30), "{name}");
         let mut server = server(&policy);
         let code = code_for(&mut server, "alice");
         server.expire_codes();

@@ -51,7 +51,7 @@ use super::Rotation;
 /// The fault kinds, for `inject`.
 pub use super::faults::{Fault, Lost};
 pub use crm::{ZohoParent, ZohoRecord};
-pub use oauth::s256_challenge;
+pub use oauth::{oauth_policy, s256_challenge};
 pub use schema::{ZohoField, ZohoPipeline, ZohoSchema, ZohoStage};
 
 /// `GET`, liveness probe (never faulted, any host).
