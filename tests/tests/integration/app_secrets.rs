@@ -209,3 +209,81 @@ async fn an_unreadable_app_secret_fails_the_cold_start_naming_its_variable_only(
     assert!(!err.contains(&value), "{err}");
     relay_tests::logs::assert_never_logged("doomed client secret", &value);
 }
+
+/// The token endpoint of a HubSpot app whose secret was rotated to `current`: `invalid_client`
+/// for any other secret.
+async fn rotated_token_endpoint(current: &str) -> wiremock::MockServer {
+    use wiremock::matchers::{body_string_contains, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    let accepted = format!("client_secret={current}");
+    Mock::given(path("/oauth/2026-03/token"))
+        .and(body_string_contains(accepted.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "at2", "expires_in": 1800, "token_type": "bearer"
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(path("/oauth/2026-03/token/revoke"))
+        .and(body_string_contains(accepted.as_str()))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    Mock::given(path("/oauth/2026-03/token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": "invalid_client", "status": "BAD_CLIENT_SECRET", "message": "no"
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(path("/oauth/2026-03/token/revoke"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_client"})))
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test]
+async fn a_refresh_and_a_revocation_refused_as_invalid_client_are_retried_once_with_the_rotated_secret(
+) {
+    use secrecy::SecretString;
+    use shared::oauth::OAuthClient;
+    let ctx = TestContext::new().await;
+    let old = unique("old-secret");
+    let new = unique("new-secret");
+    let server = rotated_token_endpoint(&new).await;
+    ctx.put_app_secret("hubspot", &app_secret_value("cid", &old))
+        .await;
+    let services = cold_start(&ctx, &[("HUBSPOT_ENDPOINT_URL", &server.uri())]).await;
+    ctx.put_app_secret("hubspot", &app_secret_value("cid", &new))
+        .await;
+
+    let oauth = OAuthClient::new(Provider::Hubspot, &services.config, &services.http).unwrap();
+    let refreshed = oauth
+        .refresh(&SecretString::from("rt"))
+        .await
+        .expect("retried with the new secret");
+    assert_eq!(refreshed.access_token.expose_secret(), "at2");
+    // A client made before the re-read still holds the old secret, and is retried too (the
+    // store already has the new one: no second read needed).
+    assert!(oauth.revoke(&SecretString::from("rt")).await.unwrap());
+
+    let sent: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            url::form_urlencoded::parse(&r.body)
+                .find(|(k, _)| k == "client_secret")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [old.clone(), new.clone(), old.clone(), new.clone()],
+        "each call tried once more, no more"
+    );
+    relay_tests::logs::assert_never_logged("old client secret", &old);
+    relay_tests::logs::assert_never_logged("new client secret", &new);
+}
