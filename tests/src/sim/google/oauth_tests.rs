@@ -41,37 +41,15 @@ async fn post_form(sim: &GoogleSim, host: &str, path: &str, form: &[(&str, &str)
 }
 
 async fn exchange(sim: &GoogleSim, code: &str, verifier: &str) -> (u16, Value) {
-    let config = sim.config().clone();
-    post_form(
-        sim,
-        OAUTH2_HOST,
-        TOKEN_PATH,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("client_id", &config.client_id),
-            ("client_secret", &config.client_secret),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", verifier),
-        ],
-    )
-    .await
+    let c = sim.config();
+    let form = testkit::code_grant(&c.client_id, &c.client_secret, code, REDIRECT, verifier);
+    post_form(sim, OAUTH2_HOST, TOKEN_PATH, &form).await
 }
 
 pub(super) async fn refresh(sim: &GoogleSim, token: &str) -> (u16, Value) {
-    let config = sim.config().clone();
-    post_form(
-        sim,
-        OAUTH2_HOST,
-        TOKEN_PATH,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", token),
-            ("client_id", &config.client_id),
-            ("client_secret", &config.client_secret),
-        ],
-    )
-    .await
+    let c = sim.config();
+    let form = testkit::refresh_grant(&c.client_id, &c.client_secret, token);
+    post_form(sim, OAUTH2_HOST, TOKEN_PATH, &form).await
 }
 
 async fn revoke(sim: &GoogleSim, token: &str) -> (u16, Value) {

@@ -44,43 +44,27 @@ async fn consent(sim: &HubSpotSim, challenge: &str) -> HashMap<String, String> {
     query
 }
 
-async fn exchange(
-    sim: &HubSpotSim,
-    http: &reqwest::Client,
-    code: &str,
-    verifier: &str,
-) -> (u16, Value) {
-    let mut form = creds(sim);
-    form.extend([
-        ("grant_type", "authorization_code".to_owned()),
-        ("code", code.to_owned()),
-        ("redirect_uri", REDIRECT.to_owned()),
-        ("code_verifier", verifier.to_owned()),
-    ]);
-    let response = http
-        .post(format!("{}{}", sim.base_url(), TOKEN_PATH))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
+async fn exchange(sim: &HubSpotSim, code: &str, verifier: &str) -> (u16, Value) {
+    let c = sim.config();
+    let form = testkit::code_grant(&c.client_id, &c.client_secret, code, REDIRECT, verifier);
+    token_call(sim, &form).await
 }
 
-async fn refresh_with(sim: &HubSpotSim, http: &reqwest::Client, token: &str) -> (u16, Value) {
-    let mut form = creds(sim);
-    form.extend([
-        ("grant_type", "refresh_token".to_owned()),
-        ("refresh_token", token.to_owned()),
-    ]);
-    let response = http
-        .post(format!("{}{}", sim.base_url(), TOKEN_PATH))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
+async fn refresh_with(sim: &HubSpotSim, token: &str) -> (u16, Value) {
+    let c = sim.config();
+    token_call(
+        sim,
+        &testkit::refresh_grant(&c.client_id, &c.client_secret, token),
+    )
+    .await
+}
+
+/// `POST` to the token endpoint; HubSpot answers JSON, errors included.
+async fn token_call(sim: &HubSpotSim, form: &[(&str, &str)]) -> (u16, Value) {
+    let url = format!("{}{}", sim.base_url(), TOKEN_PATH);
+    let (status, body) = testkit::post_form(&url, &[], form).await;
+    assert!(!body.is_null(), "a JSON answer");
+    (status, body)
 }
 
 async fn get_pipelines(
@@ -95,10 +79,10 @@ async fn get_pipelines(
     request.send().await.unwrap()
 }
 
-async fn connect(sim: &HubSpotSim, http: &reqwest::Client) -> Value {
+async fn connect(sim: &HubSpotSim) -> Value {
     let verifier = verifier();
     let query = consent(sim, &s256_challenge(&verifier)).await;
-    let (status, body) = exchange(sim, http, &query["code"], &verifier).await;
+    let (status, body) = exchange(sim, &query["code"], &verifier).await;
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -120,8 +104,7 @@ async fn health_is_ok() {
 #[tokio::test]
 async fn pkce_exchange_succeeds_with_the_right_verifier() {
     let sim = HubSpotSim::start(HubSpotSimConfig::default()).await;
-    let http = client();
-    let body = connect(&sim, &http).await;
+    let body = connect(&sim).await;
 
     let access = body["access_token"].as_str().unwrap();
     assert!(
@@ -165,11 +148,10 @@ async fn pkce_exchange_succeeds_with_the_right_verifier() {
 #[tokio::test]
 async fn pkce_exchange_fails_with_a_wrong_verifier() {
     let sim = HubSpotSim::start(HubSpotSimConfig::default()).await;
-    let http = client();
     let right = verifier();
     let query = consent(&sim, &s256_challenge(&right)).await;
 
-    let (status, body) = exchange(&sim, &http, &query["code"], &verifier()).await;
+    let (status, body) = exchange(&sim, &query["code"], &verifier()).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "invalid_grant");
     assert_eq!(body["status"], "BAD_AUTH_CODE");
@@ -180,7 +162,7 @@ async fn pkce_exchange_fails_with_a_wrong_verifier() {
     assert!(sim.live_refresh_tokens().is_empty());
 
     // A failed attempt burns the code too.
-    let (status, body) = exchange(&sim, &http, &query["code"], &right).await;
+    let (status, body) = exchange(&sim, &query["code"], &right).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "invalid_grant");
 }
@@ -191,9 +173,9 @@ async fn codes_are_single_use_and_bound_to_redirect_uri() {
     let http = client();
     let verifier = verifier();
     let query = consent(&sim, &s256_challenge(&verifier)).await;
-    let (status, _) = exchange(&sim, &http, &query["code"], &verifier).await;
+    let (status, _) = exchange(&sim, &query["code"], &verifier).await;
     assert_eq!(status, 200);
-    let (status, body) = exchange(&sim, &http, &query["code"], &verifier).await;
+    let (status, body) = exchange(&sim, &query["code"], &verifier).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "invalid_grant");
     assert_eq!(sim.live_refresh_tokens().len(), 1);
@@ -221,7 +203,7 @@ async fn codes_are_single_use_and_bound_to_redirect_uri() {
     // Expired code.
     let query = consent(&sim, &s256_challenge(&verifier)).await;
     sim.expire_auth_codes();
-    let (status, body) = exchange(&sim, &http, &query["code"], &verifier).await;
+    let (status, body) = exchange(&sim, &query["code"], &verifier).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "invalid_grant");
 }
@@ -287,10 +269,10 @@ async fn client_credentials_are_checked_and_basic_auth_works() {
 async fn refresh_issues_new_access_token_and_keeps_refresh_token() {
     let sim = HubSpotSim::start(HubSpotSimConfig::default()).await;
     let http = client();
-    let first = connect(&sim, &http).await;
+    let first = connect(&sim).await;
     let refresh_token = first["refresh_token"].as_str().unwrap();
 
-    let (status, second) = refresh_with(&sim, &http, refresh_token).await;
+    let (status, second) = refresh_with(&sim, refresh_token).await;
     assert_eq!(status, 200, "{second}");
     assert_eq!(second["refresh_token"], refresh_token);
     assert_ne!(second["access_token"], first["access_token"]);
@@ -303,7 +285,7 @@ async fn refresh_issues_new_access_token_and_keeps_refresh_token() {
         assert_eq!(get_pipelines(&sim, &http, Some(&token)).await.status(), 200);
     }
 
-    let (status, body) = refresh_with(&sim, &http, "not-a-refresh-token").await;
+    let (status, body) = refresh_with(&sim, "not-a-refresh-token").await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "invalid_grant");
     assert_eq!(body["status"], "BAD_REFRESH_TOKEN");
@@ -313,7 +295,7 @@ async fn refresh_issues_new_access_token_and_keeps_refresh_token() {
 async fn revoke_kills_refresh_token_and_its_access_tokens() {
     let sim = HubSpotSim::start(HubSpotSimConfig::default()).await;
     let http = client();
-    let body = connect(&sim, &http).await;
+    let body = connect(&sim).await;
     let refresh_token = body["refresh_token"].as_str().unwrap().to_owned();
     let access_token = body["access_token"].as_str().unwrap().to_owned();
     let other = sim.seed_connection(&["oauth"]);
@@ -334,7 +316,7 @@ async fn revoke_kills_refresh_token_and_its_access_tokens() {
 
     assert_eq!(sim.revoked_tokens(), vec![refresh_token.clone()]);
     assert_eq!(sim.live_refresh_tokens(), vec![other.refresh_token.clone()]);
-    let (status, body) = refresh_with(&sim, &http, &refresh_token).await;
+    let (status, body) = refresh_with(&sim, &refresh_token).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "invalid_grant");
 
@@ -431,7 +413,7 @@ async fn pipelines_need_a_live_token() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["category"], "EXPIRED_AUTHENTICATION");
 
-    let (status, fresh) = refresh_with(&sim, &http, &seeded.refresh_token).await;
+    let (status, fresh) = refresh_with(&sim, &seeded.refresh_token).await;
     assert_eq!(status, 200);
     let fresh_token = fresh["access_token"].as_str().unwrap();
     assert_eq!(

@@ -98,3 +98,35 @@ pub async fn post_form(url: &str, headers: &[(&str, &str)], form: &[(&str, &str)
 pub fn str_of<'a>(body: &'a Value, key: &str) -> &'a str {
     body[key].as_str().unwrap_or_default()
 }
+
+/// The form of an authorization-code grant with PKCE (client credentials in the body).
+pub fn code_grant<'a>(
+    client_id: &'a str,
+    client_secret: &'a str,
+    code: &'a str,
+    redirect_uri: &'a str,
+    verifier: &'a str,
+) -> [(&'static str, &'a str); 6] {
+    [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("client_id", client_id),
+        ("client_secret", client_secret),
+        ("redirect_uri", redirect_uri),
+        ("code_verifier", verifier),
+    ]
+}
+
+/// The form of a refresh-token grant (client credentials in the body).
+pub fn refresh_grant<'a>(
+    client_id: &'a str,
+    client_secret: &'a str,
+    refresh_token: &'a str,
+) -> [(&'static str, &'a str); 4] {
+    [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+        ("client_id", client_id),
+        ("client_secret", client_secret),
+    ]
+}

@@ -47,35 +47,15 @@ pub(super) async fn token_call(
 }
 
 async fn exchange(sim: &SalesforceSim, host: &str, code: &str, verifier: &str) -> (u16, Value) {
-    let config = sim.config().clone();
-    token_call(
-        sim,
-        host,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("client_id", &config.client_id),
-            ("client_secret", &config.client_secret),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", verifier),
-        ],
-    )
-    .await
+    let c = sim.config();
+    let form = testkit::code_grant(&c.client_id, &c.client_secret, code, REDIRECT, verifier);
+    token_call(sim, host, &form).await
 }
 
 pub(super) async fn refresh(sim: &SalesforceSim, host: &str, token: &str) -> (u16, Value) {
-    let config = sim.config().clone();
-    token_call(
-        sim,
-        host,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", token),
-            ("client_id", &config.client_id),
-            ("client_secret", &config.client_secret),
-        ],
-    )
-    .await
+    let c = sim.config();
+    let form = testkit::refresh_grant(&c.client_id, &c.client_secret, token);
+    token_call(sim, host, &form).await
 }
 
 /// `GET .../sobjects/Lead/describe` on `host` with `token`: the status.
