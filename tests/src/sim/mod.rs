@@ -23,19 +23,20 @@ pub use shell::log as recorder;
 pub use shell::{faults, server};
 
 pub use bitrix::{
-    BitrixComment, BitrixRecord, BitrixRequest, BitrixRoute, BitrixSim, BitrixSimConfig,
+    BitrixComment, BitrixDetails, BitrixRecord, BitrixRequest, BitrixRoute, BitrixSim,
+    BitrixSimConfig,
 };
 pub use faults::{Fault, FaultQueue, FaultRoute, Lost};
 pub use freshworks::{FreshsalesRoute, FreshsalesSim, FreshsalesSimConfig};
 pub use google::{
-    Cell, GoogleRequest, GoogleRoute, GoogleSeededTokens, GoogleSim, GoogleSimConfig,
+    Cell, GoogleDetails, GoogleRequest, GoogleRoute, GoogleSeededTokens, GoogleSim, GoogleSimConfig,
 };
 pub use hubspot::{HubSpotSim, HubSpotSimConfig, Route, SeededTokens, SimObject};
 pub use oauth::Rotation;
-pub use recorder::{RecordedRequest, Recorder, RequestLog};
+pub use recorder::{HostRequest, RecordedRequest, Recorder, RequestLog};
 pub use salesforce::{
-    SalesforceRoute, SalesforceSim, SalesforceSimConfig, SfField, SfOrgConfig, SfPicklistValue,
-    SfRecordType, SfRequest, SfSeededTokens,
+    SalesforceRoute, SalesforceSim, SalesforceSimConfig, SfDetails, SfField, SfOrgConfig,
+    SfPicklistValue, SfRecordType, SfRequest, SfSeededTokens,
 };
 pub use server::{Reject, ServerHandle};
 pub use shell::rate::RateWindow;

@@ -24,7 +24,7 @@ mod crm_tests;
 #[cfg(test)]
 mod oauth_tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -36,7 +36,7 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 
 use super::faults::FaultRoute;
-use super::recorder::{self, decode_form, normalize_host, parse_body, Logged};
+use super::recorder::{self, decode_form, normalize_host, HostRequest};
 use super::shell::rate::RateWindow;
 use super::shell::{Call, Shell};
 
@@ -138,63 +138,21 @@ impl BitrixRoute {
 }
 
 impl FaultRoute for BitrixRoute {
-    fn is_wildcard(&self) -> bool {
-        matches!(self, BitrixRoute::Any)
-    }
+    const WILDCARD: BitrixRoute = BitrixRoute::Any;
 }
 
-/// One request as the simulator saw it (the `Authorization` header is never kept).
-#[derive(Debug, Clone)]
-pub struct BitrixRequest {
-    /// `X-Forwarded-Host`, else `Host` (lower-cased, port dropped).
-    pub host: String,
-    /// Upper-case method.
-    pub method: String,
-    /// Path without the query string.
-    pub path: String,
-    /// Raw query string without `?`.
-    pub query: String,
-    /// Headers with lower-cased names, `authorization` removed.
-    pub headers: BTreeMap<String, String>,
-    /// JSON body; `Value::String` with the raw text when not JSON (forms); `Null` when empty.
-    pub body: Value,
-    /// Status answered (`None` while in flight or when the client gave up).
-    pub status: Option<u16>,
+/// One request as the simulator saw it: its host is `X-Forwarded-Host`, else
+/// `Host`; `rest_method` names a REST call's method.
+pub type BitrixRequest = HostRequest<BitrixDetails>;
+
+/// What the Bitrix24 simulator adds to a logged request.
+#[derive(Debug, Clone, Default)]
+pub struct BitrixDetails {
     /// The REST method (lower-cased, without `.json`) of a `/rest/...` request.
     pub rest_method: Option<String>,
 }
 
-impl Logged for BitrixRequest {
-    fn method(&self) -> &str {
-        &self.method
-    }
-
-    fn path(&self) -> &str {
-        &self.path
-    }
-}
-
 impl BitrixRequest {
-    /// Header value by name (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
-    }
-
-    /// The query string decoded (last value wins).
-    pub fn query_params(&self) -> HashMap<String, String> {
-        decode_form(&self.query)
-    }
-
-    /// A form body decoded flat (empty when the body is JSON or empty).
-    pub fn form(&self) -> HashMap<String, String> {
-        match &self.body {
-            Value::String(text) => decode_form(text),
-            _ => HashMap::new(),
-        }
-    }
-
     /// The parameters a REST method sees: the query string merged with the
     /// body (JSON, or a PHP-style form such as `fields[NAME]=Ada`).
     pub fn params(&self) -> Map<String, Value> {
@@ -548,22 +506,12 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         recorded.header("host"),
     );
     let endpoint = Endpoint::of(&recorded.method, &recorded.path);
-    let mut headers = recorded.headers.clone();
-    headers.remove("authorization");
     tracing::debug!(method = %recorded.method, path = %recorded.path, %host, "bitrix sim request");
-    let entry = BitrixRequest {
-        host: host.clone(),
-        method: recorded.method.clone(),
-        path: recorded.path.clone(),
-        query: recorded.query.clone(),
-        headers,
-        body: parse_body(&recorded.body),
-        status: None,
-        rest_method: match &endpoint {
-            Endpoint::Rest { method } => Some(method.clone()),
-            _ => None,
-        },
+    let rest_method = match &endpoint {
+        Endpoint::Rest { method } => Some(method.clone()),
+        _ => None,
     };
+    let entry = BitrixRequest::new(&recorded, host.clone(), BitrixDetails { rest_method });
     let ctx = Ctx {
         host,
         method: recorded.method.clone(),

@@ -77,9 +77,7 @@ pub enum FreshsalesRoute {
 }
 
 impl FaultRoute for FreshsalesRoute {
-    fn is_wildcard(&self) -> bool {
-        matches!(self, FreshsalesRoute::Any)
-    }
+    const WILDCARD: FreshsalesRoute = FreshsalesRoute::Any;
 }
 
 impl FreshsalesRoute {

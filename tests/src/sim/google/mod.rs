@@ -20,7 +20,7 @@ mod oauth_tests;
 #[cfg(test)]
 mod sheets_tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -32,7 +32,7 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use super::faults::FaultRoute;
-use super::recorder::{self, decode_form, normalize_host, parse_body, Logged};
+use super::recorder::{self, decode_form, normalize_host, HostRequest};
 use super::shell::rate::RateWindow;
 use super::shell::{Call, Shell};
 
@@ -109,56 +109,22 @@ pub enum GoogleRoute {
 }
 
 impl FaultRoute for GoogleRoute {
-    fn is_wildcard(&self) -> bool {
-        matches!(self, GoogleRoute::Any)
-    }
+    const WILDCARD: GoogleRoute = GoogleRoute::Any;
 }
 
-/// One request as the simulator saw it (the `Authorization` header is never kept).
-#[derive(Debug, Clone)]
-pub struct GoogleRequest {
-    /// `X-Forwarded-Host` (lower-cased, port dropped), or `accounts.google.com`.
-    pub host: String,
-    /// Upper-case method.
-    pub method: String,
-    /// Path without the query string (still percent-encoded).
-    pub path: String,
-    /// Raw query string without `?`.
-    pub query: String,
-    /// Headers with lower-cased names, `authorization` removed.
-    pub headers: BTreeMap<String, String>,
-    /// JSON body; `Value::String` with the raw text when not JSON (forms); `Null` when empty.
-    pub body: Value,
-    /// Status answered (`None` while in flight or when the client gave up).
-    pub status: Option<u16>,
+/// One request as the simulator saw it: its host is `X-Forwarded-Host`, or
+/// the host that serves its path; `user` is the user a Sheets API request was
+/// authenticated as.
+pub type GoogleRequest = HostRequest<GoogleDetails>;
+
+/// What the Google simulator adds to a logged request.
+#[derive(Debug, Clone, Default)]
+pub struct GoogleDetails {
     /// The user a Sheets API request was authenticated as.
     pub user: Option<String>,
 }
 
-impl Logged for GoogleRequest {
-    fn method(&self) -> &str {
-        &self.method
-    }
-
-    fn path(&self) -> &str {
-        &self.path
-    }
-}
-
 impl GoogleRequest {
-    /// The query string decoded (last value wins).
-    pub fn query_params(&self) -> HashMap<String, String> {
-        decode_form(&self.query)
-    }
-
-    /// A form body decoded (empty when the body is JSON or empty).
-    pub fn form(&self) -> HashMap<String, String> {
-        match &self.body {
-            Value::String(text) => decode_form(text),
-            _ => HashMap::new(),
-        }
-    }
-
     /// True for a request to the Sheets API host.
     pub fn is_api(&self) -> bool {
         self.host == SHEETS_HOST
@@ -479,19 +445,8 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     let (recorded, request) = recorder::capture(request).await;
     let host = effective_host(recorded.header(FORWARDED_HOST_HEADER), &recorded.path);
     let endpoint = Endpoint::of(&host, &recorded.method, &recorded.path);
-    let mut headers = recorded.headers.clone();
-    headers.remove("authorization");
     tracing::debug!(method = %recorded.method, path = %recorded.path, %host, "google sim request");
-    let entry = GoogleRequest {
-        host,
-        method: recorded.method.clone(),
-        path: recorded.path.clone(),
-        query: recorded.query.clone(),
-        headers,
-        body: parse_body(&recorded.body),
-        status: None,
-        user: None,
-    };
+    let entry = GoogleRequest::new(&recorded, host, GoogleDetails::default());
     let ctx = Ctx {
         query: recorded.query_params(),
         authorization: recorded.header("authorization").map(str::to_owned),

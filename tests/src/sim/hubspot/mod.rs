@@ -167,9 +167,7 @@ pub enum Route {
 }
 
 impl FaultRoute for Route {
-    fn is_wildcard(&self) -> bool {
-        matches!(self, Route::Any)
-    }
+    const WILDCARD: Route = Route::Any;
 }
 
 impl Route {

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{json, Map, Value};
 
 use super::rest::{self, allow_save_header, version_of, Ctx, Outcome, Store};
-use super::{SfError, SfRequest, REST_PREFIX};
+use super::{SfDetails, SfError, SfRequest, REST_PREFIX};
 
 /// Most subrequests one composite may carry.
 pub const MAX_COMPOSITE_SUBREQUESTS: usize = 25;
@@ -288,10 +288,12 @@ fn run_sub(
         headers,
         body,
         status: Some(outcome.status),
-        limit_info: None,
-        sub: true,
-        reference_id: Some(sub.reference_id.clone()),
-        org: Some(ctx.org.clone()),
+        extra: SfDetails {
+            limit_info: None,
+            sub: true,
+            reference_id: Some(sub.reference_id.clone()),
+            org: Some(ctx.org.clone()),
+        },
     });
     outcome
 }

@@ -28,7 +28,6 @@ mod api_tests;
 #[cfg(test)]
 mod oauth_tests;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,7 +41,7 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 
 use super::faults::FaultRoute;
-use super::recorder::{self, decode_form, normalize_host, parse_body, Logged};
+use super::recorder::{self, normalize_host, HostRequest};
 use super::shell::{Call, Shell};
 use super::Rotation;
 
@@ -177,9 +176,7 @@ pub enum SalesforceRoute {
 }
 
 impl FaultRoute for SalesforceRoute {
-    fn is_wildcard(&self) -> bool {
-        matches!(self, SalesforceRoute::Any)
-    }
+    const WILDCARD: SalesforceRoute = SalesforceRoute::Any;
 }
 
 impl SalesforceRoute {
@@ -215,25 +212,14 @@ impl SalesforceRoute {
     }
 }
 
-/// One request as the simulator saw it (the `Authorization` header is never kept).
-#[derive(Debug, Clone)]
-pub struct SfRequest {
-    /// The effective host: `X-Forwarded-Host` (lower-cased, port dropped), or
-    /// `login.salesforce.com` when the header is absent.
-    pub host: String,
-    /// Upper-case method.
-    pub method: String,
-    /// Path without the query string.
-    pub path: String,
-    /// Raw query string without `?`.
-    pub query: String,
-    /// Headers with lower-cased names, `authorization` removed.
-    pub headers: BTreeMap<String, String>,
-    /// The body parsed as JSON; `Value::String` with the raw text when it is
-    /// not JSON (forms, SOAP); `Value::Null` when empty.
-    pub body: Value,
-    /// HTTP status answered (`None` while in flight or when the client gave up).
-    pub status: Option<u16>,
+/// One request as the simulator saw it: its host is `X-Forwarded-Host`, or
+/// `login.salesforce.com` when the header is absent; the details say what the
+/// simulator answered and for whom.
+pub type SfRequest = HostRequest<SfDetails>;
+
+/// What the Salesforce simulator adds to a logged request.
+#[derive(Debug, Clone, Default)]
+pub struct SfDetails {
     /// The `Sforce-Limit-Info` header answered, if any.
     pub limit_info: Option<String>,
     /// True for a composite subrequest (recorded after its composite).
@@ -244,37 +230,7 @@ pub struct SfRequest {
     pub org: Option<String>,
 }
 
-impl Logged for SfRequest {
-    fn method(&self) -> &str {
-        &self.method
-    }
-
-    fn path(&self) -> &str {
-        &self.path
-    }
-}
-
 impl SfRequest {
-    /// Header value by name (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
-    }
-
-    /// The query string decoded (last value wins).
-    pub fn query_params(&self) -> std::collections::HashMap<String, String> {
-        decode_form(&self.query)
-    }
-
-    /// A form body decoded (empty when the body is not text).
-    pub fn form(&self) -> std::collections::HashMap<String, String> {
-        match &self.body {
-            Value::String(text) => decode_form(text),
-            _ => Default::default(),
-        }
-    }
-
     /// The `q` of a query call, decoded.
     pub fn soql(&self) -> Option<String> {
         self.query_params().remove("q")
@@ -604,21 +560,7 @@ async fn intercept(State(shared): State<Arc<Shared>>, request: Request, next: Ne
     let (recorded, mut request) = recorder::capture(request).await;
     let host = effective_host(recorded.header(FORWARDED_HOST_HEADER));
     let path = recorded.path.clone();
-    let mut headers = recorded.headers.clone();
-    headers.remove("authorization");
-    let entry = SfRequest {
-        host: host.clone(),
-        method: recorded.method.clone(),
-        path: path.clone(),
-        query: recorded.query.clone(),
-        headers,
-        body: parse_body(&recorded.body),
-        status: None,
-        limit_info: None,
-        sub: false,
-        reference_id: None,
-        org: None,
-    };
+    let entry = SfRequest::new(&recorded, host.clone(), SfDetails::default());
     tracing::debug!(method = %entry.method, %path, %host, "salesforce sim request");
     let bearer = recorded
         .header("authorization")

@@ -60,8 +60,12 @@ pub enum Lost {
 
 /// Route enums used as fault-queue keys implement this.
 pub trait FaultRoute: Copy + Eq + Send + std::fmt::Debug + 'static {
-    /// True for the route value that matches every request.
-    fn is_wildcard(&self) -> bool;
+    /// The route value that matches every request.
+    const WILDCARD: Self;
+
+    fn is_wildcard(&self) -> bool {
+        *self == Self::WILDCARD
+    }
 }
 
 /// One queued fault.
@@ -201,9 +205,7 @@ mod tests {
     }
 
     impl FaultRoute for R {
-        fn is_wildcard(&self) -> bool {
-            matches!(self, R::Any)
-        }
+        const WILDCARD: R = R::Any;
     }
 
     #[test]

@@ -5,11 +5,13 @@
 //! and passes the rebuilt request on to its handlers.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::Request;
+use serde_json::Value;
 
 /// Largest request body the simulators accept (anything bigger is truncated
 /// to an empty body and still recorded).
@@ -53,7 +55,7 @@ impl RecordedRequest {
     }
 
     /// The body parsed as JSON, if it is JSON.
-    pub fn json(&self) -> Option<serde_json::Value> {
+    pub fn json(&self) -> Option<Value> {
         serde_json::from_str(&self.body).ok()
     }
 
@@ -77,11 +79,96 @@ pub fn normalize_host(raw: &str) -> String {
 
 /// A logged body: JSON when it parses, else `Value::String` with the raw text
 /// (forms, SOAP); `Value::Null` when empty.
-pub fn parse_body(text: &str) -> serde_json::Value {
+pub fn parse_body(text: &str) -> Value {
     if text.trim().is_empty() {
-        serde_json::Value::Null
+        Value::Null
     } else {
-        serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
+        serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+    }
+}
+
+/// One request as a simulator that plays several hosts saw it, with the
+/// provider's own details `X` (whose fields read as this request's through
+/// `Deref`). The `Authorization` header is never kept.
+#[derive(Debug, Clone)]
+pub struct HostRequest<X> {
+    /// The host the request was meant for (lower-cased, port dropped).
+    pub host: String,
+    /// Upper-case method.
+    pub method: String,
+    /// Path without the query string (still percent-encoded).
+    pub path: String,
+    /// Raw query string without `?`.
+    pub query: String,
+    /// Headers with lower-cased names, `authorization` removed.
+    pub headers: BTreeMap<String, String>,
+    /// The body as [`parse_body`] reads it.
+    pub body: Value,
+    /// Status answered (`None` while in flight, or when the client gave up
+    /// or got no answer).
+    pub status: Option<u16>,
+    pub extra: X,
+}
+
+impl<X> HostRequest<X> {
+    /// `recorded`, meant for `host`.
+    pub fn new(recorded: &RecordedRequest, host: String, extra: X) -> Self {
+        let mut headers = recorded.headers.clone();
+        headers.remove("authorization");
+        HostRequest {
+            host,
+            method: recorded.method.clone(),
+            path: recorded.path.clone(),
+            query: recorded.query.clone(),
+            headers,
+            body: parse_body(&recorded.body),
+            status: None,
+            extra,
+        }
+    }
+
+    /// Header value by name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    /// The query string decoded (last value wins).
+    pub fn query_params(&self) -> HashMap<String, String> {
+        decode_form(&self.query)
+    }
+
+    /// A form body decoded (empty when the body is JSON or empty).
+    pub fn form(&self) -> HashMap<String, String> {
+        match &self.body {
+            Value::String(text) => decode_form(text),
+            _ => HashMap::new(),
+        }
+    }
+}
+
+impl<X> Deref for HostRequest<X> {
+    type Target = X;
+
+    fn deref(&self) -> &X {
+        &self.extra
+    }
+}
+
+impl<X> DerefMut for HostRequest<X> {
+    fn deref_mut(&mut self) -> &mut X {
+        &mut self.extra
+    }
+}
+
+impl<X: Clone + Send + 'static> Logged for HostRequest<X> {
+    fn method(&self) -> &str {
+        &self.method
+    }
+
+    fn path(&self) -> &str {
+        &self.path
     }
 }
 

@@ -22,9 +22,7 @@ enum TestRoute {
 }
 
 impl FaultRoute for TestRoute {
-    fn is_wildcard(&self) -> bool {
-        matches!(self, TestRoute::Any)
-    }
+    const WILDCARD: TestRoute = TestRoute::Any;
 }
 
 /// The simulator's own request record: the captured request and its answer.

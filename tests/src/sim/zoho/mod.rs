@@ -309,9 +309,7 @@ pub enum ZohoRoute {
 }
 
 impl FaultRoute for ZohoRoute {
-    fn is_wildcard(&self) -> bool {
-        matches!(self, ZohoRoute::Any)
-    }
+    const WILDCARD: ZohoRoute = ZohoRoute::Any;
 }
 
 /// `/crm/v7|v8/{rest}` → the segments of `rest`.
