@@ -1367,3 +1367,98 @@ fn merge(into: &mut Value, extra: &Value) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(template: &str, values: Value) -> String {
+        render(template, &values, &values)
+    }
+
+    #[test]
+    fn a_field_prints_as_text_a_number_as_json_and_an_absent_one_as_its_default() {
+        let record = json!({"name": "Hala", "score": 71, "tags": ["a"], "gone": null});
+        assert_eq!(
+            line("{name} {score} {tags}", record.clone()),
+            "Hala 71 [\"a\"]"
+        );
+        assert_eq!(line("<{gone}><{missing}>", record.clone()), "<><>");
+        assert_eq!(line("{missing|?} {gone|-}", record), "? -");
+    }
+
+    #[test]
+    fn json_quotes_strings_and_shows_an_absent_value_as_null_unless_told_otherwise() {
+        let record = json!({"title": "Deal \"A\"", "id": "1"});
+        assert_eq!(
+            line("{title:json} {id:json}", record.clone()),
+            r#""Deal \"A\"" "1""#
+        );
+        assert_eq!(line("{missing:json}", record.clone()), "null");
+        assert_eq!(line("{missing:json|\"\"}", record), "\"\"");
+    }
+
+    #[test]
+    fn paths_reach_into_objects_and_arrays() {
+        let record = json!({"PHONE": [{"VALUE": "+97466007788"}], "p": {"q": {"r": "deep"}}});
+        assert_eq!(
+            line("{PHONE.0.VALUE} {p.q.r} {PHONE.1.VALUE|none}", record),
+            "+97466007788 deep none"
+        );
+    }
+
+    #[test]
+    fn filters_flatten_lines_strip_tags_and_print_a_flag() {
+        let record = json!({
+            "text": "one\ntwo",
+            "body": "<p><b>Summary</b></p><br>Wants   a demo.<br>Lead: l-1",
+            "done": true,
+            "open": false
+        });
+        assert_eq!(
+            line("{text:oneline} | {text:lines}", record.clone()),
+            "one two | one / two"
+        );
+        assert_eq!(
+            line("{body:html}", record.clone()),
+            "Summary Wants a demo. Lead: l-1"
+        );
+        assert_eq!(
+            line(
+                "x{done:if=, done}{open:if=, open}{missing:if=, missing}",
+                record
+            ),
+            "x, done"
+        );
+    }
+
+    #[test]
+    fn a_join_looks_the_value_up_by_id_in_a_list_of_the_whole_state() {
+        let state =
+            json!({"lead_sources": [{"id": 6, "name": "Web"}, {"id": 7, "name": "WhatsApp"}]});
+        let contact = json!({"lead_source_id": 7, "other_id": 9});
+        assert_eq!(
+            render("{lead_source_id@lead_sources.name|-}", &contact, &state),
+            "WhatsApp"
+        );
+        assert_eq!(
+            render("{other_id@lead_sources.name|-}", &contact, &state),
+            "-"
+        );
+    }
+
+    #[test]
+    fn every_flow_and_view_has_its_own_name_and_every_provider_a_view() {
+        let mut names: Vec<&str> = CONNECT_STEPS.iter().map(|f| f.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), CONNECT_STEPS.len());
+        for provider in Provider::ALL {
+            let views = CRM_VIEWS
+                .iter()
+                .filter(|v| v.provider == provider.slug())
+                .count();
+            assert_eq!(views, 1, "{provider:?}");
+        }
+    }
+}
