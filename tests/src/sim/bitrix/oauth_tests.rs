@@ -8,17 +8,13 @@ use axum::http::header;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::sim::oauth::testkit;
 
 pub(super) const PORTAL: &str = "acme.bitrix24.com";
 pub(super) const OTHER_PORTAL: &str = "other.bitrix24.de";
 pub(super) const REDIRECT: &str = "https://relay.example.test/oauth/callback/bitrix24";
 
-pub(super) fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
+pub(super) use crate::sim::oauth::testkit::client;
 
 /// The consent screen as a browser reaches it (no `X-Forwarded-Host`), with
 /// standard parameters plus `extra` (an empty value removes a standard one).
@@ -27,40 +23,15 @@ pub(super) async fn consent(
     sim: &BitrixSim,
     extra: &[(&str, &str)],
 ) -> (u16, HashMap<String, String>) {
-    let mut url = url::Url::parse(&format!("{}{AUTHORIZE_PATH}", sim.base_url())).unwrap();
-    {
-        let mut query = url.query_pairs_mut();
-        let overridden = |key: &str| extra.iter().any(|(k, _)| *k == key);
-        for (key, value) in [
-            ("client_id", sim.config().client_id.as_str()),
-            ("state", "st/ate+1"),
-            ("response_type", "code"),
-            ("redirect_uri", REDIRECT),
-        ] {
-            if !overridden(key) {
-                query.append_pair(key, value);
-            }
-        }
-        for (key, value) in extra {
-            if !value.is_empty() {
-                query.append_pair(key, value);
-            }
-        }
-    }
-    let response = client().get(url).send().await.unwrap();
-    let status = response.status().as_u16();
-    let query = response
-        .headers()
-        .get(header::LOCATION)
-        .map(|location| {
-            url::Url::parse(location.to_str().unwrap())
-                .unwrap()
-                .query_pairs()
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default();
-    (status, query)
+    let client_id = sim.config().client_id.clone();
+    let standard = [
+        ("client_id", client_id.as_str()),
+        ("state", "st/ate+1"),
+        ("response_type", "code"),
+        ("redirect_uri", REDIRECT),
+    ];
+    let url = testkit::authorize_url(&sim.base_url(), AUTHORIZE_PATH, &standard, extra);
+    testkit::consent(url, &[], REDIRECT).await
 }
 
 /// `GET /oauth/token/` on `host` with these query parameters.

@@ -5,28 +5,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::http::header;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use rand::RngCore;
 use serde_json::Value;
 
 use super::*;
+use crate::sim::oauth::testkit::{self, client, verifier};
 
 const REDIRECT: &str = "https://relay.example.test/oauth/callback/zoho";
 const SCOPES: &str = "ZohoCRM.modules.leads.ALL,ZohoCRM.org.READ";
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-fn verifier() -> String {
-    let mut bytes = [0u8; 48];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
 
 fn dc_of(code: &str) -> &'static ZohoDc {
     dc(code).unwrap()
@@ -34,88 +19,39 @@ fn dc_of(code: &str) -> &'static ZohoDc {
 
 /// Runs the consent screen with the standard parameters plus `extra`;
 /// returns the status and the redirect's query (empty when not a redirect).
-async fn consent_raw(
-    sim: &ZohoSim,
-    http: &reqwest::Client,
-    extra: &[(&str, &str)],
-) -> (u16, HashMap<String, String>) {
-    let mut url = url::Url::parse(&format!("{}{}", sim.base_url(), AUTHORIZE_PATH)).unwrap();
-    {
-        let mut query = url.query_pairs_mut();
-        let overridden = |key: &str| extra.iter().any(|(k, _)| *k == key);
-        for (key, value) in [
-            ("scope", SCOPES),
-            ("client_id", sim.config().client_id.as_str()),
-            ("response_type", "code"),
-            ("redirect_uri", REDIRECT),
-            ("access_type", "offline"),
-            ("prompt", "consent"),
-            ("state", "st/ate+1&x=y"),
-        ] {
-            if !overridden(key) {
-                query.append_pair(key, value);
-            }
-        }
-        for (key, value) in extra {
-            if !value.is_empty() {
-                query.append_pair(key, value);
-            }
-        }
-    }
-    let response = http.get(url).send().await.unwrap();
-    let status = response.status().as_u16();
-    let query = response
-        .headers()
-        .get(header::LOCATION)
-        .map(|location| {
-            let location = location.to_str().unwrap();
-            assert!(location.starts_with(REDIRECT), "{location}");
-            url::Url::parse(location)
-                .unwrap()
-                .query_pairs()
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default();
-    (status, query)
+async fn consent_raw(sim: &ZohoSim, extra: &[(&str, &str)]) -> (u16, HashMap<String, String>) {
+    let client_id = sim.config().client_id.clone();
+    let standard = [
+        ("scope", SCOPES),
+        ("client_id", client_id.as_str()),
+        ("response_type", "code"),
+        ("redirect_uri", REDIRECT),
+        ("access_type", "offline"),
+        ("prompt", "consent"),
+        ("state", "st/ate+1&x=y"),
+    ];
+    let url = testkit::authorize_url(&sim.base_url(), AUTHORIZE_PATH, &standard, extra);
+    testkit::consent(url, &[], REDIRECT).await
 }
 
-async fn consent(
-    sim: &ZohoSim,
-    http: &reqwest::Client,
-    extra: &[(&str, &str)],
-) -> HashMap<String, String> {
-    let (status, query) = consent_raw(sim, http, extra).await;
+async fn consent(sim: &ZohoSim, extra: &[(&str, &str)]) -> HashMap<String, String> {
+    let (status, query) = consent_raw(sim, extra).await;
     assert_eq!(status, 302);
     assert_eq!(query["state"], "st/ate+1&x=y");
     query
 }
 
 /// POST to the token endpoint of `host` (`None`: no X-Forwarded-Host).
-async fn token_call(
-    sim: &ZohoSim,
-    http: &reqwest::Client,
-    host: Option<&str>,
-    form: &[(&str, &str)],
-) -> (u16, Value) {
-    let mut request = http
-        .post(format!("{}{}", sim.base_url(), TOKEN_PATH))
-        .form(form);
-    if let Some(host) = host {
-        request = request.header(FORWARDED_HOST_HEADER, host);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
+async fn token_call(sim: &ZohoSim, host: Option<&str>, form: &[(&str, &str)]) -> (u16, Value) {
+    let url = format!("{}{}", sim.base_url(), TOKEN_PATH);
+    let headers: Vec<(&str, &str)> = host
+        .map(|h| (FORWARDED_HOST_HEADER, h))
+        .into_iter()
+        .collect();
+    testkit::post_form(&url, &headers, form).await
 }
 
-async fn exchange(
-    sim: &ZohoSim,
-    http: &reqwest::Client,
-    host: &str,
-    code: &str,
-    verifier: Option<&str>,
-) -> Value {
+async fn exchange(sim: &ZohoSim, host: &str, code: &str, verifier: Option<&str>) -> Value {
     let config = sim.config();
     let mut form = vec![
         ("grant_type", "authorization_code"),
@@ -127,12 +63,12 @@ async fn exchange(
     if let Some(verifier) = verifier {
         form.push(("code_verifier", verifier));
     }
-    let (status, body) = token_call(sim, http, Some(host), &form).await;
+    let (status, body) = token_call(sim, Some(host), &form).await;
     assert_eq!(status, 200, "Zoho answers token errors with 200 too");
     body
 }
 
-async fn refresh(sim: &ZohoSim, http: &reqwest::Client, host: &str, token: &str) -> Value {
+async fn refresh(sim: &ZohoSim, host: &str, token: &str) -> Value {
     let config = sim.config();
     let form = [
         ("grant_type", "refresh_token"),
@@ -140,33 +76,21 @@ async fn refresh(sim: &ZohoSim, http: &reqwest::Client, host: &str, token: &str)
         ("client_secret", config.client_secret.as_str()),
         ("refresh_token", token),
     ];
-    let (status, body) = token_call(sim, http, Some(host), &form).await;
+    let (status, body) = token_call(sim, Some(host), &form).await;
     assert_eq!(status, 200);
     body
 }
 
 /// Consent in `dc` and exchange there: the token response.
-async fn connect(sim: &ZohoSim, http: &reqwest::Client, dc_code: &str) -> Value {
-    let query = consent(sim, http, &[("sim_dc", dc_code)]).await;
-    let body = exchange(
-        sim,
-        http,
-        dc_of(dc_code).accounts_host,
-        &query["code"],
-        None,
-    )
-    .await;
+async fn connect(sim: &ZohoSim, dc_code: &str) -> Value {
+    let query = consent(sim, &[("sim_dc", dc_code)]).await;
+    let body = exchange(sim, dc_of(dc_code).accounts_host, &query["code"], None).await;
     assert!(body["access_token"].is_string(), "{body}");
     body
 }
 
-async fn org_status(
-    sim: &ZohoSim,
-    http: &reqwest::Client,
-    host: &str,
-    token: &str,
-) -> (u16, Value) {
-    let response = http
+async fn org_status(sim: &ZohoSim, host: &str, token: &str) -> (u16, Value) {
+    let response = client()
         .get(format!("{}/crm/v8/org", sim.base_url()))
         .header(FORWARDED_HOST_HEADER, host)
         .header(header::AUTHORIZATION, format!("Zoho-oauthtoken {token}"))
@@ -188,9 +112,8 @@ fn text(body: &Value, key: &str) -> String {
 #[tokio::test]
 async fn consent_redirects_with_the_users_dc_and_accounts_server() {
     let sim = ZohoSim::start(ZohoSimConfig::default()).await;
-    let http = client();
     for dc in ZOHO_DCS {
-        let query = consent(&sim, &http, &[("sim_dc", dc.code)]).await;
+        let query = consent(&sim, &[("sim_dc", dc.code)]).await;
         assert!(query["code"].starts_with("1000."));
         assert_eq!(query["location"], dc.code);
         assert_eq!(
@@ -199,14 +122,13 @@ async fn consent_redirects_with_the_users_dc_and_accounts_server() {
         );
     }
     // Without sim_dc: the configured default (US).
-    let query = consent(&sim, &http, &[]).await;
+    let query = consent(&sim, &[]).await;
     assert_eq!(query["location"], "us");
     assert_eq!(query["accounts-server"], "https://accounts.zoho.com");
 
     // A forged accounts-server is passed through for the relay to refuse.
     let query = consent(
         &sim,
-        &http,
         &[
             ("sim_dc", "au"),
             ("sim_accounts_server", "https://evil.example"),
@@ -225,35 +147,28 @@ async fn consent_redirects_with_the_users_dc_and_accounts_server() {
 #[tokio::test]
 async fn consent_errors_and_denial() {
     let sim = ZohoSim::start(ZohoSimConfig::default()).await;
-    let http = client();
-    let (status, _) = consent_raw(&sim, &http, &[("client_id", "someone-else")]).await;
+    let (status, _) = consent_raw(&sim, &[("client_id", "someone-else")]).await;
     assert_eq!(status, 400);
-    let (status, _) = consent_raw(&sim, &http, &[("redirect_uri", "")]).await;
+    let (status, _) = consent_raw(&sim, &[("redirect_uri", "")]).await;
     assert_eq!(status, 400);
 
-    let (status, query) = consent_raw(&sim, &http, &[("sim_deny", "1")]).await;
+    let (status, query) = consent_raw(&sim, &[("sim_deny", "1")]).await;
     assert_eq!(status, 302);
     assert_eq!(query["error"], "access_denied");
     assert_eq!(query["state"], "st/ate+1&x=y");
     assert!(!query.contains_key("code"));
 
     sim.deny_next_consent();
-    let (_, query) = consent_raw(&sim, &http, &[]).await;
+    let (_, query) = consent_raw(&sim, &[]).await;
     assert_eq!(query["error"], "access_denied");
-    let (_, query) = consent_raw(&sim, &http, &[]).await;
+    let (_, query) = consent_raw(&sim, &[]).await;
     assert!(query.contains_key("code"));
 }
 
 #[tokio::test]
 async fn a_code_is_refused_on_another_dc_and_is_single_use() {
     let sim = ZohoSim::start(ZohoSimConfig::default()).await;
-    let http = client();
-    let query = consent(
-        &sim,
-        &http,
-        &[("sim_dc", "au"), ("sim_user", "bob@example.com")],
-    )
-    .await;
+    let query = consent(&sim, &[("sim_dc", "au"), ("sim_user", "bob@example.com")]).await;
     let code = &query["code"];
 
     // The US accounts server (no forwarded host) and the EU one do not know it.
@@ -265,22 +180,22 @@ async fn a_code_is_refused_on_another_dc_and_is_single_use() {
         ("redirect_uri", REDIRECT),
         ("code", code.as_str()),
     ];
-    let (status, body) = token_call(&sim, &http, None, &form).await;
+    let (status, body) = token_call(&sim, None, &form).await;
     assert_eq!(
         (status, text(&body, "error")),
         (200, "invalid_code".to_owned())
     );
-    let body = exchange(&sim, &http, "accounts.zoho.eu", code, None).await;
+    let body = exchange(&sim, "accounts.zoho.eu", code, None).await;
     assert_eq!(body["error"], "invalid_code");
 
     // Its own DC redeems it once.
-    let body = exchange(&sim, &http, "accounts.zoho.com.au", code, None).await;
+    let body = exchange(&sim, "accounts.zoho.com.au", code, None).await;
     assert!(text(&body, "access_token").starts_with("1000."));
     assert!(text(&body, "refresh_token").starts_with("1000."));
     assert_eq!(body["api_domain"], "https://www.zohoapis.com.au");
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 3600);
-    let body2 = exchange(&sim, &http, "accounts.zoho.com.au", code, None).await;
+    let body2 = exchange(&sim, "accounts.zoho.com.au", code, None).await;
     assert_eq!(body2["error"], "invalid_code");
 
     let refresh_token = text(&body, "refresh_token");
@@ -313,7 +228,6 @@ async fn a_code_is_refused_on_another_dc_and_is_single_use() {
 #[tokio::test]
 async fn pkce_s256_is_verified_when_a_challenge_was_given() {
     let sim = ZohoSim::start(ZohoSimConfig::default()).await;
-    let http = client();
     let right = verifier();
     let challenge = s256_challenge(&right);
     let with_pkce = [
@@ -321,49 +235,27 @@ async fn pkce_s256_is_verified_when_a_challenge_was_given() {
         ("code_challenge_method", "S256"),
     ];
 
-    let query = consent(&sim, &http, &with_pkce).await;
-    let body = exchange(
-        &sim,
-        &http,
-        "accounts.zoho.com",
-        &query["code"],
-        Some(&verifier()),
-    )
-    .await;
+    let query = consent(&sim, &with_pkce).await;
+    let body = exchange(&sim, "accounts.zoho.com", &query["code"], Some(&verifier())).await;
     assert_eq!(body["error"], "invalid_code");
     // The failed attempt used the code up.
-    let body = exchange(
-        &sim,
-        &http,
-        "accounts.zoho.com",
-        &query["code"],
-        Some(&right),
-    )
-    .await;
+    let body = exchange(&sim, "accounts.zoho.com", &query["code"], Some(&right)).await;
     assert_eq!(body["error"], "invalid_code");
 
-    let query = consent(&sim, &http, &with_pkce).await;
-    let body = exchange(&sim, &http, "accounts.zoho.com", &query["code"], None).await;
+    let query = consent(&sim, &with_pkce).await;
+    let body = exchange(&sim, "accounts.zoho.com", &query["code"], None).await;
     assert_eq!(
         body["error"], "invalid_code",
         "a missing verifier fails too"
     );
 
-    let query = consent(&sim, &http, &with_pkce).await;
-    let body = exchange(
-        &sim,
-        &http,
-        "accounts.zoho.com",
-        &query["code"],
-        Some(&right),
-    )
-    .await;
+    let query = consent(&sim, &with_pkce).await;
+    let body = exchange(&sim, "accounts.zoho.com", &query["code"], Some(&right)).await;
     assert!(body["access_token"].is_string(), "{body}");
 
     // A plain challenge method is refused at consent.
     let (_, query) = consent_raw(
         &sim,
-        &http,
         &[
             ("code_challenge", challenge.as_str()),
             ("code_challenge_method", "plain"),
@@ -376,8 +268,7 @@ async fn pkce_s256_is_verified_when_a_challenge_was_given() {
 #[tokio::test]
 async fn exchange_checks_client_redirect_uri_and_expiry() {
     let sim = ZohoSim::start(ZohoSimConfig::default()).await;
-    let http = client();
-    let query = consent(&sim, &http, &[]).await;
+    let query = consent(&sim, &[]).await;
     let form = [
         ("grant_type", "authorization_code"),
         ("client_id", "demo-zoho-client-id"),
@@ -385,7 +276,7 @@ async fn exchange_checks_client_redirect_uri_and_expiry() {
         ("redirect_uri", REDIRECT),
         ("code", query["code"].as_str()),
     ];
-    let (status, body) = token_call(&sim, &http, None, &form).await;
+    let (status, body) = token_call(&sim, None, &form).await;
     assert_eq!(
         (status, text(&body, "error")),
         (200, "invalid_client".to_owned())
@@ -398,16 +289,16 @@ async fn exchange_checks_client_redirect_uri_and_expiry() {
         ("redirect_uri", "https://elsewhere.example/cb"),
         ("code", query["code"].as_str()),
     ];
-    let (_, body) = token_call(&sim, &http, None, &form).await;
+    let (_, body) = token_call(&sim, None, &form).await;
     assert_eq!(body["error"], "invalid_redirect_uri");
 
-    let query = consent(&sim, &http, &[]).await;
+    let query = consent(&sim, &[]).await;
     sim.expire_auth_codes();
-    let body = exchange(&sim, &http, "accounts.zoho.com", &query["code"], None).await;
+    let body = exchange(&sim, "accounts.zoho.com", &query["code"], None).await;
     assert_eq!(body["error"], "invalid_code");
 
     // Parameters in the query string work as well as in the body.
-    let query = consent(&sim, &http, &[]).await;
+    let query = consent(&sim, &[]).await;
     let mut url = url::Url::parse(&format!("{}{}", sim.base_url(), TOKEN_PATH)).unwrap();
     url.query_pairs_mut()
         .append_pair("grant_type", "authorization_code")
@@ -415,27 +306,33 @@ async fn exchange_checks_client_redirect_uri_and_expiry() {
         .append_pair("client_secret", "demo-zoho-client-secret")
         .append_pair("redirect_uri", REDIRECT)
         .append_pair("code", &query["code"]);
-    let body: Value = http.post(url).send().await.unwrap().json().await.unwrap();
+    let body: Value = client()
+        .post(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(body["access_token"].is_string(), "{body}");
 }
 
 #[tokio::test]
 async fn refresh_tokens_only_for_offline_access_and_repeat_consent() {
     let sim = ZohoSim::start(ZohoSimConfig::default()).await;
-    let http = client();
-    let online = consent(&sim, &http, &[("access_type", "online")]).await;
-    let body = exchange(&sim, &http, "accounts.zoho.com", &online["code"], None).await;
+    let online = consent(&sim, &[("access_type", "online")]).await;
+    let body = exchange(&sim, "accounts.zoho.com", &online["code"], None).await;
     assert!(body["access_token"].is_string());
     assert!(body.get("refresh_token").is_none(), "{body}");
 
-    let first = connect(&sim, &http, "us").await;
+    let first = connect(&sim, "us").await;
     assert!(first["refresh_token"].is_string());
     // Offline again without prompt=consent: no second refresh token.
-    let again = consent(&sim, &http, &[("prompt", "none")]).await;
-    let body = exchange(&sim, &http, "accounts.zoho.com", &again["code"], None).await;
+    let again = consent(&sim, &[("prompt", "none")]).await;
+    let body = exchange(&sim, "accounts.zoho.com", &again["code"], None).await;
     assert!(body.get("refresh_token").is_none(), "{body}");
     // With prompt=consent: a new one.
-    let second = connect(&sim, &http, "us").await;
+    let second = connect(&sim, "us").await;
     assert!(second["refresh_token"].is_string());
     assert_eq!(sim.live_refresh_tokens("us", DEFAULT_USER).len(), 2);
 }
@@ -443,40 +340,31 @@ async fn refresh_tokens_only_for_offline_access_and_repeat_consent() {
 #[tokio::test]
 async fn refresh_without_rotation_keeps_the_refresh_token() {
     let sim = ZohoSim::start(ZohoSimConfig::default()).await;
-    let http = client();
-    let tokens = connect(&sim, &http, "eu").await;
+    let tokens = connect(&sim, "eu").await;
     let refresh_token = text(&tokens, "refresh_token");
 
-    let body = refresh(&sim, &http, "accounts.zoho.eu", &refresh_token).await;
+    let body = refresh(&sim, "accounts.zoho.eu", &refresh_token).await;
     assert!(body.get("refresh_token").is_none(), "{body}");
     assert_eq!(body["api_domain"], "https://www.zohoapis.eu");
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 3600);
     let access = text(&body, "access_token");
     assert_ne!(access, text(&tokens, "access_token"));
-    assert_eq!(
-        org_status(&sim, &http, "www.zohoapis.eu", &access).await.0,
-        200
-    );
+    assert_eq!(org_status(&sim, "www.zohoapis.eu", &access).await.0, 200);
     // The earlier access token still works too.
     assert_eq!(
-        org_status(
-            &sim,
-            &http,
-            "www.zohoapis.eu",
-            &text(&tokens, "access_token")
-        )
-        .await
-        .0,
+        org_status(&sim, "www.zohoapis.eu", &text(&tokens, "access_token"))
+            .await
+            .0,
         200
     );
-    let body = refresh(&sim, &http, "accounts.zoho.eu", &refresh_token).await;
+    let body = refresh(&sim, "accounts.zoho.eu", &refresh_token).await;
     assert!(body["access_token"].is_string());
 
     // Another DC's accounts server does not know the refresh token.
-    let body = refresh(&sim, &http, "accounts.zoho.com", &refresh_token).await;
+    let body = refresh(&sim, "accounts.zoho.com", &refresh_token).await;
     assert_eq!(body["error"], "invalid_code");
-    let body = refresh(&sim, &http, "accounts.zoho.eu", "1000.nope.nope").await;
+    let body = refresh(&sim, "accounts.zoho.eu", "1000.nope.nope").await;
     assert_eq!(body["error"], "invalid_code");
 
     assert_eq!(sim.refresh_calls(), 4);
@@ -491,21 +379,20 @@ async fn refresh_with_rotation_retires_the_old_token() {
         ..ZohoSimConfig::default()
     };
     let sim = ZohoSim::start(config).await;
-    let http = client();
-    let tokens = connect(&sim, &http, "in").await;
+    let tokens = connect(&sim, "in").await;
     let first = text(&tokens, "refresh_token");
 
-    let body = refresh(&sim, &http, "accounts.zoho.in", &first).await;
+    let body = refresh(&sim, "accounts.zoho.in", &first).await;
     let second = text(&body, "refresh_token");
     assert_ne!(first, second);
     assert!(!sim.is_refresh_token_live(&first));
     assert!(sim.is_refresh_token_live(&second));
     assert_eq!(
-        refresh(&sim, &http, "accounts.zoho.in", &first).await["error"],
+        refresh(&sim, "accounts.zoho.in", &first).await["error"],
         "invalid_code"
     );
     // Plain rotation: reusing the old one does not hurt the new one.
-    let body = refresh(&sim, &http, "accounts.zoho.in", &second).await;
+    let body = refresh(&sim, "accounts.zoho.in", &second).await;
     assert!(body["refresh_token"].is_string());
     assert_eq!(sim.live_refresh_tokens("in", DEFAULT_USER).len(), 1);
 }
@@ -517,48 +404,43 @@ async fn reuse_of_a_rotated_token_revokes_the_chain_when_configured() {
         ..ZohoSimConfig::default()
     };
     let sim = ZohoSim::start(config).await;
-    let http = client();
-    let tokens = connect(&sim, &http, "us").await;
+    let tokens = connect(&sim, "us").await;
     let first = text(&tokens, "refresh_token");
-    let body = refresh(&sim, &http, "accounts.zoho.com", &first).await;
+    let body = refresh(&sim, "accounts.zoho.com", &first).await;
     let second = text(&body, "refresh_token");
     let access = text(&body, "access_token");
 
     assert_eq!(
-        refresh(&sim, &http, "accounts.zoho.com", &first).await["error"],
+        refresh(&sim, "accounts.zoho.com", &first).await["error"],
         "invalid_code"
     );
     assert!(!sim.is_refresh_token_live(&second));
     assert_eq!(
-        refresh(&sim, &http, "accounts.zoho.com", &second).await["error"],
+        refresh(&sim, "accounts.zoho.com", &second).await["error"],
         "invalid_code"
     );
-    assert_eq!(
-        org_status(&sim, &http, "www.zohoapis.com", &access).await.0,
-        401
-    );
+    assert_eq!(org_status(&sim, "www.zohoapis.com", &access).await.0, 401);
 }
 
 #[tokio::test]
 async fn at_most_ten_access_tokens_per_refresh_token_per_window() {
     let sim = ZohoSim::start(ZohoSimConfig::default()).await;
-    let http = client();
     let seeded = sim.seed_connection("au", "carol@example.com");
     for _ in 0..10 {
-        let body = refresh(&sim, &http, "accounts.zoho.com.au", &seeded.refresh_token).await;
+        let body = refresh(&sim, "accounts.zoho.com.au", &seeded.refresh_token).await;
         assert!(body["access_token"].is_string(), "{body}");
     }
-    let body = refresh(&sim, &http, "accounts.zoho.com.au", &seeded.refresh_token).await;
+    let body = refresh(&sim, "accounts.zoho.com.au", &seeded.refresh_token).await;
     assert_eq!(body["error"], "Access Denied");
     assert_eq!(body["error_description"], ACCESS_DENIED_DESCRIPTION);
     // Still blocked: refusals do not mint.
-    let body = refresh(&sim, &http, "accounts.zoho.com.au", &seeded.refresh_token).await;
+    let body = refresh(&sim, "accounts.zoho.com.au", &seeded.refresh_token).await;
     assert_eq!(body["error"], "Access Denied");
     assert_eq!(sim.access_tokens_minted_for(&seeded.refresh_token), 11);
     assert_eq!(sim.refresh_calls(), 12);
 
     sim.reset_token_mint_windows();
-    let body = refresh(&sim, &http, "accounts.zoho.com.au", &seeded.refresh_token).await;
+    let body = refresh(&sim, "accounts.zoho.com.au", &seeded.refresh_token).await;
     assert!(body["access_token"].is_string());
 }
 
@@ -569,22 +451,20 @@ async fn the_mint_window_ends() {
         ..ZohoSimConfig::default()
     };
     let sim = ZohoSim::start(config).await;
-    let http = client();
     let seeded = sim.seed_connection("us", DEFAULT_USER);
     for _ in 0..2 {
         assert!(
-            refresh(&sim, &http, "accounts.zoho.com", &seeded.refresh_token).await["access_token"]
+            refresh(&sim, "accounts.zoho.com", &seeded.refresh_token).await["access_token"]
                 .is_string()
         );
     }
     assert_eq!(
-        refresh(&sim, &http, "accounts.zoho.com", &seeded.refresh_token).await["error"],
+        refresh(&sim, "accounts.zoho.com", &seeded.refresh_token).await["error"],
         "Access Denied"
     );
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert!(
-        refresh(&sim, &http, "accounts.zoho.com", &seeded.refresh_token).await["access_token"]
-            .is_string()
+        refresh(&sim, "accounts.zoho.com", &seeded.refresh_token).await["access_token"].is_string()
     );
 }
 
@@ -595,25 +475,20 @@ async fn the_sixteenth_live_access_token_invalidates_the_oldest() {
         ..ZohoSimConfig::default()
     };
     let sim = ZohoSim::start(config).await;
-    let http = client();
     let seeded = sim.seed_connection("us", DEFAULT_USER);
     let mut tokens = vec![seeded.access_token.clone()];
     for _ in 0..15 {
-        let body = refresh(&sim, &http, "accounts.zoho.com", &seeded.refresh_token).await;
+        let body = refresh(&sim, "accounts.zoho.com", &seeded.refresh_token).await;
         tokens.push(text(&body, "access_token"));
     }
     assert!(!sim.is_access_token_live(&tokens[0]));
     assert!(tokens[1..].iter().all(|t| sim.is_access_token_live(t)));
     assert_eq!(
-        org_status(&sim, &http, "www.zohoapis.com", &tokens[0])
-            .await
-            .0,
+        org_status(&sim, "www.zohoapis.com", &tokens[0]).await.0,
         401
     );
     assert_eq!(
-        org_status(&sim, &http, "www.zohoapis.com", &tokens[1])
-            .await
-            .0,
+        org_status(&sim, "www.zohoapis.com", &tokens[1]).await.0,
         200
     );
 }
@@ -621,7 +496,6 @@ async fn the_sixteenth_live_access_token_invalidates_the_oldest() {
 #[tokio::test]
 async fn the_twenty_first_refresh_token_deletes_the_oldest() {
     let sim = ZohoSim::start(ZohoSimConfig::default()).await;
-    let http = client();
     let first = sim.seed_connection("us", DEFAULT_USER);
     for _ in 0..19 {
         sim.seed_connection("us", DEFAULT_USER);
@@ -631,17 +505,17 @@ async fn the_twenty_first_refresh_token_deletes_the_oldest() {
     assert_eq!(sim.live_refresh_tokens("us", DEFAULT_USER).len(), 20);
     assert!(sim.is_refresh_token_live(&first.refresh_token));
 
-    let tokens = connect(&sim, &http, "us").await;
+    let tokens = connect(&sim, "us").await;
     let live = sim.live_refresh_tokens("us", DEFAULT_USER);
     assert_eq!(live.len(), 20);
     assert_eq!(live.last(), Some(&text(&tokens, "refresh_token")));
     assert!(!sim.is_refresh_token_live(&first.refresh_token));
     assert_eq!(
-        refresh(&sim, &http, "accounts.zoho.com", &first.refresh_token).await["error"],
+        refresh(&sim, "accounts.zoho.com", &first.refresh_token).await["error"],
         "invalid_code"
     );
     assert_eq!(
-        org_status(&sim, &http, "www.zohoapis.com", &first.access_token)
+        org_status(&sim, "www.zohoapis.com", &first.access_token)
             .await
             .0,
         401
@@ -652,21 +526,10 @@ async fn the_twenty_first_refresh_token_deletes_the_oldest() {
 #[tokio::test]
 async fn revoke_takes_the_token_in_the_query_on_its_own_dc() {
     let sim = ZohoSim::start(ZohoSimConfig::default()).await;
-    let http = client();
     let seeded = sim.seed_connection("jp", DEFAULT_USER);
     let revoke = |host: &'static str, token: String| {
-        let http = http.clone();
         let url = format!("{}{}?token={}", sim.base_url(), REVOKE_PATH, token);
-        async move {
-            let response = http
-                .post(url)
-                .header(FORWARDED_HOST_HEADER, host)
-                .send()
-                .await
-                .unwrap();
-            let status = response.status().as_u16();
-            (status, response.json::<Value>().await.unwrap())
-        }
+        async move { testkit::post_form(&url, &[(FORWARDED_HOST_HEADER, host)], &[]).await }
     };
 
     let (status, body) = revoke("accounts.zoho.com", seeded.refresh_token.clone()).await;
@@ -680,11 +543,11 @@ async fn revoke_takes_the_token_in_the_query_on_its_own_dc() {
     assert_eq!(sim.revoked_tokens(), vec![seeded.refresh_token.clone()]);
     assert!(!sim.is_refresh_token_live(&seeded.refresh_token));
     assert_eq!(
-        refresh(&sim, &http, "accounts.zoho.jp", &seeded.refresh_token).await["error"],
+        refresh(&sim, "accounts.zoho.jp", &seeded.refresh_token).await["error"],
         "invalid_code"
     );
     assert_eq!(
-        org_status(&sim, &http, "www.zohoapis.jp", &seeded.access_token)
+        org_status(&sim, "www.zohoapis.jp", &seeded.access_token)
             .await
             .0,
         401
@@ -697,18 +560,17 @@ async fn revoke_takes_the_token_in_the_query_on_its_own_dc() {
 #[tokio::test]
 async fn an_access_token_only_works_on_its_own_dc() {
     let sim = ZohoSim::start(ZohoSimConfig::default()).await;
-    let http = client();
-    let tokens = connect(&sim, &http, "au").await;
+    let tokens = connect(&sim, "au").await;
     let access = text(&tokens, "access_token");
 
-    let (status, body) = org_status(&sim, &http, "www.zohoapis.com", &access).await;
+    let (status, body) = org_status(&sim, "www.zohoapis.com", &access).await;
     assert_eq!(status, 401);
     assert_eq!(body["code"], "INVALID_TOKEN");
     assert_eq!(body["status"], "error");
     assert_eq!(body["message"], "invalid oauth token");
     assert_eq!(body["details"], serde_json::json!({}));
 
-    let (status, body) = org_status(&sim, &http, "www.zohoapis.com.au", &access).await;
+    let (status, body) = org_status(&sim, "www.zohoapis.com.au", &access).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["org"][0]["country_code"], "AU");
     assert_eq!(body["org"][0]["company_name"], "Zylker Traders");
@@ -717,12 +579,10 @@ async fn an_access_token_only_works_on_its_own_dc() {
     // Expired and missing tokens.
     sim.expire_access_tokens();
     assert_eq!(
-        org_status(&sim, &http, "www.zohoapis.com.au", &access)
-            .await
-            .0,
+        org_status(&sim, "www.zohoapis.com.au", &access).await.0,
         401
     );
-    let response = http
+    let response = client()
         .get(format!("{}/crm/v8/org", sim.base_url()))
         .header(FORWARDED_HOST_HEADER, "www.zohoapis.com.au")
         .send()
@@ -734,12 +594,10 @@ async fn an_access_token_only_works_on_its_own_dc() {
 #[tokio::test]
 async fn oauth_and_api_paths_answer_only_on_their_hosts() {
     let sim = ZohoSim::start(ZohoSimConfig::default()).await;
-    let http = client();
     let seeded = sim.seed_connection("eu", DEFAULT_USER);
 
     let (status, body) = token_call(
         &sim,
-        &http,
         Some("www.zohoapis.eu"),
         &[("grant_type", "refresh_token")],
     )
@@ -748,11 +606,11 @@ async fn oauth_and_api_paths_answer_only_on_their_hosts() {
         (status, text(&body, "code")),
         (404, "INVALID_URL_PATTERN".to_owned())
     );
-    let (status, _) = org_status(&sim, &http, "accounts.zoho.eu", &seeded.access_token).await;
+    let (status, _) = org_status(&sim, "accounts.zoho.eu", &seeded.access_token).await;
     assert_eq!(status, 404);
-    let (status, _) = org_status(&sim, &http, "evil.example", &seeded.access_token).await;
+    let (status, _) = org_status(&sim, "evil.example", &seeded.access_token).await;
     assert_eq!(status, 404);
-    let (status, _) = org_status(&sim, &http, "WWW.ZOHOAPIS.EU:443", &seeded.access_token).await;
+    let (status, _) = org_status(&sim, "WWW.ZOHOAPIS.EU:443", &seeded.access_token).await;
     assert_eq!(
         status, 200,
         "hosts compare case-insensitively, ports are dropped"
@@ -767,21 +625,20 @@ async fn oauth_and_api_paths_answer_only_on_their_hosts() {
 #[tokio::test]
 async fn throttle_faults_use_zohos_shapes() {
     let sim = ZohoSim::start(ZohoSimConfig::default()).await;
-    let http = client();
     let seeded = sim.seed_connection("us", DEFAULT_USER);
     sim.inject(ZohoRoute::Token, Fault::Throttle);
     sim.inject(ZohoRoute::Org, Fault::Throttle);
 
-    let body = refresh(&sim, &http, "accounts.zoho.com", &seeded.refresh_token).await;
+    let body = refresh(&sim, "accounts.zoho.com", &seeded.refresh_token).await;
     assert_eq!(body["error"], "Access Denied");
-    let (status, body) = org_status(&sim, &http, "www.zohoapis.com", &seeded.access_token).await;
+    let (status, body) = org_status(&sim, "www.zohoapis.com", &seeded.access_token).await;
     assert_eq!(
         (status, text(&body, "code")),
         (429, "TOO_MANY_REQUESTS".to_owned())
     );
     assert_eq!(sim.faults().pending(), 0);
 
-    let body = refresh(&sim, &http, "accounts.zoho.com", &seeded.refresh_token).await;
+    let body = refresh(&sim, "accounts.zoho.com", &seeded.refresh_token).await;
     assert!(body["access_token"].is_string());
 }
 
