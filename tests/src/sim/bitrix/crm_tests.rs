@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 use super::oauth_tests::{client, error_of, rest, started, PORTAL};
 use super::*;
+use crate::sim::shell::testkit::get_json;
 
 /// A started simulator with one portal and a live access token.
 async fn ready() -> (BitrixSim, String) {
@@ -534,17 +535,11 @@ async fn query_limit_throttle_fault_and_unknown_method() {
 async fn sim_state_is_served_unrecorded() {
     let (sim, _) = ready().await;
     sim.seed_contact(PORTAL, json!({"NAME": "Ada"}));
-    let body: Value = client()
-        .get(format!(
-            "{}{SIM_STATE_PATH}?portal={PORTAL}",
-            sim.base_url()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = get_json(format!(
+        "{}{SIM_STATE_PATH}?portal={PORTAL}",
+        sim.base_url()
+    ))
+    .await;
     assert_eq!(body, sim.state_json(PORTAL));
     assert_eq!(body["contacts"][0]["NAME"], "Ada");
     assert_eq!(body["member_id"], sim.member_id(PORTAL));

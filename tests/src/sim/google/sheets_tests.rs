@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 use super::oauth_tests::client;
 use super::*;
+use crate::sim::shell::testkit::get_json;
 
 const OWNER: &str = "owner@example.com";
 const HYPERLINK: &str = "=HYPERLINK(\"https://evil.example\",\"Click\")";
@@ -326,18 +327,12 @@ async fn raw_stores_text_while_user_entered_makes_formulas() {
         json!({"formula": HYPERLINK})
     );
     assert_eq!(state["sheets"][0]["rows"][0][0], json!(HYPERLINK));
-    let served: Value = client()
-        .get(format!(
-            "{}{SIM_STATE_PATH}?spreadsheet={}",
-            f.sim.base_url(),
-            f.id
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let served = get_json(format!(
+        "{}{SIM_STATE_PATH}?spreadsheet={}",
+        f.sim.base_url(),
+        f.id
+    ))
+    .await;
     assert_eq!(served, state);
 
     let (_, body) = f

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::*;
+use crate::sim::shell::testkit::{answer, get_json};
 
 struct Api {
     sim: HubSpotSim,
@@ -32,15 +33,7 @@ impl Api {
     }
 
     async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let response = self.raw(method, path, body).await;
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        (status, body)
+        answer(self.raw(method, path, body).await).await
     }
 
     async fn raw(
@@ -912,15 +905,7 @@ async fn call_counting_auth_and_state_endpoint() {
 
     // /_sim/state needs no token, and is neither counted nor recorded.
     let before = api.sim.requests().len();
-    let state: Value = api
-        .http
-        .get(api.url(SIM_STATE_PATH))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = get_json(api.url(SIM_STATE_PATH)).await;
     assert_eq!(state["hubId"], api.sim.config().hub_id);
     assert_eq!(state["contacts"][0]["properties"]["email"], "a@example.com");
     assert_eq!(state["deals"], json!([]));

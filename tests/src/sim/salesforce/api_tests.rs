@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::oauth_tests::{client, ACME_HOST};
 use super::*;
+use crate::sim::shell::testkit::get_json;
 
 const V: &str = "/services/data/v62.0/";
 
@@ -865,14 +866,7 @@ async fn usage_ceiling_and_faults() {
 
     // /_sim/state and /health.
     let before = api.sim.requests().len();
-    let state: Value = client()
-        .get(format!("{}/_sim/state?org=acme", api.sim.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = get_json(format!("{}/_sim/state?org=acme", api.sim.base_url())).await;
     assert!(state["records"]["Lead"].is_array());
     assert_eq!(api.sim.requests().len(), before);
     api.sim

@@ -21,6 +21,8 @@ pub mod rate;
 pub mod server;
 
 #[cfg(test)]
+pub mod testkit;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;

@@ -7,6 +7,7 @@ use axum::http::header;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::sim::shell::testkit::answer;
 
 struct Api {
     sim: ZohoSim,
@@ -53,15 +54,7 @@ impl Api {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        (status, body)
+        answer(request.send().await.unwrap()).await
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
