@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::testkit::{self, str_of};
 use super::*;
 use crate::sim::{bitrix, google, hubspot, salesforce, zoho};
 use crate::sim::{BitrixSimConfig, HubSpotSimConfig, SalesforceSimConfig, ZohoSimConfig};
+use crate::sim::{GoogleSim, GoogleSimConfig, HubSpotSim, SalesforceSim};
 
 const CLIENT: &str = "client-1";
 const REDIRECT: &str = "https://relay.example.test/oauth/callback";
@@ -678,5 +680,180 @@ fn every_table_names_its_endpoints() {
             assert!(path.starts_with('/'), "{name}: {path}");
         }
         assert!(policy.access_lifetime > Duration::ZERO, "{name}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The same rules over HTTP, for every simulator
+// ---------------------------------------------------------------------------
+
+/// One simulator's consent screen and token endpoint, as data.
+struct HttpCase {
+    name: &'static str,
+    base_url: String,
+    authorize_path: &'static str,
+    /// `X-Forwarded-Host` of token requests, where the token endpoint has a host of its own.
+    token_host: Option<&'static str>,
+    token_path: &'static str,
+    client_id: String,
+    client_secret: String,
+    scope: &'static str,
+    /// The `error` of an exchange with another redirect_uri.
+    redirect_mismatch_error: &'static str,
+    /// The status of a token request with a wrong client secret in its body.
+    bad_secret_status: u16,
+}
+
+const HTTP_REDIRECT: &str = "https://relay.example.test/oauth/callback";
+
+impl HttpCase {
+    /// A fresh code from the consent screen, with the S256 challenge of `verifier`.
+    async fn code(&self, verifier: &str) -> String {
+        let challenge = s256_challenge(verifier);
+        // Every provider's parameters at once; each ignores the others'.
+        let standard = [
+            ("response_type", "code"),
+            ("client_id", self.client_id.as_str()),
+            ("redirect_uri", HTTP_REDIRECT),
+            ("scope", self.scope),
+            ("state", "st/ate+1"),
+            ("access_type", "offline"),
+            ("prompt", "consent"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ];
+        let url = testkit::authorize_url(&self.base_url, self.authorize_path, &standard, &[]);
+        let (status, query) = testkit::consent(url, &[], HTTP_REDIRECT).await;
+        assert_eq!(status, 302, "{}", self.name);
+        assert_eq!(query["state"], "st/ate+1", "{}", self.name);
+        query["code"].clone()
+    }
+
+    async fn token(&self, form: &[(&str, &str)]) -> (u16, String, Value) {
+        let url = format!("{}{}", self.base_url, self.token_path);
+        let headers: Vec<(&str, &str)> = self
+            .token_host
+            .map(|host| ("x-forwarded-host", host))
+            .into_iter()
+            .collect();
+        let (status, body) = testkit::post_form(&url, &headers, form).await;
+        (status, str_of(&body, "error").to_owned(), body)
+    }
+
+    async fn exchange(&self, code: &str, verifier: &str) -> (u16, String, Value) {
+        let (id, secret) = (&self.client_id, &self.client_secret);
+        self.token(&testkit::code_grant(
+            id,
+            secret,
+            code,
+            HTTP_REDIRECT,
+            verifier,
+        ))
+        .await
+    }
+}
+
+async fn token_endpoint_rules(case: &HttpCase) {
+    let name = case.name;
+    let right = testkit::verifier();
+
+    // A code is redeemed once.
+    let code = case.code(&right).await;
+    let (status, _, body) = case.exchange(&code, &right).await;
+    assert_eq!(status, 200, "{name}: {body}");
+    assert!(!str_of(&body, "access_token").is_empty(), "{name}: {body}");
+    assert!(!str_of(&body, "refresh_token").is_empty(), "{name}: {body}");
+    let (status, error, _) = case.exchange(&code, &right).await;
+    assert_eq!((status, error.as_str()), (400, "invalid_grant"), "{name}");
+
+    // A wrong verifier is refused and burns the code.
+    let code = case.code(&right).await;
+    let (status, error, _) = case.exchange(&code, "not-the-verifier").await;
+    assert_eq!((status, error.as_str()), (400, "invalid_grant"), "{name}");
+    let (status, error, _) = case.exchange(&code, &right).await;
+    assert_eq!(
+        (status, error.as_str()),
+        (400, "invalid_grant"),
+        "{name}: burnt"
+    );
+
+    // No verifier at all.
+    let code = case.code(&right).await;
+    let (status, error, _) = case.exchange(&code, "").await;
+    assert_eq!((status, error.as_str()), (400, "invalid_grant"), "{name}");
+
+    // A wrong client secret.
+    let code = case.code(&right).await;
+    let form = testkit::code_grant(&case.client_id, "wrong", &code, HTTP_REDIRECT, &right);
+    let (status, error, _) = case.token(&form).await;
+    assert_eq!(
+        (status, error.as_str()),
+        (case.bad_secret_status, "invalid_client"),
+        "{name}"
+    );
+
+    // Another redirect_uri than the consent's.
+    let code = case.code(&right).await;
+    let (id, secret) = (&case.client_id, &case.client_secret);
+    let form = testkit::code_grant(id, secret, &code, "https://elsewhere.example/cb", &right);
+    let (status, error, _) = case.token(&form).await;
+    assert_eq!(
+        (status, error.as_str()),
+        (400, case.redirect_mismatch_error),
+        "{name}"
+    );
+
+    // A refresh token never issued.
+    let form = testkit::refresh_grant(id, secret, "never-issued");
+    let (status, error, _) = case.token(&form).await;
+    assert_eq!((status, error.as_str()), (400, "invalid_grant"), "{name}");
+}
+
+#[tokio::test]
+async fn every_token_endpoint_follows_the_same_rules_over_http() {
+    let hubspot = HubSpotSim::start(HubSpotSimConfig::default()).await;
+    let salesforce = SalesforceSim::start(SalesforceSimConfig::default()).await;
+    let google = GoogleSim::start(GoogleSimConfig::default()).await;
+    let cases = [
+        HttpCase {
+            name: "hubspot",
+            base_url: hubspot.base_url(),
+            authorize_path: hubspot::AUTHORIZE_PATH,
+            token_host: None,
+            token_path: hubspot::TOKEN_PATH,
+            client_id: hubspot.config().client_id.clone(),
+            client_secret: hubspot.config().client_secret.clone(),
+            scope: "oauth",
+            redirect_mismatch_error: "invalid_grant",
+            bad_secret_status: 400,
+        },
+        HttpCase {
+            name: "salesforce",
+            base_url: salesforce.base_url(),
+            authorize_path: salesforce::AUTHORIZE_PATH,
+            token_host: Some(salesforce::DEFAULT_LOGIN_HOST),
+            token_path: salesforce::TOKEN_PATH,
+            client_id: salesforce.config().client_id.clone(),
+            client_secret: salesforce.config().client_secret.clone(),
+            scope: "api refresh_token",
+            redirect_mismatch_error: "invalid_grant",
+            bad_secret_status: 400,
+        },
+        HttpCase {
+            name: "google",
+            base_url: google.base_url(),
+            authorize_path: google::AUTHORIZE_PATH,
+            token_host: Some(google::OAUTH2_HOST),
+            token_path: google::TOKEN_PATH,
+            client_id: google.config().client_id.clone(),
+            client_secret: google.config().client_secret.clone(),
+            scope: google::SPREADSHEETS_SCOPE,
+            redirect_mismatch_error: "redirect_uri_mismatch",
+            bad_secret_status: 401,
+        },
+        // -- Zoho and Bitrix24 (H2) append their cases below this line. --
+    ];
+    for case in &cases {
+        token_endpoint_rules(case).await;
     }
 }
