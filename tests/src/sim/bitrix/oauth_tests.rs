@@ -63,18 +63,10 @@ pub(super) async fn exchange(sim: &BitrixSim, code: &str) -> (u16, Value) {
 }
 
 pub(super) async fn refresh(sim: &BitrixSim, token: &str) -> (u16, Value) {
-    let config = sim.config().clone();
-    token_get(
-        sim,
-        DEFAULT_OAUTH_HOST,
-        &[
-            ("grant_type", "refresh_token"),
-            ("client_id", &config.client_id),
-            ("client_secret", &config.client_secret),
-            ("refresh_token", token),
-        ],
-    )
-    .await
+    let config = sim.config();
+    // The refresh grant's fields, in the query string.
+    let query = testkit::refresh_grant(&config.client_id, &config.client_secret, token);
+    token_get(sim, DEFAULT_OAUTH_HOST, &query).await
 }
 
 /// `POST /rest/{method}` on `portal` with a JSON body (`auth` added when given).

@@ -53,16 +53,13 @@ async fn token_call(sim: &ZohoSim, host: Option<&str>, form: &[(&str, &str)]) ->
 
 async fn exchange(sim: &ZohoSim, host: &str, code: &str, verifier: Option<&str>) -> Value {
     let config = sim.config();
-    let mut form = vec![
-        ("grant_type", "authorization_code"),
-        ("client_id", config.client_id.as_str()),
-        ("client_secret", config.client_secret.as_str()),
-        ("redirect_uri", REDIRECT),
-        ("code", code),
-    ];
-    if let Some(verifier) = verifier {
-        form.push(("code_verifier", verifier));
-    }
+    let (id, secret) = (&config.client_id, &config.client_secret);
+    let grant = testkit::code_grant(id, secret, code, REDIRECT, verifier.unwrap_or_default());
+    // Without a verifier the form has no code_verifier at all.
+    let form: Vec<(&str, &str)> = grant
+        .into_iter()
+        .filter(|(key, _)| verifier.is_some() || *key != "code_verifier")
+        .collect();
     let (status, body) = token_call(sim, Some(host), &form).await;
     assert_eq!(status, 200, "Zoho answers token errors with 200 too");
     body
@@ -70,12 +67,7 @@ async fn exchange(sim: &ZohoSim, host: &str, code: &str, verifier: Option<&str>)
 
 async fn refresh(sim: &ZohoSim, host: &str, token: &str) -> Value {
     let config = sim.config();
-    let form = [
-        ("grant_type", "refresh_token"),
-        ("client_id", config.client_id.as_str()),
-        ("client_secret", config.client_secret.as_str()),
-        ("refresh_token", token),
-    ];
+    let form = testkit::refresh_grant(&config.client_id, &config.client_secret, token);
     let (status, body) = token_call(sim, Some(host), &form).await;
     assert_eq!(status, 200);
     body
