@@ -64,7 +64,7 @@ pub const HEALTH_PATH: &str = "/health";
 /// `GET ?portal=<host>`, **simulator only**: a portal's CRM data as JSON.
 pub const SIM_STATE_PATH: &str = "/_sim/state";
 /// Paths under this prefix belong to the simulator (not recorded, never faulted).
-pub const SIM_PREFIX: &str = "/_sim/";
+pub const SIM_PREFIX: &str = super::shell::SIM_PREFIX;
 /// The header naming the host a locally routed request was meant for.
 pub const FORWARDED_HOST_HEADER: &str = "x-forwarded-host";
 /// Lifetime of an access token (`expires_in`), seconds.

@@ -60,7 +60,7 @@ pub const HEALTH_PATH: &str = "/health";
 /// `GET ?spreadsheet={id}`, **simulator only**: every sheet's rows as JSON.
 pub const SIM_STATE_PATH: &str = "/_sim/state";
 /// Paths under this prefix belong to the simulator (not recorded, never faulted).
-pub const SIM_PREFIX: &str = "/_sim/";
+pub const SIM_PREFIX: &str = super::shell::SIM_PREFIX;
 /// The header naming the host a locally routed request was meant for.
 pub const FORWARDED_HOST_HEADER: &str = "x-forwarded-host";
 /// The only scope the consent screen insists on.

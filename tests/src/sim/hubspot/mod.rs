@@ -37,9 +37,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -47,9 +47,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
 use super::faults::FaultRoute;
-use super::recorder::{self, RecordedRequest};
+use super::recorder::RecordedRequest;
 use super::shell::rate::RateWindow;
-use super::shell::{Call, Shell};
+use super::shell::{intercepted, Call, Shell};
 
 /// The fault kinds, for `inject`.
 pub use super::faults::{Fault, Lost};
@@ -82,7 +82,7 @@ pub const PROPERTIES_PREFIX: &str = "/crm/v3/properties/";
 /// configured one).
 pub const SIM_STATE_PATH: &str = "/_sim/state";
 /// Paths under this prefix belong to the simulator itself, not to HubSpot.
-pub const SIM_PREFIX: &str = "/_sim/";
+pub const SIM_PREFIX: &str = super::shell::SIM_PREFIX;
 
 /// How long an authorization code stays redeemable.
 pub const AUTH_CODE_TTL: Duration = Duration::from_secs(10 * 60);
@@ -418,7 +418,7 @@ impl Shared {
 // ---------------------------------------------------------------------------
 
 fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route(HEALTH_PATH, get(|| async { "ok" }))
         .route(AUTHORIZE_PATH, get(oauth::authorize))
         .route(TOKEN_PATH, post(oauth::token))
@@ -454,18 +454,18 @@ fn router(shared: Arc<Shared>) -> Router {
             get(schema::read_property),
         )
         .route(SIM_STATE_PATH, get(crm::sim_state))
-        .fallback(not_found)
-        .layer(middleware::from_fn_with_state(shared.clone(), intercept))
-        .with_state(shared)
+        .fallback(not_found);
+    intercepted(router, shared, intercept)
 }
 
 /// Records every request, counts authenticated CRM calls, then fires the
 /// first queued fault that applies to the request before normal handling.
-async fn intercept(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
-    if request.uri().path().starts_with(SIM_PREFIX) {
-        return next.run(request).await;
-    }
-    let (recorded, request) = recorder::capture(request).await;
+async fn intercept(
+    shared: Arc<Shared>,
+    recorded: RecordedRequest,
+    request: Request,
+    next: Next,
+) -> Response {
     let path = recorded.path.clone();
     let bearer = recorded
         .header("authorization")

@@ -32,17 +32,17 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{any, get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
 use super::faults::FaultRoute;
-use super::recorder::{self, normalize_host, HostRequest};
-use super::shell::{Call, Shell};
+use super::recorder::{normalize_host, HostRequest, RecordedRequest};
+use super::shell::{intercepted, Call, Shell};
 use super::Rotation;
 
 /// The fault kinds, for `inject`.
@@ -66,7 +66,7 @@ pub const SOAP_PREFIX: &str = "/services/Soap/u/";
 /// `GET ?org=acme`, **simulator only**: every record of one org as JSON.
 pub const SIM_STATE_PATH: &str = "/_sim/state";
 /// Paths under this prefix belong to the simulator itself.
-pub const SIM_PREFIX: &str = "/_sim/";
+pub const SIM_PREFIX: &str = super::shell::SIM_PREFIX;
 /// The header naming the host a locally routed request was meant for.
 pub const FORWARDED_HOST_HEADER: &str = "x-forwarded-host";
 /// The usage header every counted API answer carries.
@@ -537,7 +537,7 @@ fn effective_host(forwarded: Option<&str>) -> String {
 // ---------------------------------------------------------------------------
 
 fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route(HEALTH_PATH, get(|| async { "ok" }))
         .route(AUTHORIZE_PATH, get(oauth::authorize))
         .route(TOKEN_PATH, post(oauth::token))
@@ -545,19 +545,19 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/services/data/{*rest}", any(rest::handle))
         .route("/services/Soap/u/{version}", post(soap::handle))
         .route(SIM_STATE_PATH, get(rest::sim_state))
-        .fallback(not_found)
-        .layer(middleware::from_fn_with_state(shared.clone(), intercept))
-        .with_state(shared)
+        .fallback(not_found);
+    intercepted(router, shared, intercept)
 }
 
 /// Records every request, fires the first queued fault that applies, and
 /// hands the effective host to the handlers; composite subrequests are
 /// logged after their composite.
-async fn intercept(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
-    if request.uri().path().starts_with(SIM_PREFIX) {
-        return next.run(request).await;
-    }
-    let (recorded, mut request) = recorder::capture(request).await;
+async fn intercept(
+    shared: Arc<Shared>,
+    recorded: RecordedRequest,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let host = effective_host(recorded.header(FORWARDED_HOST_HEADER));
     let path = recorded.path.clone();
     let entry = SfRequest::new(&recorded, host.clone(), SfDetails::default());

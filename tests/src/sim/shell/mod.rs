@@ -32,11 +32,12 @@ use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
 use faults::{garbage_response, status_response, Fault, FaultQueue, FaultRoute, Lost};
-use log::{Logged, RequestLog};
+use log::{Logged, RecordedRequest, RequestLog};
 use server::{Resetter, ServerHandle, Stop};
 
 /// What a simulator's handlers share with the shell: the request log (of the
@@ -179,6 +180,33 @@ impl<R: FaultRoute, Q: Logged> Shell<R, Q> {
         self.stop.stopped().await;
         (StatusCode::SERVICE_UNAVAILABLE, "simulator stopped").into_response()
     }
+}
+
+/// Paths under this prefix belong to a simulator itself, not to the provider
+/// it plays: never recorded, never faulted.
+pub const SIM_PREFIX: &str = "/_sim/";
+
+/// `router` with `shared` as its state, every request except the simulator's
+/// own (`/_sim/...`) captured and handed to `intercept` with the rest of the
+/// stack (`next`) that handles it.
+pub fn intercepted<S, F, Fut>(router: Router<Arc<S>>, shared: Arc<S>, intercept: F) -> Router
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>, RecordedRequest, Request, Next) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response> + Send + 'static,
+{
+    let state = shared.clone();
+    let layer = middleware::from_fn(move |request: Request, next: Next| {
+        let (shared, intercept) = (state.clone(), intercept.clone());
+        async move {
+            if request.uri().path().starts_with(SIM_PREFIX) {
+                return next.run(request).await;
+            }
+            let (recorded, request) = log::capture(request).await;
+            intercept(shared, recorded, request, next).await
+        }
+    });
+    router.layer(layer).with_state(shared)
 }
 
 /// `body` as JSON with `status`, labelled with a provider's own `content_type`.

@@ -34,18 +34,18 @@ use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
 
 use super::faults::FaultRoute;
-use super::recorder::{self, normalize_host, Logged, RecordedRequest};
+use super::recorder::{normalize_host, Logged, RecordedRequest};
 use super::shell::rate::RateWindow;
-use super::shell::{Call, Shell};
+use super::shell::{intercepted, Call, Shell};
 use super::Rotation;
 
 /// The fault kinds, for `inject`.
@@ -69,7 +69,7 @@ pub const API_PREFIX: &str = "/crm/v8";
 /// recorded, never faulted, never metered.
 pub const SIM_STATE_PATH: &str = "/_sim/state";
 /// Paths under this prefix belong to the simulator itself, not to Zoho.
-pub const SIM_PREFIX: &str = "/_sim/";
+pub const SIM_PREFIX: &str = super::shell::SIM_PREFIX;
 /// The header naming the host a locally routed request was meant for.
 pub const FORWARDED_HOST_HEADER: &str = "x-forwarded-host";
 
@@ -636,7 +636,7 @@ impl Shared {
 // ---------------------------------------------------------------------------
 
 fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route(HEALTH_PATH, get(|| async { "ok" }))
         .route(AUTHORIZE_PATH, get(oauth::authorize))
         .route(TOKEN_PATH, post(oauth::token))
@@ -661,20 +661,20 @@ fn router(shared: Arc<Shared>) -> Router {
             post(crm::convert),
         )
         .route(SIM_STATE_PATH, get(crm::sim_state))
-        .fallback(not_found)
-        .layer(middleware::from_fn_with_state(shared.clone(), intercept))
-        .with_state(shared)
+        .fallback(not_found);
+    intercepted(router, shared, intercept)
 }
 
 /// Records every request, resolves the effective host (OAuth paths answer
 /// only on accounts hosts, API paths only on API hosts; the resolved
 /// [`Target`] is handed to the handlers as a request extension), and fires the
 /// first queued fault that applies to a request on the right host.
-async fn intercept(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
-    if request.uri().path().starts_with(SIM_PREFIX) {
-        return next.run(request).await;
-    }
-    let (recorded, mut request) = recorder::capture(request).await;
+async fn intercept(
+    shared: Arc<Shared>,
+    recorded: RecordedRequest,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let path = recorded.path.clone();
     let target = resolve_host(recorded.header(FORWARDED_HOST_HEADER));
     tracing::debug!(method = %recorded.method, %path, ?target, "zoho sim request");
