@@ -217,35 +217,12 @@ async fn a_code_is_refused_on_another_dc_and_is_single_use() {
     assert_eq!(sim.count_on("au", "POST", TOKEN_PATH), 2);
 }
 
+/// A wrong, burnt or missing verifier and the right one: see the table test
+/// `sim::oauth::tests::every_token_endpoint_follows_the_same_rules_over_http`.
 #[tokio::test]
-async fn pkce_s256_is_verified_when_a_challenge_was_given() {
+async fn a_plain_pkce_challenge_is_refused_at_consent() {
     let sim = ZohoSim::start(ZohoSimConfig::default()).await;
-    let right = verifier();
-    let challenge = s256_challenge(&right);
-    let with_pkce = [
-        ("code_challenge", challenge.as_str()),
-        ("code_challenge_method", "S256"),
-    ];
-
-    let query = consent(&sim, &with_pkce).await;
-    let body = exchange(&sim, "accounts.zoho.com", &query["code"], Some(&verifier())).await;
-    assert_eq!(body["error"], "invalid_code");
-    // The failed attempt used the code up.
-    let body = exchange(&sim, "accounts.zoho.com", &query["code"], Some(&right)).await;
-    assert_eq!(body["error"], "invalid_code");
-
-    let query = consent(&sim, &with_pkce).await;
-    let body = exchange(&sim, "accounts.zoho.com", &query["code"], None).await;
-    assert_eq!(
-        body["error"], "invalid_code",
-        "a missing verifier fails too"
-    );
-
-    let query = consent(&sim, &with_pkce).await;
-    let body = exchange(&sim, "accounts.zoho.com", &query["code"], Some(&right)).await;
-    assert!(body["access_token"].is_string(), "{body}");
-
-    // A plain challenge method is refused at consent.
+    let challenge = s256_challenge(&verifier());
     let (_, query) = consent_raw(
         &sim,
         &[
