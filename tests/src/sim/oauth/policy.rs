@@ -23,14 +23,6 @@ pub enum Rotation {
     SingleUse { lifetime: Duration },
 }
 
-// The names before the shared OAuth server, kept until zoho/ uses the new ones.
-#[allow(non_upper_case_globals)]
-impl Rotation {
-    pub const Never: Rotation = Rotation::Reusable;
-    pub const Rotate: Rotation = Rotation::Rotating;
-    pub const RotateAndRevokeOnReuse: Rotation = Rotation::RotatingReuseRevokesGrant;
-}
-
 impl Rotation {
     /// Whether a refresh retires the presented token and issues a new one.
     pub fn rotates(self) -> bool {
