@@ -6,6 +6,7 @@ pub mod bitrix24;
 pub mod freshsales;
 pub mod google_sheets;
 pub mod hubspot;
+pub mod links;
 mod progress;
 pub mod salesforce;
 pub mod zoho;
