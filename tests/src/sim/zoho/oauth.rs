@@ -353,7 +353,8 @@ fn exchange_code(shared: &Shared, target: &Target, redemption: Redemption<'_>) -
 
 fn refresh(shared: &Shared, target: &Target, refresh_token: &str) -> Response {
     let config = &shared.config;
-    let mut state = shared.auth();
+    let mut guard = shared.auth();
+    let state = &mut *guard;
     // Another DC's accounts server does not know the token: no reuse
     // detection, no mint, nothing.
     if state
@@ -363,7 +364,6 @@ fn refresh(shared: &Shared, target: &Target, refresh_token: &str) -> Response {
     {
         return oauth_error("invalid_code");
     }
-    let state = &mut *state;
     let mut throttled = false;
     let result = state
         .server
