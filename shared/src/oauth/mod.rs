@@ -335,3 +335,35 @@ fn refuses_client(error: &ProviderError) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_refusal_of_the_client_credentials_asks_for_the_secret_again() {
+        let unauthorized = |code: &str| ProviderError::Unauthorized {
+            provider: Provider::Hubspot,
+            code: code.into(),
+        };
+        let rejected = |code: &str| ProviderError::Rejected {
+            provider: Provider::Zoho,
+            status: 400,
+            code: code.into(),
+            message: String::new(),
+        };
+        assert!(refuses_client(&unauthorized("invalid_client")));
+        assert!(refuses_client(&rejected("invalid_client")));
+        assert!(refuses_client(&rejected("BAD_CLIENT_SECRET")));
+        // The grant, not the client: reconnecting is the cure, a new secret is not.
+        assert!(!refuses_client(&ProviderError::InvalidGrant {
+            provider: Provider::Hubspot,
+            code: "invalid_grant".into(),
+        }));
+        // Allowed to authenticate but not to use this grant type: the secret is right.
+        assert!(!refuses_client(&unauthorized("unauthorized_client")));
+        assert!(!refuses_client(&ProviderError::Timeout {
+            provider: Provider::Hubspot
+        }));
+    }
+}
