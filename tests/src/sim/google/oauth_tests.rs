@@ -19,20 +19,16 @@ async fn consent(
     verifier: &str,
     extra: &[(&str, &str)],
 ) -> (u16, HashMap<String, String>) {
-    let challenge = s256_challenge(verifier);
-    let standard = [
-        ("response_type", "code"),
-        ("client_id", sim.config().client_id.as_str()),
-        ("redirect_uri", REDIRECT),
-        ("scope", SPREADSHEETS_SCOPE),
-        ("state", "st/ate+1"),
-        ("access_type", "offline"),
-        ("prompt", "consent"),
-        ("code_challenge", challenge.as_str()),
-        ("code_challenge_method", "S256"),
-    ];
-    let url = testkit::authorize_url(&sim.base_url(), AUTHORIZE_PATH, &standard, extra);
-    testkit::consent(url, &[], REDIRECT).await
+    let base_url = sim.base_url();
+    let request = testkit::ConsentRequest {
+        base_url: &base_url,
+        path: AUTHORIZE_PATH,
+        client_id: &sim.config().client_id,
+        redirect_uri: REDIRECT,
+        scope: SPREADSHEETS_SCOPE,
+        more: &[("access_type", "offline"), ("prompt", "consent")],
+    };
+    request.open(verifier, extra).await
 }
 
 async fn post_form(sim: &GoogleSim, host: &str, path: &str, form: &[(&str, &str)]) -> (u16, Value) {

@@ -82,6 +82,43 @@ pub async fn consent(
     (status, query)
 }
 
+/// A consent screen and the app's standard request to it: the
+/// authorization-code flow with an S256 challenge and `state=st/ate+1`.
+pub struct ConsentRequest<'a> {
+    pub base_url: &'a str,
+    pub path: &'a str,
+    pub client_id: &'a str,
+    pub redirect_uri: &'a str,
+    pub scope: &'a str,
+    /// Parameters of the provider's own that every request carries (Google's `access_type`).
+    pub more: &'a [(&'a str, &'a str)],
+}
+
+impl ConsentRequest<'_> {
+    /// Open the consent screen with the challenge of `verifier` and the
+    /// standard parameters, as `extra` overrides them (an empty value removes
+    /// one): the status and the redirect's query.
+    pub async fn open(
+        &self,
+        verifier: &str,
+        extra: &[(&str, &str)],
+    ) -> (u16, HashMap<String, String>) {
+        let challenge = crate::sim::oauth::s256_challenge(verifier);
+        let mut standard = vec![
+            ("response_type", "code"),
+            ("client_id", self.client_id),
+            ("redirect_uri", self.redirect_uri),
+            ("scope", self.scope),
+            ("state", "st/ate+1"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ];
+        standard.extend_from_slice(self.more);
+        let url = authorize_url(self.base_url, self.path, &standard, extra);
+        consent(url, &[], self.redirect_uri).await
+    }
+}
+
 /// POST a form (with these extra headers): the status and the JSON body
 /// (`Null` when the body is not JSON).
 pub async fn post_form(url: &str, headers: &[(&str, &str)], form: &[(&str, &str)]) -> (u16, Value) {
