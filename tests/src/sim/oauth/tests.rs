@@ -644,6 +644,84 @@ fn the_answer_has_the_tables_shape() {
 }
 
 #[test]
+fn a_provider_can_peek_retire_and_age_tokens_without_revoking() {
+    for (name, policy) in tables() {
+        let mut server = server(&policy);
+        // Peeking at a code's subject leaves it redeemable.
+        let code = code_for(&mut server, "alice");
+        assert_eq!(server.code_subject(&code), Some(&"alice"), "{name}");
+        assert_eq!(server.code_subject("never-issued"), None, "{name}");
+        let first = server.exchange_code(redeem(&code, &verifier())).unwrap();
+        assert_eq!(server.code_subject(&code), None, "{name}: redeemed");
+        let refresh = first.refresh_token.clone().unwrap();
+        for token in [&refresh, &first.access_token] {
+            assert_eq!(server.token_subject(token), Some(&"alice"), "{name}");
+        }
+        assert_eq!(server.token_subject("never-issued"), None, "{name}");
+
+        // Access tokens by the refresh token current when they were minted.
+        let second = server.refresh(&refresh, CLIENT).unwrap();
+        let current = second.refresh_token.clone().unwrap();
+        let mut via = server.access_tokens_via(&refresh);
+        if current != refresh {
+            via.extend(server.access_tokens_via(&current));
+        }
+        assert_eq!(
+            via,
+            [first.access_token.clone(), second.access_token.clone()],
+            "{name}"
+        );
+
+        // An access token alone, then a refresh token with its grant.
+        assert!(server.invalidate(&second.access_token), "{name}");
+        assert_eq!(
+            server.check_access(&second.access_token),
+            Err(OAuthFailure::AccessRevoked),
+            "{name}"
+        );
+        assert!(server.refresh_live(&current), "{name}");
+        let bob = connect(&mut server, "bob");
+        let bob_refresh = bob.refresh_token.clone().unwrap();
+        assert!(server.invalidate(&bob_refresh), "{name}");
+        assert!(!server.refresh_live(&bob_refresh), "{name}");
+        assert_eq!(
+            server.check_access(&bob.access_token),
+            Err(OAuthFailure::AccessRevoked),
+            "{name}"
+        );
+        assert!(!server.invalidate("never-issued"), "{name}");
+        // Not revocations: nothing logged, nothing counted.
+        assert!(server.revoked_tokens().is_empty(), "{name}");
+        assert_eq!(server.counters(|_| true).revocations, 0, "{name}");
+
+        // The clock moves on: codes and access tokens age with it.
+        let code = code_for(&mut server, "carol");
+        let carol = connect(&mut server, "carol");
+        server.advance_clock(policy.code_lifetime);
+        assert_eq!(
+            server.exchange_code(redeem(&code, &verifier())),
+            Err(OAuthFailure::CodeExpired),
+            "{name}"
+        );
+        let left = policy.access_lifetime - policy.code_lifetime.min(policy.access_lifetime);
+        server.advance_clock(left / 2);
+        assert_eq!(
+            server.check_access(&carol.access_token),
+            Ok("carol"),
+            "{name}"
+        );
+        server.advance_clock(left - left / 2);
+        assert!(
+            matches!(
+                server.check_access(&carol.access_token),
+                Err(OAuthFailure::AccessExpired(_))
+            ),
+            "{name}"
+        );
+    }
+}
+
+#[test]
 fn pkce_helpers_follow_rfc_7636() {
     // RFC 7636 appendix B.
     let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
