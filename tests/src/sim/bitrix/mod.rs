@@ -38,7 +38,7 @@ use serde_json::{json, Map, Value};
 use super::faults::FaultRoute;
 use super::recorder::{self, decode_form, normalize_host, HostRequest};
 use super::shell::rate::RateWindow;
-use super::shell::{Call, Shell};
+use super::shell::{Call, Shell, SIM_PREFIX};
 
 /// The fault kinds, for `inject`.
 pub use super::faults::{Fault, Lost};
@@ -63,8 +63,6 @@ pub const REST_PREFIX: &str = "/rest/";
 pub const HEALTH_PATH: &str = "/health";
 /// `GET ?portal=<host>`, **simulator only**: a portal's CRM data as JSON.
 pub const SIM_STATE_PATH: &str = "/_sim/state";
-/// Paths under this prefix belong to the simulator (not recorded, never faulted).
-pub const SIM_PREFIX: &str = super::shell::SIM_PREFIX;
 /// The header naming the host a locally routed request was meant for.
 pub const FORWARDED_HOST_HEADER: &str = "x-forwarded-host";
 /// Lifetime of an access token (`expires_in`), seconds.

@@ -49,7 +49,7 @@ use serde_json::{json, Value};
 use super::faults::FaultRoute;
 use super::recorder::RecordedRequest;
 use super::shell::rate::RateWindow;
-use super::shell::{intercepted, Call, Shell};
+use super::shell::{intercepted, Call, Shell, SIM_PREFIX};
 
 /// The fault kinds, for `inject`.
 pub use super::faults::{Fault, Lost};
@@ -81,8 +81,6 @@ pub const PROPERTIES_PREFIX: &str = "/crm/v3/properties/";
 /// not recorded, not counted. `?hub_id=N` picks a hub (default: the
 /// configured one).
 pub const SIM_STATE_PATH: &str = "/_sim/state";
-/// Paths under this prefix belong to the simulator itself, not to HubSpot.
-pub const SIM_PREFIX: &str = super::shell::SIM_PREFIX;
 
 /// How long an authorization code stays redeemable.
 pub const AUTH_CODE_TTL: Duration = Duration::from_secs(10 * 60);

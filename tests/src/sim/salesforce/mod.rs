@@ -42,7 +42,7 @@ use serde_json::{json, Map, Value};
 
 use super::faults::FaultRoute;
 use super::recorder::{normalize_host, HostRequest, RecordedRequest};
-use super::shell::{intercepted, Call, Shell};
+use super::shell::{intercepted, Call, Shell, SIM_PREFIX};
 use super::Rotation;
 
 /// The fault kinds, for `inject`.
@@ -65,8 +65,6 @@ pub const REST_PREFIX: &str = "/services/data/";
 pub const SOAP_PREFIX: &str = "/services/Soap/u/";
 /// `GET ?org=acme`, **simulator only**: every record of one org as JSON.
 pub const SIM_STATE_PATH: &str = "/_sim/state";
-/// Paths under this prefix belong to the simulator itself.
-pub const SIM_PREFIX: &str = super::shell::SIM_PREFIX;
 /// The header naming the host a locally routed request was meant for.
 pub const FORWARDED_HOST_HEADER: &str = "x-forwarded-host";
 /// The usage header every counted API answer carries.

@@ -45,7 +45,7 @@ use serde_json::{json, Value};
 use super::faults::FaultRoute;
 use super::recorder::{normalize_host, Logged, RecordedRequest};
 use super::shell::rate::RateWindow;
-use super::shell::{intercepted, Call, Shell};
+use super::shell::{intercepted, Call, Shell, SIM_PREFIX};
 use super::Rotation;
 
 /// The fault kinds, for `inject`.
@@ -68,8 +68,6 @@ pub const API_PREFIX: &str = "/crm/v8";
 /// (`?dc=au`, default the configured `default_dc`). No authentication, not
 /// recorded, never faulted, never metered.
 pub const SIM_STATE_PATH: &str = "/_sim/state";
-/// Paths under this prefix belong to the simulator itself, not to Zoho.
-pub const SIM_PREFIX: &str = super::shell::SIM_PREFIX;
 /// The header naming the host a locally routed request was meant for.
 pub const FORWARDED_HOST_HEADER: &str = "x-forwarded-host";
 
