@@ -84,6 +84,8 @@ pub struct Config {
     /// How long a provider's described schema (Salesforce's objects and fields) is reused before
     /// it is described again (`SCHEMA_CACHE_TTL_SECONDS`).
     pub schema_cache_ttl: Duration,
+    /// The EventBridge bus lifecycle events go to (`EVENT_BUS_NAME`); unset, none are sent.
+    pub event_bus_name: Option<String>,
 }
 
 /// What differs per Salesforce deployment.
@@ -251,6 +253,7 @@ impl Config {
                 },
             },
             schema_cache_ttl: Duration::from_secs(number("SCHEMA_CACHE_TTL_SECONDS", 86_400)?),
+            event_bus_name: get("EVENT_BUS_NAME").map(|v| v.trim().to_string()),
         })
     }
 

@@ -5,6 +5,7 @@ use aws_config::BehaviorVersion;
 use crate::config::secrets::OAuthApps;
 use crate::config::Config;
 use crate::error::Error;
+use crate::events::LifecycleEvents;
 use crate::http::HttpClient;
 use crate::store::Store;
 use crate::vault::Vault;
@@ -15,6 +16,8 @@ pub struct Services {
     pub vault: Vault,
     pub http: HttpClient,
     pub sqs: aws_sdk_sqs::Client,
+    /// Lifecycle events (off when `EVENT_BUS_NAME` is unset).
+    pub events: LifecycleEvents,
 }
 
 impl Services {
@@ -60,6 +63,10 @@ impl Services {
             http: HttpClient::new(&config.http)
                 .with_local_routes(config.endpoint_overrides.clone()),
             sqs: aws_sdk_sqs::Client::new(aws),
+            events: LifecycleEvents::new(
+                aws_sdk_eventbridge::Client::new(aws),
+                config.event_bus_name.clone(),
+            ),
             config,
         }
     }

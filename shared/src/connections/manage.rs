@@ -353,6 +353,14 @@ pub async fn disconnect(
         Err(error) => tracing::warn!(error = %error, "could not remove every lead mapping"),
     }
     tracing::info!(revoked_at_provider = revoked, "connection deleted");
+    services
+        .events
+        .publish(crate::events::LifecycleEvent::ConnectionDisconnected {
+            tenant: caller.tenant.as_str().to_string(),
+            provider,
+            revoked_at_provider: revoked,
+        })
+        .await;
     Ok(Disconnected {
         provider,
         revoked_at_provider: revoked,

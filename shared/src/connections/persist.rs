@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 
 use crate::error::Error;
+use crate::events::LifecycleEvent;
 use crate::identity::TenantId;
 use crate::registry::Provider;
 use crate::services::Services;
@@ -77,6 +78,15 @@ pub(super) async fn store_connection(
                 reconnect = existing.is_some(),
                 "connection stored"
             );
+            services
+                .events
+                .publish(LifecycleEvent::ConnectionConnected {
+                    tenant: tenant.as_str().to_string(),
+                    provider,
+                    reconnect: existing.is_some(),
+                    account: connection.account,
+                })
+                .await;
             return Ok(existing);
         }
     }

@@ -222,12 +222,32 @@ impl HttpClient {
             attempts = field::Empty,
             elapsed_ms = field::Empty,
         );
-        self.send_with_retries(request).instrument(span).await
+        let provider = request.provider;
+        let operation = request.operation;
+        let started = Instant::now();
+        let mut throttled = 0;
+        let result = self
+            .send_with_retries(request, &mut throttled)
+            .instrument(span)
+            .await;
+        // One EMF line per call: its latency (retries and waits included) and how many
+        // throttled answers it met.
+        crate::metrics::Record::for_provider(provider)
+            .metric(
+                crate::metrics::PROVIDER_CALL_LATENCY,
+                crate::metrics::Unit::Milliseconds,
+                started.elapsed().as_secs_f64() * 1000.0,
+            )
+            .count(crate::metrics::PROVIDER_THROTTLED, throttled)
+            .property("operation", operation)
+            .emit();
+        result
     }
 
     async fn send_with_retries(
         &self,
         request: OutboundRequest,
+        throttled: &mut u64,
     ) -> Result<HttpResponse, ProviderError> {
         let provider = request.provider;
         let signals: &[ThrottleSignal] = provider
@@ -261,6 +281,7 @@ impl HttpClient {
                             retry_after,
                             give_up,
                         } => {
+                            *throttled += 1;
                             let failure = ProviderError::Throttled {
                                 provider,
                                 retry_after,

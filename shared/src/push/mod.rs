@@ -7,6 +7,7 @@
 //! skipped), or **dead-lettered** (it can never succeed, or it failed on its last allowed
 //! receive: it is sent to the DLQ with its reason).
 
+mod announce;
 mod dead_letter;
 mod destination;
 mod parked;
@@ -88,7 +89,7 @@ pub async fn process_message(services: &Services, message: &InboundMessage) -> M
             Ok(parsed) => parsed,
             Err(error) => {
                 let reason = format!("the message is not a valid lead: {error}");
-                return dead_letter::send(services, message, None, &reason).await;
+                return dead_letter(services, message, None, &[], &reason).await;
             }
         };
         let span = tracing::Span::current();
@@ -137,6 +138,12 @@ async fn push_everywhere(
         };
     }
 
+    // Kept for the record links of the "Lead Pushed" events (account facts, no secret opened).
+    let targets: Vec<_> = connections
+        .iter()
+        .filter(|c| allowed.contains(&c.provider))
+        .cloned()
+        .collect();
     let destinations = connections
         .into_iter()
         .filter(|c| allowed.contains(&c.provider));
@@ -182,6 +189,7 @@ async fn push_everywhere(
             Err(error) => failures.push(failure_of(Some(provider), &error)),
         }
     }
+    announce::pushed(services, parsed, &results, &targets).await;
     if failures.is_empty() && parked.is_empty() {
         tracing::info!(destinations = results.len(), "lead pushed");
         return MessageOutcome::Done { results };
@@ -196,7 +204,7 @@ async fn push_everywhere(
     }
     if failures.iter().all(|f| !f.retryable) {
         let reason = describe(&failures);
-        return dead_letter::send(services, message, Some(parsed), &reason).await;
+        return dead_letter(services, message, Some(parsed), &failures, &reason).await;
     }
     retry_or_give_up(services, message, parsed, failures).await
 }
@@ -213,10 +221,31 @@ async fn retry_or_give_up(
             "gave up after {} deliveries: {reason}",
             message.receive_count
         );
-        return dead_letter::send(services, message, Some(parsed), &reason).await;
+        return dead_letter(services, message, Some(parsed), &failures, &reason).await;
     }
     tracing::warn!(reason = %reason, "lead push failed; SQS will deliver it again");
-    MessageOutcome::Retry { reason }
+    let outcome = MessageOutcome::Retry { reason };
+    let failing = providers_of(&failures);
+    announce::not_pushed(services, message, Some(parsed), &failing, &outcome).await;
+    outcome
+}
+
+/// Dead-letters the message (see [`dead_letter::send`]) and announces what became of it.
+async fn dead_letter(
+    services: &Services,
+    message: &InboundMessage,
+    parsed: Option<&LeadMessage>,
+    failures: &[Failure],
+    reason: &str,
+) -> MessageOutcome {
+    let outcome = dead_letter::send(services, message, parsed, reason).await;
+    let failing = providers_of(failures);
+    announce::not_pushed(services, message, parsed, &failing, &outcome).await;
+    outcome
+}
+
+fn providers_of(failures: &[Failure]) -> Vec<Provider> {
+    failures.iter().filter_map(|f| f.provider).collect()
 }
 
 fn failure_of(provider: Option<Provider>, error: &Error) -> Failure {

@@ -30,6 +30,8 @@ use secrecy::{ExposeSecret, SecretString};
 use super::deadline;
 use crate::credentials::Credentials;
 use crate::error::{Error, ProviderError};
+use crate::events::LifecycleEvent;
+use crate::metrics;
 use crate::provider;
 use crate::registry::RefreshTokenReuse;
 use crate::services::Services;
@@ -121,6 +123,7 @@ pub async fn mark_needs_reauth(
     reason: &str,
 ) -> Error {
     let provider = connection.provider;
+    let since = Utc::now();
     match services
         .store
         .mark_needs_reauth_at_version(
@@ -128,10 +131,15 @@ pub async fn mark_needs_reauth(
             provider,
             connection.version,
             reason,
-            Utc::now(),
+            since,
         )
         .await
     {
+        // The row held the tokens that failed; announced only if it was active until now (a
+        // connection already waiting for the tenant that fails again changes nothing).
+        Ok(true) if connection.status == ConnectionStatus::Active => {
+            announce_needs_reauth(services, connection, reason, since).await;
+        }
         Ok(true) => {}
         Ok(false) => {
             tracing::info!(
@@ -162,6 +170,44 @@ pub async fn mark_needs_reauth(
         reason: reason.to_string(),
     }
 }
+
+/// "Connection Needs Reauth", or "Connection Suspended" when the provider suspended the app for
+/// the account (its code says so), and the metric.
+async fn announce_needs_reauth(
+    services: &Services,
+    connection: &Connection,
+    reason: &str,
+    since: DateTime<Utc>,
+) {
+    let tenant = connection.tenant_id.as_str().to_string();
+    let provider = connection.provider;
+    metrics::count_for(
+        Some(provider),
+        metrics::CONNECTIONS_NEEDING_REAUTH,
+        Some(&tenant),
+    );
+    let reason = reason.to_string();
+    let event = if SUSPENSION_CODES.iter().any(|code| reason.contains(code)) {
+        LifecycleEvent::ConnectionSuspended {
+            tenant,
+            provider,
+            reason,
+            since,
+        }
+    } else {
+        LifecycleEvent::ConnectionNeedsReauth {
+            tenant,
+            provider,
+            reason,
+            since,
+        }
+    };
+    services.events.publish(event).await;
+}
+
+/// Provider codes that mean the account's use of the app is suspended rather than its grant
+/// revoked (Bitrix24: the app's paid period ended).
+const SUSPENSION_CODES: [&str; 1] = ["PAYMENT_REQUIRED"];
 
 /// How long to wait before this connection may mint another access token, where the provider
 /// caps how often that may happen (Zoho blocks a refresh token for the rest of a 10-minute
@@ -486,7 +532,15 @@ async fn refresh_holding_lease(
             }
         }
     }
-    let tokens = match implementation.refresh_token(&oauth, &refresh_token).await {
+    let answer = implementation.refresh_token(&oauth, &refresh_token).await;
+    if answer.is_err() {
+        metrics::count_for(
+            Some(provider),
+            metrics::REFRESH_FAILURES,
+            Some(tenant.as_str()),
+        );
+    }
+    let tokens = match answer {
         Ok(tokens) => tokens,
         Err(error @ ProviderError::InvalidGrant { .. }) => {
             return Err(mark_needs_reauth(services, &connection, &error.to_string()).await)
@@ -567,6 +621,11 @@ async fn refresh_holding_lease(
                 error = %error,
                 "the provider issued new tokens that could not be stored"
             );
+            metrics::Record::for_provider(provider)
+                .count(metrics::REFRESHED_TOKENS_LOST, 1)
+                .count(metrics::REFRESH_FAILURES, 1)
+                .property("tenant_id", tenant.as_str())
+                .emit();
             if reuse.rotates() {
                 // The row still holds the old, possibly rotated refresh token: nobody may
                 // present it. Recording the doubt gives the lease back.
@@ -584,6 +643,7 @@ async fn refresh_holding_lease(
         }
     };
     tracing::info!(expires_at = ?tokens.expires_at, rotated, "access token refreshed and stored");
+    metrics::count_for(Some(provider), metrics::REFRESHES, Some(tenant.as_str()));
     let mut stored = connection;
     if let Some(account) = account {
         tracing::info!("account facts changed with the refresh");
