@@ -1165,3 +1165,40 @@ async fn search_lags_new_records_while_reads_by_unique_property_do_not() {
         .await;
     assert_eq!((status, &read["id"]), (200, &created["id"]));
 }
+
+#[tokio::test]
+async fn lost_answers_and_nth_faults_apply_the_call_through_the_shell() {
+    let api = Api::start().await;
+    // The second upsert from now is applied, then its answer is lost.
+    api.sim.inject_nth(
+        Route::Contacts,
+        2,
+        Fault::LoseAnswer(Lost::Status(502, "bad gateway".into())),
+    );
+    assert_eq!(api.upsert("a@example.com", json!({})).await.0, 200);
+    let (status, body) = api.upsert("b@example.com", json!({})).await;
+    assert_eq!((status, body), (502, json!("bad gateway")));
+    assert_eq!(api.sim.contacts().len(), 2, "the lost call was applied");
+
+    // A reset after applying: no answer at all, yet the contact exists.
+    api.sim
+        .inject(Route::Contacts, Fault::LoseAnswer(Lost::Reset));
+    let reset = api
+        .raw_result("/crm/v3/objects/contacts/batch/upsert", "c@example.com")
+        .await;
+    assert!(reset.is_err(), "{reset:?}");
+    assert_eq!(api.sim.contacts().len(), 3);
+    assert_eq!(api.sim.pending_faults(), 0);
+}
+
+impl Api {
+    /// An upsert of `email` whose transport outcome is kept (for resets).
+    async fn raw_result(&self, path: &str, email: &str) -> reqwest::Result<reqwest::Response> {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(&self.token)
+            .json(&json!({"inputs": [{"id": email, "idProperty": "email", "properties": {}}]}))
+            .send()
+            .await
+    }
+}
