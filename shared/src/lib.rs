@@ -12,6 +12,7 @@ pub mod events;
 pub mod http;
 pub mod identity;
 pub mod lead;
+pub mod leads;
 pub mod metrics;
 pub mod oauth;
 pub mod plan;

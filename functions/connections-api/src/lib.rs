@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::json;
 use shared::connections::{self, ApiKeyInput, SettingsInput};
 use shared::identity::Caller;
+use shared::leads;
 use shared::provider::LoginChoice;
 use shared::refresh::deadline;
 use shared::{Error, Provider, Services};
@@ -48,19 +49,24 @@ pub async fn handle(
 }
 
 async fn dispatch(services: &Services, request: &Request) -> Result<Response<Body>, Error> {
-    let (route, provider_slug) = routes::resolve(request.method().as_str(), request.uri().path())
+    let (route, parameter) = routes::resolve(request.method().as_str(), request.uri().path())
         .ok_or_else(|| Error::NotFound("route".into()))?;
     tracing::Span::current().record("route", route.template());
     let caller = caller(services, request)?;
-    let provider = match provider_slug {
-        Some(slug) => Some(
+    // The one path parameter is a provider on every route but the lead's.
+    let provider = match (route, parameter) {
+        (Route::LeadSync, _) | (_, None) => None,
+        (_, Some(slug)) => Some(
             slug.parse::<Provider>()
                 .map_err(|_| Error::NotFound(format!("provider {slug:?}")))?,
         ),
-        None => None,
     };
     let provider = || provider.ok_or_else(|| Error::NotFound("provider".into()));
     match route {
+        Route::LeadSync => {
+            let lead_id = parameter.ok_or_else(|| Error::NotFound("lead".into()))?;
+            json(200, &leads::lead_sync(services, &caller, lead_id).await?)
+        }
         Route::Authorize => {
             // No body (or `{}`) means the provider's default login host.
             let login: LoginChoice = if body_is_empty(request) {

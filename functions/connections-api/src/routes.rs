@@ -8,10 +8,11 @@ pub enum Route {
     Settings,
     Disconnect,
     ConnectFreshsales,
+    LeadSync,
 }
 
 /// Method and path template of every route.
-pub const ROUTES: [(Route, &str, &str); 6] = [
+pub const ROUTES: [(Route, &str, &str); 7] = [
     (
         Route::Authorize,
         "POST",
@@ -22,6 +23,7 @@ pub const ROUTES: [(Route, &str, &str); 6] = [
     (Route::Settings, "PUT", "/connections/{provider}/settings"),
     (Route::Disconnect, "DELETE", "/connections/{provider}"),
     (Route::ConnectFreshsales, "PUT", "/connections/freshsales"),
+    (Route::LeadSync, "GET", "/leads/{lead_id}/sync"),
 ];
 
 impl Route {
@@ -34,8 +36,8 @@ impl Route {
     }
 }
 
-/// The route for a method and path, with the `{provider}` segment if the route has one. Literal
-/// segments win over `{provider}`, as in API Gateway.
+/// The route for a method and path, with the value of its one parameter segment (`{provider}`
+/// or `{lead_id}`) if it has one. Literal segments win over a parameter, as in API Gateway.
 pub fn resolve<'p>(method: &str, path: &'p str) -> Option<(Route, Option<&'p str>)> {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let mut best: Option<(Route, Option<&str>, usize)> = None;
@@ -50,7 +52,7 @@ pub fn resolve<'p>(method: &str, path: &'p str) -> Option<(Route, Option<&'p str
         let mut provider = None;
         let mut literals = 0;
         let matched = parts.iter().zip(&segments).all(|(part, segment)| {
-            if *part == "{provider}" {
+            if part.starts_with('{') && part.ends_with('}') {
                 provider = Some(*segment);
                 !segment.is_empty()
             } else {
@@ -93,6 +95,16 @@ mod tests {
             resolve("DELETE", "/connections/freshsales"),
             Some((Route::Disconnect, Some("freshsales")))
         );
+    }
+
+    #[test]
+    fn the_lead_sync_route_carries_the_lead_id() {
+        assert_eq!(
+            resolve("GET", "/leads/lead-0001/sync"),
+            Some((Route::LeadSync, Some("lead-0001")))
+        );
+        assert_eq!(resolve("GET", "/leads//sync"), None);
+        assert_eq!(resolve("POST", "/leads/lead-0001/sync"), None);
     }
 
     #[test]

@@ -18,9 +18,9 @@ use crate::connections::open_connection;
 use crate::error::Error;
 use crate::lead::LeadMessage;
 use crate::provider::{ProgressJournal, ProgressSnapshot, PushProgress};
-use crate::registry::{AccountIdentity, Provider};
+use crate::registry::Provider;
 use crate::services::Services;
-use crate::store::{Connection, LeadClaim, LeadKey, LeadMapping, Store};
+use crate::store::{Connection, LeadClaim, LeadKey, LeadMapping, PushFailure, Store};
 
 /// A claim outlives one lead-push invocation (the function's timeout), so a live holder never
 /// loses it; a crashed holder's claim lapses before SQS redelivers the message.
@@ -45,24 +45,7 @@ fn is_stale(mapping: &LeadMapping, at: DateTime<Utc>) -> bool {
 
 /// The CRM account `connection` writes into, which scopes its lead mappings.
 pub(crate) fn account_of(connection: &Connection) -> Result<String, Error> {
-    let identity = connection
-        .provider
-        .facts()
-        .map(|f| f.account_identity)
-        .ok_or(Error::NotSupported(connection.provider))?;
-    let account = match identity {
-        AccountIdentity::AccountFact(fact) => connection.account.get(fact).cloned(),
-        AccountIdentity::Spreadsheet => connection
-            .settings
-            .as_ref()
-            .map(|s| format!("{}!{}", s.pipeline_id, s.sheet.as_deref().unwrap_or(""))),
-    };
-    account
-        .filter(|a| !a.is_empty())
-        .ok_or_else(|| Error::NeedsReauth {
-            provider: connection.provider,
-            reason: "the connection does not name the account it writes into".into(),
-        })
+    crate::store::mapping_account(connection)
 }
 
 /// Pushes to the destination of `connection`, a row of the lead's tenant read just before.
@@ -163,6 +146,8 @@ async fn push_claimed(
     // Saved whether the push succeeded or not: what was created before a failure must be found
     // by the retry, not created again.
     journal.absorb(&progress).await;
+    // How this attempt ended travels in the releasing write: no write of its own.
+    journal.note_outcome(&result).await;
     let pushed = result.as_ref().ok().map(|()| digest);
     journal.release(pushed).await?;
 
@@ -231,6 +216,32 @@ impl MappingJournal {
         let snapshot = progress.snapshot();
         let mut mapping = self.mapping.lock().await;
         apply(&mut mapping, &snapshot);
+    }
+
+    /// Notes in the mapping how the attempt ended, for the sync status: a success clears the
+    /// failure and dead-letter marks; a failure counts itself and says whether the lead will be
+    /// tried again without anyone acting.
+    async fn note_outcome(&self, result: &Result<(), Error>) {
+        let mut mapping = self.mapping.lock().await;
+        let now = Utc::now();
+        match result {
+            Ok(()) => {
+                mapping.pushed_at = Some(now);
+                mapping.last_failure = None;
+                mapping.dead_lettered = None;
+            }
+            Err(error) => {
+                let attempts = mapping.last_failure.as_ref().map_or(0, |f| f.attempts) + 1;
+                mapping.last_failure = Some(PushFailure {
+                    reason: error.to_string().chars().take(1000).collect(),
+                    at: now,
+                    attempts,
+                    will_retry: error.is_retryable() || matches!(error, Error::NeedsReauth { .. }),
+                });
+                // A failure after a redrive is a new attempt: the DLQ mark no longer holds.
+                mapping.dead_lettered = None;
+            }
+        }
     }
 
     /// Saves the mapping and gives the claim up in the same write; `pushed` marks the content

@@ -10,6 +10,11 @@
 //! writes each CRM record id (or the intent to create one) as it goes, and releases the claim
 //! when done. A second delivery of the same message meanwhile finds the claim and backs off, so
 //! two deliveries never both create records; a crashed holder's claim expires.
+//!
+//! The mapping also says how the lead's last push there ended, for `GET /leads/{id}/sync`:
+//! `pushed_at` (written with the completed push), `last_failure` (written by the releasing write
+//! of a failed push, no extra write) and `dead_lettered` (one conditional update when the
+//! message goes to the DLQ). A success clears both marks in the same releasing write.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -17,10 +22,11 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::Connection;
 use super::{conditional, malformed, store_error, tenant_pk, Store};
 use crate::error::Error;
 use crate::identity::TenantId;
-use crate::registry::Provider;
+use crate::registry::{AccountIdentity, Provider};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeadMapping {
@@ -60,6 +66,35 @@ pub struct LeadMapping {
     pub version: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<DateTime<Utc>>,
+    /// When the content in `pushed_digest` was completely pushed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_at: Option<DateTime<Utc>>,
+    /// How the last push attempt failed, until a push succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<PushFailure>,
+    /// The message was sent to the DLQ after this destination failed, until a push succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_lettered: Option<DeadLettered>,
+}
+
+/// A failed push attempt to one destination. `reason` is an error's display text, which never
+/// holds a secret (see `crate::http::redact`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushFailure {
+    pub reason: String,
+    pub at: DateTime<Utc>,
+    /// Failed attempts in a row at this destination.
+    pub attempts: u32,
+    /// Whether the lead will be tried again without anyone acting: a retryable error (SQS
+    /// delivers the message again) or a connection that needs reconnecting (the lead is parked).
+    pub will_retry: bool,
+}
+
+/// The message was dead-lettered with this reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLettered {
+    pub reason: String,
+    pub at: DateTime<Utc>,
 }
 
 /// The result of trying to claim a lead for one provider.
@@ -214,6 +249,31 @@ impl Store {
         Ok(())
     }
 
+    /// Marks a mapping whose last push failed as dead-lettered. Written only when the mapping
+    /// exists, no push holds it and its last attempt failed: a push in flight, or one that has
+    /// succeeded since, decides the status instead. Returns whether it was written.
+    pub async fn mark_dead_lettered(
+        &self,
+        lead: LeadKey<'_>,
+        mark: &DeadLettered,
+    ) -> Result<bool, Error> {
+        let value =
+            serde_dynamo::to_attribute_value(mark).map_err(|e| malformed("dead letter mark", e))?;
+        let result = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(lead)))
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(lease_owner) AND attribute_exists(last_failure)",
+            )
+            .update_expression("SET dead_lettered = :mark")
+            .expression_attribute_values(":mark", value)
+            .send()
+            .await;
+        Ok(conditional("UpdateItem", result)?.is_some())
+    }
+
     /// Every mapping of `lead_id` at `provider`, in whichever accounts it was pushed to.
     pub async fn lead_mappings_of(
         &self,
@@ -335,6 +395,29 @@ impl Store {
             .into())
         }
     }
+}
+
+/// The CRM account `connection` writes into, which scopes its lead mappings: the account fact
+/// the registry names (portal, org, domain), or the spreadsheet and tab chosen in the settings.
+pub fn mapping_account(connection: &Connection) -> Result<String, Error> {
+    let identity = connection
+        .provider
+        .facts()
+        .map(|f| f.account_identity)
+        .ok_or(Error::NotSupported(connection.provider))?;
+    let account = match identity {
+        AccountIdentity::AccountFact(fact) => connection.account.get(fact).cloned(),
+        AccountIdentity::Spreadsheet => connection
+            .settings
+            .as_ref()
+            .map(|s| format!("{}!{}", s.pipeline_id, s.sheet.as_deref().unwrap_or(""))),
+    };
+    account
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| Error::NeedsReauth {
+            provider: connection.provider,
+            reason: "the connection does not name the account it writes into".into(),
+        })
 }
 
 impl LeadMapping {

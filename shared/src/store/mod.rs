@@ -22,7 +22,9 @@ pub use connections::{
     Connection, ConnectionSettings, ConnectionStatus, ContactProperty, DueConnection, DuePage,
     DueRow, IndexCursor, LastError, RefreshMark, RefreshedRow, TokenSchedule,
 };
-pub use lead_mappings::{LeadClaim, LeadKey, LeadMapping};
+pub use lead_mappings::{
+    mapping_account, DeadLettered, LeadClaim, LeadKey, LeadMapping, PushFailure,
+};
 pub use oauth_states::PendingAuthorization;
 pub use parked_leads::ParkedLead;
 pub use schema_cache::SchemaCache;
