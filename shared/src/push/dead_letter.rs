@@ -60,3 +60,47 @@ pub(super) async fn send(
         }
     }
 }
+
+/// Marks the lead's mapping at each failing destination as dead-lettered, for the sync status,
+/// once the message is in the DLQ. One conditional update per failing destination (the
+/// connection rows, read first, name the accounts that key the mappings); a destination with
+/// no mapping (the push failed before its claim) stays unmarked. Best effort: the message is
+/// in the DLQ either way, so a failure here is logged, never raised.
+pub(super) async fn mark(
+    services: &Services,
+    parsed: Option<&LeadMessage>,
+    failing: &[crate::registry::Provider],
+    outcome: &MessageOutcome,
+) {
+    let (MessageOutcome::DeadLettered { reason }, Some(parsed)) = (outcome, parsed) else {
+        return;
+    };
+    if failing.is_empty() {
+        return;
+    }
+    let connections = match services.store.list_connections(&parsed.tenant_id).await {
+        Ok(connections) => connections,
+        Err(error) => {
+            tracing::warn!(error = %error, "could not mark the dead-lettered lead's status");
+            return;
+        }
+    };
+    let mark = crate::store::DeadLettered {
+        reason: reason.chars().take(1000).collect(),
+        at: Utc::now(),
+    };
+    for connection in connections.iter().filter(|c| failing.contains(&c.provider)) {
+        let Ok(account) = super::destination::account_of(connection) else {
+            continue;
+        };
+        let key = crate::store::LeadKey {
+            tenant: &parsed.tenant_id,
+            provider: connection.provider,
+            account: &account,
+            lead_id: &parsed.lead.id,
+        };
+        if let Err(error) = services.store.mark_dead_lettered(key, &mark).await {
+            tracing::warn!(error = %error, provider = %connection.provider, "could not mark the dead-lettered lead's status");
+        }
+    }
+}

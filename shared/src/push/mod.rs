@@ -240,6 +240,7 @@ async fn dead_letter(
 ) -> MessageOutcome {
     let outcome = dead_letter::send(services, message, parsed, reason).await;
     let failing = providers_of(failures);
+    dead_letter::mark(services, parsed, &failing, &outcome).await;
     announce::not_pushed(services, message, parsed, &failing, &outcome).await;
     outcome
 }
