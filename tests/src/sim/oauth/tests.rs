@@ -253,7 +253,7 @@ fn refresh_follows_the_rotation_rule() {
         assert_eq!(second.scopes, first.scopes, "{name}");
         assert_eq!(second.subject, "alice", "{name}");
         let current = second.refresh_token.clone().unwrap();
-        assert_eq!(server.refresh_live(&current), true, "{name}");
+        assert!(server.refresh_live(&current), "{name}");
         assert_eq!(
             server.live_refresh_tokens(|_| true),
             vec![current.clone()],
