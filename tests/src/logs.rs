@@ -48,6 +48,11 @@ pub fn install() {
             .with_writer(Capture)
             .finish();
         let _ = tracing::subscriber::set_global_default(subscriber);
+        // EMF metric lines join the captured log lines (as they would stdout on Lambda), so
+        // the secret scans cover them too.
+        shared::metrics::set_sink(|line| {
+            let _ = Capture.write_all(format!("{line}\n").as_bytes());
+        });
     });
 }
 
