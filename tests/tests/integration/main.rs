@@ -19,6 +19,7 @@ mod http_client;
 mod hubspot_requests;
 mod isolation;
 mod lead_order;
+mod lead_sync;
 mod lifecycle_events;
 mod manage;
 mod oauth_state;
