@@ -271,6 +271,30 @@ async fn every_event_a_hubspot_tenant_lives_through_is_valid_under_its_schema() 
         .collect();
     assert_eq!(linked.len(), records.len(), "{detail}");
     assert!(records.values().all(|id| linked.contains(&id.as_str())));
+    // The contact and the deal open in the HubSpot portal the connection names.
+    let hub = ctx
+        .services
+        .store
+        .get_connection(
+            &shared::identity::TenantId::parse(&tenant).unwrap(),
+            Provider::Hubspot,
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .account["hub_id"]
+        .clone();
+    for link in detail["links"].as_array().unwrap() {
+        if ["contact", "deal"].contains(&link["kind"].as_str().unwrap()) {
+            let url = link["url"].as_str().unwrap_or_else(|| panic!("{link}"));
+            assert!(
+                url.starts_with("https://app.hubspot.com/contacts/"),
+                "{url}"
+            );
+            assert!(url.contains(&hub), "{url}");
+            assert!(url.ends_with(link["id"].as_str().unwrap()), "{url}");
+        }
+    }
     seen.extend(pushed);
 
     // Failed for now: HubSpot is down for the contact call.
