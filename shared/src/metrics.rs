@@ -200,10 +200,7 @@ mod tests {
             return vec!["_aws.CloudWatchMetrics is not an array".into()];
         };
         for directive in directives {
-            if !directive["Namespace"]
-                .as_str()
-                .is_some_and(|n| !n.is_empty())
-            {
+            if directive["Namespace"].as_str().is_none_or(str::is_empty) {
                 problems.push("empty Namespace".into());
             }
             for set in directive["Dimensions"].as_array().into_iter().flatten() {
