@@ -211,17 +211,20 @@ pub(super) fn token(shared: &Shared, ctx: &Ctx) -> Response {
         );
     }
     let config = &shared.config;
-    if ctx.param("client_id") != config.client_id
-        || ctx.param("client_secret") != config.client_secret
-    {
+    let client_id = ctx.param("client_id");
+    if client_id != config.client_id || ctx.param("client_secret") != config.client_secret {
         return json_response(
             StatusCode::UNAUTHORIZED,
             &json!({"error": "invalid_client"}),
         );
     }
     match ctx.param("grant_type") {
-        "authorization_code" => exchange(shared, ctx.param("code"), ctx.param("client_id")),
-        "refresh_token" => refresh(shared, ctx.param("refresh_token"), ctx.param("client_id")),
+        "authorization_code" => grant(shared, Grant::Code(ctx.param("code")), client_id),
+        "refresh_token" => grant(
+            shared,
+            Grant::Refresh(ctx.param("refresh_token")),
+            client_id,
+        ),
         "" => b24_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -252,73 +255,65 @@ fn portal_check(portals: &[super::crm::Portal], portal: &str) -> PortalRefusal {
     }
 }
 
-fn exchange(shared: &Shared, code: &str, client_id: &str) -> Response {
-    let unix_now = shared.unix_now();
-    let mut guard = shared.state();
-    let state = &mut *guard;
-    let mut refusal = PortalRefusal::None;
-    // Single use: a presented code is gone, whatever the outcome.
-    let result = state.auth.server.exchange_code_with(
-        Redemption {
-            code,
-            client_id,
-            redirect_uri: "",
-            verifier: "",
-        },
-        |portal| {
-            refusal = portal_check(&state.portals, portal);
-            refusal == PortalRefusal::None
-        },
-    );
-    let issued = match result {
-        Ok(issued) => issued,
-        Err(_) if refusal == PortalRefusal::PaymentRequired => return payment_required(),
-        Err(_) => return invalid_grant("Invalid authorization code"),
-    };
-    let Some(portal) = state.portal(&issued.subject) else {
-        return invalid_grant("Invalid authorization code");
-    };
-    portal.installed = true;
-    let (member_id, server) = (portal.member_id.clone(), portal.oauth_server.clone());
-    token_answer(
-        &state.auth.server,
-        &issued,
-        false,
-        &member_id,
-        &server,
-        unix_now,
-    )
+/// What a token request presents.
+#[derive(Clone, Copy)]
+enum Grant<'a> {
+    Code(&'a str),
+    Refresh(&'a str),
 }
 
-fn refresh(shared: &Shared, presented: &str, client_id: &str) -> Response {
+/// Either grant: the OAuth server decides, the portal may still refuse (gone,
+/// or payment required) just before tokens are issued.
+fn grant(shared: &Shared, grant: Grant<'_>, client_id: &str) -> Response {
     let unix_now = shared.unix_now();
     let mut guard = shared.state();
     let state = &mut *guard;
     let mut refusal = PortalRefusal::None;
-    // Rotation: from here on the presented refresh token is dead.
-    let result = state
-        .auth
-        .server
-        .refresh_with(presented, client_id, |portal| {
-            refusal = portal_check(&state.portals, portal);
-            refusal == PortalRefusal::None
-        });
+    let admit = |portal: &String| {
+        refusal = portal_check(&state.portals, portal);
+        refusal == PortalRefusal::None
+    };
+    let server = &mut state.auth.server;
+    let (result, invalid) = match grant {
+        // Single use: a presented code is gone, whatever the outcome.
+        Grant::Code(code) => (
+            server.exchange_code_with(
+                Redemption {
+                    code,
+                    client_id,
+                    redirect_uri: "",
+                    verifier: "",
+                },
+                admit,
+            ),
+            "Invalid authorization code",
+        ),
+        // Rotation: from here on the presented refresh token is dead.
+        Grant::Refresh(token) => (
+            server.refresh_with(token, client_id, admit),
+            "Invalid refresh token",
+        ),
+    };
     let issued = match result {
         Ok(issued) => issued,
         Err(_) if refusal == PortalRefusal::PaymentRequired => return payment_required(),
         // Unknown, used, expired, or of an uninstalled app.
-        Err(_) => return invalid_grant("Invalid refresh token"),
+        Err(_) => return invalid_grant(invalid),
     };
     let Some(portal) = state.portal(&issued.subject) else {
-        return invalid_grant("Invalid refresh token");
+        return invalid_grant(invalid);
     };
-    let (member_id, server) = (portal.member_id.clone(), portal.oauth_server.clone());
+    let refreshed = matches!(grant, Grant::Refresh(_));
+    if !refreshed {
+        portal.installed = true;
+    }
+    let (member_id, oauth_server) = (portal.member_id.clone(), portal.oauth_server.clone());
     token_answer(
         &state.auth.server,
         &issued,
-        true,
+        refreshed,
         &member_id,
-        &server,
+        &oauth_server,
         unix_now,
     )
 }
