@@ -26,6 +26,7 @@ mod oauth_state;
 mod openapi;
 mod parked_leads;
 mod push;
+mod redrive;
 mod refresh;
 mod refresh_schedule;
 mod salesforce;
