@@ -573,6 +573,12 @@ async fn pushes_refreshes_and_failures_write_valid_emf_lines() {
             .inject(Route::Contacts, Fault::Status(502, "bad gateway".into()));
     }
     process_message(&ctx.services, &message(fatima(&tenant, "lead-o", "new"), 5)).await;
+    for _ in 0..4 {
+        ctx.hubspot
+            .inject(Route::Contacts, Fault::Status(503, "down".into()));
+    }
+    let retry = process_message(&ctx.services, &message(fatima(&tenant, "lead-v", "new"), 2)).await;
+    assert!(matches!(retry, MessageOutcome::Retry { .. }), "{retry:?}");
     // A rejected token: refreshed once, then pushed.
     ctx.hubspot.expire_access_tokens();
     assert!(ctx
@@ -613,6 +619,7 @@ async fn pushes_refreshes_and_failures_write_valid_emf_lines() {
     }
     assert_eq!(totals.get("LeadsPushed"), Some(&3.0), "{totals:?}");
     assert_eq!(totals.get("LeadsDeadLettered"), Some(&1.0), "{totals:?}");
+    assert_eq!(totals.get("LeadsFailed"), Some(&1.0), "{totals:?}");
     assert_eq!(totals.get("TokenRefreshes"), Some(&1.0), "{totals:?}");
     assert_eq!(totals.get("TokenRefreshFailures"), Some(&1.0), "{totals:?}");
     assert_eq!(
