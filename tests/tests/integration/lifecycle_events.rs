@@ -471,10 +471,11 @@ async fn a_failing_event_bus_never_fails_a_push_and_is_counted() {
     let ctx = TestContext::with_env(&[("EVENT_BUS_NAME", "relay-events-unreachable")]).await;
     let tenant = connect_hubspot(&ctx).await;
 
-    // A port that refuses connections.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // A port that refuses connections: bound but never listening, so it stays reserved for the
+    // whole test (a port merely released could be taken by another test's server meanwhile).
+    let closed = tokio::net::TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let refused = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
     // A port that accepts and never answers.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let holding = format!("http://{}", silent.local_addr().unwrap());
