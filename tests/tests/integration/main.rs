@@ -31,6 +31,7 @@ mod refresh;
 mod refresh_schedule;
 mod salesforce;
 mod salesforce_requests;
+mod template_alarms;
 mod template_secrets;
 mod template_timeouts;
 mod token_custody;
