@@ -155,6 +155,7 @@ pub async fn save_settings(
         score_property,
         field_mapping,
         sheet: None,
+        sheet_gid: None,
     };
     store_settings(services, caller, &mut open, settings).await
 }
@@ -248,6 +249,7 @@ async fn spreadsheet_settings(
         score_property: None,
         field_mapping: BTreeMap::new(),
         sheet: Some(tab.title.clone()),
+        sheet_gid: Some(tab.sheet_id),
     })
 }
 

@@ -38,8 +38,8 @@ pub struct AccountFacts<'a> {
 }
 
 impl<'a> AccountFacts<'a> {
-    /// The facts a stored connection holds. The settings keep the tab's title, not its `gid`,
-    /// so a Sheets link opens the spreadsheet at the row's range without naming the tab.
+    /// The facts a stored connection holds. Sheets settings saved before the tab's `gid` was
+    /// kept have none; their links open the spreadsheet at the row's range without naming the tab.
     pub fn of(connection: &'a Connection) -> Self {
         let spreadsheet_id = match connection.provider {
             Provider::GoogleSheets => connection
@@ -52,7 +52,10 @@ impl<'a> AccountFacts<'a> {
         AccountFacts {
             account: &connection.account,
             spreadsheet_id,
-            sheet_gid: None,
+            sheet_gid: match connection.provider {
+                Provider::GoogleSheets => connection.settings.as_ref().and_then(|s| s.sheet_gid),
+                _ => None,
+            },
         }
     }
 }

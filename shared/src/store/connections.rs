@@ -44,6 +44,10 @@ pub struct ConnectionSettings {
     /// Google Sheets: the tab rows go to (`pipeline_id` holds the spreadsheet's id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sheet: Option<String>,
+    /// Google Sheets: that tab's numeric id (`gid`), so a link to a row opens the right tab.
+    /// Settings saved before it was kept have none (their links open the spreadsheet's first tab).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sheet_gid: Option<i64>,
 }
 
 impl ConnectionSettings {

@@ -92,6 +92,7 @@ fn settings() -> ConnectionSettings {
         score_property: None,
         field_mapping: BTreeMap::new(),
         sheet: None,
+        sheet_gid: None,
     }
 }
 

@@ -112,6 +112,7 @@ fn settings() -> ConnectionSettings {
         score_property: None,
         field_mapping: BTreeMap::new(),
         sheet: None,
+        sheet_gid: None,
     }
 }
 

@@ -353,3 +353,43 @@ async fn an_unknown_lead_is_404_a_malformed_id_400_and_no_claims_401() {
         .await;
     assert_eq!(anonymous.status, 401, "{}", anonymous.body);
 }
+
+/// A Sheets row's link names the tab the settings chose (its `gid`), not whichever tab the
+/// spreadsheet opens on: here the second tab, whose `gid` is not 0.
+#[tokio::test]
+async fn a_sheets_row_link_opens_the_chosen_tab_at_the_row() {
+    const OWNER: &str = "owner@example.com";
+    let ctx = TestContext::new().await;
+    let tenant = TestContext::tenant();
+    let back = outcome(&ctx.connect_google_sheets(&tenant, "free", OWNER).await);
+    assert_eq!(back["status"], "connected", "{back:?}");
+    let spreadsheet = ctx.google.add_spreadsheet(OWNER, "Leads", &["Overview"]);
+    let gid = ctx.google.add_sheet(&spreadsheet, "Qualified");
+    assert_ne!(gid, 0);
+    let saved = ctx
+        .provider_api(
+            "connections-api/settings.json",
+            "google_sheets",
+            (&tenant, "free"),
+            Some(json!({
+                "spreadsheet_url": format!("https://docs.google.com/spreadsheets/d/{spreadsheet}/edit"),
+                "sheet": "Qualified",
+            })),
+        )
+        .await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+
+    let delivery = ctx
+        .deliver(&[message(&tenant, "lead-row", "mariam@example.qa")])
+        .await;
+    assert!(delivery.failed.is_empty(), "{delivery:?}");
+    let answer = sync(&ctx, &tenant, "lead-row").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_matches_openapi(&answer.body);
+    let row = record(destination(&answer.body, "google_sheets"), "row");
+    assert_eq!(
+        row["url"],
+        format!("https://docs.google.com/spreadsheets/d/{spreadsheet}/edit#gid={gid}&range=A2:I2"),
+        "{row}"
+    );
+}

@@ -166,6 +166,7 @@ fn settings() -> ConnectionSettings {
             },
         )]),
         sheet: None,
+        sheet_gid: None,
     }
 }
 

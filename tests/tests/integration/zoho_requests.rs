@@ -132,6 +132,7 @@ fn settings() -> ConnectionSettings {
         }),
         field_mapping: BTreeMap::new(),
         sheet: None,
+        sheet_gid: None,
     }
 }
 
