@@ -324,8 +324,7 @@ pub static HUBSPOT: ProviderFacts = ProviderFacts {
 /// sends it back with `location` and `accounts-server`, and the token response names the
 /// `api_domain`. The URLs below are the US ones; a connection's own hosts replace their origin
 /// (see `provider::zoho`). Checked: Zoho Accounts multi-DC page; Zoho CRM OAuth and
-/// token-validity pages; `zoho/crm-oas` (v8 specs) for the API (see PROVIDERS notes in the
-/// README).
+/// token-validity pages; `zoho/crm-oas` (v8 specs) for the API (see docs/providers/zoho.md).
 pub static ZOHO: ProviderFacts = ProviderFacts {
     provider: Provider::Zoho,
     display_name: "Zoho CRM",
@@ -452,7 +451,7 @@ pub static FRESHSALES: ProviderFacts = ProviderFacts {
 /// API calls go to its stored instance (see `provider::salesforce`). Checked: Salesforce's
 /// OAuth web-server flow, refresh-token rotation and revocation pages, the REST API developer
 /// guide (composite, collections, `Sforce-Limit-Info`), the SOAP API's `convertLead()`, and
-/// `forcedotcom/sfdx-core` for the host allow-list (README, provider notes).
+/// `forcedotcom/sfdx-core` for the host allow-list (docs/providers/salesforce.md).
 pub static SALESFORCE: ProviderFacts = ProviderFacts {
     provider: Provider::Salesforce,
     display_name: "Salesforce",
@@ -508,7 +507,7 @@ pub static SALESFORCE: ProviderFacts = ProviderFacts {
 /// portal's REST endpoint (`client_endpoint`). The URLs below are the default OAuth server's and
 /// a placeholder portal's. Checked: Bitrix24's REST documentation (`bitrix24/b24restdocs`:
 /// `api-reference/oauth/index.md`, `auto-renewal.md`, the system error list, and the pages of
-/// each method used) (README, provider notes).
+/// each method used) (docs/providers/bitrix24.md).
 pub static BITRIX24: ProviderFacts = ProviderFacts {
     provider: Provider::Bitrix24,
     display_name: "Bitrix24",
@@ -590,8 +589,8 @@ pub const BITRIX24_OAUTH_SERVERS: &[&str] = &[
 /// Google Sheets: Google's OAuth 2.0 for web server apps and the Sheets API v4. An API key
 /// cannot write (it only identifies a project for public data), so the tenant connects with
 /// OAuth and names its spreadsheet in the settings. Checked: Google's OAuth web-server guide and
-/// scope list, the Sheets API v4 discovery document and its `values.append` reference (README,
-/// provider notes).
+/// scope list, the Sheets API v4 discovery document and its `values.append` reference
+/// (docs/providers/google_sheets.md).
 pub static GOOGLE_SHEETS: ProviderFacts = ProviderFacts {
     provider: Provider::GoogleSheets,
     display_name: "Google Sheets",

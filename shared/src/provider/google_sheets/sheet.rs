@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::lead::{truncate_chars, Lead};
 
-/// The row's columns, in order (documented in the README).
+/// The row's columns, in order (documented in docs/providers/google_sheets.md).
 pub(super) const HEADER: [&str; 9] = [
     "Time", "Name", "Phone", "Email", "Source", "Score", "Stage", "Summary", "Lead ID",
 ];

@@ -1,7 +1,7 @@
 //! LeadRelay's lead as Salesforce records, fitted to the org's described fields: a field the
 //! org does not have (or does not let us write) is left out, text is cut to the field's length,
-//! and a required field we have no value for gets its documented default (README), so a
-//! customised org never fails a push for want of a value.
+//! and a required field we have no value for gets its documented default
+//! (docs/providers/salesforce.md), so a customised org never fails a push for want of a value.
 
 use chrono::NaiveDate;
 use serde_json::{json, Map, Value};
