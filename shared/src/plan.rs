@@ -2,10 +2,15 @@
 //!
 //! Free: Google Sheets only. Pro: Google Sheets plus one CRM of HubSpot, Zoho, Freshsales and
 //! Bitrix24. Business: everything, Salesforce included.
+//!
+//! Where a plan comes from: the caller's JWT claim (connect) or the SQS message (push) is the
+//! caller's view; the plan billing last told us (`store::tenant_plans`, fed by the billing
+//! event) wins when it changed after that view was formed ([`effective`]).
 
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::registry::Provider;
@@ -77,7 +82,8 @@ impl Plan {
                 ),
             });
         }
-        if !provider.is_crm() {
+        // A reconnect (or a connection a downgrade suspended) takes no new CRM slot.
+        if !provider.is_crm() || connected.contains(&provider) {
             return Ok(());
         }
         let other_crms: Vec<Provider> = connected
@@ -99,8 +105,10 @@ impl Plan {
         Ok(())
     }
 
-    /// Which of a tenant's connections its plan lets leads flow to, e.g. after a downgrade. On
-    /// Pro the CRM connected first keeps working.
+    /// Which of a tenant's connections its plan lets leads flow to, e.g. after a downgrade; the
+    /// others are suspended by the plan. `connected_in_order` is ordered by first connection
+    /// (`Connection::first_connected`, which a reconnect keeps): on Pro the CRM connected first
+    /// keeps working.
     pub fn allowed_destinations(self, connected_in_order: &[Provider]) -> Vec<Provider> {
         let mut crms = 0;
         connected_in_order
@@ -117,6 +125,68 @@ impl Plan {
                 true
             })
             .collect()
+    }
+}
+
+/// The plan billing last reported for a tenant, and when billing says it changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredPlan {
+    pub plan: Plan,
+    pub changed_at: DateTime<Utc>,
+}
+
+/// The plan to enforce: the caller's view (`claimed`, as of `claimed_at` when known), unless
+/// billing's stored plan changed after it. A claim of unknown age (a JWT: its `iat` is not
+/// read) yields to any stored plan; with nothing stored, the claim stands.
+pub fn effective(
+    claimed: Plan,
+    claimed_at: Option<DateTime<Utc>>,
+    stored: Option<StoredPlan>,
+) -> Plan {
+    match (stored, claimed_at) {
+        (Some(stored), Some(at)) if stored.changed_at <= at => claimed,
+        (Some(stored), _) => stored.plan,
+        (None, _) => claimed,
+    }
+}
+
+/// The EventBridge `source` of billing's plan changes.
+pub const BILLING_SOURCE: &str = "leadrelay.billing";
+/// Their `detail-type`.
+pub const PLAN_CHANGED: &str = "Tenant Plan Changed";
+
+/// An event's `detail` when billing changes a tenant's plan (docs/architecture.md, Plans):
+/// `{"tenant_id": "acme", "plan": "pro", "changed_at": "2026-12-01T10:00:00Z"}`. Other fields
+/// are ignored, so billing may add some.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanChange {
+    pub tenant: crate::identity::TenantId,
+    pub plan: Plan,
+    pub changed_at: DateTime<Utc>,
+}
+
+impl PlanChange {
+    /// Reads the detail; the error names the field, never echoes a value.
+    pub fn from_detail(detail: &serde_json::Value) -> Result<PlanChange, String> {
+        let text = |name: &'static str| {
+            detail
+                .get(name)
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| format!("{name} is missing or not a string"))
+        };
+        let tenant = crate::identity::TenantId::parse(text("tenant_id")?)
+            .map_err(|_| "tenant_id is not a tenant id".to_string())?;
+        let plan = text("plan")?
+            .parse::<Plan>()
+            .map_err(|_| "plan must be free, pro or business".to_string())?;
+        let changed_at = DateTime::parse_from_rfc3339(text("changed_at")?)
+            .map_err(|_| "changed_at is not an RFC 3339 time".to_string())?
+            .with_timezone(&Utc);
+        Ok(PlanChange {
+            tenant,
+            plan,
+            changed_at,
+        })
     }
 }
 
@@ -229,6 +299,67 @@ mod tests {
             Plan::Business.allowed_destinations(&connected),
             connected.to_vec()
         );
+    }
+
+    #[test]
+    fn a_suspended_or_reconnected_crm_takes_no_new_slot() {
+        assert_eq!(
+            needed(Plan::Pro.check_connect(Zoho, &[Hubspot, Zoho])),
+            None
+        );
+        assert_eq!(
+            needed(Plan::Free.check_connect(Hubspot, &[Hubspot])),
+            Some(Plan::Pro)
+        );
+    }
+
+    #[test]
+    fn the_stored_plan_wins_when_it_changed_after_the_claim() {
+        let at = |s: i64| DateTime::<Utc>::from_timestamp(s, 0).unwrap();
+        let stored = Some(StoredPlan {
+            plan: Plan::Pro,
+            changed_at: at(100),
+        });
+        assert_eq!(effective(Plan::Business, Some(at(99)), stored), Plan::Pro);
+        assert_eq!(
+            effective(Plan::Business, Some(at(100)), stored),
+            Plan::Business
+        );
+        assert_eq!(effective(Plan::Business, None, stored), Plan::Pro);
+        assert_eq!(effective(Plan::Business, None, None), Plan::Business);
+    }
+
+    #[test]
+    fn a_plan_change_detail_is_read_and_checked() {
+        let change = PlanChange::from_detail(&serde_json::json!({
+            "tenant_id": "acme", "plan": "Pro", "changed_at": "2026-12-01T10:00:00+01:00",
+            "invoice": "in_1"
+        }))
+        .unwrap();
+        assert_eq!(change.tenant.as_str(), "acme");
+        assert_eq!(change.plan, Plan::Pro);
+        assert_eq!(change.changed_at.to_rfc3339(), "2026-12-01T09:00:00+00:00");
+        for (bad, field) in [
+            (
+                serde_json::json!({"plan": "pro", "changed_at": "2026-12-01T10:00:00Z"}),
+                "tenant_id",
+            ),
+            (
+                serde_json::json!({"tenant_id": "a#b", "plan": "pro", "changed_at": "2026-12-01T10:00:00Z"}),
+                "tenant_id",
+            ),
+            (
+                serde_json::json!({"tenant_id": "a", "plan": "gold", "changed_at": "2026-12-01T10:00:00Z"}),
+                "plan",
+            ),
+            (
+                serde_json::json!({"tenant_id": "a", "plan": "pro", "changed_at": "yesterday"}),
+                "changed_at",
+            ),
+        ] {
+            let error = PlanChange::from_detail(&bad).unwrap_err();
+            assert!(error.starts_with(field), "{error}");
+        }
     }
 
     #[test]

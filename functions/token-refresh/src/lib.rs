@@ -1,10 +1,12 @@
 //! `token-refresh`: refreshes every OAuth token that is due before the next run (plus a
 //! margin), found through the sharded, sparse `by-refresh-due` index.
 //!
-//! Two events reach it: the EventBridge schedule ([`handle`]), which fans out one message per
+//! Three events reach it: the EventBridge schedule ([`handle`]), which fans out one message per
 //! index shard to the refresh-shard queue (or, without one, walks the shards itself), and
 //! those messages ([`handle_shards`]), each walking one shard until the invocation's deadline.
 //! Both run inside the Lambda context's deadline, so no refresh starts that could not finish.
+//! The third is billing's plan change ([`handle_plan_change`]): stored per tenant, it is here
+//! because this function already takes EventBridge events and has the table, nothing more.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
@@ -67,8 +69,53 @@ pub async fn handle_shards(
     Ok(response)
 }
 
-/// What `main` registers: an SQS event (it has `Records`) goes to [`handle_shards`], anything
-/// else is the schedule. Boxed: the refresh futures are too deep for the compiler's layout
+/// What became of a billing plan change.
+#[derive(Debug, serde::Serialize, PartialEq, Eq)]
+pub struct PlanChangeOutcome {
+    /// Stored; `false` for a change not newer than the stored one (out of order, or again).
+    pub applied: bool,
+    /// Why the event was dropped as unreadable, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+/// Billing's `Tenant Plan Changed` event: the plan is stored for the tenant unless a change at
+/// the same or a later `changed_at` is stored already. A detail that does not read is logged
+/// and dropped (it will not read better on a retry); a storage failure fails the invocation, so
+/// EventBridge's asynchronous invocation retries it.
+pub async fn handle_plan_change(
+    services: &Services,
+    detail: &Value,
+) -> Result<PlanChangeOutcome, lambda_runtime::Error> {
+    let change = match shared::plan::PlanChange::from_detail(detail) {
+        Ok(change) => change,
+        Err(reason) => {
+            tracing::error!(reason = %reason, "billing plan change dropped: it does not read");
+            return Ok(PlanChangeOutcome {
+                applied: false,
+                refused: Some(reason),
+            });
+        }
+    };
+    let applied = services
+        .store
+        .record_plan_change(&change.tenant, change.plan, change.changed_at)
+        .await?;
+    tracing::info!(
+        tenant = %change.tenant,
+        plan = %change.plan,
+        changed_at = %change.changed_at,
+        applied,
+        "billing plan change"
+    );
+    Ok(PlanChangeOutcome {
+        applied,
+        refused: None,
+    })
+}
+
+/// What `main` registers: an SQS event (it has `Records`) goes to [`handle_shards`], billing's
+/// plan change to [`handle_plan_change`], anything else is the schedule. Boxed: the refresh futures are too deep for the compiler's layout
 /// query otherwise.
 pub async fn handle_any(
     services: &Services,
@@ -79,6 +126,13 @@ pub async fn handle_any(
         let sqs: SqsEvent = serde_json::from_value(payload)?;
         let response = Box::pin(handle_shards(services, LambdaEvent::new(sqs, context))).await?;
         Ok(serde_json::to_value(response)?)
+    } else if payload.get("source").and_then(Value::as_str) == Some(shared::plan::BILLING_SOURCE)
+        && payload.get("detail-type").and_then(Value::as_str) == Some(shared::plan::PLAN_CHANGED)
+    {
+        let detail = payload.get("detail").cloned().unwrap_or(Value::Null);
+        Ok(serde_json::to_value(
+            handle_plan_change(services, &detail).await?,
+        )?)
     } else {
         let schedule: EventBridgeEvent = serde_json::from_value(payload)?;
         let summary = Box::pin(handle(services, LambdaEvent::new(schedule, context))).await?;

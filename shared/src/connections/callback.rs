@@ -35,6 +35,7 @@ enum Failure {
     UntrustedAccountsServer,
     TokenExchangeFailed,
     ProviderUnavailable,
+    PlanRequired,
     Internal,
 }
 
@@ -48,6 +49,7 @@ impl Failure {
             Failure::UntrustedAccountsServer => "untrusted_accounts_server",
             Failure::TokenExchangeFailed => "token_exchange_failed",
             Failure::ProviderUnavailable => "provider_unavailable",
+            Failure::PlanRequired => "plan_required",
             Failure::Internal => "internal",
         }
     }
@@ -192,6 +194,7 @@ async fn connect(
         has_refresh_token: credentials.refresh_token.is_some(),
         account,
         expires_at: tokens.expires_at,
+        claimed_plan: None,
     };
     // A failed write here is not proof that nothing was stored, so the new tokens are not
     // revoked on it (that could kill a connection that did get stored).
@@ -298,6 +301,10 @@ fn exchange_failure(error: ProviderError) -> Failure {
 }
 
 fn internal(error: Error) -> Failure {
+    // The plan re-checked at the write refused it (the new tokens were revoked there).
+    if matches!(error, Error::PlanRequired(_)) {
+        return Failure::PlanRequired;
+    }
     tracing::error!(error = %error, "storage failed during connect");
     Failure::Internal
 }

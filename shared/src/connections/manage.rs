@@ -19,7 +19,7 @@ pub async fn list_connections(
     caller: &Caller,
 ) -> Result<Vec<ConnectionView>, Error> {
     let connections = services.store.list_connections(&caller.tenant).await?;
-    ConnectionView::with_parked_counts(services, &caller.tenant, &connections).await
+    ConnectionView::with_parked_counts(services, caller, &connections).await
 }
 
 /// `GET /connections/{provider}/pipelines`.

@@ -21,6 +21,9 @@ pub struct ConnectionView {
     pub version: u64,
     /// Leads waiting for this connection to be reconnected (see `crate::push::release_parked`).
     pub parked_leads: usize,
+    /// The tenant's plan no longer allows this connection (a downgrade): it is kept but not
+    /// pushed to, and works again after an upgrade (see `Plan::allowed_destinations`).
+    pub suspended_by_plan: bool,
 }
 
 impl From<&Connection> for ConnectionView {
@@ -36,25 +39,39 @@ impl From<&Connection> for ConnectionView {
             settings: c.settings.clone(),
             version: c.version,
             parked_leads: 0,
+            suspended_by_plan: false,
         }
     }
 }
 
 impl ConnectionView {
-    /// The views of a tenant's connections with their parked-lead counts (one query).
+    /// The views of a tenant's connections with their parked-lead counts (one query) and
+    /// whether the tenant's plan (`plan::effective`) suspends them. `connections` come first connected first (as
+    /// `Store::list_connections` returns them): the order the keep rule goes by.
     pub(crate) async fn with_parked_counts(
         services: &crate::services::Services,
-        tenant: &crate::identity::TenantId,
+        caller: &crate::identity::Caller,
         connections: &[Connection],
     ) -> Result<Vec<ConnectionView>, crate::error::Error> {
+        let tenant = &caller.tenant;
+        let stored = services.store.get_tenant_plan(tenant).await?;
+        let plan = crate::plan::effective(caller.plan, None, stored);
         let counts = services
             .store
             .count_parked_leads(tenant, Utc::now())
             .await?;
+        let connected: Vec<Provider> = connections
+            .iter()
+            .filter(|c| c.status != ConnectionStatus::Disconnected)
+            .map(|c| c.provider)
+            .collect();
+        let allowed = plan.allowed_destinations(&connected);
         Ok(connections
             .iter()
             .map(|c| ConnectionView {
                 parked_leads: counts.get(&c.provider).copied().unwrap_or(0),
+                suspended_by_plan: connected.contains(&c.provider)
+                    && !allowed.contains(&c.provider),
                 ..ConnectionView::from(c)
             })
             .collect())

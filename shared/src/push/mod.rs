@@ -126,9 +126,20 @@ async fn push_everywhere(
         .filter(|c| c.status != ConnectionStatus::Disconnected)
         .map(|c| c.provider)
         .collect();
-    let allowed = parsed.plan.allowed_destinations(&connected);
+    // The message's plan is the pipeline's view when the lead event occurred; a plan change
+    // billing reported after that wins, so a downgrade reaches queued, retried and redriven
+    // messages too.
+    let stored = match services.store.get_tenant_plan(&parsed.tenant_id).await {
+        Ok(stored) => stored,
+        Err(error) => {
+            return retry_or_give_up(services, message, parsed, vec![failure_of(None, &error)])
+                .await
+        }
+    };
+    let plan = crate::plan::effective(parsed.plan, Some(parsed.occurred_at), stored);
+    let allowed = plan.allowed_destinations(&connected);
     for provider in connected.iter().filter(|p| !allowed.contains(p)) {
-        tracing::warn!(provider = %provider, plan = %parsed.plan, "connection not pushed: the plan does not allow it");
+        tracing::warn!(provider = %provider, plan = %plan, "connection not pushed: suspended by the plan");
     }
     if allowed.is_empty() {
         // The lead stays in LeadRelay; the relay has nowhere to put it. Not a failure.

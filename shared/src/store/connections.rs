@@ -180,7 +180,13 @@ pub struct Connection {
     pub version: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<ConnectionSettings>,
+    /// When the current tokens' connection was made: a reconnect resets it (parking compares it).
     pub connected_at: DateTime<Utc>,
+    /// When this provider was first connected for the tenant: a reconnect keeps it, so the CRM
+    /// a downgraded Pro tenant keeps does not change by reconnecting (rows written before it
+    /// existed fall back to `connected_at`; see [`Connection::first_connected`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_connected_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -211,6 +217,11 @@ pub struct RefreshMark {
 }
 
 impl Connection {
+    /// The order a plan's keep rule goes by: first connection, kept across reconnects.
+    pub fn first_connected(&self) -> DateTime<Utc> {
+        self.first_connected_at.unwrap_or(self.connected_at)
+    }
+
     pub fn token_expiry(&self) -> Option<DateTime<Utc>> {
         self.token_expires_at
             .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0))
@@ -368,7 +379,8 @@ impl Store {
             .transpose()
     }
 
-    /// All of a tenant's connections, oldest connection first.
+    /// All of a tenant's connections, first connected first (ties by provider, so the order is
+    /// the same on every read).
     pub async fn list_connections(&self, tenant: &TenantId) -> Result<Vec<Connection>, Error> {
         let mut connections: Vec<Connection> = Vec::new();
         let mut start = None;
@@ -394,7 +406,7 @@ impl Store {
                 break;
             }
         }
-        connections.sort_by_key(|c| c.connected_at);
+        connections.sort_by_key(|c| (c.first_connected(), c.provider.slug()));
         Ok(connections)
     }
 
@@ -405,14 +417,7 @@ impl Store {
         connection: &Connection,
         expected_version: Option<u64>,
     ) -> Result<bool, Error> {
-        let mut item: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(connection).map_err(|e| malformed("connection", e))?;
-        item.extend(self.connection_key(&connection.tenant_id, connection.provider));
-        // The store, not the caller, decides the refresh index shard.
-        if connection.refresh_due_at.is_some() {
-            let bucket = self.refresh_bucket_for(&connection.tenant_id, connection.provider);
-            item.insert("refresh_bucket".into(), AttributeValue::S(bucket));
-        }
+        let item = self.connection_item(connection)?;
         let mut request = self
             .ddb
             .put_item()
@@ -425,6 +430,87 @@ impl Store {
                 .expression_attribute_values(":expected", AttributeValue::N(v.to_string())),
         };
         Ok(conditional("PutItem", request.send().await)?.is_some())
+    }
+
+    fn connection_item(
+        &self,
+        connection: &Connection,
+    ) -> Result<HashMap<String, AttributeValue>, Error> {
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(connection).map_err(|e| malformed("connection", e))?;
+        item.extend(self.connection_key(&connection.tenant_id, connection.provider));
+        // The store, not the caller, decides the refresh index shard.
+        if connection.refresh_due_at.is_some() {
+            let bucket = self.refresh_bucket_for(&connection.tenant_id, connection.provider);
+            item.insert("refresh_bucket".into(), AttributeValue::S(bucket));
+        }
+        Ok(item)
+    }
+
+    /// Writes a whole connection row as [`Store::put_connection`] does, in one transaction with
+    /// the tenant item's counter going from `tenant_version` to the next: the write happens only
+    /// if no plan change and no other connection write came in since the caller read the tenant
+    /// item (then its connections), so a plan check made on that read still holds. Returns
+    /// `false` when either condition failed (or another transaction raced it): read again.
+    pub async fn put_connection_in_slot(
+        &self,
+        connection: &Connection,
+        expected_version: Option<u64>,
+        tenant_version: u64,
+    ) -> Result<bool, Error> {
+        use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+        let item = self.connection_item(connection)?;
+        let mut put = Put::builder().table_name(&self.table).set_item(Some(item));
+        put = match expected_version {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(v) => put
+                .condition_expression("version = :expected")
+                .expression_attribute_values(":expected", AttributeValue::N(v.to_string())),
+        };
+        let mut counter = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(self.tenant_item_key(&connection.tenant_id)))
+            .update_expression("SET version = if_not_exists(version, :zero) + :one")
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()));
+        counter = if tenant_version == 0 {
+            counter.condition_expression("attribute_not_exists(version)")
+        } else {
+            counter
+                .condition_expression("version = :seen")
+                .expression_attribute_values(":seen", AttributeValue::N(tenant_version.to_string()))
+        };
+        let built = |e: aws_sdk_dynamodb::error::BuildError| malformed("transaction", e);
+        let result = self
+            .ddb
+            .transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .update(counter.build().map_err(built)?)
+                    .build(),
+            )
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(put.build().map_err(built)?)
+                    .build(),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error)
+                if matches!(
+                    aws_sdk_dynamodb::error::ProvideErrorMetadata::code(&error),
+                    Some("TransactionCanceledException") | Some("TransactionConflictException")
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(error) => match store_error("TransactWriteItems", error) {
+                Some(error) => Err(error.into()),
+                None => Ok(false),
+            },
+        }
     }
 
     /// Stores freshly refreshed credentials if nobody changed the row since `expected_version`.

@@ -6,6 +6,7 @@
 //! | OAuth state | `STATE#<sha256 of the state>` | `STATE` |
 //! | lead mapping | `TENANT#<tenant>` | `LEAD#<lead id>#<provider>` |
 //! | described schema | `TENANT#<tenant>` | `SCHEMA#<provider>#<org>#<name>` |
+//! | tenant plan and write counter | `TENANT#<tenant>` | `PLAN` |
 //!
 //! Every access to tenant data is keyed by the tenant, and every write that can race is
 //! conditional (versions, `attribute_not_exists`).
@@ -15,6 +16,7 @@ mod lead_mappings;
 mod oauth_states;
 mod parked_leads;
 mod schema_cache;
+mod tenant_plans;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
@@ -28,6 +30,7 @@ pub use lead_mappings::{
 pub use oauth_states::PendingAuthorization;
 pub use parked_leads::ParkedLead;
 pub use schema_cache::SchemaCache;
+pub use tenant_plans::TenantRecord;
 
 use crate::error::StoreError;
 use crate::identity::TenantId;

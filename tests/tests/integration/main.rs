@@ -25,6 +25,7 @@ mod manage;
 mod oauth_state;
 mod openapi;
 mod parked_leads;
+mod plans;
 mod push;
 mod redrive;
 mod refresh;

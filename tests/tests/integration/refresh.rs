@@ -265,6 +265,7 @@ async fn a_connection_without_a_refresh_token_is_never_touched_by_the_schedule()
         refresh_lease_owner: None,
         refresh_lease_until: None,
         refresh_in_flight: None,
+        first_connected_at: None,
         refresh_in_doubt: None,
     };
     assert!(ctx.services.store.put_connection(&row, None).await.unwrap());
