@@ -55,15 +55,13 @@ pub async fn connect_with_api_key(
         .account_for_domain(&input.domain)
         .map_err(Error::BadRequest)?;
     let key = SecretString::from(input.api_key.trim().to_string());
+    // What infra/openapi.yaml promises: one word of printable ASCII (it goes in a header).
     let plausible = !key.expose_secret().is_empty()
-        && key.expose_secret().chars().count() <= MAX_KEY_CHARS
-        && !key
-            .expose_secret()
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control());
+        && key.expose_secret().len() <= MAX_KEY_CHARS
+        && key.expose_secret().bytes().all(|b| b.is_ascii_graphic());
     if !plausible {
         return Err(Error::BadRequest(
-            "the API key is empty or not a key (it must be one word, at most 200 characters)"
+            "the API key is empty or not a key (it must be one word of printable ASCII, at most 200 characters)"
                 .into(),
         ));
     }
@@ -120,8 +118,9 @@ fn refused_key(name: &str, host: &str, error: ProviderError) -> Error {
         ProviderError::Rejected { status: 403, .. } => Error::BadRequest(format!(
             "the API key works but its user may not read {name}'s settings; use the key of a user who can manage contacts and deals"
         )),
+        // The request was well formed; the account it names does not exist.
         ProviderError::Rejected { status: 404, .. } => {
-            Error::BadRequest(format!("no {name} account answers at {host}"))
+            Error::NotFound(format!("a {name} account at {host}"))
         }
         error if error.is_retryable() => Error::Provider(error),
         error => Error::BadRequest(format!("{name} refused the key check: {error}")),

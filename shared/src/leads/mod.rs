@@ -124,6 +124,28 @@ fn is_lead_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
 }
 
+/// The path segment as the id it spells: a client may percent-encode any character of it (`:`
+/// as `%3A`, as URL builders do), and API Gateway passes the raw path on.
+fn decode_path_segment(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = segment.get(i + 1..i + 3)?;
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// `GET /leads/{lead_id}/sync`: the lead's status at each of the caller's connected CRMs.
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant))]
 pub async fn lead_sync(
@@ -131,11 +153,12 @@ pub async fn lead_sync(
     caller: &Caller,
     lead_id: &str,
 ) -> Result<LeadSync, Error> {
-    if !is_lead_id(lead_id) {
+    let Some(lead_id) = decode_path_segment(lead_id).filter(|id| is_lead_id(id)) else {
         return Err(Error::BadRequest(
             "lead_id must be 1 to 128 letters, digits, '.', '_', ':' or '-'".into(),
         ));
-    }
+    };
+    let lead_id = lead_id.as_str();
     let connections: Vec<_> = services
         .store
         .list_connections(&caller.tenant)
@@ -317,6 +340,22 @@ mod tests {
         assert!(is_lead_id("crm:abc.1_2"));
         for bad in ["", "a/b", "a b", "a#b", &"x".repeat(129)] {
             assert!(!is_lead_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_percent_encoded_lead_id_is_the_id_it_spells() {
+        assert_eq!(
+            decode_path_segment("crm%3Aabc.1_2").as_deref(),
+            Some("crm:abc.1_2")
+        );
+        assert_eq!(
+            decode_path_segment("lead-0001").as_deref(),
+            Some("lead-0001")
+        );
+        for bad in ["a%2", "a%zz", "%+1", "%ff"] {
+            let decoded = decode_path_segment(bad);
+            assert!(decoded.as_deref().is_none_or(|id| !is_lead_id(id)), "{bad}");
         }
     }
 }

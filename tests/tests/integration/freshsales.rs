@@ -181,17 +181,14 @@ async fn domains_outside_freshworks_crm_are_refused_before_the_key_goes_anywhere
 }
 
 #[tokio::test]
-async fn a_wrong_key_an_unknown_account_or_a_bad_body_get_a_clear_400_and_nothing_is_stored() {
+async fn a_wrong_key_or_a_bad_body_get_a_clear_400_an_unknown_account_a_404_and_nothing_is_stored()
+{
     let ctx = TestContext::new().await;
     ctx.freshsales.add_account(HOST, KEY);
     let cases = [
         (
             json!({"domain": "acme", "api_key": "wrong-key"}),
             "refused the API key",
-        ),
-        (
-            json!({"domain": "nobody", "api_key": KEY}),
-            "no Freshsales account answers",
         ),
         (
             json!({"domain": "acme", "api_key": "two words"}),
@@ -212,6 +209,19 @@ async fn a_wrong_key_an_unknown_account_or_a_bad_body_get_a_clear_400_and_nothin
         assert!(!message.contains("wrong-key") && !message.contains("12345"));
         assert!(stored(&ctx, &tenant).await.is_none());
     }
+
+    // A well-formed request naming an account that does not exist: 404, as infra/openapi.yaml says.
+    let tenant = TestContext::tenant();
+    let answer = ctx
+        .connect_freshsales(&tenant, "pro", json!({"domain": "nobody", "api_key": KEY}))
+        .await;
+    assert_eq!(answer.status, 404, "{}", answer.body);
+    assert_eq!(answer.body["error"], "not_found");
+    assert!(answer.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("Freshsales account at nobody.myfreshworks.com"));
+    assert!(stored(&ctx, &tenant).await.is_none());
 
     ctx.freshsales.deny_permissions(HOST);
     let tenant = TestContext::tenant();
