@@ -46,6 +46,20 @@ pub struct TestContext {
     pub queues: crate::queue::LeadQueues,
 }
 
+/// Who started each OAuth flow these tests began, by its `state`: the JWT claims (tenant, plan,
+/// `sub`) the setup page would still hold when the browser comes back. States are random, so
+/// one map serves every context of the process.
+static FLOWS: std::sync::LazyLock<std::sync::Mutex<HashMap<String, Starter>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The signed-in user who started an OAuth flow.
+#[derive(Clone, Debug)]
+pub struct Starter {
+    pub tenant: String,
+    pub plan: String,
+    pub sub: String,
+}
+
 pub struct ApiResponse {
     pub status: u16,
     pub headers: http::HeaderMap,
@@ -289,8 +303,32 @@ impl TestContext {
         .expect("token-refresh never fails the invocation")
     }
 
-    /// Calls connections-api with an event.
+    /// Calls connections-api with an event. An authorize that starts a flow is remembered
+    /// with its caller, so that [`Self::callback`] can complete it as the setup page would.
     pub async fn api(&self, event: ApiEvent) -> ApiResponse {
+        let claims = &event.0["requestContext"]["authorizer"]["jwt"]["claims"];
+        let starter = Starter {
+            tenant: claims["tenant_id"].as_str().unwrap_or_default().to_string(),
+            plan: claims["plan"].as_str().unwrap_or_default().to_string(),
+            sub: claims["sub"].as_str().unwrap_or_default().to_string(),
+        };
+        let response = self.api_raw(event).await;
+        if let Some(state) = response.body["authorize_url"]
+            .as_str()
+            .and_then(|u| Url::parse(u).ok())
+            .and_then(|u| {
+                u.query_pairs()
+                    .find(|(k, _)| k == "state")
+                    .map(|(_, v)| v.into_owned())
+            })
+        {
+            FLOWS.lock().unwrap().insert(state, starter);
+        }
+        response
+    }
+
+    /// Calls connections-api with an event, and nothing else.
+    pub async fn api_raw(&self, event: ApiEvent) -> ApiResponse {
         let response = connections_api::handle(&self.services, event.request())
             .await
             .expect("the handler never fails the invocation");
@@ -375,8 +413,63 @@ impl TestContext {
             .collect()
     }
 
-    /// Calls oauth-callback; returns the redirect target.
+    /// The browser back at the callback, then the setup page finishing the connect: when the
+    /// callback kept the consent (`status=consented`), the completion code is posted with the
+    /// JWT of the user who started the flow. Returns the setup page's outcome as a URL:
+    /// the callback's redirect with `status=connected`, or `status=error&reason=<the
+    /// completion's error code>`, and no completion code; a callback error as it came.
     pub async fn callback(&self, provider: &str, query: &[(String, String)]) -> Url {
+        let redirect = self.callback_raw(provider, query).await;
+        let state = query.iter().find(|(k, _)| k == "state").map(|(_, v)| v);
+        let starter = state.and_then(|s| FLOWS.lock().unwrap().get(s).cloned());
+        let (Some(code), Some(starter)) = (completion_code(&redirect), starter) else {
+            return redirect;
+        };
+        let completed = self
+            .complete(
+                provider,
+                (&starter.tenant, &starter.plan, &starter.sub),
+                &code,
+            )
+            .await;
+        let mut outcome = redirect.clone();
+        outcome.set_query(None);
+        {
+            let mut pairs = outcome.query_pairs_mut();
+            for (k, v) in redirect.query_pairs() {
+                if k != "completion_code" && k != "status" {
+                    pairs.append_pair(&k, &v);
+                }
+            }
+            if completed.status == 200 {
+                pairs.append_pair("status", "connected");
+            } else {
+                pairs.append_pair("status", "error").append_pair(
+                    "reason",
+                    completed.body["error"].as_str().unwrap_or("unknown"),
+                );
+            }
+        }
+        outcome
+    }
+
+    /// `POST /connections/{provider}/complete` with `code`, as the user `(tenant, plan, sub)`.
+    pub async fn complete(
+        &self,
+        provider: &str,
+        (tenant, plan, sub): (&str, &str, &str),
+        code: &str,
+    ) -> ApiResponse {
+        let mut event = ApiEvent::sample("connections-api/complete.json")
+            .provider(provider)
+            .claims(tenant, plan)
+            .body(serde_json::json!({ "completion_code": code }));
+        event.0["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = Value::from(sub);
+        self.api_raw(event).await
+    }
+
+    /// Calls oauth-callback; returns its redirect target as it is.
+    pub async fn callback_raw(&self, provider: &str, query: &[(String, String)]) -> Url {
         let pairs: Vec<(&str, &str)> = query
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -553,6 +646,14 @@ fn unique_record_id(prefix: &str) -> String {
 }
 
 /// The query of a setup-page redirect as a map.
+/// The completion code of a callback's `status=consented` redirect.
+pub fn completion_code(url: &Url) -> Option<String> {
+    let pairs = outcome(url);
+    (pairs.get("status").map(String::as_str) == Some("consented"))
+        .then(|| pairs.get("completion_code").cloned())
+        .flatten()
+}
+
 pub fn outcome(url: &Url) -> HashMap<String, String> {
     url.query_pairs()
         .map(|(k, v)| (k.into_owned(), v.into_owned()))

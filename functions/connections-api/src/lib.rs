@@ -74,9 +74,36 @@ async fn dispatch(services: &Services, request: &Request) -> Result<Response<Bod
             } else {
                 parse_body(request)?
             };
+            let subject = subject(request)?;
             json(
                 200,
-                &connections::start_authorization(services, &caller, provider()?, &login).await?,
+                &connections::start_authorization(services, &caller, &subject, provider()?, &login)
+                    .await?,
+            )
+        }
+        Route::Complete => {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Body {
+                completion_code: String,
+            }
+            // serde's messages may quote a value, and the value here is a one-time secret.
+            let body: Body = parse_body(request).map_err(|_| {
+                Error::BadRequest(
+                    "the body must be {\"completion_code\": string} and nothing else".into(),
+                )
+            })?;
+            let subject = subject(request)?;
+            json(
+                200,
+                &connections::complete_connection(
+                    services,
+                    &caller,
+                    &subject,
+                    provider()?,
+                    &body.completion_code,
+                )
+                .await?,
             )
         }
         Route::List => json(
@@ -134,6 +161,24 @@ fn caller(services: &Services, request: &Request) -> Result<Caller, Error> {
     )?;
     tracing::Span::current().record("tenant", caller.tenant.as_str());
     Ok(caller)
+}
+
+/// The signed-in user (the JWT's `sub`), which an OAuth connect is bound to: the user who
+/// starts it is the only one who can complete it.
+fn subject(request: &Request) -> Result<String, Error> {
+    let claims = match request.request_context() {
+        lambda_http::request::RequestContext::ApiGatewayV2(ctx) => ctx
+            .authorizer
+            .and_then(|a| a.jwt)
+            .map(|jwt| jwt.claims)
+            .unwrap_or_default(),
+        _ => Default::default(),
+    };
+    claims
+        .get("sub")
+        .filter(|s| !s.is_empty() && s.len() <= 256)
+        .cloned()
+        .ok_or(Error::Unauthorized("the token has no sub claim"))
 }
 
 fn body_is_empty(request: &Request) -> bool {

@@ -3,6 +3,7 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
     Authorize,
+    Complete,
     List,
     Pipelines,
     Settings,
@@ -12,12 +13,13 @@ pub enum Route {
 }
 
 /// Method and path template of every route.
-pub const ROUTES: [(Route, &str, &str); 7] = [
+pub const ROUTES: [(Route, &str, &str); 8] = [
     (
         Route::Authorize,
         "POST",
         "/connections/{provider}/authorize",
     ),
+    (Route::Complete, "POST", "/connections/{provider}/complete"),
     (Route::List, "GET", "/connections"),
     (Route::Pipelines, "GET", "/connections/{provider}/pipelines"),
     (Route::Settings, "PUT", "/connections/{provider}/settings"),

@@ -26,9 +26,17 @@ pub async fn handle(
 ) -> Result<RefreshSummary, lambda_runtime::Error> {
     let span = tracing::info_span!("token_refresh", request_id = %event.context.request_id);
     let until = deadline::from_epoch_ms(event.context.deadline);
-    let summary = deadline::within(until, run_scheduled(services, chrono::Utc::now()))
-        .instrument(span)
-        .await?;
+    let now = chrono::Utc::now();
+    let summary = deadline::within(until, async {
+        // Consents nobody completed in time are revoked at their provider and deleted; a
+        // failure here waits for the next run and never stops the refreshes.
+        if let Err(error) = shared::connections::sweep_pending_connections(services, now).await {
+            tracing::warn!(error = %error, "the sweep of pending connections failed; the next run retries");
+        }
+        run_scheduled(services, now).await
+    })
+    .instrument(span)
+    .await?;
     Ok(summary)
 }
 

@@ -16,11 +16,13 @@ pub struct AuthorizationStart {
 }
 
 /// `POST /connections/{provider}/authorize`: checks the plan, stores a single-use state (and
-/// PKCE verifier, and the chosen login host) and returns the provider's consent URL.
+/// PKCE verifier, the chosen login host, and the starting user's JWT `sub`, `subject`) and
+/// returns the provider's consent URL.
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant, provider = %provider))]
 pub async fn start_authorization(
     services: &Services,
     caller: &Caller,
+    subject: &str,
     provider: Provider,
     login: &LoginChoice,
 ) -> Result<AuthorizationStart, Error> {
@@ -51,6 +53,7 @@ pub async fn start_authorization(
             &state::state_key(&state),
             &PendingAuthorization {
                 tenant: caller.tenant.clone(),
+                subject: subject.to_string(),
                 provider,
                 pkce_verifier: request.pkce_verifier,
                 expires_at,

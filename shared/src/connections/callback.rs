@@ -5,7 +5,6 @@ use secrecy::SecretString;
 use tracing::field;
 use url::Url;
 
-use super::persist::{store_connection, NewConnection};
 use crate::credentials::Credentials;
 use crate::error::{Error, ProviderError};
 use crate::oauth::TokenSet;
@@ -13,7 +12,7 @@ use crate::oauth::{state, OAuthClient};
 use crate::provider::CrmProvider;
 use crate::registry::Provider;
 use crate::services::Services;
-use crate::store::Connection;
+use crate::store::{Connection, PendingConnection};
 
 /// The callback's query string. Not `Debug`: the code is a secret.
 #[derive(Default)]
@@ -33,9 +32,9 @@ enum Failure {
     State(&'static str),
     MissingCode,
     UntrustedAccountsServer,
+    CallbackHostMismatch,
     TokenExchangeFailed,
     ProviderUnavailable,
-    PlanRequired,
     Internal,
 }
 
@@ -47,16 +46,19 @@ impl Failure {
             Failure::State(reason) => reason,
             Failure::MissingCode => "missing_code",
             Failure::UntrustedAccountsServer => "untrusted_accounts_server",
+            Failure::CallbackHostMismatch => "callback_host_mismatch",
             Failure::TokenExchangeFailed => "token_exchange_failed",
             Failure::ProviderUnavailable => "provider_unavailable",
-            Failure::PlanRequired => "plan_required",
             Failure::Internal => "internal",
         }
     }
 }
 
 /// `GET /oauth/{provider}/callback`. Always ends in a redirect to the configured setup page,
-/// with `status=connected` or `status=error&reason=...`; never anywhere else.
+/// never anywhere else: `status=consented&completion_code=...` when the consent's tokens are
+/// kept as a pending connection (the setup page then posts the code, with the signed-in user's
+/// JWT, to `POST /connections/{provider}/complete`), or `status=error&reason=...`. Nothing is
+/// connected here: the browser that comes back is not proof of who started the flow.
 #[tracing::instrument(skip_all, fields(provider = provider_slug, tenant = field::Empty))]
 pub async fn complete_authorization(
     services: &Services,
@@ -75,8 +77,10 @@ pub async fn complete_authorization(
             query.append_pair("provider", p.slug());
         }
         match outcome {
-            Ok(()) => {
-                query.append_pair("status", "connected");
+            Ok(completion_code) => {
+                query
+                    .append_pair("status", "consented")
+                    .append_pair("completion_code", &completion_code);
             }
             Err(failure) => {
                 tracing::warn!(reason = failure.reason(), "connect failed");
@@ -93,7 +97,7 @@ async fn connect(
     services: &Services,
     provider: Provider,
     params: CallbackParams,
-) -> Result<(), Failure> {
+) -> Result<String, Failure> {
     let state_value = params
         .state
         .filter(|s| !s.is_empty())
@@ -140,6 +144,14 @@ async fn connect(
         .map(Url::parse)
         .transpose()
         .map_err(|_| Failure::Internal)?;
+    // Every parameter naming a host or an account agrees with the state and the registry, or
+    // the code goes nowhere.
+    implementation
+        .check_callback_hosts(&params.extras, login_origin.as_ref())
+        .map_err(|why| {
+            tracing::warn!(why = %why, "the callback's hosts do not match the authorization");
+            Failure::CallbackHostMismatch
+        })?;
     let mut oauth = OAuthClient::new(provider, &services.config, &services.http)
         .map_err(|_| Failure::ProviderUnavailable)?;
     let token_origin = if oauth.facts().tokens_at_login_host {
@@ -187,25 +199,37 @@ async fn connect(
             return Err(Failure::Internal);
         }
     };
-    let new_row = NewConnection {
-        tenant: &pending.tenant,
+    // Kept until the user who started the flow confirms it with their JWT (complete.rs); the
+    // sweep revokes it if nobody does in time.
+    let completion_code = state::new_state();
+    let ttl = chrono::Duration::from_std(services.config.oauth_state_ttl)
+        .unwrap_or_else(|_| chrono::Duration::minutes(10));
+    let row = PendingConnection {
+        tenant: pending.tenant.clone(),
+        subject: pending.subject.clone(),
         provider,
         sealed,
         has_refresh_token: credentials.refresh_token.is_some(),
         account,
-        expires_at: tokens.expires_at,
-        claimed_plan: None,
+        token_expires_at: tokens.expires_at,
+        expires_at: Utc::now() + ttl,
     };
-    // A failed write here is not proof that nothing was stored, so the new tokens are not
-    // revoked on it (that could kill a connection that did get stored).
-    if let Some(previous) = store_connection(services, new_row)
+    if let Err(error) = services
+        .store
+        .put_pending_connection(&state::state_key(&completion_code), &row)
         .await
-        .map_err(internal)?
     {
-        revoke_replaced(services, &previous, &credentials).await;
+        // Unlike a connection's write, a failed put of a fresh random key stored nothing a
+        // user could complete: the grant would be held by nobody.
+        tracing::error!(error = %error, "could not keep the pending connection");
+        forget_unusable_grant(&oauth, credentials.refresh_token.as_ref()).await;
+        return Err(Failure::Internal);
     }
-    release_parked_after_connect(services, &pending.tenant, provider).await;
-    Ok(())
+    tracing::info!(
+        ciphertext_bytes = row.sealed.len(),
+        "consent kept as a pending connection"
+    );
+    Ok(completion_code)
 }
 
 /// The tenant connected `provider` again: the leads parked while its connection needed the
@@ -265,7 +289,11 @@ async fn account_of(
 /// A reconnect replaced `previous`. Where the provider keeps only so many refresh tokens per
 /// user and silently deletes the oldest (Zoho), the replaced one is revoked so that it never
 /// pushes out a token that is still in use.
-async fn revoke_replaced(services: &Services, previous: &Connection, current: &Credentials) {
+pub(super) async fn revoke_replaced(
+    services: &Services,
+    previous: &Connection,
+    current: &Credentials,
+) {
     let wanted = previous
         .provider
         .facts()
@@ -298,13 +326,4 @@ fn exchange_failure(error: ProviderError) -> Failure {
     } else {
         Failure::TokenExchangeFailed
     }
-}
-
-fn internal(error: Error) -> Failure {
-    // The plan re-checked at the write refused it (the new tokens were revoked there).
-    if matches!(error, Error::PlanRequired(_)) {
-        return Failure::PlanRequired;
-    }
-    tracing::error!(error = %error, "storage failed during connect");
-    Failure::Internal
 }

@@ -3,6 +3,7 @@
 mod api_key;
 mod authorize;
 mod callback;
+mod complete;
 mod manage;
 mod persist;
 mod session;
@@ -11,6 +12,7 @@ mod view;
 pub use api_key::{connect_with_api_key, ApiKeyInput};
 pub use authorize::{start_authorization, AuthorizationStart};
 pub use callback::{complete_authorization, CallbackParams};
+pub use complete::{complete_connection, sweep_pending_connections, Completed, Swept};
 pub use manage::{
     disconnect, list_connections, list_pipelines, save_settings, Disconnected, SettingsInput,
 };

@@ -285,6 +285,17 @@ pub trait CrmProvider: Send + Sync {
         Ok(None)
     }
 
+    /// Checks every callback parameter that names a host or an account against what the
+    /// state recorded at authorize (`login_origin`) and the registry's allow-lists, before the
+    /// code goes anywhere. `Err` says which parameter did not match (never its value).
+    fn check_callback_hosts(
+        &self,
+        _params: &BTreeMap<String, String>,
+        _login_origin: Option<&Url>,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+
     /// The login origin for a consent, from the setup page's choice (Salesforce: sandbox, or
     /// the org's My Domain), checked to be the provider's; `None`: the registry's. Providers
     /// with one login host refuse any choice.

@@ -4,6 +4,7 @@
 //! | --- | --- | --- |
 //! | connection | `TENANT#<tenant>` | `CONN#<provider>` |
 //! | OAuth state | `STATE#<sha256 of the state>` | `STATE` |
+//! | pending connection | `PENDING#<sha256 of the completion code>` | `PENDING` |
 //! | lead mapping | `TENANT#<tenant>` | `LEAD#<lead id>#<provider>` |
 //! | described schema | `TENANT#<tenant>` | `SCHEMA#<provider>#<org>#<name>` |
 //! | tenant plan and write counter | `TENANT#<tenant>` | `PLAN` |
@@ -15,6 +16,7 @@ mod connections;
 mod lead_mappings;
 mod oauth_states;
 mod parked_leads;
+mod pending_connections;
 mod schema_cache;
 mod tenant_plans;
 
@@ -29,6 +31,7 @@ pub use lead_mappings::{
 };
 pub use oauth_states::PendingAuthorization;
 pub use parked_leads::ParkedLead;
+pub use pending_connections::{PendingConnection, PENDING_BUCKET};
 pub use schema_cache::SchemaCache;
 pub use tenant_plans::TenantRecord;
 

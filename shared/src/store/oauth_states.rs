@@ -17,6 +17,8 @@ use crate::registry::Provider;
 /// callback's query string.
 pub struct PendingAuthorization {
     pub tenant: TenantId,
+    /// The JWT `sub` of the user who started it: only that user can complete the connect.
+    pub subject: String,
     pub provider: Provider,
     pub pkce_verifier: Option<SecretString>,
     pub expires_at: DateTime<Utc>,
@@ -48,6 +50,10 @@ impl Store {
         item.insert(
             "tenant_id".into(),
             AttributeValue::S(pending.tenant.to_string()),
+        );
+        item.insert(
+            "subject".into(),
+            AttributeValue::S(pending.subject.clone()),
         );
         item.insert(
             "provider".into(),
@@ -130,6 +136,7 @@ impl Store {
         };
         let tenant = TenantId::parse(&text("tenant_id").unwrap_or_default())
             .map_err(|_| malformed("oauth state", "tenant_id"))?;
+        let subject = text("subject").ok_or_else(|| malformed("oauth state", "subject"))?;
         let provider = text("provider")
             .and_then(|p| p.parse::<Provider>().ok())
             .ok_or_else(|| malformed("oauth state", "provider"))?;
@@ -142,6 +149,7 @@ impl Store {
         }
         Ok(PendingAuthorization {
             tenant,
+            subject,
             provider,
             pkce_verifier: text("pkce_verifier").map(SecretString::from),
             expires_at,

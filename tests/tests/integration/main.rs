@@ -4,6 +4,7 @@
 mod app_secrets;
 mod bitrix24;
 mod connect;
+mod consent_binding;
 mod crash_matrix;
 mod events;
 mod exactly_once_bitrix24;

@@ -56,6 +56,16 @@ impl CrmProvider for Bitrix24 {
             .transpose()
     }
 
+    /// `domain` must be the portal chosen at authorize, `server_domain` one of Bitrix24's
+    /// OAuth servers, `member_id` an id's shape (it is compared with the tokens' afterwards).
+    fn check_callback_hosts(
+        &self,
+        params: &BTreeMap<String, String>,
+        login_origin: Option<&Url>,
+    ) -> Result<(), String> {
+        portal::check_callback(params, login_origin)
+    }
+
     fn account_from_tokens(
         &self,
         tokens: &TokenSet,

@@ -75,6 +75,36 @@ pub(super) fn oauth_server_origin(host: &str) -> Result<Url, ProviderError> {
     Ok(Url::parse(&format!("https://{host}")).expect("listed host"))
 }
 
+/// The callback's host and account parameters against the portal the state recorded and the
+/// registry's lists, before the code is sent anywhere.
+pub(super) fn check_callback(
+    params: &BTreeMap<String, String>,
+    portal: Option<&Url>,
+) -> Result<(), String> {
+    if let Some(domain) = params.get("domain") {
+        let named = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+        let chosen = portal
+            .and_then(Url::host_str)
+            .map(str::to_ascii_lowercase);
+        if !is_portal_host(&named) || chosen.is_some_and(|c| c != named) {
+            return Err("domain is not the portal chosen at authorize".into());
+        }
+    }
+    if let Some(server) = params.get("server_domain") {
+        oauth_server_origin(server)
+            .map_err(|_| "server_domain is not one of Bitrix24's OAuth servers".to_string())?;
+    }
+    if let Some(member) = params.get("member_id") {
+        let plain = !member.is_empty()
+            && member.len() <= 64
+            && member.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !plain {
+            return Err("member_id is not a portal's member id".into());
+        }
+    }
+    Ok(())
+}
+
 /// The portal's REST endpoint as the OAuth server names it (`https://acme.bitrix24.com/rest/`),
 /// checked to be a portal's.
 fn rest_endpoint(raw: &str) -> Result<Url, ProviderError> {

@@ -88,6 +88,36 @@ pub(super) fn login_origin(choice: &LoginChoice) -> Result<Option<Url>, String> 
     }
 }
 
+/// The callback's host-naming parameters against the login host the state recorded (or the
+/// registry's production login host).
+pub(super) fn check_callback_hosts(
+    params: &BTreeMap<String, String>,
+    login_origin: Option<&Url>,
+) -> Result<(), String> {
+    let Some(raw) = params.get("sfdc_community_url") else {
+        return Ok(());
+    };
+    let expected = login_origin
+        .and_then(Url::host_str)
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_else(|| {
+            SALESFORCE
+                .oauth()
+                .map(|o| o.authorize_url)
+                .and_then(|u| Url::parse(u).ok())
+                .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+                .unwrap_or_default()
+        });
+    let named = Url::parse(raw.trim())
+        .ok()
+        .filter(|u| u.scheme() == "https" && u.port().is_none() && u.username().is_empty())
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    match named {
+        Some(host) if is_salesforce_host(&host) && host == expected => Ok(()),
+        _ => Err("sfdc_community_url is not the login host the consent was sent to".into()),
+    }
+}
+
 /// The login origin for a My Domain as an admin may paste it: a bare host, a URL, or the
 /// Lightning address the browser shows (`acme.lightning.force.com`, which serves the UI and not
 /// OAuth, becomes `acme.my.salesforce.com`).

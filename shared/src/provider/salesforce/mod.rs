@@ -44,6 +44,16 @@ impl CrmProvider for Salesforce {
         account::login_origin(choice)
     }
 
+    /// Salesforce names no host in a consent callback except an Experience Cloud site's
+    /// `sfdc_community_url`: it must be a Salesforce host, and the one the consent was sent to.
+    fn check_callback_hosts(
+        &self,
+        params: &BTreeMap<String, String>,
+        login_origin: Option<&Url>,
+    ) -> Result<(), String> {
+        account::check_callback_hosts(params, login_origin)
+    }
+
     fn account_from_tokens(
         &self,
         tokens: &TokenSet,

@@ -72,6 +72,24 @@ pub(super) fn token_origin_from_callback(
     }
 }
 
+/// The callback's `accounts-server` and `location` agree with each other and the registry.
+pub(super) fn check_callback_hosts(params: &BTreeMap<String, String>) -> Result<(), String> {
+    let dc = match params.get("accounts-server") {
+        Some(raw) => {
+            zoho_origin(raw, true)
+                .map_err(|_| "accounts-server is not a Zoho accounts host".to_string())?
+                .1
+        }
+        None => &ZOHO.data_centres[0],
+    };
+    match params.get("location") {
+        Some(location) if !location.eq_ignore_ascii_case(dc.code) => {
+            Err("location is not the accounts server's data centre".into())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The account facts to keep: accounts server and API domain, checked to be Zoho's and of the
 /// same data centre, and the data centre's code.
 pub(super) fn from_connect(

@@ -44,6 +44,16 @@ impl CrmProvider for Zoho {
         account::token_origin_from_callback(params)
     }
 
+    /// `accounts-server` must be a Zoho accounts host and `location` the code of its data
+    /// centre (the US one when Zoho names no accounts server).
+    fn check_callback_hosts(
+        &self,
+        params: &BTreeMap<String, String>,
+        _login_origin: Option<&Url>,
+    ) -> Result<(), String> {
+        account::check_callback_hosts(params)
+    }
+
     fn account_from_tokens(
         &self,
         tokens: &TokenSet,
