@@ -13,6 +13,8 @@ cd "$ROOT"
 "$ROOT/scripts/bootstrap.sh"
 use_venv
 
+# No closing line of an earlier run may stand in for this one's.
+rm -f "$LOCAL_DIR/contract.log"
 EXAMPLES="${CONTRACT_EXAMPLES:-100}"
 SEED="${CONTRACT_SEED:-20261206}"
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole check, as CI runs it (`make test`, `.ci/run`):
 #   1. cargo test --workspace, against a fresh moto_server (AWS_ENDPOINT_URL etc. exported)
-#   2. cargo fmt --check, cargo clippy --workspace --all-targets -- -D warnings
-#   3. cfn-lint infra/template.yaml, and sam validate --lint (the SAM transform, then cfn-lint)
+#   2. the contract test (scripts/contract.sh): schemathesis against the real handlers, from
+#      infra/openapi.yaml, on its own moto and gateway
+#   3. cargo fmt --check, cargo clippy --workspace --all-targets -- -D warnings
+#   4. cfn-lint infra/template.yaml, and sam validate --lint (the SAM transform, then cfn-lint)
 # Every step runs even when an earlier one failed; the summary names the failures and the
 # script exits 1 if there was any.
 # TEST_RUNNER=nextest uses `cargo nextest run` (+ doctests via cargo test --doc) instead.
@@ -54,6 +56,7 @@ if [[ "${STEP_RC[0]}" != 0 ]]; then
 fi
 use_venv
 step "cargo test" run_tests
+step contract "$ROOT/scripts/contract.sh"
 step rustfmt cargo fmt --all --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step cfn-lint run_cfn_lint
@@ -78,6 +81,11 @@ if [[ -f "$TEST_LOG" ]]; then
         if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^skipped/) s += $i }
       seen = 1 }
     END { if (seen) printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, s }'
+fi
+
+# The contract run's own closing line (operations, cases generated, failures).
+if [[ -f "$LOCAL_DIR/contract.log" ]]; then
+  grep -a '^contract:' "$LOCAL_DIR/contract.log" | tail -n 1 || true
 fi
 
 if ((${#failed[@]})); then
