@@ -28,7 +28,9 @@ pub(crate) fn implementation(provider: Provider) -> Result<&'static dyn CrmProvi
     provider::for_provider(provider).ok_or(Error::NotSupported(provider))
 }
 
-/// Whether the caller's plan allows connecting `provider` next to what the tenant already has.
+/// Whether the tenant's plan allows connecting `provider` next to what it already has: the
+/// caller's claim unless billing's stored plan says otherwise (`plan::effective`), so a JWT
+/// issued before a downgrade does not start a flow the completion would refuse.
 async fn check_plan(
     services: &crate::services::Services,
     caller: &crate::identity::Caller,
@@ -42,7 +44,9 @@ async fn check_plan(
         .filter(|c| c.status != crate::store::ConnectionStatus::Disconnected)
         .map(|c| c.provider)
         .collect();
-    Ok(caller.plan.check_connect(provider, &connected)?)
+    let stored = services.store.get_tenant_plan(&caller.tenant).await?;
+    let plan = crate::plan::effective(caller.plan, None, stored);
+    Ok(plan.check_connect(provider, &connected)?)
 }
 
 /// Revokes a stored connection's grant at the provider, best effort: its credentials are

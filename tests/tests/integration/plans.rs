@@ -165,6 +165,10 @@ async fn a_downgraded_tenant_cannot_connect_a_second_crm_with_a_jwt_still_claimi
         .await;
     assert_eq!(refused.status, 403, "{}", refused.body);
     assert_eq!(refused.body["error"], "plan_required");
+    // An OAuth flow is refused before it starts, on the stored plan too.
+    let refused = ctx.authorize_provider("zoho", &tenant, "business").await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(refused.body["error"], "plan_required");
     let rows = ctx
         .services
         .store
