@@ -83,9 +83,7 @@ pub(super) fn check_callback(
 ) -> Result<(), String> {
     if let Some(domain) = params.get("domain") {
         let named = domain.trim().trim_end_matches('.').to_ascii_lowercase();
-        let chosen = portal
-            .and_then(Url::host_str)
-            .map(str::to_ascii_lowercase);
+        let chosen = portal.and_then(Url::host_str).map(str::to_ascii_lowercase);
         if !is_portal_host(&named) || chosen.is_some_and(|c| c != named) {
             return Err("domain is not the portal chosen at authorize".into());
         }
@@ -229,6 +227,38 @@ pub(super) fn stored_oauth_server(account: &BTreeMap<String, String>) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_callback_must_name_the_chosen_portal_and_bitrix24_hosts() {
+        let chosen = Url::parse("https://acme.bitrix24.com").unwrap();
+        let callback = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let good = callback(&[
+            ("domain", "acme.bitrix24.com"),
+            ("server_domain", BITRIX24_OAUTH_SERVERS[0]),
+            ("member_id", "a1b2c3"),
+        ]);
+        assert!(check_callback(&good, Some(&chosen)).is_ok());
+        for (name, forged) in [
+            ("domain", "evil.bitrix24.com.evil.test"),
+            ("domain", "acme.bitrix24.com.evil.test"),
+            ("domain", "other.bitrix24.com"),
+            ("server_domain", "oauth.bitrix.info.evil.test"),
+            ("member_id", "../x"),
+            ("member_id", ""),
+        ] {
+            let mut bad = good.clone();
+            bad.insert(name.into(), forged.into());
+            assert!(
+                check_callback(&bad, Some(&chosen)).is_err(),
+                "{name}={forged}"
+            );
+        }
+    }
 
     #[test]
     fn portals_are_one_label_under_a_bitrix24_zone() {

@@ -181,6 +181,22 @@ mod tests {
     }
 
     #[test]
+    fn the_callback_location_must_be_the_accounts_servers_data_centre() {
+        assert!(check_callback_hosts(&params("https://accounts.zoho.com.au")).is_ok());
+        let mut eu = params("https://accounts.zoho.com.au");
+        eu.insert("location".into(), "eu".into());
+        assert!(check_callback_hosts(&eu).is_err());
+        assert!(check_callback_hosts(&params("https://accounts.zoho.com.au.evil.test")).is_err());
+        let us_only = BTreeMap::from([("location".to_string(), "us".to_string())]);
+        assert!(check_callback_hosts(&us_only).is_ok());
+        let au_only = BTreeMap::from([("location".to_string(), "au".to_string())]);
+        assert!(
+            check_callback_hosts(&au_only).is_err(),
+            "no accounts-server means the US one"
+        );
+    }
+
+    #[test]
     fn an_api_domain_of_another_data_centre_or_host_is_refused() {
         let au = params("https://accounts.zoho.com.au");
         assert!(from_connect(Some("https://www.zohoapis.eu"), &au).is_err());
