@@ -57,6 +57,9 @@ impl fmt::Display for TenantId {
 pub struct Caller {
     pub tenant: TenantId,
     pub plan: Plan,
+    /// The token's `iat`, when it has a readable one: how old the plan claim is, so that a plan
+    /// billing changed later wins over it (`plan::effective`).
+    pub issued_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Caller {
@@ -75,10 +78,25 @@ impl Caller {
             .ok_or(Error::Unauthorized("the token has no plan claim"))?
             .parse::<Plan>()
             .map_err(|_| Error::Unauthorized("the token's plan claim is not a known plan"))?;
+        // Claims reach us as strings; a missing or odd `iat` only makes the claim yield to
+        // any stored plan.
+        let issued_at = claims
+            .get("iat")
+            .and_then(|iat| iat.trim().parse::<i64>().ok())
+            .and_then(|secs| chrono::DateTime::<chrono::Utc>::from_timestamp(secs, 0));
         Ok(Caller {
             tenant: TenantId::parse(tenant)?,
             plan,
+            issued_at,
         })
+    }
+
+    /// The plan this caller claims, as of when its token was issued.
+    pub fn plan_claim(&self) -> crate::plan::PlanClaim {
+        crate::plan::PlanClaim {
+            plan: self.plan,
+            as_of: self.issued_at,
+        }
     }
 }
 
@@ -103,6 +121,11 @@ mod tests {
         let caller = Caller::from_claims(&claims, "tenant_id", "plan").unwrap();
         assert_eq!(caller.tenant.as_str(), "t1");
         assert_eq!(caller.plan, Plan::Pro);
+        assert_eq!(caller.issued_at, None);
+        let mut issued = claims.clone();
+        issued.insert("iat".into(), "1795838400".into());
+        let caller = Caller::from_claims(&issued, "tenant_id", "plan").unwrap();
+        assert_eq!(caller.issued_at.map(|t| t.timestamp()), Some(1_795_838_400));
     }
 
     #[test]

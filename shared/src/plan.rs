@@ -135,9 +135,23 @@ pub struct StoredPlan {
     pub changed_at: DateTime<Utc>,
 }
 
+/// A caller's view of its plan and when it was formed (a JWT's `iat`), if known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanClaim {
+    pub plan: Plan,
+    pub as_of: Option<DateTime<Utc>>,
+}
+
+impl PlanClaim {
+    /// The plan to enforce for this claim given billing's stored plan ([`effective`]).
+    pub fn against(self, stored: Option<StoredPlan>) -> Plan {
+        effective(self.plan, self.as_of, stored)
+    }
+}
+
 /// The plan to enforce: the caller's view (`claimed`, as of `claimed_at` when known), unless
-/// billing's stored plan changed after it. A claim of unknown age (a JWT: its `iat` is not
-/// read) yields to any stored plan; with nothing stored, the claim stands.
+/// billing's stored plan changed after it. A claim of unknown age (a JWT without `iat`) yields
+/// to any stored plan; with nothing stored, the claim stands.
 pub fn effective(
     claimed: Plan,
     claimed_at: Option<DateTime<Utc>>,

@@ -92,7 +92,7 @@ pub async fn connect_with_api_key(
             has_refresh_token: false,
             account,
             expires_at: None,
-            claimed_plan: Some(caller.plan),
+            claimed_plan: Some(caller.plan_claim()),
         },
     )
     .await?;

@@ -72,7 +72,7 @@ pub async fn complete_connection(
         account: pending.account.clone(),
         expires_at: pending.token_expires_at,
         // Checked again in persist against the tenant's other connections, atomically.
-        claimed_plan: Some(caller.plan),
+        claimed_plan: Some(caller.plan_claim()),
     };
     // A failed write is not proof that nothing was stored, so the tokens are not revoked on
     // it (that could kill a connection that did get stored).

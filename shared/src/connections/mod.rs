@@ -45,7 +45,7 @@ async fn check_plan(
         .map(|c| c.provider)
         .collect();
     let stored = services.store.get_tenant_plan(&caller.tenant).await?;
-    let plan = crate::plan::effective(caller.plan, None, stored);
+    let plan = caller.plan_claim().against(stored);
     Ok(plan.check_connect(provider, &connected)?)
 }
 

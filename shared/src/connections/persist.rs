@@ -12,7 +12,7 @@ use chrono::Utc;
 use crate::error::Error;
 use crate::events::LifecycleEvent;
 use crate::identity::TenantId;
-use crate::plan::{self, Plan};
+use crate::plan::PlanClaim;
 use crate::registry::Provider;
 use crate::services::Services;
 use crate::store::{Connection, ConnectionStatus, TokenSchedule};
@@ -25,10 +25,11 @@ pub(super) struct NewConnection<'a> {
     pub has_refresh_token: bool,
     pub account: BTreeMap<String, String>,
     pub expires_at: Option<chrono::DateTime<Utc>>,
-    /// The signed-in caller's plan (its JWT claim), if the flow has one. The plan billing
-    /// stored wins over it (`plan::effective`); with neither, the plan cannot be re-checked
-    /// here (a flow without a signed-in user and a tenant billing never reported).
-    pub claimed_plan: Option<Plan>,
+    /// The signed-in caller's plan (its JWT claim, as of its `iat`), if the flow has one. The
+    /// plan billing stored wins over it when it changed later (`plan::effective`); with
+    /// neither, the plan cannot be re-checked here (a flow without a signed-in user, for a
+    /// tenant billing never reported).
+    pub claimed_plan: Option<PlanClaim>,
 }
 
 /// Stores the new connection, replacing any previous one, if the tenant's plan allows it next
@@ -91,7 +92,7 @@ pub(super) async fn store_connection(
             refresh_in_doubt: None,
         };
         let plan = match claimed_plan {
-            Some(claimed) => Some(plan::effective(claimed, None, record.plan)),
+            Some(claimed) => Some(claimed.against(record.plan)),
             None => record.plan.map(|stored| stored.plan),
         };
         if let Some(plan) = plan {

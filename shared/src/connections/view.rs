@@ -55,7 +55,7 @@ impl ConnectionView {
     ) -> Result<Vec<ConnectionView>, crate::error::Error> {
         let tenant = &caller.tenant;
         let stored = services.store.get_tenant_plan(tenant).await?;
-        let plan = crate::plan::effective(caller.plan, None, stored);
+        let plan = caller.plan_claim().against(stored);
         let counts = services
             .store
             .count_parked_leads(tenant, Utc::now())

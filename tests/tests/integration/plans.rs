@@ -165,10 +165,26 @@ async fn a_downgraded_tenant_cannot_connect_a_second_crm_with_a_jwt_still_claimi
         .await;
     assert_eq!(refused.status, 403, "{}", refused.body);
     assert_eq!(refused.body["error"], "plan_required");
-    // An OAuth flow is refused before it starts, on the stored plan too.
-    let refused = ctx.authorize_provider("zoho", &tenant, "business").await;
-    assert_eq!(refused.status, 403, "{}", refused.body);
-    assert_eq!(refused.body["error"], "plan_required");
+    // An OAuth flow is refused before it starts, on the stored plan too, for a token issued
+    // before the downgrade (`iat`) as for one that does not say when it was issued.
+    let authorize = |iat: Option<&str>| {
+        let mut event = ApiEvent::sample("connections-api/authorize.json")
+            .provider("zoho")
+            .claims(&tenant, "business");
+        if let Some(iat) = iat {
+            event.0["requestContext"]["authorizer"]["jwt"]["claims"]["iat"] = json!(iat);
+        }
+        ctx.api(event)
+    };
+    for iat in [None, Some("1796118000")] {
+        let refused = authorize(iat).await;
+        assert_eq!(refused.status, 403, "{iat:?}: {}", refused.body);
+        assert_eq!(refused.body["error"], "plan_required");
+    }
+    // A token issued after billing's last change (an upgrade whose event is still on its way)
+    // is the newer view: it decides.
+    let started = authorize(Some("1796120400")).await;
+    assert_eq!(started.status, 200, "{}", started.body);
     let rows = ctx
         .services
         .store
