@@ -990,7 +990,7 @@ static CONNECT_STEPS: &[ConnectSteps] = &[
             says: &["redirected to {path} with a code and the state"],
         },
         callback: Beat {
-            title: Some("oauth-callback consumes the state, exchanges the code and stores the tokens"),
+            title: Some("oauth-callback consumes the state, exchanges the code and keeps the tokens pending for the user who started"),
             says: &["{status} -> {location|?}"],
         },
     },
@@ -1145,6 +1145,20 @@ async fn connect(
         &flow.callback,
         &json!({"status": status, "location": headers["location"]}),
     );
+    // The callback kept the consent pending; the setup page completes it with the JWT of the
+    // user who started it (the sample's `sub`), as only that user can.
+    let location = url::Url::parse(headers["location"].as_str().unwrap_or_default())?;
+    if let Some((_, code)) = location.query_pairs().find(|(k, _)| k == "completion_code") {
+        let complete = ApiEvent::sample("connections-api/complete.json")
+            .provider(flow.provider)
+            .claims(tenant, plan)
+            .body(json!({ "completion_code": code }));
+        let (status, _, answer) = lambda.http("connections-api", &complete).await?;
+        say(format!(
+            "the setup page posts the completion code with the same user's JWT: {status} {}",
+            answer["status"].as_str().unwrap_or("?")
+        ));
+    }
     Ok(callback)
 }
 
