@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end demo on loopback, no AWS account needed:
-#   moto_server (DynamoDB, KMS, SQS, Secrets Manager)  +  provider-sim (HubSpot, Zoho, Freshsales, Salesforce, Google
+#   moto_server (DynamoDB, KMS, SQS, Secrets Manager, EventBridge)  +  provider-sim (HubSpot, Zoho, Freshsales, Salesforce, Google
 #   and Bitrix24 simulators)
 #   + `cargo lambda watch` serving the four real function binaries
 #   + the demo driver (relay-tests --bin demo), which provisions and then drives the flows.
@@ -50,7 +50,7 @@ wait_http "http://127.0.0.1:$BITRIX_PORT/health" 60 "$SIM_PID" 200 || die "the B
 log "provider-sim ready: HubSpot at http://127.0.0.1:$SIM_PORT, Zoho (every data centre) at http://127.0.0.1:$ZOHO_PORT, Freshsales (every account host) at http://127.0.0.1:$FRESHSALES_PORT, Salesforce (every login host and instance) at http://127.0.0.1:$SALESFORCE_PORT, Google at http://127.0.0.1:$GOOGLE_PORT, Bitrix24 (OAuth servers and portals) at http://127.0.0.1:$BITRIX_PORT"
 
 # Provision the table, KMS key and queues in moto; the driver prints KEY=VALUE lines to export.
-log "provisioning DynamoDB, KMS and SQS in moto"
+log "provisioning DynamoDB, KMS, SQS and the EventBridge bus (a rule to a queue, for the demo to read) in moto"
 provision_out="$(cargo run -q -p relay-tests --bin demo -- provision)" || die "demo provision failed"
 while IFS= read -r line; do
   if [[ "$line" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]]; then
@@ -99,8 +99,14 @@ export RUST_LOG="${RUST_LOG:-info}"
 export AWS_LAMBDA_LOG_FORMAT=JSON
 
 INVOKE_PORT="$(free_port)"
+# The watch hands every invocation a deadline in 1970; the runner gives each function the
+# template's timeout instead, as Lambda would (why: scripts/lambda_deadline_runner.py). Set for
+# the watch only: it spawns `cargo run --bin NAME`, which starts the binary through the runner.
+HOST_TRIPLE="$(rustc -vV | sed -n 's/^host: //p')"
+RUNNER_VAR="CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$HOST_TRIPLE")_RUNNER"
 # --ignore-changes: serve the binaries built above, never rebuild on a source edit mid-demo.
 start_bg "cargo lambda watch" "$LOCAL_DIR/lambda.log" \
+  env "$RUNNER_VAR=$VENV/bin/python $ROOT/scripts/lambda_deadline_runner.py" \
   cargo lambda watch --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$INVOKE_PORT"
 WATCH_PID=$BG_PID
 # Its default route is disabled, so GET / answers 404 as soon as it listens.

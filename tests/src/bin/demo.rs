@@ -12,6 +12,7 @@ use shared::Provider;
 
 const TABLE: &str = "leadrelay-demo";
 const KEY_ALIAS: &str = "alias/leadrelay-demo-credentials";
+const EVENT_BUS: &str = "leadrelay-demo";
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -31,7 +32,62 @@ async fn provision() -> Result<()> {
     println!("KMS_KEY_ID={key_id}");
     println!("LEAD_QUEUE_URL={}", queues.url);
     println!("DEAD_LETTER_QUEUE_URL={}", queues.dead_letter_url);
+    let events_queue = create_event_tap(&aws).await?;
+    println!("EVENT_BUS_NAME={EVENT_BUS}");
+    println!("LIFECYCLE_EVENTS_QUEUE_URL={events_queue}");
     Ok(())
+}
+
+/// The lifecycle bus, and what LeadRelay's app would set up to hear it: a rule on the relay's
+/// source whose target is an SQS queue. moto delivers to the target during `PutEvents`.
+async fn create_event_tap(aws: &aws_config::SdkConfig) -> Result<String> {
+    let eventbridge = aws_sdk_eventbridge::Client::new(aws);
+    eventbridge
+        .create_event_bus()
+        .name(EVENT_BUS)
+        .send()
+        .await
+        .context("CreateEventBus")?;
+    let sqs = aws_sdk_sqs::Client::new(aws);
+    let url = sqs
+        .create_queue()
+        .queue_name(format!("{TABLE}-lifecycle-events"))
+        .send()
+        .await
+        .context("CreateQueue")?
+        .queue_url
+        .context("queue url")?;
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes
+        .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+        .context("queue arn")?;
+    eventbridge
+        .put_rule()
+        .name("leadrelay-app-lifecycle")
+        .event_bus_name(EVENT_BUS)
+        .event_pattern(json!({ "source": [shared::events::SOURCE] }).to_string())
+        .send()
+        .await
+        .context("PutRule")?;
+    eventbridge
+        .put_targets()
+        .rule("leadrelay-app-lifecycle")
+        .event_bus_name(EVENT_BUS)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("app-queue")
+                .arn(arn)
+                .build()?,
+        )
+        .send()
+        .await
+        .context("PutTargets")?;
+    Ok(url)
 }
 
 struct Lambda {
@@ -353,14 +409,18 @@ async fn run() -> Result<()> {
             "kept: HubSpot does not rotate refresh tokens"
         }
     ));
+    if !changed(&old.access_token, &new.access_token) {
+        bail!("the scheduled refresh replaced no token: {summary}");
+    }
 
     run_zoho(&lambda, &browser, &services).await?;
     run_freshsales(&lambda, &browser, &services).await?;
     run_salesforce(&lambda, &browser, &services).await?;
     run_google_sheets(&lambda, &browser).await?;
     run_bitrix24(&lambda, &browser).await?;
+    run_status_back(&lambda, &browser, &services).await?;
 
-    println!("\nDone: one lead each into HubSpot, Zoho, Freshsales, Salesforce, Google Sheets and Bitrix24.");
+    println!("\nDone: one lead each into HubSpot, Zoho, Freshsales, Salesforce, Google Sheets and Bitrix24, and what LeadRelay's app hears back.");
     Ok(())
 }
 
@@ -916,6 +976,171 @@ async fn run_bitrix24(lambda: &Lambda, browser: &reqwest::Client) -> Result<()> 
     Ok(())
 }
 
+/// What LeadRelay's app hears back: the sync status of the first lead (as the setup page asks
+/// for it), a connection whose grant HubSpot revoked turning `needs_reauth` at the next
+/// scheduled refresh, and every lifecycle event the demo's flows published, as they arrived on
+/// the queue a rule on the bus targets.
+async fn run_status_back(
+    lambda: &Lambda,
+    browser: &reqwest::Client,
+    services: &shared::Services,
+) -> Result<()> {
+    let (tenant, plan, lead) = ("acme-doha", "pro", "lead-0001");
+    step("The setup page asks GET /leads/lead-0001/sync: where the lead is in each connected CRM, with links into the CRM");
+    let (status, _, body) = lambda
+        .http(
+            "connections-api",
+            &ApiEvent::sample("connections-api/lead-sync.json")
+                .claims(tenant, plan)
+                .path("GET", &format!("/leads/{lead}/sync")),
+        )
+        .await?;
+    if status != 200 {
+        bail!("the sync status answered {status}: {body}");
+    }
+    for destination in body["destinations"].as_array().into_iter().flatten() {
+        tell(&SYNC_STATUS.destination, destination);
+        for record in destination["records"].as_array().into_iter().flatten() {
+            tell(&SYNC_STATUS.record, record);
+        }
+    }
+    let pushed_with_links = body["destinations"].as_array().is_some_and(|d| {
+        d.iter().any(|d| {
+            d["status"] == "pushed"
+                && d["records"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r["url"].is_string()))
+        })
+    });
+    if !pushed_with_links {
+        bail!("lead-0001 shows no pushed CRM with a record link: {body}");
+    }
+
+    step("A HubSpot portal admin uninstalls the app, which revokes the grant; the next scheduled refresh finds out");
+    let tenant_id = TenantId::parse(tenant)?;
+    let before = services
+        .store
+        .get_connection(&tenant_id, Provider::Hubspot)
+        .await?
+        .context("connection")?;
+    let credentials = services
+        .vault
+        .open(&tenant_id, Provider::Hubspot, &before.credentials)
+        .await?;
+    use secrecy::ExposeSecret;
+    let refresh_token = credentials
+        .refresh_token
+        .as_ref()
+        .context("no refresh token")?
+        .expose_secret()
+        .to_string();
+    // HubSpot's side of the uninstall, on the simulator: its revoke endpoint, called with the
+    // app's credentials (the simulator's defaults, which the demo's app secret holds too).
+    let app = relay_tests::sim::HubSpotSimConfig::default();
+    let revoked = browser
+        .post(format!(
+            "{}{}",
+            std::env::var("HUBSPOT_ENDPOINT_URL")?,
+            relay_tests::sim::hubspot::REVOKE_PATH
+        ))
+        .form(&[
+            ("token", refresh_token.as_str()),
+            ("client_id", app.client_id.as_str()),
+            ("client_secret", app.client_secret.as_str()),
+        ])
+        .send()
+        .await?;
+    say(format!(
+        "HubSpot revoked the refresh token: {}",
+        revoked.status()
+    ));
+    let now = chrono::Utc::now().timestamp();
+    services
+        .store
+        .update_tokens(
+            &tenant_id,
+            Provider::Hubspot,
+            before.version,
+            &before.credentials,
+            shared::store::TokenSchedule {
+                token_expires_at: Some(now + 300),
+                refresh_due_at: Some(now + 300),
+            },
+        )
+        .await?;
+    let summary = lambda
+        .invoke(
+            "token-refresh",
+            &relay_tests::events::load("token-refresh/schedule.json"),
+        )
+        .await?;
+    say(format!("token-refresh -> {summary}"));
+    let (_, _, listed) = lambda
+        .http(
+            "connections-api",
+            &ApiEvent::sample("connections-api/list.json").claims(tenant, plan),
+        )
+        .await?;
+    let hubspot = listed["connections"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["provider"] == "hubspot")
+        .context("hubspot in GET /connections")?;
+    say(format!(
+        "GET /connections: hubspot is {}: {}",
+        hubspot["status"].as_str().unwrap_or("?"),
+        hubspot["last_error"]["message"].as_str().unwrap_or("-")
+    ));
+    if hubspot["status"] != "needs_reauth" {
+        bail!("the revoked connection is not needs_reauth: {hubspot}");
+    }
+
+    step("Lifecycle events on EventBridge, as LeadRelay's app receives them (moto delivers to the queue a rule on the bus targets)");
+    let queue =
+        std::env::var("LIFECYCLE_EVENTS_QUEUE_URL").context("LIFECYCLE_EVENTS_QUEUE_URL")?;
+    let aws = relay_tests::aws::local_config().await?;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let mut seen = std::collections::BTreeSet::new();
+    loop {
+        let batch = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .send()
+            .await?;
+        let messages = batch.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for message in messages {
+            let event: Value = serde_json::from_str(message.body().unwrap_or("{}"))?;
+            let kind = event["detail-type"].as_str().unwrap_or("?").to_string();
+            match EVENT_LINES.iter().find(|l| l.detail_type == kind) {
+                Some(line) => say(render(line.says, &event, &event)),
+                None => say(format!("{kind}: {}", event["detail"])),
+            }
+            seen.insert(kind);
+            sqs.delete_message()
+                .queue_url(&queue)
+                .receipt_handle(message.receipt_handle().unwrap_or_default())
+                .send()
+                .await?;
+        }
+    }
+    for expected in [
+        "Connection Connected",
+        "Lead Pushed",
+        "Lead Dead-Lettered",
+        "Connection Needs Reauth",
+    ] {
+        if !seen.contains(expected) {
+            bail!("no {expected:?} event arrived (saw {seen:?})");
+        }
+    }
+    Ok(())
+}
+
 /// Receives what is on the queue, invokes lead-push with it as an SQS event, and deletes what
 /// the function settled: what Lambda's event source mapping does.
 async fn deliver(
@@ -1070,6 +1295,61 @@ static CONNECT_STEPS: &[ConnectSteps] = &[
             title: None,
             says: &["callback {status} -> {location|?}"],
         },
+    },
+];
+
+/// How the sync status answer prints: a line per connected CRM, a line per record.
+struct SyncStatusLines {
+    destination: Beat,
+    record: Beat,
+}
+
+static SYNC_STATUS: SyncStatusLines = SyncStatusLines {
+    destination: Beat {
+        title: None,
+        says: &["{provider}: {status} at {at|-} {reason|}{will_retry:if=(will retry)}"],
+    },
+    record: Beat {
+        title: None,
+        says: &["   {kind} {id}: {url|(no page of its own)}"],
+    },
+};
+
+/// One line per lifecycle event as delivered (the EventBridge envelope; the detail under
+/// `detail`), by detail-type (docs/events.md).
+struct EventLine {
+    detail_type: &'static str,
+    says: &'static str,
+}
+
+static EVENT_LINES: &[EventLine] = &[
+    EventLine {
+        detail_type: "Connection Connected",
+        says: "{time} {detail-type}: {detail.tenant_id} connected {detail.provider}{detail.reconnect:if= (a reconnect)}",
+    },
+    EventLine {
+        detail_type: "Connection Needs Reauth",
+        says: "{time} {detail-type}: {detail.tenant_id}'s {detail.provider} since {detail.since}: {detail.reason}",
+    },
+    EventLine {
+        detail_type: "Connection Suspended",
+        says: "{time} {detail-type}: {detail.tenant_id}'s {detail.provider} since {detail.since}: {detail.reason}",
+    },
+    EventLine {
+        detail_type: "Connection Disconnected",
+        says: "{time} {detail-type}: {detail.tenant_id} disconnected {detail.provider}",
+    },
+    EventLine {
+        detail_type: "Lead Pushed",
+        says: "{time} {detail-type}: {detail.tenant_id}'s {detail.lead_id} to {detail.provider}: {detail.records:json}; first link {detail.links.0.url|-}",
+    },
+    EventLine {
+        detail_type: "Lead Failed",
+        says: "{time} {detail-type}: {detail.tenant_id}'s {detail.lead_id} at {detail.providers:json}, attempt {detail.attempt}: {detail.reason}",
+    },
+    EventLine {
+        detail_type: "Lead Dead-Lettered",
+        says: "{time} {detail-type}: lead {detail.lead_id|-} of {detail.tenant_id|-}: {detail.reason}",
     },
 ];
 
@@ -1459,6 +1739,18 @@ mod tests {
             render("{other_id@lead_sources.name|-}", &contact, &state),
             "-"
         );
+    }
+
+    #[test]
+    fn every_lifecycle_event_kind_has_one_line() {
+        for (detail_type, _) in shared::events::KINDS {
+            let lines = EVENT_LINES
+                .iter()
+                .filter(|l| l.detail_type == detail_type)
+                .count();
+            assert_eq!(lines, 1, "{detail_type}");
+        }
+        assert_eq!(EVENT_LINES.len(), shared::events::KINDS.len());
     }
 
     #[test]
