@@ -3,7 +3,7 @@
 //! watches the org's daily allocation (`api.rs`), the org's objects described once and cached
 //! (`schema.rs`), records fitted to them (`mapping.rs`), duplicate detection in escaped SOQL
 //! (`soql.rs`), composite pushes (`push.rs`) and lead conversion over SOAP (`soap.rs`). Facts and
-//! their sources: the README's provider notes.
+//! their sources: docs/providers/salesforce.md.
 
 mod account;
 mod api;

@@ -1,7 +1,7 @@
 //! Zoho CRM: OAuth per data centre (`account.rs`), the v8 REST API with its per-record error
 //! envelope (`envelope.rs`), Leads with upsert, conversion into Contact and Deal, and notes
 //! (`push.rs`). Facts checked against Zoho's v8 OpenAPI specs (`zoho/crm-oas`) and Zoho's
-//! OAuth pages; see the README's provider notes.
+//! OAuth pages; see docs/providers/zoho.md.
 
 mod account;
 mod envelope;
