@@ -33,7 +33,9 @@ GATEWAY_PID=$BG_PID
 # Without a token the authorizer answers 401: the gateway is up once anything answers.
 wait_http "http://127.0.0.1:$PORT/connections" 60 "$GATEWAY_PID" 401 || die "contract-gateway did not start"
 
-# A Business tenant may connect every provider, so a refusal is never the plan's.
+# A Business tenant may connect every provider, so a refusal is never the plan's. One worker:
+# with two, hypothesis (6.170) raced on its own lambda-source cache once ("AST constructor
+# recursion depth mismatch"), an error of the tool, not of the service.
 rc=0
 SCHEMATHESIS_TELEMETRY=false "$VENV/bin/schemathesis" run "$ROOT/infra/openapi.yaml" \
   --url "http://127.0.0.1:$PORT" \
@@ -41,7 +43,7 @@ SCHEMATHESIS_TELEMETRY=false "$VENV/bin/schemathesis" run "$ROOT/infra/openapi.y
   --checks not_a_server_error,status_code_conformance,response_schema_conformance,positive_data_acceptance \
   --phases examples,coverage,fuzzing \
   --max-examples "$EXAMPLES" --seed "$SEED" --generation-database none \
-  --workers 2 --no-color \
+  --workers 1 --no-color \
   --report junit --report-junit-path "$LOCAL_DIR/contract-junit.xml" 2>&1 | tee "$LOCAL_DIR/contract.log" || rc=$?
 
 # One closing line from schemathesis' summary, which make test repeats at its end.

@@ -97,6 +97,9 @@ fn request_bodies_are_valid_by_the_document_exactly_when_the_service_takes_them(
     let bitrix = body_schema(&doc, "/connections/bitrix24/authorize", "post");
     let freshsales = body_schema(&doc, "/connections/freshsales", "put");
     let settings = body_schema(&doc, "/connections/{provider}/settings", "put");
+    let zoho_settings = body_schema(&doc, "/connections/zoho/settings", "put");
+    let salesforce_settings = body_schema(&doc, "/connections/salesforce/settings", "put");
+    let sheets_settings = body_schema(&doc, "/connections/google_sheets/settings", "put");
 
     assert!(valid(&one_host, json!({})));
     assert!(!valid(&one_host, json!({"environment": "sandbox"})));
@@ -180,6 +183,47 @@ fn request_bodies_are_valid_by_the_document_exactly_when_the_service_takes_them(
         &settings,
         json!({"pipeline_id": "default", "stage_mapping": {"closed": "x"}})
     ));
+
+    // Settings per provider, as save_settings refuses them: conversion only where the CRM
+    // converts leads (never at `lost`), field mapping only for Salesforce, Sheets apart.
+    let crm = json!({"pipeline_id": "p1", "stage_mapping": {"won": "s1"}});
+    assert!(valid(&settings, json!({"pipeline_id": "p1"})));
+    assert!(!valid(&settings, json!({"pipeline_id": ""})));
+    assert!(!valid(
+        &settings,
+        json!({"pipeline_id": "p1", "convert_at": "qualified"})
+    ));
+    assert!(!valid(
+        &settings,
+        json!({"pipeline_id": "p1", "spreadsheet_url": "x"})
+    ));
+    assert!(valid(
+        &zoho_settings,
+        json!({"pipeline_id": "p1", "convert_at": "qualified"})
+    ));
+    assert!(!valid(
+        &zoho_settings,
+        json!({"pipeline_id": "p1", "convert_at": "lost"})
+    ));
+    assert!(!valid(
+        &zoho_settings,
+        json!({"pipeline_id": "p1", "field_mapping": {"score": "Rating"}})
+    ));
+    assert!(valid(&salesforce_settings, crm.clone()));
+    assert!(valid(
+        &salesforce_settings,
+        json!({"pipeline_id": "p1", "field_mapping": {"score": "LeadRelay_Score__c"}})
+    ));
+    assert!(!valid(
+        &salesforce_settings,
+        json!({"pipeline_id": "p1", "field_mapping": {"owner": "OwnerId"}})
+    ));
+    assert!(valid(
+        &sheets_settings,
+        json!({"spreadsheet_url": "1AbC", "sheet": "Leads"})
+    ));
+    assert!(!valid(&sheets_settings, crm));
+    assert!(!valid(&sheets_settings, json!({"sheet": "Leads"})));
 }
 
 /// The generic authorize route names only the providers whose body is `{}`.
