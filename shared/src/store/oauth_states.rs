@@ -51,10 +51,7 @@ impl Store {
             "tenant_id".into(),
             AttributeValue::S(pending.tenant.to_string()),
         );
-        item.insert(
-            "subject".into(),
-            AttributeValue::S(pending.subject.clone()),
-        );
+        item.insert("subject".into(), AttributeValue::S(pending.subject.clone()));
         item.insert(
             "provider".into(),
             AttributeValue::S(pending.provider.slug().into()),
