@@ -36,7 +36,9 @@ wait_http "http://127.0.0.1:$PORT/connections" 60 "$GATEWAY_PID" 401 || die "con
 # A Business tenant may connect every provider, so a refusal is never the plan's. One worker:
 # with two, hypothesis (6.170) raced on its own lambda-source cache once ("AST constructor
 # recursion depth mismatch"), an error of the tool, not of the service.
+# Run from .local/: schemathesis keeps a cache of crashes (.schemathesis/) in its working directory.
 rc=0
+cd "$LOCAL_DIR"
 SCHEMATHESIS_TELEMETRY=false "$VENV/bin/schemathesis" run "$ROOT/infra/openapi.yaml" \
   --url "http://127.0.0.1:$PORT" \
   --header "Authorization: Bearer test.contract-tenant.business" \
