@@ -16,7 +16,9 @@ async fn context() -> TestContext {
     ctx.vars
         .insert("LEAD_QUEUE_URL".into(), ctx.queues.url.clone());
     let config = Config::from_lookup(|k| ctx.vars.get(k).cloned()).expect("configuration");
-    ctx.services = Services::with_aws_config(config, &ctx.aws).await.expect("services");
+    ctx.services = Services::with_aws_config(config, &ctx.aws)
+        .await
+        .expect("services");
     ctx
 }
 

@@ -344,7 +344,8 @@ async fn a_rotated_refresh_token_is_stored_and_the_old_one_is_refused_afterwards
 #[tokio::test]
 async fn concurrent_pushes_and_the_schedule_never_present_a_rotated_token_twice() {
     // Reusing a rotated token would revoke the whole grant here, as at Salesforce.
-    let ctx = TestContext::with_rotation(relay_tests::sim::Rotation::RotatingReuseRevokesGrant).await;
+    let ctx =
+        TestContext::with_rotation(relay_tests::sim::Rotation::RotatingReuseRevokesGrant).await;
     let tenant = connected(&ctx).await;
     for round in 0..3 {
         spend(&ctx, &tenant).await;

@@ -16,6 +16,6 @@ pub use policy::{
 pub use server::{CodeRequest, Issued, OAuthCounters, OAuthFailure, OAuthServer, Redemption};
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 pub mod testkit;
+#[cfg(test)]
+mod tests;
