@@ -149,29 +149,12 @@ impl Store {
         before: DateTime<Utc>,
         limit: i32,
     ) -> Result<Vec<String>, Error> {
-        let output = self
-            .ddb
-            .query()
-            .table_name(&self.table)
-            .index_name(super::REFRESH_INDEX)
-            .key_condition_expression("refresh_bucket = :bucket AND refresh_due_at <= :before")
-            .expression_attribute_values(":bucket", AttributeValue::S(PENDING_BUCKET.into()))
-            .expression_attribute_values(
-                ":before",
-                AttributeValue::N(before.timestamp().to_string()),
-            )
-            .limit(limit.max(1))
-            .send()
-            .await
-            .map_err(|e| store_error("Query", e).expect("Query has no condition"))?;
-        Ok(output
-            .items
-            .unwrap_or_default()
+        // The same index walk as the refresh schedule's, on the pending connections' bucket.
+        let page = self.due_page(PENDING_BUCKET, before, None, limit).await?;
+        Ok(page
+            .rows
             .iter()
-            .filter_map(|item| match item.get("pk") {
-                Some(AttributeValue::S(pk)) => pk.strip_prefix("PENDING#").map(str::to_string),
-                _ => None,
-            })
+            .filter_map(|row| row.cursor.pk.strip_prefix("PENDING#").map(str::to_string))
             .collect())
     }
 }
