@@ -34,6 +34,7 @@ fn inbound(body: &str, receive_count: u32) -> InboundMessage {
         message_id: format!("crash-{id}"),
         body: body.to_string(),
         receive_count,
+        ..Default::default()
     }
 }
 

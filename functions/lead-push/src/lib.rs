@@ -48,5 +48,6 @@ fn inbound(record: SqsMessage) -> InboundMessage {
         message_id: record.message_id.unwrap_or_default(),
         body: record.body.unwrap_or_default(),
         receive_count,
+        ..Default::default()
     }
 }

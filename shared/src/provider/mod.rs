@@ -2,6 +2,7 @@
 //! endpoints, field mapping and quirks and nothing else: HTTP, retries, auth headers and token
 //! handling are shared.
 
+mod batch;
 pub mod bitrix24;
 pub mod freshsales;
 pub mod google_sheets;
@@ -27,6 +28,7 @@ use crate::lead::{ContactField, ContactQuery, Lead};
 use crate::oauth::{OAuthClient, TokenSet};
 use crate::registry::Provider;
 use crate::store::ConnectionSettings;
+pub use batch::{copy_error, BatchJournal, BatchLead, LeadBatch};
 pub use progress::{ProgressJournal, ProgressSnapshot, PushProgress};
 
 /// A deal pipeline (or the provider's equivalent) and its stages, for the setup page.
@@ -450,6 +452,34 @@ pub trait CrmProvider: Send + Sync {
         progress: &mut PushProgress,
     ) -> Result<(), ProviderError>;
 
+    /// Pushes a batch of one tenant's leads (one settings, one session) with the provider's
+    /// batch APIs; see [`batch`](LeadBatch) for the rules. A per-record error fails that lead
+    /// alone ([`LeadBatch::fail`]); `Err` fails every lead still open. The default pushes one
+    /// lead after the other through [`CrmProvider::push_lead`].
+    async fn push_leads(
+        &self,
+        session: &Session<'_>,
+        settings: Option<&ConnectionSettings>,
+        batch: &mut LeadBatch<'_>,
+    ) -> Result<(), ProviderError> {
+        for index in batch.open() {
+            let item = batch.lead_mut(index);
+            let lead = item.lead;
+            if let Err(error) = self
+                .push_lead(session, lead, settings, &mut item.progress)
+                .await
+            {
+                // A lost token or an outage concerns every lead: stop and let the caller
+                // refresh or retry; a refusal of this lead's data is this lead's alone.
+                if error.is_retryable() || is_session_error(&error) {
+                    return Err(error);
+                }
+                batch.fail(index, error);
+            }
+        }
+        Ok(())
+    }
+
     async fn refresh_token(
         &self,
         oauth: &OAuthClient<'_>,
@@ -469,6 +499,14 @@ pub trait CrmProvider: Send + Sync {
             None => Ok(false),
         }
     }
+}
+
+/// Whether an error concerns the session (its token), not one lead.
+pub fn is_session_error(error: &ProviderError) -> bool {
+    matches!(
+        error,
+        ProviderError::Unauthorized { .. } | ProviderError::InvalidGrant { .. }
+    )
 }
 
 /// The implementation for a provider, where one is built.

@@ -127,6 +127,20 @@ impl PushProgress {
         Ok(())
     }
 
+    /// Notes, in memory only, that a create of `kind` is about to be sent: a batch provider
+    /// notes it on every lead of a batch call, then stores them all with
+    /// [`super::LeadBatch::save`] before sending.
+    pub fn note_intent(&mut self, kind: &str) {
+        self.intents.insert(kind.to_string());
+    }
+
+    /// Notes, in memory only, the id of a record of `kind` and clears its intent; stored for
+    /// the whole batch by [`super::LeadBatch::save`] before the next CRM call.
+    pub fn note_record(&mut self, kind: &str, id: impl Into<String>) {
+        self.records.insert(kind.to_string(), id.into());
+        self.intents.remove(kind);
+    }
+
     /// Forgets a record of `kind` (it was found gone, or merged into another) and stores that.
     pub async fn forget(&mut self, kind: &str) -> Result<(), ProviderError> {
         let changed = self.records.remove(kind).is_some() | self.intents.remove(kind);

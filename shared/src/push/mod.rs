@@ -10,6 +10,7 @@
 mod announce;
 mod dead_letter;
 mod destination;
+mod lane;
 mod parked;
 
 use std::fmt;
@@ -23,14 +24,25 @@ use crate::registry::Provider;
 use crate::services::Services;
 use crate::store::ConnectionStatus;
 pub use destination::DestinationOutcome;
+pub use lane::Lane;
 pub use parked::{release_parked, Released};
 
 /// An SQS message as the lead-push function hands it over.
+#[derive(Clone, Debug, Default)]
 pub struct InboundMessage {
     pub message_id: String,
     pub body: String,
     /// `ApproximateReceiveCount`: 1 on the first delivery.
     pub receive_count: u32,
+    /// Which queue it came from.
+    pub lane: Lane,
+    /// `MessageGroupId`: the tenant id by the message contract (SQS fair queues).
+    pub group_id: Option<String>,
+    /// `SentTimestamp`: when the producer (or a deferral) enqueued it.
+    pub sent_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// How many times it was deferred because its CRM account had no capacity (message
+    /// attribute `leadrelay-deferrals`); never counts towards dead-lettering.
+    pub deferrals: u32,
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -98,6 +98,7 @@ fn leads_on(tenant: &str, plan: &str, stage: &str) -> Vec<InboundMessage> {
                 Some("Wants a demo."),
             ),
             receive_count: 1,
+            ..Default::default()
         })
         .collect()
 }

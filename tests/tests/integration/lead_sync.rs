@@ -234,6 +234,7 @@ async fn a_failing_push_shows_failed_with_its_reason_and_that_it_will_be_retried
         message_id: "m-1".into(),
         body: message(&tenant, "lead-failing", "sam@example.com.au"),
         receive_count: 1,
+        ..Default::default()
     };
     let outcome = process_message(&ctx.services, &first).await;
     assert!(
@@ -283,6 +284,7 @@ async fn a_dead_lettered_lead_shows_dead_lettered_with_the_reason() {
         message_id: "m-9".into(),
         body: message(&tenant, "lead-dlq", "noor@example.qa"),
         receive_count: 5,
+        ..Default::default()
     };
     let outcome = process_message(&ctx.services, &last).await;
     assert!(

@@ -215,6 +215,7 @@ fn message(body: String, receive_count: u32) -> InboundMessage {
         message_id: format!("m-{}", uuid::Uuid::new_v4().simple()),
         body,
         receive_count,
+        ..Default::default()
     }
 }
 

@@ -262,6 +262,7 @@ async fn a_message_pushed_to_one_destination_and_parked_for_another_is_settled()
         message_id: "m-3".into(),
         body: body.to_string(),
         receive_count: 1,
+        ..Default::default()
     };
     let result = process_message(&ctx.services, &message).await;
     match &result {
@@ -299,6 +300,7 @@ async fn a_lead_that_cannot_be_parked_is_retried_not_dead_lettered() {
         message_id: "m-1".into(),
         body: lead(&tenant, 1, "new", 1),
         receive_count,
+        ..Default::default()
     };
 
     let first = process_message(&failing, &message(1)).await;

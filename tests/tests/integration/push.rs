@@ -176,11 +176,13 @@ async fn two_concurrent_deliveries_of_one_message_push_it_once() {
         message_id: "m-1".into(),
         body: body.clone(),
         receive_count: 1,
+        ..Default::default()
     };
     let second = InboundMessage {
         message_id: "m-1".into(),
         body: body.clone(),
         receive_count: 1,
+        ..Default::default()
     };
 
     let (a, b) = tokio::join!(
@@ -210,6 +212,7 @@ async fn two_concurrent_deliveries_of_one_message_push_it_once() {
             message_id: "m-1".into(),
             body,
             receive_count: 2,
+            ..Default::default()
         },
     )
     .await;
@@ -531,6 +534,7 @@ async fn a_lead_still_failing_on_its_last_delivery_goes_to_the_dlq_with_the_reas
         message_id: "m-9".into(),
         body: fatima(&tenant, "new", "Hi"),
         receive_count: 5,
+        ..Default::default()
     };
     let outcome = process_message(&ctx.services, &last).await;
     assert!(
