@@ -177,13 +177,12 @@ impl<'a> LeadBatch<'a> {
             return Ok(());
         }
         if let Some(journal) = &self.journal {
-            journal
-                .save_many(&changed)
-                .await
-                .map_err(|source| ProviderError::ProgressNotSaved {
+            journal.save_many(&changed).await.map_err(|source| {
+                ProviderError::ProgressNotSaved {
                     provider: self.provider,
                     source: Box::new(source),
-                })?;
+                }
+            })?;
         }
         for (i, snapshot) in changed {
             self.stored[i] = snapshot;
@@ -281,19 +280,17 @@ pub fn copy_error(error: &ProviderError) -> ProviderError {
             status: *status,
             detail: detail.clone(),
         },
-        ProviderError::ProgressNotSaved { provider, source } => {
-            ProviderError::ProgressNotSaved {
-                provider: *provider,
-                source: Box::new(Error::Busy(format!(
-                    "progress not saved ({})",
-                    if source.is_retryable() {
-                        "retryable"
-                    } else {
-                        "permanent"
-                    }
-                ))),
-            }
-        }
+        ProviderError::ProgressNotSaved { provider, source } => ProviderError::ProgressNotSaved {
+            provider: *provider,
+            source: Box::new(Error::Busy(format!(
+                "progress not saved ({})",
+                if source.is_retryable() {
+                    "retryable"
+                } else {
+                    "permanent"
+                }
+            ))),
+        },
     }
 }
 
@@ -335,7 +332,10 @@ mod tests {
         let writes = Arc::new(Writes::default());
         let mut batch = LeadBatch::journaled(
             Provider::Hubspot,
-            leads.iter().map(|l| (l, ProgressSnapshot::default())).collect(),
+            leads
+                .iter()
+                .map(|l| (l, ProgressSnapshot::default()))
+                .collect(),
             writes.clone(),
         );
         for i in [0, 2] {
@@ -347,12 +347,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_lead_failed_inside_the_batch_keeps_its_error_and_the_others_take_the_whole_result()
-    {
+    async fn a_lead_failed_inside_the_batch_keeps_its_error_and_the_others_take_the_whole_result() {
         let leads = [lead("a"), lead("b")];
         let mut batch = LeadBatch::in_memory(
             Provider::Hubspot,
-            leads.iter().map(|l| (l, ProgressSnapshot::default())).collect(),
+            leads
+                .iter()
+                .map(|l| (l, ProgressSnapshot::default()))
+                .collect(),
         );
         batch.fail(
             1,
