@@ -10,6 +10,7 @@ use crate::credentials::Credentials;
 use crate::error::{Error, ProviderError};
 use crate::identity::TenantId;
 use crate::provider::{CrmProvider, Session};
+use crate::push::Lane;
 use crate::refresh::{self, RefreshCause};
 use crate::registry::Provider;
 use crate::services::Services;
@@ -21,9 +22,23 @@ pub struct OpenConnection<'a> {
     pub implementation: &'static dyn CrmProvider,
     services: &'a Services,
     credentials: Credentials,
+    /// Which lane's share of the account's rate limit this connection's calls take.
+    lane: Lane,
 }
 
 impl<'a> OpenConnection<'a> {
+    /// The same connection, its calls taking capacity as `lane` (live by default): a backfill
+    /// takes only what live leads leave of the account's rate limit.
+    pub fn with_lane(mut self, lane: Lane) -> Self {
+        self.lane = lane;
+        self
+    }
+
+    /// The lane this connection's calls take capacity as.
+    pub fn lane(&self) -> Lane {
+        self.lane
+    }
+
     /// A session for API calls on this connection.
     pub fn session(&self) -> Result<Session<'_>, Error> {
         let provider = self.connection.provider;
@@ -164,6 +179,7 @@ pub async fn open_connection(
             implementation,
             services,
             credentials: refreshed.credentials,
+            lane: Lane::Live,
         });
     }
     let credentials = services
@@ -175,5 +191,6 @@ pub async fn open_connection(
         implementation,
         services,
         credentials,
+        lane: Lane::Live,
     })
 }
