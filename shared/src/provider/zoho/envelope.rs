@@ -78,6 +78,47 @@ pub(super) fn single_record(response: HttpResponse) -> Result<RecordResult, Prov
     }
 }
 
+/// The per-record results of a multi-record call, in the order the records were sent: each
+/// one a success or the error Zoho gave that record. `Err` when the whole call failed (a
+/// request-level error) or the answer does not hold one result per record sent.
+pub(super) fn many_records(
+    response: HttpResponse,
+    sent: usize,
+) -> Result<Vec<Result<RecordResult, ProviderError>>, ProviderError> {
+    let status = response.status;
+    let provider = response.provider;
+    if let Some(error) = request_level_error(&response) {
+        return Err(error);
+    }
+    let envelope: DataEnvelope = response.json()?;
+    if envelope.data.len() != sent {
+        return Err(ProviderError::Garbage {
+            provider,
+            status,
+            detail: format!(
+                "{} record results for {sent} records sent",
+                envelope.data.len()
+            ),
+        });
+    }
+    Ok(envelope
+        .data
+        .into_iter()
+        .map(|record| {
+            if record.status.eq_ignore_ascii_case("success") {
+                Ok(record)
+            } else {
+                Err(classify(
+                    status,
+                    &record.code,
+                    &record.details,
+                    &record.message,
+                ))
+            }
+        })
+        .collect())
+}
+
 /// A request-level error object (`{"code","status":"error",...}` without `data`), or any
 /// non-2xx the body does not explain.
 fn request_level_error(response: &HttpResponse) -> Option<ProviderError> {
@@ -225,6 +266,47 @@ mod tests {
         .unwrap_err();
         assert!(!converted.is_retryable());
         assert!(converted.to_string().contains("ID_ALREADY_CONVERTED"));
+    }
+
+    #[test]
+    fn a_multi_record_answer_gives_one_result_per_record_in_order() {
+        let results = many_records(
+            answer(
+                207,
+                r#"{"data":[{"code":"SUCCESS","action":"insert","details":{"id":"1"},"message":"record added","status":"success"},{"code":"MANDATORY_NOT_FOUND","details":{"api_name":"Last_Name","json_path":"$.data[1].Last_Name"},"message":"required field not found","status":"error"},{"code":"INTERNAL_ERROR","details":{},"message":"x","status":"error"}]}"#,
+            ),
+            3,
+        )
+        .unwrap();
+        assert_eq!(results[0].as_ref().unwrap().id().as_deref(), Some("1"));
+        let refused = results[1].as_ref().unwrap_err();
+        assert!(!refused.is_retryable());
+        assert!(refused
+            .to_string()
+            .contains("MANDATORY_NOT_FOUND Last_Name"));
+        assert!(results[2].as_ref().unwrap_err().is_retryable());
+    }
+
+    #[test]
+    fn a_multi_record_answer_of_the_wrong_length_or_a_request_error_fails_the_whole_call() {
+        let short = many_records(
+            answer(
+                200,
+                r#"{"data":[{"code":"SUCCESS","details":{"id":"1"},"message":"ok","status":"success"}]}"#,
+            ),
+            2,
+        )
+        .unwrap_err();
+        assert!(matches!(short, ProviderError::Garbage { .. }));
+        let throttled = many_records(
+            answer(
+                429,
+                r#"{"code":"TOO_MANY_REQUESTS","details":{},"message":"x","status":"error"}"#,
+            ),
+            2,
+        )
+        .unwrap_err();
+        assert!(matches!(throttled, ProviderError::Throttled { .. }));
     }
 
     #[test]

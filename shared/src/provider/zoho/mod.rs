@@ -1,9 +1,11 @@
 //! Zoho CRM: OAuth per data centre (`account.rs`), the v8 REST API with its per-record error
 //! envelope (`envelope.rs`), Leads with upsert, conversion into Contact and Deal, and notes
-//! (`push.rs`). Facts checked against Zoho's v8 OpenAPI specs (`zoho/crm-oas`) and Zoho's
-//! OAuth pages; see docs/providers/zoho.md.
+//! (`push.rs`), many leads at once with the multi-record APIs (`batch.rs`). Facts checked
+//! against Zoho's v8 OpenAPI specs (`zoho/crm-oas`) and Zoho's OAuth pages; see
+//! docs/providers/zoho.md.
 
 mod account;
+mod batch;
 mod envelope;
 mod mapping;
 mod push;
@@ -15,7 +17,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use url::Url;
 
-use super::{CrmProvider, Pipeline, PropertyInfo, PushProgress, Session};
+use super::{CrmProvider, LeadBatch, Pipeline, PropertyInfo, PushProgress, Session};
 use crate::error::ProviderError;
 use crate::lead::{ContactField, Lead};
 use crate::oauth::TokenSet;
@@ -162,6 +164,17 @@ impl CrmProvider for Zoho {
         progress: &mut PushProgress,
     ) -> Result<(), ProviderError> {
         push::push_lead(session, lead, settings, progress).await
+    }
+
+    /// New leads in one Leads upsert and one Notes create per 100 (`batch.rs`); the others
+    /// one by one.
+    async fn push_leads(
+        &self,
+        session: &Session<'_>,
+        settings: Option<&ConnectionSettings>,
+        batch: &mut LeadBatch<'_>,
+    ) -> Result<(), ProviderError> {
+        batch::push_leads(session, settings, batch).await
     }
 }
 

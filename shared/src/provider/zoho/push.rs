@@ -29,10 +29,10 @@ use crate::store::ConnectionSettings;
 
 /// Duplicate check of the upsert: the email first, then the phone (both are normalised by
 /// LeadRelay, so equal values compare equal in Zoho).
-const DUPLICATE_CHECK_FIELDS: [&str; 2] = ["Email", "Phone"];
+pub(super) const DUPLICATE_CHECK_FIELDS: [&str; 2] = ["Email", "Phone"];
 /// Workflow rules (assignment, alerts) run as they do for a web-form lead; approval processes
 /// and blueprints are not triggered, so a pushed lead is never left locked.
-const TRIGGERS: [&str; 1] = ["workflow"];
+pub(super) const TRIGGERS: [&str; 1] = ["workflow"];
 
 pub(super) async fn push_lead(
     session: &Session<'_>,
@@ -55,23 +55,34 @@ pub(super) async fn push_lead(
         let known = progress.records.get("lead").cloned();
         let id = push_lead_record(session, lead, settings, known.as_deref(), progress).await?;
         progress.record("lead", id.clone()).await?;
-        if let Some(settings) = settings.filter(|s| converts_now(lead, s)) {
-            let (pipeline, stage) = deal_stage(session, lead, Some(settings)).await?;
-            // Zoho refuses a second conversion, so the intent is what tells a retry to read
-            // the lead back instead of converting it again.
-            progress.intend("contact").await?;
-            let made = match convert(session, &id, lead, &pipeline, &stage).await {
-                Ok(made) => made,
-                // Converted by an attempt whose answer was lost, or by hand in Zoho.
-                Err(e) if is_already_converted(&e) => {
-                    converted_records(session, &id).await?.ok_or(e)?
-                }
-                Err(e) => return Err(e),
-            };
-            record_conversion(progress, made, Some(stage)).await?;
-        }
+        convert_if_due(session, lead, settings, &id, progress).await?;
     }
     sync_note(session, lead, progress).await
+}
+
+/// Converts the lead `id` into a Contact and a Deal when the tenant converts at a stage this
+/// lead has reached; nothing otherwise.
+pub(super) async fn convert_if_due(
+    session: &Session<'_>,
+    lead: &Lead,
+    settings: Option<&ConnectionSettings>,
+    id: &str,
+    progress: &mut PushProgress,
+) -> Result<(), ProviderError> {
+    let Some(settings) = settings.filter(|s| converts_now(lead, s)) else {
+        return Ok(());
+    };
+    let (pipeline, stage) = deal_stage(session, lead, Some(settings)).await?;
+    // Zoho refuses a second conversion, so the intent is what tells a retry to read the lead
+    // back instead of converting it again.
+    progress.intend("contact").await?;
+    let made = match convert(session, id, lead, &pipeline, &stage).await {
+        Ok(made) => made,
+        // Converted by an attempt whose answer was lost, or by hand in Zoho.
+        Err(e) if is_already_converted(&e) => converted_records(session, id).await?.ok_or(e)?,
+        Err(e) => return Err(e),
+    };
+    record_conversion(progress, made, Some(stage)).await
 }
 
 /// Stores what a conversion made: deal and account first, the contact last, since the
@@ -112,7 +123,7 @@ fn no_contact(status: u16, code: &str) -> ProviderError {
 }
 
 /// The tenant converts leads at a stage, and this lead has reached it.
-fn converts_now(lead: &Lead, settings: &ConnectionSettings) -> bool {
+pub(super) fn converts_now(lead: &Lead, settings: &ConnectionSettings) -> bool {
     settings
         .convert_at
         .is_some_and(|at| lead.stage.has_reached(at))
@@ -533,7 +544,7 @@ async fn update(
     Ok(())
 }
 
-fn record_id(record: &RecordResult) -> Result<String, ProviderError> {
+pub(super) fn record_id(record: &RecordResult) -> Result<String, ProviderError> {
     record.id().ok_or(ProviderError::Garbage {
         provider: Provider::Zoho,
         status: 200,
