@@ -70,6 +70,16 @@ fn classify(response: &HttpResponse) -> ProviderError {
         .error
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| format!("http_{}", response.status));
+    error_of(
+        response.status,
+        code,
+        answer.error_description.unwrap_or_default(),
+    )
+}
+
+/// What the relay does about Bitrix24's error `code` (answered with `status`; a batch's
+/// per-command error carries the batch's status).
+pub(super) fn error_of(status: u16, code: String, description: String) -> ProviderError {
     let provider = Provider::Bitrix24;
     match code.as_str() {
         // The access token is spent or unknown: refresh once, then reconnect.
@@ -83,22 +93,16 @@ fn classify(response: &HttpResponse) -> ProviderError {
             provider,
             retry_after: None,
         },
-        "INTERNAL_SERVER_ERROR" | "ERROR_UNEXPECTED_ANSWER" => ProviderError::Unavailable {
-            provider,
-            status: response.status,
-        },
+        "INTERNAL_SERVER_ERROR" | "ERROR_UNEXPECTED_ANSWER" => {
+            ProviderError::Unavailable { provider, status }
+        }
         // Everything else (ACCESS_DENIED: REST is not on the portal's plan; insufficient_scope;
         // a field the portal refuses) needs a person, not a retry.
         _ => ProviderError::Rejected {
             provider,
-            status: response.status,
+            status,
             code,
-            message: answer
-                .error_description
-                .unwrap_or_default()
-                .chars()
-                .take(300)
-                .collect(),
+            message: description.chars().take(300).collect(),
         },
     }
 }

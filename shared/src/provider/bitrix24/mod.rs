@@ -1,8 +1,10 @@
 //! Bitrix24: OAuth on the tenant's portal with tokens from Bitrix24's OAuth server
 //! (`portal.rs`), REST calls with the token in the body (`api.rs`), and the push of a lead as a
-//! contact, a deal and a timeline comment (`push.rs`).
+//! contact, a deal and a timeline comment (`push.rs`), many leads at once with `batch`
+//! (`batch.rs`).
 
 mod api;
+mod batch;
 mod portal;
 mod push;
 
@@ -11,7 +13,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use url::Url;
 
-use super::{CrmProvider, LoginChoice, Pipeline, PushProgress, Session};
+use super::{CrmProvider, LeadBatch, LoginChoice, Pipeline, PushProgress, Session};
 use crate::config::Config;
 use crate::error::ProviderError;
 use crate::lead::{ContactField, Lead};
@@ -131,6 +133,16 @@ impl CrmProvider for Bitrix24 {
         progress: &mut PushProgress,
     ) -> Result<(), ProviderError> {
         push::push_lead(session, lead, settings, progress).await
+    }
+
+    /// Four `batch` calls for up to 50 leads' commands each (find, contacts, deals, comments).
+    async fn push_leads(
+        &self,
+        session: &Session<'_>,
+        settings: Option<&ConnectionSettings>,
+        batch: &mut LeadBatch<'_>,
+    ) -> Result<(), ProviderError> {
+        batch::push_leads(session, settings, batch).await
     }
 }
 

@@ -45,7 +45,7 @@ const ORIGINATOR: &str = "leadrelay";
 
 /// The in-memory marker of a deal create sent without its answer, as mappings written before
 /// durable intents may still hold it: read as an intent, then dropped.
-const LEGACY_DEAL_SENT: &str = "deal_sent";
+pub(super) const LEGACY_DEAL_SENT: &str = "deal_sent";
 
 /// A timeline comment is a text field; kept well under what the portal stores.
 const COMMENT_MAX_CHARS: usize = 10_000;
@@ -158,21 +158,7 @@ async fn deal(
     }
 
     let (category, stage) = deal_stage(session, lead, settings).await?;
-    let mut fields = json!({
-        "TITLE": lead.deal_name(),
-        "CATEGORY_ID": id_value(&category),
-        "STAGE_ID": stage,
-        "CONTACT_ID": id_value(contact),
-        "OPENED": "Y",
-        // Bitrix24's fields for linking a record to its external source
-        // (https://apidocs.bitrix24.com/api-reference/crm/deals/crm-deal-add.html).
-        "ORIGINATOR_ID": ORIGINATOR,
-        "ORIGIN_ID": lead.id,
-    });
-    if let Some(source) = &lead.source {
-        fields["SOURCE_DESCRIPTION"] = source.clone().into();
-    }
-    let params = json!({ "fields": fields, "params": { "REGISTER_SONET_EVENT": "N" } });
+    let params = deal_add_params(lead, contact, &category, &stage);
     progress.intend("deal").await?;
     let result = call(
         session,
@@ -186,6 +172,26 @@ async fn deal(
     progress.stage = Some(stage);
     progress.record("deal", deal.as_str()).await?;
     Ok(deal)
+}
+
+/// `crm.deal.add`'s parameters: the lead's deal in `category` at `stage`, linked to `contact`
+/// and carrying the lead's id.
+pub(super) fn deal_add_params(lead: &Lead, contact: &str, category: &str, stage: &str) -> Value {
+    let mut fields = json!({
+        "TITLE": lead.deal_name(),
+        "CATEGORY_ID": id_value(category),
+        "STAGE_ID": stage,
+        "CONTACT_ID": id_value(contact),
+        "OPENED": "Y",
+        // Bitrix24's fields for linking a record to its external source
+        // (https://apidocs.bitrix24.com/api-reference/crm/deals/crm-deal-add.html).
+        "ORIGINATOR_ID": ORIGINATOR,
+        "ORIGIN_ID": lead.id,
+    });
+    if let Some(source) = &lead.source {
+        fields["SOURCE_DESCRIPTION"] = source.clone().into();
+    }
+    json!({ "fields": fields, "params": { "REGISTER_SONET_EVENT": "N" } })
 }
 
 /// The summary as the deal's timeline comment: added once, updated when it changed.
@@ -219,11 +225,7 @@ async fn comment(
             progress.save().await?;
         }
         None => {
-            let params = json!({ "fields": {
-                "ENTITY_ID": id_value(deal),
-                "ENTITY_TYPE": "deal",
-                "COMMENT": text,
-            }});
+            let params = comment_add_params(deal, &text);
             progress.intend("comment").await?;
             let result = call(
                 session,
@@ -239,6 +241,15 @@ async fn comment(
         }
     }
     Ok(())
+}
+
+/// `crm.timeline.comment.add`'s parameters: `text` on the deal's timeline.
+pub(super) fn comment_add_params(deal: &str, text: &str) -> Value {
+    json!({ "fields": {
+        "ENTITY_ID": id_value(deal),
+        "ENTITY_TYPE": "deal",
+        "COMMENT": text,
+    }})
 }
 
 /// The contact this relay created for `lead` (by `ORIGINATOR_ID` and `ORIGIN_ID`), if any; the
@@ -360,7 +371,7 @@ fn names_lead(text: &str, id: &str) -> bool {
 
 /// The timeline comment: the summary with the lead's id, source and score. A summary too long
 /// for the comment is cut, never the facts line: it is what finds the comment again.
-fn comment_text(lead: &Lead) -> Option<String> {
+pub(super) fn comment_text(lead: &Lead) -> Option<String> {
     let note = lead.plain_note()?;
     if note.chars().count() <= COMMENT_MAX_CHARS {
         return Some(note);
@@ -386,7 +397,7 @@ pub(super) async fn sync_contact(
 
 /// What an update sends: the name and source only, never phone or email values (see the
 /// module's note).
-fn names_only(lead: &Lead) -> Map<String, Value> {
+pub(super) fn names_only(lead: &Lead) -> Map<String, Value> {
     let mut fields = person_fields(lead, &NAMES, false);
     fields.remove(NAMES.email);
     fields.remove(NAMES.phone);
@@ -413,7 +424,8 @@ async fn update_contact(
     .map(drop)
 }
 
-async fn create_contact(session: &Session<'_>, lead: &Lead) -> Result<String, ProviderError> {
+/// `crm.contact.add`'s parameters for the lead's new contact.
+pub(super) fn contact_add_params(lead: &Lead) -> Value {
     let mut fields = person_fields(lead, &NAMES, true);
     // Multi-value fields: a list of values, each with its type.
     for name in [NAMES.email, NAMES.phone] {
@@ -433,7 +445,11 @@ async fn create_contact(session: &Session<'_>, lead: &Lead) -> Result<String, Pr
     // https://apidocs.bitrix24.com/api-reference/crm/contacts/crm-contact-add.html).
     fields.insert("ORIGINATOR_ID".into(), ORIGINATOR.into());
     fields.insert("ORIGIN_ID".into(), lead.id.clone().into());
-    let params = json!({ "fields": fields, "params": { "REGISTER_SONET_EVENT": "N" } });
+    json!({ "fields": fields, "params": { "REGISTER_SONET_EVENT": "N" } })
+}
+
+async fn create_contact(session: &Session<'_>, lead: &Lead) -> Result<String, ProviderError> {
+    let params = contact_add_params(lead);
     let result = call(
         session,
         "contacts.create",
@@ -451,11 +467,7 @@ pub(super) async fn find_contact(
     field: ContactField,
     value: &str,
 ) -> Result<Option<String>, ProviderError> {
-    let kind = match field {
-        ContactField::Email => "EMAIL",
-        ContactField::Phone => "PHONE",
-    };
-    let params = json!({ "entity_type": "CONTACT", "type": kind, "values": [value] });
+    let params = findbycomm_params(field, value);
     let result = call(
         session,
         "contacts.search",
@@ -464,17 +476,27 @@ pub(super) async fn find_contact(
         Idempotency::Safe,
     )
     .await?;
-    // `[]` when nothing matches (an empty PHP array), `{"CONTACT": [ids]}` otherwise.
-    let ids = result
+    Ok(oldest_contact(&result))
+}
+
+/// The oldest contact of a `crm.duplicate.findbycomm` result: `[]` when nothing matches (an
+/// empty PHP array), `{"CONTACT": [ids]}` otherwise.
+pub(super) fn oldest_contact(result: &Value) -> Option<String> {
+    result
         .get("CONTACT")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let oldest = ids
+        .and_then(Value::as_array)?
         .iter()
         .filter_map(|id| id_of(id, "contact").ok())
-        .min_by_key(|id| id.parse::<u64>().unwrap_or(u64::MAX));
-    Ok(oldest)
+        .min_by_key(|id| id.parse::<u64>().unwrap_or(u64::MAX))
+}
+
+/// `crm.duplicate.findbycomm`'s parameters: contacts holding `value` as an email or phone.
+pub(super) fn findbycomm_params(field: ContactField, value: &str) -> Value {
+    let kind = match field {
+        ContactField::Email => "EMAIL",
+        ContactField::Phone => "PHONE",
+    };
+    json!({ "entity_type": "CONTACT", "type": kind, "values": [value] })
 }
 
 /// Deal categories (Bitrix24's pipelines) with their stages, in the portal's order.

@@ -614,6 +614,9 @@ impl From<Value> for Answer {
     }
 }
 
+/// Most commands one `batch` call may hold.
+pub(crate) const MAX_BATCH_COMMANDS: usize = 50;
+
 /// Records a list method serves at once: 50, whatever the request asks.
 const LIST_PAGE: usize = 50;
 
@@ -822,6 +825,7 @@ fn call(
     date: &str,
 ) -> Result<Answer, FieldError> {
     match method {
+        "batch" => batch(portal, params, date).map(Answer::from),
         "crm.duplicate.findbycomm" => find_by_comm(portal, params).map(Answer::from),
         "crm.contact.add" => {
             let fields = fields_param(params)?;
@@ -951,6 +955,84 @@ fn call(
         .into()),
         _ => Err((METHOD_NOT_FOUND.to_owned(), "Method not found!".to_owned())),
     }
+}
+
+/// `batch`: up to [`MAX_BATCH_COMMANDS`] commands (`cmd`, keyed by name or index), each
+/// `method?query` with PHP-style parameters, run in order on the portal. Each command's
+/// `result` or error lands under its key in `result` / `result_error`; `halt` truthy stops at
+/// the first error. The whole batch is one request for the rate limit (checked once before
+/// this runs). `$result[...]` references are not resolved (the relay sends none).
+fn batch(
+    portal: &mut Portal,
+    params: &Map<String, Value>,
+    date: &str,
+) -> Result<Value, FieldError> {
+    let commands: Vec<(String, String)> = match param(params, "cmd") {
+        Some(Value::Object(map)) => map.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+        Some(Value::Array(list)) => list
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i.to_string(), text(v)))
+            .collect(),
+        _ => return Err(invalid_arg("cmd is required")),
+    };
+    if commands.len() > MAX_BATCH_COMMANDS {
+        return Err(invalid_arg(&format!(
+            "Max batch length exceeded: at most {MAX_BATCH_COMMANDS} commands"
+        )));
+    }
+    let halt =
+        param(params, "halt").is_some_and(|h| matches!(text(h).as_str(), "1" | "true" | "Y"));
+    let mut results = Map::new();
+    let mut errors = Map::new();
+    let mut totals = Map::new();
+    let mut nexts = Map::new();
+    let mut times = Map::new();
+    for (key, line) in commands {
+        let (method, query) = line.split_once('?').unwrap_or((line.as_str(), ""));
+        let method = method.trim_end_matches(".json").to_ascii_lowercase();
+        let answer = if method == "batch" {
+            Err(invalid_arg("Batch call is not allowed inside a batch"))
+        } else {
+            call(portal, &method, &params::php_form(query), date)
+        };
+        match answer {
+            Ok(answer) => {
+                results.insert(key.clone(), answer.result);
+                if let Some(total) = answer.total {
+                    totals.insert(key.clone(), json!(total));
+                }
+                if let Some(next) = answer.next {
+                    nexts.insert(key.clone(), json!(next));
+                }
+                times.insert(key, json!({"operating": 0}));
+            }
+            Err((code, description)) => {
+                errors.insert(
+                    key,
+                    json!({"error": code, "error_description": description}),
+                );
+                if halt {
+                    break;
+                }
+            }
+        }
+    }
+    // PHP writes an empty map as an empty array.
+    let php = |map: Map<String, Value>| {
+        if map.is_empty() {
+            json!([])
+        } else {
+            Value::Object(map)
+        }
+    };
+    Ok(json!({
+        "result": php(results),
+        "result_error": php(errors),
+        "result_total": php(totals),
+        "result_next": php(nexts),
+        "result_time": php(times),
+    }))
 }
 
 fn fields_param(params: &Map<String, Value>) -> Result<&Map<String, Value>, FieldError> {

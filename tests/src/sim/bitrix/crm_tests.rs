@@ -681,3 +681,83 @@ async fn contact_deal_and_comment_lists_filter_select_order_and_page_by_50() {
     assert_eq!(page[1]["ENTITY_TYPE"], "deal");
     assert!(second.get("next").is_none());
 }
+
+#[tokio::test]
+async fn batch_runs_each_command_with_its_own_result_or_error_and_counts_once() {
+    // Two requests a second: a batch of many commands is still one of them.
+    let sim = BitrixSim::start(BitrixSimConfig {
+        requests_per_second: 2,
+        ..BitrixSimConfig::default()
+    })
+    .await;
+    sim.add_portal(PORTAL);
+    let (token, _) = sim.seed_tokens(PORTAL);
+    let mut cmd = serde_json::Map::new();
+    for n in 0..5 {
+        cmd.insert(
+            format!("a{n}"),
+            json!(format!(
+                "crm.contact.add?fields%5BNAME%5D=Ada{n}&fields%5BEMAIL%5D%5B0%5D%5BVALUE%5D=ada{n}%40example.com"
+            )),
+        );
+    }
+    cmd.insert(
+        "bad".into(),
+        json!("crm.contact.add?fields%5BEMAIL%5D%5B0%5D%5BVALUE%5D=not-an-email"),
+    );
+    cmd.insert("z".into(), json!("crm.contact.get?id=1"));
+    let (status, body) = call(&sim, &token, "batch", json!({"halt": 0, "cmd": cmd})).await;
+    assert_eq!(status, 200, "{body}");
+    let result = &body["result"];
+    for n in 0..5 {
+        assert_eq!(result["result"][format!("a{n}")], json!(n + 1), "{body}");
+    }
+    assert_eq!(result["result_error"]["bad"]["error"], "INVALID_ARG_VALUE");
+    assert_eq!(
+        result["result"]["z"]["NAME"], "Ada0",
+        "later commands still ran"
+    );
+    assert_eq!(
+        sim.contacts(PORTAL).len(),
+        5,
+        "the refused command made nothing"
+    );
+
+    // halt=1 stops at the first error; an empty map is PHP's `[]`.
+    let (_, body) = call(
+        &sim,
+        &token,
+        "batch",
+        json!({"halt": 1, "cmd": {
+            "x": "crm.contact.update?id=999&fields%5BNAME%5D=Nobody",
+            "y": "crm.contact.add?fields%5BNAME%5D=Never"
+        }}),
+    )
+    .await;
+    assert_eq!(body["result"]["result"], json!([]));
+    assert_eq!(body["result"]["result_error"]["x"]["error"], "NOT_FOUND");
+    assert_eq!(sim.contacts(PORTAL).len(), 5);
+
+    // More than 50 commands, or a batch inside a batch, is refused.
+    let many: serde_json::Map<String, Value> = (0..51)
+        .map(|n| (format!("c{n}"), json!("app.info")))
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, body) = call(&sim, &token, "batch", json!({"cmd": many})).await;
+    assert_eq!(status, 400, "{body}");
+    let (_, body) = call(
+        &sim,
+        &token,
+        "batch",
+        json!({"cmd": {"n": "batch?cmd%5Bx%5D=app.info"}}),
+    )
+    .await;
+    assert_eq!(
+        body["result"]["result_error"]["n"]["error"],
+        "INVALID_ARG_VALUE"
+    );
+    assert_eq!(
+        sim.rest_methods(PORTAL),
+        ["batch", "batch", "batch", "batch"]
+    );
+}
