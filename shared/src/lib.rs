@@ -18,6 +18,7 @@ pub mod oauth;
 pub mod plan;
 pub mod provider;
 pub mod push;
+pub mod ratelimit;
 pub mod refresh;
 pub mod registry;
 pub mod services;

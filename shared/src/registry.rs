@@ -108,7 +108,10 @@ pub struct ProviderFacts {
     /// For providers where each account has its own host (`acme.myfreshworks.com`): the
     /// domains such a host must be directly under. Nothing is ever sent to another host.
     pub account_host_suffixes: &'static [&'static str],
-    pub rate_limit: RateLimit,
+    /// The documented request budgets per account, shortest window first (a burst limit and,
+    /// where there is one, a daily or hourly allocation). The shared limiter
+    /// ([`crate::ratelimit`]) is seeded from these and corrected from the answers' headers.
+    pub rate_limits: &'static [RateLimit],
     /// How this provider says "slow down"; the HTTP client reads it to classify answers.
     pub throttle: &'static [ThrottleSignal],
     /// Which CRM account a lead's records live in: lead mappings are kept per account, so a
@@ -241,10 +244,22 @@ pub struct DataCentre {
 }
 
 /// A provider's documented request budget, per installing account.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
     pub requests: u32,
     pub window: Duration,
+    pub shape: WindowShape,
+}
+
+/// How the provider counts a window, which decides how the limiter may spend it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowShape {
+    /// Any `window` (rolling): spent in tenths, each capped so that no rolling window of the
+    /// provider's can hold more than its limit whatever the phase (see `crate::ratelimit`).
+    Rolling,
+    /// Counted per window aligned to the Unix epoch (UTC days and hours), or a leaky bucket
+    /// whose burst allowance covers a fixed window's edge.
+    Fixed,
 }
 
 /// One of the shapes in which a provider signals throttling.
@@ -306,12 +321,15 @@ pub static HUBSPOT: ProviderFacts = ProviderFacts {
     api_base: "https://api.hubapi.com",
     data_centres: &[],
     account_host_suffixes: &[],
-    // 110 requests per 10 s per installing account for OAuth apps; the search endpoints allow
-    // about 5 per second and send no rate-limit headers.
-    rate_limit: RateLimit {
-        requests: 110,
+    // 100 requests per 10 s per app per account (190 on Professional and Enterprise), rolling
+    // (`TEN_SECONDLY_ROLLING`); no daily limit for OAuth calls. The floor seeds the limiter and
+    // `X-HubSpot-RateLimit-Max` lifts it. The search endpoints allow about 5 per second and
+    // send no rate-limit headers. Sources: docs/rate-limits.md.
+    rate_limits: &[RateLimit {
+        requests: 100,
         window: Duration::from_secs(10),
-    },
+        shape: WindowShape::Rolling,
+    }],
     throttle: &[
         ThrottleSignal::Status429,
         ThrottleSignal::HubSpotRateLimitHeaders,
@@ -412,10 +430,11 @@ pub static ZOHO: ProviderFacts = ProviderFacts {
     ],
     // API credits are per organisation per day and depend on the edition and user count; the
     // floor (Free edition) is 5,000 credits a day. Concurrency is also capped per org.
-    rate_limit: RateLimit {
+    rate_limits: &[RateLimit {
         requests: 5_000,
         window: Duration::from_secs(24 * 60 * 60),
-    },
+        shape: WindowShape::Fixed,
+    }],
     throttle: &[ThrottleSignal::Status429, ThrottleSignal::ZohoNonStandard],
     account_identity: AccountIdentity::AccountFact("org_id"),
     docs: "https://www.zoho.com/crm/developer/docs/api/v8/",
@@ -436,10 +455,11 @@ pub static FRESHSALES: ProviderFacts = ProviderFacts {
     data_centres: &[],
     account_host_suffixes: &["myfreshworks.com", "freshsales.io"],
     // The floor of the per-account hourly limits (paid plans also cap at 400 a minute).
-    rate_limit: RateLimit {
+    rate_limits: &[RateLimit {
         requests: 1_000,
         window: Duration::from_secs(60 * 60),
-    },
+        shape: WindowShape::Rolling,
+    }],
     throttle: &[ThrottleSignal::Status429],
     account_identity: AccountIdentity::AccountFact("domain"),
     docs: "https://developers.freshworks.com/crm/api/",
@@ -492,10 +512,11 @@ pub static SALESFORCE: ProviderFacts = ProviderFacts {
     ],
     // The floor of the rolling 24-hour allocation (Developer Edition: 15,000); Enterprise orgs
     // get 100,000 plus 1,000 per licence. Read live from `Sforce-Limit-Info`.
-    rate_limit: RateLimit {
+    rate_limits: &[RateLimit {
         requests: 15_000,
         window: Duration::from_secs(24 * 60 * 60),
-    },
+        shape: WindowShape::Fixed,
+    }],
     throttle: &[ThrottleSignal::SalesforceRequestLimit],
     account_identity: AccountIdentity::AccountFact("org_id"),
     docs: "https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/",
@@ -567,10 +588,11 @@ pub static BITRIX24: ProviderFacts = ProviderFacts {
     ],
     // Two requests a second per portal on the leaky bucket (a burst of 50), then 503
     // `QUERY_LIMIT_EXCEEDED`; 429 `OPERATION_TIME_LIMIT` when a method's execution time is spent.
-    rate_limit: RateLimit {
+    rate_limits: &[RateLimit {
         requests: 2,
         window: Duration::from_secs(1),
-    },
+        shape: WindowShape::Fixed,
+    }],
     throttle: &[
         ThrottleSignal::Status429,
         ThrottleSignal::Bitrix24QueryLimit,
@@ -623,10 +645,11 @@ pub static GOOGLE_SHEETS: ProviderFacts = ProviderFacts {
     data_centres: &[],
     account_host_suffixes: &[],
     // Per user per project: 60 requests a minute (300 per project).
-    rate_limit: RateLimit {
+    rate_limits: &[RateLimit {
         requests: 60,
         window: Duration::from_secs(60),
-    },
+        shape: WindowShape::Rolling,
+    }],
     throttle: &[ThrottleSignal::Status429],
     account_identity: AccountIdentity::Spreadsheet,
     docs: "https://developers.google.com/sheets/api/reference/rest",

@@ -60,8 +60,11 @@ impl Services {
             )
             .with_refresh_shards(config.refresh.shards),
             vault: Vault::new(aws_sdk_kms::Client::new(aws), config.kms_key_id.clone()),
-            http: HttpClient::new(&config.http)
-                .with_local_routes(config.endpoint_overrides.clone()),
+            http: with_limiter(
+                HttpClient::new(&config.http).with_local_routes(config.endpoint_overrides.clone()),
+                aws,
+                &config.table_name,
+            ),
             sqs: aws_sdk_sqs::Client::new(aws),
             events: LifecycleEvents::new(
                 aws_sdk_eventbridge::Client::new(aws),
@@ -70,4 +73,16 @@ impl Services {
             config,
         }
     }
+}
+
+/// The shared rate limit lives in the table; without one (tools, unit tests) calls go
+/// unlimited.
+fn with_limiter(http: HttpClient, aws: &aws_config::SdkConfig, table: &str) -> HttpClient {
+    if table.is_empty() {
+        return http;
+    }
+    http.with_limiter(std::sync::Arc::new(crate::ratelimit::Limiter::new(
+        aws_sdk_dynamodb::Client::new(aws),
+        table,
+    )))
 }

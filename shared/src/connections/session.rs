@@ -11,7 +11,9 @@ use crate::error::{Error, ProviderError};
 use crate::identity::TenantId;
 use crate::provider::{CrmProvider, Session};
 use crate::push::Lane;
+use crate::ratelimit::{RateKey, RateTag};
 use crate::refresh::{self, RefreshCause};
+use crate::registry::AccountIdentity;
 use crate::registry::Provider;
 use crate::services::Services;
 use crate::store::Connection;
@@ -57,12 +59,17 @@ impl<'a> OpenConnection<'a> {
             &self.connection.account,
             token,
         )?;
-        Ok(session.with_schema_cache(crate::store::SchemaCache::new(
-            &self.services.store,
-            &self.connection.tenant_id,
-            provider,
-            self.services.config.schema_cache_ttl,
-        )))
+        Ok(session
+            .with_schema_cache(crate::store::SchemaCache::new(
+                &self.services.store,
+                &self.connection.tenant_id,
+                provider,
+                self.services.config.schema_cache_ttl,
+            ))
+            .with_rate_limit(RateTag {
+                key: rate_key(&self.connection),
+                lane: self.lane,
+            }))
     }
 
     /// Runs one provider call on this connection. If the provider rejects the access token, it
@@ -124,6 +131,21 @@ impl<'a> OpenConnection<'a> {
     async fn needs_reauth(&self, error: &ProviderError) -> Error {
         refresh::mark_needs_reauth(self.services, &self.connection, &error.to_string()).await
     }
+}
+
+/// The account the provider meters a connection's calls under: the CRM account the registry
+/// names (hub, org, portal, domain). Google meters Sheets per user, and a connection is one
+/// user's grant, so it is keyed by the tenant, as is a row without its account fact.
+pub fn rate_key(connection: &Connection) -> RateKey {
+    let provider = connection.provider;
+    let account = match provider.facts().map(|f| f.account_identity) {
+        Some(AccountIdentity::AccountFact(fact)) => connection.account.get(fact).cloned(),
+        _ => None,
+    };
+    RateKey::new(
+        provider,
+        account.unwrap_or_else(|| format!("tenant:{}", connection.tenant_id)),
+    )
 }
 
 /// A session on `account`'s API base (the registry's, moved for local runs, or the account's

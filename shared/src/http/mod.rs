@@ -25,6 +25,7 @@ use url::Url;
 
 use crate::config::HttpSettings;
 use crate::error::ProviderError;
+use crate::ratelimit::{Limiter, RateTag};
 use crate::registry::{Provider, ThrottleSignal};
 use retry::Backoff;
 use throttle::Verdict;
@@ -59,6 +60,9 @@ pub struct OutboundRequest {
     pub headers: HeaderMap,
     pub body: Body,
     pub idempotency: Idempotency,
+    /// The account and lane whose shared rate limit this call takes from (calls of stored
+    /// connections); `None` (the OAuth token endpoint, tests) is not limited.
+    pub rate: Option<RateTag>,
 }
 
 impl OutboundRequest {
@@ -76,7 +80,14 @@ impl OutboundRequest {
             headers: HeaderMap::new(),
             body: Body::Empty,
             idempotency,
+            rate: None,
         }
+    }
+
+    /// Takes capacity from `tag`'s shared rate limit before each attempt.
+    pub fn rate_limited(mut self, tag: Option<RateTag>) -> Self {
+        self.rate = tag;
+        self
     }
 
     /// `Authorization: <scheme> <secret>` (or `<scheme><secret>` for a scheme ending in `=`,
@@ -159,6 +170,8 @@ pub struct HttpClient {
     settings: HttpSettings,
     /// `<PROVIDER>_ENDPOINT_URL` (local runs and tests only): where that provider's calls go.
     local_routes: Arc<BTreeMap<Provider, Url>>,
+    /// The rate limit shared by every instance (off without a table: unit tests).
+    limiter: Option<Arc<Limiter>>,
 }
 
 /// Carries the host a locally routed request was meant for, so that one simulator can play
@@ -178,7 +191,19 @@ impl HttpClient {
             client,
             settings: settings.clone(),
             local_routes: Arc::default(),
+            limiter: None,
         }
+    }
+
+    /// Takes capacity from `limiter` before every attempt of a request that carries a
+    /// [`RateTag`], and corrects it from the answer.
+    pub fn with_limiter(mut self, limiter: Arc<Limiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    pub fn limiter(&self) -> Option<&Limiter> {
+        self.limiter.as_deref()
     }
 
     /// Sends each provider's calls to its configured local origin instead of the host in the
@@ -261,7 +286,22 @@ impl HttpClient {
         loop {
             attempt += 1;
             let last = attempt >= self.settings.max_attempts;
+            let ticket = match (&self.limiter, &request.rate) {
+                (Some(limiter), Some(tag)) => match limiter.take(tag).await {
+                    Ok(ticket) => ticket,
+                    Err(deferred) => {
+                        span.record("attempts", attempt - 1);
+                        span.record("elapsed_ms", started.elapsed().as_millis() as u64);
+                        return Err(deferred);
+                    }
+                },
+                _ => None,
+            };
             let outcome = self.send_once(&request).await;
+            if let (Some(limiter), Some(ticket), Ok(response)) = (&self.limiter, &ticket, &outcome)
+            {
+                limiter.correct(ticket, &response.headers).await;
+            }
             let (failure, wait) = match outcome {
                 Ok(response) => {
                     span.record("status", response.status);
@@ -282,6 +322,12 @@ impl HttpClient {
                             give_up,
                         } => {
                             *throttled += 1;
+                            // Every instance sending to the account pauses as asked.
+                            if let (Some(limiter), Some(tag), Some(wait)) =
+                                (&self.limiter, &request.rate, retry_after)
+                            {
+                                limiter.hold(&tag.key, wait).await;
+                            }
                             let failure = ProviderError::Throttled {
                                 provider,
                                 retry_after,

@@ -192,6 +192,9 @@ pub struct Session<'a> {
     /// Where a provider keeps what it described of the account (Salesforce's objects), when
     /// the session serves a stored connection.
     pub schema_cache: Option<crate::store::SchemaCache<'a>>,
+    /// The account and lane every request of this session takes rate-limit capacity as
+    /// (sessions of stored connections; see `crate::ratelimit`).
+    pub rate: Option<crate::ratelimit::RateTag>,
     access_token: SecretString,
     auth_scheme: &'static str,
 }
@@ -211,6 +214,7 @@ impl<'a> Session<'a> {
             api_base,
             account,
             schema_cache: None,
+            rate: None,
             access_token,
             auth_scheme,
         }
@@ -219,6 +223,12 @@ impl<'a> Session<'a> {
     /// The same session with a schema cache.
     pub fn with_schema_cache(mut self, cache: crate::store::SchemaCache<'a>) -> Self {
         self.schema_cache = Some(cache);
+        self
+    }
+
+    /// The same session, its requests taking capacity from `tag`'s shared rate limit.
+    pub fn with_rate_limit(mut self, tag: crate::ratelimit::RateTag) -> Self {
+        self.rate = Some(tag);
         self
     }
 
@@ -234,6 +244,7 @@ impl<'a> Session<'a> {
         url.set_path(path);
         url.set_query(None);
         OutboundRequest::new(self.provider, operation, method, url)
+            .rate_limited(self.rate.clone())
             .authorization(self.auth_scheme, &self.access_token)
     }
 
@@ -255,7 +266,7 @@ impl<'a> Session<'a> {
         let mut url = self.api_base.clone();
         let base = url.path().trim_end_matches('/').to_string();
         url.set_path(&format!("{base}{path}"));
-        OutboundRequest::new(self.provider, operation, method, url)
+        OutboundRequest::new(self.provider, operation, method, url).rate_limited(self.rate.clone())
     }
 
     /// An authorized request to `path` under the account's API base.
