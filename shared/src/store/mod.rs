@@ -13,7 +13,6 @@
 //! Every access to tenant data is keyed by the tenant, and every write that can race is
 //! conditional (versions, `attribute_not_exists`).
 
-mod backfill;
 mod connections;
 mod lead_mappings;
 mod oauth_states;
@@ -24,13 +23,12 @@ mod tenant_plans;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
-pub use backfill::BackfillProgress;
 pub use connections::{
     Connection, ConnectionSettings, ConnectionStatus, ContactProperty, DueConnection, DuePage,
     DueRow, IndexCursor, LastError, RefreshMark, RefreshedRow, TokenSchedule,
 };
 pub use lead_mappings::{
-    mapping_account, ClaimRequest, DeadLettered, LeadClaim, LeadKey, LeadMapping, PushFailure,
+    mapping_account, DeadLettered, LeadClaim, LeadKey, LeadMapping, PushFailure,
 };
 pub use oauth_states::PendingAuthorization;
 pub use parked_leads::ParkedLead;
