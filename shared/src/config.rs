@@ -132,8 +132,21 @@ pub struct PushSettings {
     /// Messages of one batch pushed at once (`PUSH_CONCURRENCY`).
     pub concurrency: usize,
     /// The lead queue (`LEAD_QUEUE_URL`): where a reconnect re-sends the leads that were parked
-    /// while the connection needed the tenant. Without it they stay parked.
+    /// while the connection needed the tenant, and where a live lead whose CRM account has no
+    /// capacity is deferred to (`crate::push::defer`). Without it parked leads stay parked and
+    /// a deferral fails (the message then waits out its visibility timeout instead).
     pub lead_queue_url: Option<String>,
+    /// The backfill queue (`BACKFILL_QUEUE_URL`): historic leads, pushed only with the
+    /// capacity live leads leave; a throttled backfill lead is deferred back to it. Unset where
+    /// no backfill lane is deployed.
+    pub backfill_queue_url: Option<String>,
+    /// The backfill queue's ARN (`BACKFILL_QUEUE_ARN`): a record whose event source is this
+    /// queue is a backfill lead ([`Config::lane_of`]); every other record is live.
+    pub backfill_queue_arn: Option<String>,
+    /// The backfill queue's DLQ (`BACKFILL_DEAD_LETTER_QUEUE_URL`): a backfill lead that can
+    /// never be pushed goes there, so a redrive of the lead DLQ never brings historic leads
+    /// onto the live lane. Unset: the lead DLQ takes them too.
+    pub backfill_dead_letter_queue_url: Option<String>,
     /// How long a parked lead is kept for a reconnect (`PARKED_LEAD_DAYS`, default 14).
     pub parked_lead_days: u32,
 }
@@ -225,7 +238,11 @@ impl Config {
                 dead_letter_queue_url: get("DEAD_LETTER_QUEUE_URL"),
                 max_receives: number("LEAD_MAX_RECEIVES", 5)?.clamp(1, 1000) as u32,
                 concurrency: number("PUSH_CONCURRENCY", 4)?.clamp(1, 10) as usize,
-                lead_queue_url: get("LEAD_QUEUE_URL"),
+                lead_queue_url: get("LEAD_QUEUE_URL").map(|v| v.trim().to_string()),
+                backfill_queue_url: get("BACKFILL_QUEUE_URL").map(|v| v.trim().to_string()),
+                backfill_queue_arn: get("BACKFILL_QUEUE_ARN").map(|v| v.trim().to_string()),
+                backfill_dead_letter_queue_url: get("BACKFILL_DEAD_LETTER_QUEUE_URL")
+                    .map(|v| v.trim().to_string()),
                 parked_lead_days: number("PARKED_LEAD_DAYS", 14)?.clamp(1, 90) as u32,
             },
             refresh: RefreshSettings {
@@ -282,6 +299,36 @@ impl Config {
                 + self.http.max_wait * (attempts - 1)
                 + Duration::from_secs(15)
         })
+    }
+
+    /// The queue a lead of `lane` is enqueued on (a deferral re-sends it there), if configured.
+    pub fn queue_url(&self, lane: crate::push::Lane) -> Option<&str> {
+        match lane {
+            crate::push::Lane::Live => self.push.lead_queue_url.as_deref(),
+            crate::push::Lane::Backfill => self.push.backfill_queue_url.as_deref(),
+        }
+    }
+
+    /// Where a lead of `lane` that can never be pushed is sent, with its reason.
+    pub fn dead_letter_queue_url(&self, lane: crate::push::Lane) -> Option<&str> {
+        match lane {
+            crate::push::Lane::Backfill => self
+                .push
+                .backfill_dead_letter_queue_url
+                .as_deref()
+                .or(self.push.dead_letter_queue_url.as_deref()),
+            crate::push::Lane::Live => self.push.dead_letter_queue_url.as_deref(),
+        }
+    }
+
+    /// The lane of a record that came from `event_source_arn` (Lambda's `eventSourceARN`):
+    /// backfill only when it is the configured backfill queue, so a lead is never slowed
+    /// down to the backfill's pace by a missing or unknown source.
+    pub fn lane_of(&self, event_source_arn: Option<&str>) -> crate::push::Lane {
+        match (event_source_arn, self.push.backfill_queue_arn.as_deref()) {
+            (Some(source), Some(backfill)) if source == backfill => crate::push::Lane::Backfill,
+            _ => crate::push::Lane::Live,
+        }
     }
 
     /// The redirect URI registered with the provider's OAuth app.
@@ -473,6 +520,65 @@ mod tests {
             "very-secret-value"
         );
         assert!(!format!("{config:?}").contains("very-secret-value"));
+    }
+
+    #[test]
+    fn each_lane_has_its_own_queue_and_neither_is_required() {
+        use crate::push::Lane;
+        let mut vars = base();
+        let config = load(&vars).unwrap();
+        assert_eq!(config.queue_url(Lane::Live), None);
+        assert_eq!(config.queue_url(Lane::Backfill), None);
+        vars.insert(
+            "LEAD_QUEUE_URL",
+            "https://sqs.eu-west-1.amazonaws.com/1/leadrelay-dev-leads",
+        );
+        vars.insert(
+            "BACKFILL_QUEUE_URL",
+            " https://sqs.eu-west-1.amazonaws.com/1/leadrelay-dev-backfill ",
+        );
+        vars.insert(
+            "BACKFILL_QUEUE_ARN",
+            "arn:aws:sqs:eu-west-1:1:leadrelay-dev-backfill",
+        );
+        let config = load(&vars).unwrap();
+        assert_eq!(
+            config.lane_of(Some("arn:aws:sqs:eu-west-1:1:leadrelay-dev-backfill")),
+            Lane::Backfill
+        );
+        assert_eq!(
+            config.lane_of(Some("arn:aws:sqs:eu-west-1:1:leadrelay-dev-leads")),
+            Lane::Live
+        );
+        assert_eq!(config.lane_of(None), Lane::Live);
+        // Without a DLQ of its own the backfill lane shares the lead DLQ.
+        vars.insert("DEAD_LETTER_QUEUE_URL", "https://sqs/1/leads-dlq");
+        let shared_dlq = load(&vars).unwrap();
+        assert_eq!(
+            shared_dlq.dead_letter_queue_url(Lane::Backfill),
+            Some("https://sqs/1/leads-dlq")
+        );
+        vars.insert(
+            "BACKFILL_DEAD_LETTER_QUEUE_URL",
+            "https://sqs/1/backfill-dlq",
+        );
+        let own_dlq = load(&vars).unwrap();
+        assert_eq!(
+            own_dlq.dead_letter_queue_url(Lane::Backfill),
+            Some("https://sqs/1/backfill-dlq")
+        );
+        assert_eq!(
+            own_dlq.dead_letter_queue_url(Lane::Live),
+            Some("https://sqs/1/leads-dlq")
+        );
+        assert_eq!(
+            config.queue_url(Lane::Live),
+            Some("https://sqs.eu-west-1.amazonaws.com/1/leadrelay-dev-leads")
+        );
+        assert_eq!(
+            config.queue_url(Lane::Backfill),
+            Some("https://sqs.eu-west-1.amazonaws.com/1/leadrelay-dev-backfill")
+        );
     }
 
     #[test]

@@ -1,17 +1,26 @@
 //! The lead queue and its DLQ on moto, and the part of Lambda's SQS event source mapping the
 //! tests need: receive a batch, hand it to the function as an `SqsEvent`, delete what it settled.
+//!
+//! Every message is sent as the message contract says (docs/message-contract.md): with
+//! `MessageGroupId` set to the tenant id, which makes a standard queue a fair queue. moto
+//! (5.2.x) takes a group id on a standard queue, keeps it and returns it as the
+//! `MessageGroupId` attribute, but does not reorder deliveries by tenant: the fairness itself
+//! is SQS's and cannot be observed here.
 
 use std::collections::HashMap;
 
 use aws_config::SdkConfig;
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use shared::push::Lane;
 
 pub struct LeadQueues {
     pub sqs: aws_sdk_sqs::Client,
     pub url: String,
     pub arn: String,
     pub dead_letter_url: String,
+    /// Which lane this queue is: the lead queue, or the backfill queue.
+    pub lane: Lane,
 }
 
 /// What one run of lead-push did with a batch.
@@ -22,20 +31,45 @@ pub struct Delivery {
     pub failed: Vec<String>,
 }
 
+/// The message group of a lead message by the contract: its tenant id. `None` for a body that
+/// names no tenant (not a lead message).
+pub fn group_of(body: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()?
+        .get("tenant_id")?
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+}
+
 impl LeadQueues {
     /// A queue and a DLQ, with the template's redrive policy (5 receives).
     pub async fn create(aws: &SdkConfig, prefix: &str) -> anyhow::Result<LeadQueues> {
+        Self::create_lane(aws, prefix, Lane::Live).await
+    }
+
+    /// The queue (and its DLQ) of `lane`: `<prefix>-leads` or `<prefix>-backfill`, as the
+    /// template names them.
+    pub async fn create_lane(
+        aws: &SdkConfig,
+        prefix: &str,
+        lane: Lane,
+    ) -> anyhow::Result<LeadQueues> {
+        let name = match lane {
+            Lane::Live => format!("{prefix}-leads"),
+            Lane::Backfill => format!("{prefix}-backfill"),
+        };
         let sqs = aws_sdk_sqs::Client::new(aws);
         let dlq = sqs
             .create_queue()
-            .queue_name(format!("{prefix}-dlq"))
+            .queue_name(format!("{name}-dlq"))
             .send()
             .await?;
         let dead_letter_url = dlq.queue_url.unwrap_or_default();
         let dlq_arn = queue_arn(&sqs, &dead_letter_url).await?;
         let queue = sqs
             .create_queue()
-            .queue_name(format!("{prefix}-leads"))
+            .queue_name(name)
             .attributes(
                 QueueAttributeName::RedrivePolicy,
                 serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5" })
@@ -50,14 +84,22 @@ impl LeadQueues {
             url,
             arn,
             dead_letter_url,
+            lane,
         })
     }
 
+    /// Sends a message as the lead pipeline does: in the group of the tenant its body names.
     pub async fn send(&self, body: &str) {
+        self.send_in_group(body, group_of(body).as_deref()).await;
+    }
+
+    /// Sends a message in the given message group (or none).
+    pub async fn send_in_group(&self, body: &str, group: Option<&str>) {
         self.sqs
             .send_message()
             .queue_url(&self.url)
             .message_body(body)
+            .set_message_group_id(group.map(str::to_string))
             .send()
             .await
             .expect("SendMessage");
@@ -76,6 +118,7 @@ impl LeadQueues {
                 .queue_url(&self.url)
                 .max_number_of_messages(((expected - records.len()).min(10)) as i32)
                 .message_system_attribute_names(MessageSystemAttributeName::All)
+                .message_attribute_names("All")
                 .visibility_timeout(60)
                 .send()
                 .await
@@ -95,6 +138,18 @@ impl LeadQueues {
                     .into_iter()
                     .map(|(k, v)| (k.as_str().to_string(), v))
                     .collect::<HashMap<_, _>>();
+                // As Lambda hands them over: the relay's own (deferral) attributes among them.
+                record.message_attributes = message
+                    .message_attributes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(name, value)| {
+                        let mut attribute = SqsMessageAttribute::default();
+                        attribute.data_type = Some(value.data_type);
+                        attribute.string_value = value.string_value;
+                        (name, attribute)
+                    })
+                    .collect();
                 records.push(record);
             }
         }

@@ -85,6 +85,10 @@ pub(super) async fn store_connection(
             // Kept across reconnects: it decides which CRM a downgraded tenant keeps.
             first_connected_at: Some(existing.as_ref().map_or(now, |e| e.first_connected())),
             last_sync_at: existing.as_ref().and_then(|e| e.last_sync_at),
+            // A reconnect keeps the backfill's counts (see `Store::record_backfill_progress`).
+            backfill_pushed: existing.as_ref().and_then(|e| e.backfill_pushed),
+            backfill_failed: existing.as_ref().and_then(|e| e.backfill_failed),
+            backfill_last_pushed_at: existing.as_ref().and_then(|e| e.backfill_last_pushed_at),
             last_error: None,
             refresh_lease_owner: None,
             refresh_lease_until: None,

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::registry::Provider;
-use crate::store::{Connection, ConnectionSettings, ConnectionStatus, LastError};
+use crate::store::{BackfillProgress, Connection, ConnectionSettings, ConnectionStatus, LastError};
 
 #[derive(Debug, Serialize)]
 pub struct ConnectionView {
@@ -24,6 +24,9 @@ pub struct ConnectionView {
     /// The tenant's plan no longer allows this connection (a downgrade): it is kept but not
     /// pushed to, and works again after an upgrade (see `Plan::allowed_destinations`).
     pub suspended_by_plan: bool,
+    /// Historic leads pushed and failed through the backfill lane, and when one was last
+    /// pushed; null when no backfill ran for this connection.
+    pub backfill: Option<BackfillProgress>,
 }
 
 impl From<&Connection> for ConnectionView {
@@ -40,6 +43,7 @@ impl From<&Connection> for ConnectionView {
             version: c.version,
             parked_leads: 0,
             suspended_by_plan: false,
+            backfill: c.backfill(),
         }
     }
 }

@@ -9,6 +9,7 @@
 
 mod announce;
 mod dead_letter;
+pub mod defer;
 mod destination;
 mod lane;
 mod parked;

@@ -189,6 +189,14 @@ pub struct Connection {
     pub first_connected_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_at: Option<DateTime<Utc>>,
+    /// Backfill progress, added to by `Store::record_backfill_progress` (read it with
+    /// [`Connection::backfill`]); absent until a backfill lead was pushed or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill_pushed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill_failed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill_last_pushed_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
     /// Who may refresh the tokens right now, and until when (see `acquire_refresh_lease`).

@@ -13,6 +13,7 @@
 //! Every access to tenant data is keyed by the tenant, and every write that can race is
 //! conditional (versions, `attribute_not_exists`).
 
+mod backfill;
 mod connections;
 mod lead_mappings;
 mod oauth_states;
@@ -23,6 +24,7 @@ mod tenant_plans;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
+pub use backfill::BackfillProgress;
 pub use connections::{
     Connection, ConnectionSettings, ConnectionStatus, ContactProperty, DueConnection, DuePage,
     DueRow, IndexCursor, LastError, RefreshMark, RefreshedRow, TokenSchedule,

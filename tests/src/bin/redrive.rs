@@ -15,7 +15,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use aws_config::BehaviorVersion;
 use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, QueueAttributeName, SendMessageBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
 };
 use aws_sdk_sqs::Client;
 
@@ -181,6 +182,7 @@ async fn copy(sqs: &Client, args: &Args, limit: usize) -> Result<usize> {
             .queue_url(&args.dlq_url)
             .max_number_of_messages(batch)
             .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
             // Long enough to send and delete; a message we fail on comes back after it.
             .visibility_timeout(60)
             .wait_time_seconds(1)
@@ -199,6 +201,8 @@ async fn copy(sqs: &Client, args: &Args, limit: usize) -> Result<usize> {
                     .id(i.to_string())
                     .message_body(m.body.clone().unwrap_or_default())
                     .set_message_attributes(m.message_attributes.clone())
+                    // The copy stays in its tenant's group (docs/message-contract.md).
+                    .set_message_group_id(group_of(m))
                     .build()
                     .expect("id and body are set")
             })
@@ -250,4 +254,25 @@ async fn copy(sqs: &Client, args: &Args, limit: usize) -> Result<usize> {
         moved += deleted.successful.len();
     }
     Ok(moved)
+}
+
+/// The message group a copied message keeps: the one it had, else the tenant the relay noted
+/// when it dead-lettered it (`tenant_id` attribute), else the tenant its body names.
+fn group_of(message: &Message) -> Option<String> {
+    if let Some(group) = message
+        .attributes
+        .as_ref()
+        .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+    {
+        return Some(group.clone());
+    }
+    if let Some(tenant) = message
+        .message_attributes
+        .as_ref()
+        .and_then(|a| a.get("tenant_id"))
+        .and_then(|v| v.string_value.clone())
+    {
+        return Some(tenant);
+    }
+    relay_tests::queue::group_of(message.body.as_deref().unwrap_or_default())
 }

@@ -2,6 +2,7 @@
 //! on loopback. One binary, one module per feature. Run through `make test`, which starts moto.
 
 mod app_secrets;
+mod backfill_progress;
 mod bitrix24;
 mod connect;
 mod consent_binding;
@@ -28,12 +29,14 @@ mod openapi;
 mod parked_leads;
 mod plans;
 mod push;
+mod queue_lanes;
 mod redrive;
 mod refresh;
 mod refresh_schedule;
 mod salesforce;
 mod salesforce_requests;
 mod template_alarms;
+mod template_queues;
 mod template_secrets;
 mod template_timeouts;
 mod token_custody;

@@ -101,6 +101,7 @@ fn the_alarms_watch_the_dlq_the_queue_age_lead_push_errors_refresh_failures_and_
     assert_eq!(
         alarms,
         [
+            "BackfillDeadLetterQueueNotEmptyAlarm",
             "LeadDeadLetterQueueNotEmptyAlarm",
             "LeadPushErrorsAlarm",
             "LeadQueueOldestLeadAlarm",
