@@ -77,7 +77,10 @@ pub(super) async fn not_pushed(
                 attempt: message.receive_count,
             }),
         ),
-        MessageOutcome::Done { .. } | MessageOutcome::Parked { .. } => return,
+        // A deferred lead is neither failed nor pushed yet: it arrives again when it may.
+        MessageOutcome::Done { .. }
+        | MessageOutcome::Parked { .. }
+        | MessageOutcome::Deferred { .. } => return,
     };
     if providers.is_empty() {
         metrics::count_for(None, metric, tenant.as_deref());

@@ -25,7 +25,17 @@ pub(super) async fn send(
     reason: &str,
 ) -> MessageOutcome {
     tracing::error!(reason = %reason, "lead cannot be pushed; dead-lettering it");
-    let Some(queue_url) = services.config.push.dead_letter_queue_url.as_deref() else {
+    // A backfill lead goes to the backfill's own DLQ where there is one.
+    let queue_url = match message.lane {
+        super::Lane::Backfill => services
+            .config
+            .push
+            .backfill_dead_letter_queue_url
+            .as_deref()
+            .or(services.config.push.dead_letter_queue_url.as_deref()),
+        super::Lane::Live => services.config.push.dead_letter_queue_url.as_deref(),
+    };
+    let Some(queue_url) = queue_url else {
         return MessageOutcome::Retry {
             reason: format!("{reason} (no DEAD_LETTER_QUEUE_URL: left to the redrive policy)"),
         };

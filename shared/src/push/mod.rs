@@ -11,20 +11,20 @@ mod announce;
 mod dead_letter;
 pub mod defer;
 mod destination;
+mod group;
 mod lane;
 mod parked;
 
 use std::fmt;
 
-use futures::future::join_all;
 use tracing::Instrument;
 
 use crate::error::Error;
-use crate::lead::{parse_message, LeadMessage};
+use crate::lead::LeadMessage;
 use crate::registry::Provider;
 use crate::services::Services;
-use crate::store::ConnectionStatus;
 pub use destination::DestinationOutcome;
+pub use group::process_batch;
 pub use lane::Lane;
 pub use parked::{release_parked, Released};
 
@@ -62,14 +62,29 @@ pub enum MessageOutcome {
     Retry { reason: String },
     /// Sent to the DLQ with this reason; delete it from the queue.
     DeadLettered { reason: String },
+    /// Its only failures are throttling: to be sent again to arrive at `until` (when the CRM
+    /// account has capacity again), then deleted. Never dead-lettered for that, and never
+    /// counted against `LEAD_MAX_RECEIVES`. Destinations that took it keep it (a replay
+    /// there costs no CRM call).
+    Deferred {
+        until: chrono::DateTime<chrono::Utc>,
+        reason: String,
+    },
 }
 
 impl MessageOutcome {
-    /// Whether SQS should delete the message.
+    /// Whether SQS should delete the message as it is. A deferred message is settled only once
+    /// it has been sent again (lead-push does that), so as it stands it is not.
     pub fn is_settled(&self) -> bool {
-        !matches!(self, MessageOutcome::Retry { .. })
+        !matches!(
+            self,
+            MessageOutcome::Retry { .. } | MessageOutcome::Deferred { .. }
+        )
     }
 }
+
+/// How long a throttled lead waits when the CRM did not say.
+const THROTTLE_WAIT_SECONDS: i64 = 60;
 
 /// One destination's failure, with whether trying again may help.
 struct Failure {
@@ -77,6 +92,8 @@ struct Failure {
     provider: Option<Provider>,
     retryable: bool,
     reason: String,
+    /// Throttled: how long the CRM asked to wait (`Some(None)`: it did not say).
+    throttled: Option<Option<std::time::Duration>>,
 }
 
 impl fmt::Display for Failure {
@@ -88,8 +105,18 @@ impl fmt::Display for Failure {
     }
 }
 
-/// Pushes one message. Never panics on bad input; every path ends in a [`MessageOutcome`].
+/// Pushes one message: a batch of one through [`process_batch`]. Never panics on bad input;
+/// every path ends in a [`MessageOutcome`].
 pub async fn process_message(services: &Services, message: &InboundMessage) -> MessageOutcome {
+    process_batch(services, vec![message.clone()])
+        .await
+        .pop()
+        .map(|(_, outcome)| outcome)
+        .expect("one outcome per message")
+}
+
+/// The span of one message's work (the batch's pushes run under the group's span).
+fn message_span(message: &InboundMessage, parsed: Option<&LeadMessage>) -> tracing::Span {
     let span = tracing::info_span!(
         "lead_message",
         message_id = %message.message_id,
@@ -97,100 +124,53 @@ pub async fn process_message(services: &Services, message: &InboundMessage) -> M
         tenant = tracing::field::Empty,
         lead_id = tracing::field::Empty,
     );
-    async {
-        let parsed = match parse_message(&message.body) {
-            Ok(parsed) => parsed,
-            Err(error) => {
-                let reason = format!("the message is not a valid lead: {error}");
-                return dead_letter(services, message, None, &[], &reason).await;
-            }
-        };
-        let span = tracing::Span::current();
+    if let Some(parsed) = parsed {
         span.record("tenant", parsed.tenant_id.as_str());
         span.record("lead_id", parsed.lead.id.as_str());
-        for warning in &parsed.lead.warnings {
-            tracing::warn!(warning = %warning, "lead normalised with a warning");
-        }
-        push_everywhere(services, message, &parsed).await
     }
-    .instrument(span)
-    .await
+    span
 }
 
-async fn push_everywhere(
+/// A message that is not a valid lead: to the DLQ, alone.
+async fn not_a_lead(
+    services: &Services,
+    message: &InboundMessage,
+    error: &impl fmt::Display,
+) -> MessageOutcome {
+    let reason = format!("the message is not a valid lead: {error}");
+    dead_letter(services, message, None, &[], &reason)
+        .instrument(message_span(message, None))
+        .await
+}
+
+/// What one message's destinations came to, as the tenant's connections were read for the
+/// batch: `seen` (each provider's `connected_at`, for parking), `targets` (the connections it
+/// was bound for, for record links) and each destination's result.
+struct Pushed<'a> {
+    seen: &'a [(Provider, chrono::DateTime<chrono::Utc>)],
+    targets: Vec<crate::store::Connection>,
+    destinations: Vec<(Provider, Result<DestinationOutcome, Error>)>,
+}
+
+/// Settles one message from its destinations' results: done, parked, deferred, dead-lettered
+/// or retried, with its events.
+async fn conclude(
     services: &Services,
     message: &InboundMessage,
     parsed: &LeadMessage,
+    pushed: Pushed<'_>,
 ) -> MessageOutcome {
-    let connections = match services.store.list_connections(&parsed.tenant_id).await {
-        Ok(c) => c,
-        Err(error) => {
-            return retry_or_give_up(services, message, parsed, vec![failure_of(None, &error)])
-                .await
-        }
-    };
-    // When each connection was made, as this push saw it: parking checks it for a reconnect.
-    let seen: Vec<(Provider, chrono::DateTime<chrono::Utc>)> = connections
-        .iter()
-        .map(|c| (c.provider, c.connected_at))
-        .collect();
-    let connected: Vec<Provider> = connections
-        .iter()
-        .filter(|c| c.status != ConnectionStatus::Disconnected)
-        .map(|c| c.provider)
-        .collect();
-    // The message's plan is the pipeline's view when the lead event occurred; a plan change
-    // billing reported after that wins, so a downgrade reaches queued, retried and redriven
-    // messages too.
-    let stored = match services.store.get_tenant_plan(&parsed.tenant_id).await {
-        Ok(stored) => stored,
-        Err(error) => {
-            return retry_or_give_up(services, message, parsed, vec![failure_of(None, &error)])
-                .await
-        }
-    };
-    let plan = crate::plan::effective(parsed.plan, Some(parsed.occurred_at), stored);
-    let allowed = plan.allowed_destinations(&connected);
-    for provider in connected.iter().filter(|p| !allowed.contains(p)) {
-        tracing::warn!(provider = %provider, plan = %plan, "connection not pushed: suspended by the plan");
-    }
-    if allowed.is_empty() {
-        // The lead stays in LeadRelay; the relay has nowhere to put it. Not a failure.
-        tracing::info!("the tenant has no destination its plan allows; nothing to push");
-        return MessageOutcome::Done {
-            results: Vec::new(),
-        };
-    }
-
-    // Kept for the record links of the "Lead Pushed" events (account facts, no secret opened).
-    let targets: Vec<_> = connections
-        .iter()
-        .filter(|c| allowed.contains(&c.provider))
-        .cloned()
-        .collect();
-    let destinations = connections
-        .into_iter()
-        .filter(|c| allowed.contains(&c.provider));
-    let pushes = destinations.map(|connection| {
-        let provider = connection.provider;
-        async move {
-            let span = tracing::info_span!("destination", provider = %provider);
-            let result = destination::push(services, parsed, connection)
-                .instrument(span)
-                .await;
-            (provider, result)
-        }
-    });
     let mut results = Vec::new();
     let mut failures = Vec::new();
     let mut parked = Vec::new();
-    for (provider, result) in join_all(pushes).await {
+    for (provider, result) in pushed.destinations {
         match result {
             Ok(outcome) => results.push((provider, outcome)),
             // The connection needs the tenant: nothing to gain from SQS's receives, nothing
             // wrong with the lead. It waits for the reconnect.
             Err(error @ Error::NeedsReauth { .. }) => {
-                let connected_at = seen
+                let connected_at = pushed
+                    .seen
                     .iter()
                     .find(|(p, _)| *p == provider)
                     .map(|(_, at)| *at)
@@ -213,7 +193,7 @@ async fn push_everywhere(
             Err(error) => failures.push(failure_of(Some(provider), &error)),
         }
     }
-    announce::pushed(services, parsed, &results, &targets).await;
+    announce::pushed(services, parsed, &results, &pushed.targets).await;
     if failures.is_empty() && parked.is_empty() {
         tracing::info!(destinations = results.len(), "lead pushed");
         return MessageOutcome::Done { results };
@@ -225,6 +205,25 @@ async fn push_everywhere(
             "lead pushed where it can be; parked for the rest"
         );
         return MessageOutcome::Parked { results, parked };
+    }
+    if failures.iter().all(|f| f.throttled.is_some()) {
+        // Only throttled: the lead is fine and so is the connection; it waits as long as the
+        // CRM asked (the longest wait of its destinations), whatever its receive count.
+        let wait = failures
+            .iter()
+            .map(|f| match f.throttled {
+                Some(Some(wait)) => chrono::Duration::from_std(wait)
+                    .unwrap_or(chrono::Duration::seconds(THROTTLE_WAIT_SECONDS)),
+                _ => chrono::Duration::seconds(THROTTLE_WAIT_SECONDS),
+            })
+            .max()
+            .unwrap_or(chrono::Duration::seconds(THROTTLE_WAIT_SECONDS));
+        let reason = describe(&failures);
+        tracing::info!(reason = %reason, wait_seconds = wait.num_seconds(), "lead throttled; deferring it");
+        return MessageOutcome::Deferred {
+            until: chrono::Utc::now() + wait,
+            reason,
+        };
     }
     if failures.iter().all(|f| !f.retryable) {
         let reason = describe(&failures);
@@ -274,10 +273,17 @@ fn providers_of(failures: &[Failure]) -> Vec<Provider> {
 }
 
 fn failure_of(provider: Option<Provider>, error: &Error) -> Failure {
+    let throttled = match error {
+        Error::Provider(crate::error::ProviderError::Throttled { retry_after, .. }) => {
+            Some(*retry_after)
+        }
+        _ => None,
+    };
     Failure {
         provider,
         retryable: error.is_retryable(),
         reason: error.to_string(),
+        throttled,
     }
 }
 

@@ -397,6 +397,358 @@ impl Store {
     }
 }
 
+/// One lead of a batch claim: its key, the mapping read just before (`None`: no mapping yet)
+/// and the `occurred_at` the push starts for.
+#[derive(Clone, Copy, Debug)]
+pub struct ClaimRequest<'a> {
+    pub key: LeadKey<'a>,
+    pub read: Option<&'a LeadMapping>,
+    pub at: DateTime<Utc>,
+}
+
+impl ClaimRequest<'_> {
+    fn read_version(&self) -> Option<u64> {
+        self.read.map(|m| m.version)
+    }
+}
+
+/// DynamoDB's limits: 100 keys per `BatchGetItem`, 100 actions per `TransactWriteItems`.
+const BATCH_GET: usize = 100;
+const TRANSACTION: usize = 100;
+
+impl Store {
+    /// The mappings of many leads, read with `BatchGetItem` (strongly consistent, 100 keys a
+    /// call, unprocessed keys sent again). Aligned with `leads`: `None` where there is none.
+    pub async fn get_lead_mappings(
+        &self,
+        leads: &[LeadKey<'_>],
+    ) -> Result<Vec<Option<LeadMapping>>, Error> {
+        let mut found: HashMap<(String, String), LeadMapping> = HashMap::new();
+        for chunk in leads.chunks(BATCH_GET) {
+            let mut keys: Vec<HashMap<String, AttributeValue>> =
+                chunk.iter().map(|lead| key(*lead)).collect();
+            for attempt in 0..8 {
+                if keys.is_empty() {
+                    break;
+                }
+                if attempt > 0 {
+                    // DynamoDB hands keys back when it is short of capacity: a short pause first.
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+                }
+                let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut keys)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| malformed("batch get", e))?;
+                let output = self
+                    .ddb
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| store_error("BatchGetItem", e).expect("no condition"))?;
+                for item in output
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let mapping: LeadMapping =
+                        serde_dynamo::from_item(item).map_err(|e| malformed("lead mapping", e))?;
+                    let k = key(mapping.key());
+                    found.insert(item_key(&k), mapping);
+                }
+                keys = output
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+            }
+            if !keys.is_empty() {
+                return Err(crate::error::StoreError::Aws {
+                    operation: "BatchGetItem",
+                    code: "UnprocessedKeys".into(),
+                    message: format!("{} keys left unprocessed", keys.len()),
+                    retryable: true,
+                }
+                .into());
+            }
+        }
+        Ok(leads
+            .iter()
+            .map(|lead| found.remove(&item_key(&key(*lead))))
+            .collect())
+    }
+
+    /// Claims many leads for `owner` until `until`, each in one conditional update of a
+    /// `TransactWriteItems` (100 a call), and writes each one's `newest_at` in the same update:
+    /// the claim holds only if nobody holds an unexpired claim **and** the mapping is still the
+    /// version read (so what was read is what the push resumes from). A lead whose condition
+    /// failed is busy; the others are claimed again without it. Returns, aligned with `leads`,
+    /// the claimed mapping or `None` (busy).
+    pub async fn claim_leads(
+        &self,
+        leads: &[ClaimRequest<'_>],
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<Option<LeadMapping>>, Error> {
+        let mut claimed: Vec<Option<LeadMapping>> = vec![None; leads.len()];
+        let indexes: Vec<usize> = (0..leads.len()).collect();
+        for chunk in indexes.chunks(TRANSACTION) {
+            let mut pending: Vec<usize> = chunk.to_vec();
+            while !pending.is_empty() {
+                let items = pending
+                    .iter()
+                    .map(|&i| claim_update(&self.table, &leads[i], owner, now, until))
+                    .collect::<Result<Vec<_>, Error>>()?;
+                match self.transact("claim", items).await? {
+                    Transacted::Written => {
+                        for &i in &pending {
+                            claimed[i] = Some(claimed_mapping(&leads[i], owner, now, until));
+                        }
+                        pending.clear();
+                    }
+                    Transacted::Refused(refused) => {
+                        let before = pending.len();
+                        pending = pending
+                            .iter()
+                            .enumerate()
+                            .filter(|(n, _)| !refused.contains(n))
+                            .map(|(_, &i)| i)
+                            .collect();
+                        if pending.len() == before {
+                            // No reason named a lead: nothing can be told apart; all busy.
+                            pending.clear();
+                        }
+                    }
+                }
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Saves claimed mappings (progress, or the final state with the claim released) in one
+    /// `TransactWriteItems` per 100, each put conditioned on `owner` still holding the claim.
+    /// All or nothing per call: returns the positions (in `mappings`) whose claim was lost, and
+    /// when that is not empty nothing of their call was written.
+    pub async fn save_claimed_leads(
+        &self,
+        mappings: &[&LeadMapping],
+        owner: &str,
+    ) -> Result<Vec<usize>, Error> {
+        let mut lost = Vec::new();
+        for (c, chunk) in mappings.chunks(TRANSACTION).enumerate() {
+            let items = chunk
+                .iter()
+                .map(|mapping| claimed_put(&self.table, mapping, owner))
+                .collect::<Result<Vec<_>, Error>>()?;
+            if let Transacted::Refused(refused) = self.transact("save", items).await? {
+                if refused.is_empty() {
+                    lost.extend((0..chunk.len()).map(|n| c * TRANSACTION + n));
+                }
+                lost.extend(refused.into_iter().map(|n| c * TRANSACTION + n));
+            }
+        }
+        Ok(lost)
+    }
+
+    /// One `TransactWriteItems`. A cancellation for failed conditions is an answer (which
+    /// actions' conditions failed, by position); a cancellation for a conflict with another
+    /// transaction, or for throttling, is a retryable store error.
+    async fn transact(
+        &self,
+        purpose: &'static str,
+        items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+    ) -> Result<Transacted, Error> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+        let result = self
+            .ddb
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        let error = match result {
+            Ok(_) => return Ok(Transacted::Written),
+            Err(error) => error,
+        };
+        if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+            error.as_service_error()
+        {
+            let codes: Vec<&str> = cancelled
+                .cancellation_reasons()
+                .iter()
+                .map(|r| r.code().unwrap_or("None"))
+                .collect();
+            let only_conditions = codes
+                .iter()
+                .all(|c| *c == "None" || *c == "ConditionalCheckFailed");
+            if only_conditions {
+                return Ok(Transacted::Refused(
+                    codes
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, c)| **c == "ConditionalCheckFailed")
+                        .map(|(n, _)| n)
+                        .collect(),
+                ));
+            }
+            tracing::warn!(purpose, reasons = ?codes, "lead mapping transaction cancelled");
+            return Err(crate::error::StoreError::Aws {
+                operation: "TransactWriteItems",
+                code: "TransactionCanceledException".into(),
+                message: format!("cancelled: {}", codes.join(", ")),
+                retryable: true,
+            }
+            .into());
+        }
+        Err(store_error("TransactWriteItems", error)
+            .expect("a failed condition cancels the transaction")
+            .into())
+    }
+}
+
+/// How a transaction ended: written, or refused because these actions' conditions failed
+/// (positions in the call; empty when DynamoDB named none).
+enum Transacted {
+    Written,
+    Refused(Vec<usize>),
+}
+
+fn item_key(key: &HashMap<String, AttributeValue>) -> (String, String) {
+    let text = |name: &str| match key.get(name) {
+        Some(AttributeValue::S(s)) => s.clone(),
+        _ => String::new(),
+    };
+    (text("pk"), text("sk"))
+}
+
+fn claim_update(
+    table: &str,
+    lead: &ClaimRequest<'_>,
+    owner: &str,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, Error> {
+    let mut values = HashMap::from([
+        (
+            ":now".to_string(),
+            AttributeValue::N(now.timestamp().to_string()),
+        ),
+        (
+            ":until".into(),
+            AttributeValue::N(until.timestamp().to_string()),
+        ),
+        (":owner".into(), AttributeValue::S(owner.to_string())),
+        (
+            ":tenant".into(),
+            AttributeValue::S(lead.key.tenant.to_string()),
+        ),
+        (
+            ":lead".into(),
+            AttributeValue::S(lead.key.lead_id.to_string()),
+        ),
+        (
+            ":provider".into(),
+            AttributeValue::S(lead.key.provider.slug().to_string()),
+        ),
+        (
+            ":account".into(),
+            AttributeValue::S(lead.key.account.to_string()),
+        ),
+        (":empty".into(), AttributeValue::M(HashMap::new())),
+        (":at".into(), AttributeValue::S(now.to_rfc3339())),
+        (
+            ":newest".into(),
+            AttributeValue::N(lead.at.timestamp_millis().to_string()),
+        ),
+        (
+            ":next".into(),
+            AttributeValue::N((lead.read_version().unwrap_or(0) + 1).to_string()),
+        ),
+    ]);
+    // Unchanged since it was read, and no live claim on it.
+    let condition = match lead.read_version() {
+        Some(version) => {
+            values.insert(":read".into(), AttributeValue::N(version.to_string()));
+            "version = :read AND (attribute_not_exists(lease_until) OR lease_until < :now)"
+        }
+        None => "attribute_not_exists(pk)",
+    };
+    let update = aws_sdk_dynamodb::types::Update::builder()
+        .table_name(table)
+        .set_key(Some(key(lead.key)))
+        .condition_expression(condition)
+        .update_expression(
+            "SET lease_owner = :owner, lease_until = :until, version = :next, tenant_id = :tenant, \
+             lead_id = :lead, provider = :provider, account = :account, \
+             records = if_not_exists(records, :empty), updated_at = :at, newest_at = :newest",
+        )
+        .set_expression_attribute_values(Some(values))
+        .build()
+        .map_err(|e| malformed("claim", e))?;
+    Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
+        .update(update)
+        .build())
+}
+
+/// What a claim's update leaves in the mapping: the one read with the claim's changes, or a
+/// new one.
+fn claimed_mapping(
+    lead: &ClaimRequest<'_>,
+    owner: &str,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> LeadMapping {
+    if let Some(read) = lead.read {
+        let mut mapping = read.clone();
+        mapping.lease_owner = Some(owner.to_string());
+        mapping.lease_until = Some(until.timestamp());
+        mapping.version = read.version + 1;
+        mapping.updated_at = Some(now);
+        mapping.newest_at = Some(lead.at);
+        return mapping;
+    }
+    LeadMapping {
+        tenant_id: lead.key.tenant.clone(),
+        lead_id: lead.key.lead_id.to_string(),
+        provider: lead.key.provider,
+        account: lead.key.account.to_string(),
+        records: BTreeMap::new(),
+        stage: None,
+        summary_digest: None,
+        pushed_digest: None,
+        intents: BTreeSet::new(),
+        newest_at: Some(lead.at),
+        lease_owner: Some(owner.to_string()),
+        lease_until: Some(until.timestamp()),
+        version: lead.read_version().unwrap_or(0) + 1,
+        updated_at: Some(now),
+        pushed_at: None,
+        last_failure: None,
+        dead_lettered: None,
+    }
+}
+
+fn claimed_put(
+    table: &str,
+    mapping: &LeadMapping,
+    owner: &str,
+) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, Error> {
+    let mut item: HashMap<String, AttributeValue> =
+        serde_dynamo::to_item(mapping).map_err(|e| malformed("lead mapping", e))?;
+    item.extend(key(mapping.key()));
+    let put = aws_sdk_dynamodb::types::Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("lease_owner = :owner")
+        .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
+        .build()
+        .map_err(|e| malformed("lead mapping", e))?;
+    Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
+        .put(put)
+        .build())
+}
+
 /// The CRM account `connection` writes into, which scopes its lead mappings: the account fact
 /// the registry names (portal, org, domain), or the spreadsheet and tab chosen in the settings.
 pub fn mapping_account(connection: &Connection) -> Result<String, Error> {

@@ -30,7 +30,7 @@ pub use connections::{
     DueRow, IndexCursor, LastError, RefreshMark, RefreshedRow, TokenSchedule,
 };
 pub use lead_mappings::{
-    mapping_account, DeadLettered, LeadClaim, LeadKey, LeadMapping, PushFailure,
+    mapping_account, ClaimRequest, DeadLettered, LeadClaim, LeadKey, LeadMapping, PushFailure,
 };
 pub use oauth_states::PendingAuthorization;
 pub use parked_leads::ParkedLead;
