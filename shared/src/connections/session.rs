@@ -86,6 +86,12 @@ impl<'a> OpenConnection<'a> {
             let session = self.session()?;
             let result = call(&session, state).await;
             drop(session);
+            if matches!(result, Err(ProviderError::Unauthorized { .. })) {
+                // The opened credentials were refused: never serve them from the cache again.
+                self.services
+                    .vault
+                    .forget(&self.connection.tenant_id, self.connection.provider);
+            }
             match result {
                 Ok(value) => return Ok(value),
                 // An API key cannot be refreshed: a refused key needs the tenant.
