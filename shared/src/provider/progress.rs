@@ -141,6 +141,14 @@ impl PushProgress {
         self.intents.remove(kind);
     }
 
+    /// Forgets, in memory only, a record of `kind` or the intent to create one (a batch answer
+    /// refused that record, or a batch lookup found no record a lost create made); stored for
+    /// the whole batch by [`super::LeadBatch::save`].
+    pub fn note_forget(&mut self, kind: &str) {
+        self.records.remove(kind);
+        self.intents.remove(kind);
+    }
+
     /// Forgets a record of `kind` (it was found gone, or merged into another) and stores that.
     pub async fn forget(&mut self, kind: &str) -> Result<(), ProviderError> {
         let changed = self.records.remove(kind).is_some() | self.intents.remove(kind);

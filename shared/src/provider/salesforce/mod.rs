@@ -2,11 +2,13 @@
 //! host (`account.rs`), every API call on the org's own instance and through one sender that
 //! watches the org's daily allocation (`api.rs`), the org's objects described once and cached
 //! (`schema.rs`), records fitted to them (`mapping.rs`), duplicate detection in escaped SOQL
-//! (`soql.rs`), composite pushes (`push.rs`) and lead conversion over SOAP (`soap.rs`). Facts and
-//! their sources: docs/providers/salesforce.md.
+//! (`soql.rs`), composite pushes (`push.rs`), batch pushes with sObject Collections
+//! (`batch.rs`) and lead conversion over SOAP (`soap.rs`). Facts and their sources:
+//! docs/providers/salesforce.md.
 
 mod account;
 mod api;
+mod batch;
 mod mapping;
 mod push;
 mod schema;
@@ -20,7 +22,8 @@ use serde_json::Value;
 use url::Url;
 
 use super::{
-    CrmProvider, LoginChoice, Pipeline, PipelineStage, PropertyInfo, PushProgress, Session,
+    CrmProvider, LeadBatch, LoginChoice, Pipeline, PipelineStage, PropertyInfo, PushProgress,
+    Session,
 };
 use crate::config::Config;
 use crate::error::ProviderError;
@@ -204,6 +207,17 @@ impl CrmProvider for Salesforce {
         progress: &mut PushProgress,
     ) -> Result<(), ProviderError> {
         push::push_lead(session, lead, settings, progress).await
+    }
+
+    /// New and known leads in a few sObject Collections calls (`batch.rs`); what a batch does
+    /// not cover (contacts, conversions, doubts about them) lead by lead as `push_lead`.
+    async fn push_leads(
+        &self,
+        session: &Session<'_>,
+        settings: Option<&ConnectionSettings>,
+        batch: &mut LeadBatch<'_>,
+    ) -> Result<(), ProviderError> {
+        batch::push_leads(session, settings, batch).await
     }
 }
 

@@ -78,7 +78,7 @@ async fn push_with(
     Ok(())
 }
 
-fn converts_now(lead: &Lead, settings: &ConnectionSettings) -> bool {
+pub(super) fn converts_now(lead: &Lead, settings: &ConnectionSettings) -> bool {
     settings
         .convert_at
         .is_some_and(|at| lead.stage.has_reached(at))

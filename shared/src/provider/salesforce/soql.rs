@@ -96,6 +96,83 @@ pub fn opportunities_of_contact(contact: &str) -> String {
     )
 }
 
+/// `Field IN ('a', 'b')` of escaped literals, or `None` for no values.
+fn in_list(field: &str, values: &[&str]) -> Option<String> {
+    (!values.is_empty()).then(|| {
+        let literals: Vec<String> = values.iter().map(|v| literal(v)).collect();
+        format!("{field} IN ({})", literals.join(", "))
+    })
+}
+
+/// `Email IN (…) OR Phone IN (…)` for the values given, or `None` when there are none.
+fn emails_or_phones(emails: &[&str], phones: &[&str]) -> Option<String> {
+    let terms: Vec<String> = [in_list("Email", emails), in_list("Phone", phones)]
+        .into_iter()
+        .flatten()
+        .collect();
+    (!terms.is_empty()).then(|| terms.join(" OR "))
+}
+
+/// Most records a batch lookup asks for: an answer this long may have been cut.
+pub const BATCH_LOOKUP_LIMIT: usize = 2000;
+
+/// [`leads_matching`] for many leads at once: every unconverted lead with one of the emails or
+/// phones, oldest first; the caller tells whose each is.
+pub fn leads_matching_any(emails: &[&str], phones: &[&str]) -> Option<String> {
+    emails_or_phones(emails, phones).map(|terms| {
+        format!(
+            "SELECT Id, Email, Phone FROM Lead WHERE IsConverted = false AND ({terms}) \
+             ORDER BY CreatedDate ASC LIMIT {BATCH_LOOKUP_LIMIT}"
+        )
+    })
+}
+
+/// [`contacts_matching`] for many leads at once.
+pub fn contacts_matching_any(emails: &[&str], phones: &[&str]) -> Option<String> {
+    emails_or_phones(emails, phones).map(|terms| {
+        format!(
+            "SELECT Id, AccountId, Email, Phone FROM Contact WHERE {terms} \
+             ORDER BY CreatedDate ASC LIMIT {BATCH_LOOKUP_LIMIT}"
+        )
+    })
+}
+
+/// [`leads_possibly_created`] for many leads whose creates were lost: every lead with one of
+/// the names, emails or phones they were sent with, newest first (markers compared by the
+/// caller).
+pub fn leads_possibly_created_any(
+    last_names: &[&str],
+    emails: &[&str],
+    phones: &[&str],
+) -> Option<String> {
+    let terms: Vec<String> = [
+        in_list("LastName", last_names),
+        in_list("Email", emails),
+        in_list("Phone", phones),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    (!terms.is_empty()).then(|| {
+        format!(
+            "SELECT Id, Description, IsConverted, ConvertedContactId, ConvertedAccountId, \
+             ConvertedOpportunityId FROM Lead WHERE {} ORDER BY CreatedDate DESC \
+             LIMIT {BATCH_LOOKUP_LIMIT}",
+            terms.join(" OR ")
+        )
+    })
+}
+
+/// The Tasks whose subjects name these LeadRelay leads, oldest first.
+pub fn tasks_with_subjects(subjects: &[&str]) -> Option<String> {
+    in_list("Subject", subjects).map(|terms| {
+        format!(
+            "SELECT Id, Subject FROM Task WHERE {terms} ORDER BY CreatedDate ASC \
+             LIMIT {BATCH_LOOKUP_LIMIT}"
+        )
+    })
+}
+
 /// The lead status a conversion sets (`Closed - Converted` unless the org renamed it).
 pub const CONVERTED_STATUS: &str =
     "SELECT MasterLabel FROM LeadStatus WHERE IsConverted = true ORDER BY SortOrder ASC LIMIT 1";
@@ -142,5 +219,30 @@ mod tests {
             phone: None,
         };
         assert_eq!(leads_matching(&nothing), None);
+    }
+
+    #[test]
+    fn batch_lookups_list_escaped_values_and_nothing_for_no_values() {
+        assert_eq!(
+            leads_matching_any(&["o'brien@example.com", "b@example.com"], &["+61400000000"])
+                .unwrap(),
+            "SELECT Id, Email, Phone FROM Lead WHERE IsConverted = false AND \
+             (Email IN ('o\\'brien@example.com', 'b@example.com') OR Phone IN ('+61400000000')) \
+             ORDER BY CreatedDate ASC LIMIT 2000"
+        );
+        assert_eq!(
+            contacts_matching_any(&[], &["+61400000000"]).unwrap(),
+            "SELECT Id, AccountId, Email, Phone FROM Contact WHERE Phone IN ('+61400000000') \
+             ORDER BY CreatedDate ASC LIMIT 2000"
+        );
+        assert_eq!(contacts_matching_any(&[], &[]), None);
+        assert!(leads_possibly_created_any(&["Al-Thani"], &[], &[])
+            .unwrap()
+            .contains("WHERE LastName IN ('Al-Thani') ORDER BY CreatedDate DESC"));
+        assert_eq!(
+            tasks_with_subjects(&["x [l'1]"]).unwrap(),
+            "SELECT Id, Subject FROM Task WHERE Subject IN ('x [l\\'1]') \
+             ORDER BY CreatedDate ASC LIMIT 2000"
+        );
     }
 }

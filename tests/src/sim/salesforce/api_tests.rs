@@ -878,3 +878,91 @@ async fn usage_ceiling_and_faults() {
         .unwrap();
     assert_eq!(health.status().as_u16(), 200);
 }
+
+#[tokio::test]
+async fn a_validation_rule_fails_its_record_alone_and_the_collection_counts_once() {
+    let api = Api::new().await;
+    api.sim.add_validation_rule(
+        "acme",
+        "Lead",
+        "email",
+        "blocked",
+        "Leads from this address are not accepted",
+    );
+    let created = api
+        .post(
+            "composite/sobjects",
+            json!({"allOrNone": false, "records": [
+                {"attributes": {"type": "Lead"}, "LastName": "Ok", "Company": "A",
+                 "Email": "ok@example.com"},
+                {"attributes": {"type": "Lead"}, "LastName": "No", "Company": "B",
+                 "Email": "someone@BLOCKED.example"}
+            ]}),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    let results = created.body.as_array().unwrap();
+    assert_eq!(results[0]["success"], true);
+    assert_eq!(results[1]["success"], false);
+    assert_eq!(
+        results[1]["errors"][0]["statusCode"],
+        "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+    );
+    assert_eq!(results[1]["errors"][0]["fields"], json!(["Email"]));
+    assert_eq!(api.sim.records("acme", "Lead").len(), 1);
+    assert_eq!(
+        api.sim.api_usage("acme"),
+        1,
+        "one call for the whole collection"
+    );
+
+    // An update breaking the rule is refused too, and changes nothing.
+    let id = results[0]["id"].as_str().unwrap().to_owned();
+    let updated = api
+        .patch(
+            "composite/sobjects",
+            json!({"allOrNone": false, "records": [
+                {"attributes": {"type": "Lead"}, "id": id, "Email": "x@blocked.example"}
+            ]}),
+        )
+        .await;
+    assert_eq!(
+        updated.body[0]["errors"][0]["statusCode"],
+        "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+    );
+    assert_eq!(
+        api.sim.record("acme", "Lead", &id).unwrap()["Email"],
+        "ok@example.com"
+    );
+}
+
+#[tokio::test]
+async fn soql_in_lists_match_any_of_their_values() {
+    let api = Api::new().await;
+    for (name, email) in [
+        ("A", "a@example.com"),
+        ("B", "b@example.com"),
+        ("C", "c@example.com"),
+    ] {
+        api.sim.seed_record(
+            "acme",
+            "Lead",
+            json!({"LastName": name, "Company": name, "Email": email}),
+        );
+    }
+    let found = api
+        .query("SELECT Id, LastName FROM Lead WHERE Email IN ('A@example.com', 'c@example.com') OR LastName IN ('B') ORDER BY LastName ASC")
+        .await;
+    assert_eq!(found.status, 200, "{}", found.body);
+    let names: Vec<&str> = found.body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["LastName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["A", "B", "C"]);
+    let not_in = api
+        .query("SELECT Id, LastName FROM Lead WHERE LastName NOT IN ('A', 'B')")
+        .await;
+    assert_eq!(not_in.body["totalSize"], 1, "{}", not_in.body);
+}

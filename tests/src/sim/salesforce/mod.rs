@@ -464,6 +464,40 @@ impl SalesforceSim {
         }
     }
 
+    /// Add a validation rule to `object` of `org`: a create or update leaving `field` holding
+    /// `forbidden` (any case) is refused with `FIELD_CUSTOM_VALIDATION_EXCEPTION`, `message`
+    /// and the field (per record inside a collections call).
+    ///
+    /// # Panics
+    /// On an unknown org, object or field.
+    pub fn add_validation_rule(
+        &self,
+        org: &str,
+        object: &str,
+        field: &str,
+        forbidden: &str,
+        message: &str,
+    ) {
+        let mut store = self.shared.store();
+        let idx = store.index_or_panic(org);
+        let schema = store.orgs[idx]
+            .schema
+            .object(object)
+            .unwrap_or_else(|| panic!("add_validation_rule: unknown object {object:?}"));
+        let object = schema.name.clone();
+        let field = schema
+            .field(field)
+            .unwrap_or_else(|| panic!("add_validation_rule: unknown field {field:?}"))
+            .name
+            .clone();
+        store.orgs[idx].validation_rules.push(rest::ValidationRule {
+            object,
+            field,
+            forbidden: forbidden.to_owned(),
+            message: message.to_owned(),
+        });
+    }
+
     /// What `GET /_sim/state?org=` returns.
     pub fn state_json(&self, org: &str) -> Value {
         let store = self.shared.store();

@@ -35,6 +35,43 @@ pub(crate) struct OrgState {
     pub(crate) api_usage: u64,
     /// Objects whose standard duplicate rule is on.
     pub(crate) duplicate_rules: HashSet<String>,
+    /// The admin's validation rules, checked on every create and update.
+    pub(crate) validation_rules: Vec<ValidationRule>,
+}
+
+/// A validation rule as an admin would write one: a record of `object` whose `field` holds
+/// `forbidden` (any case) is refused with `FIELD_CUSTOM_VALIDATION_EXCEPTION` and `message`.
+#[derive(Debug, Clone)]
+pub(crate) struct ValidationRule {
+    pub(crate) object: String,
+    pub(crate) field: String,
+    pub(crate) forbidden: String,
+    pub(crate) message: String,
+}
+
+/// The first validation rule `record` (the whole record after the write) breaks.
+fn check_validation_rules(
+    org: &OrgState,
+    object: &str,
+    record: &Map<String, Value>,
+) -> Result<(), SfError> {
+    let forbidden = |rule: &ValidationRule| {
+        record
+            .get(&rule.field)
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.to_lowercase().contains(&rule.forbidden.to_lowercase()))
+    };
+    match org
+        .validation_rules
+        .iter()
+        .find(|r| r.object == object && forbidden(r))
+    {
+        Some(rule) => Err(
+            SfError::bad("FIELD_CUSTOM_VALIDATION_EXCEPTION", rule.message.clone())
+                .with_fields(&[&rule.field]),
+        ),
+        None => Ok(()),
+    }
 }
 
 pub(crate) struct Store {
@@ -55,6 +92,7 @@ impl Store {
                     records: BTreeMap::new(),
                     api_usage: 0,
                     duplicate_rules: HashSet::new(),
+                    validation_rules: Vec::new(),
                 })
                 .collect(),
             next_id: 0,
@@ -455,6 +493,7 @@ pub(crate) fn create(
     let org = &store.orgs[idx];
     check_record_type(&schema, &fields)?;
     check_references(org, &schema, &fields)?;
+    check_validation_rules(org, &schema.name, &fields)?;
     if !ctx.allow_save {
         check_duplicates(org, &schema, &fields, &ctx.version)?;
     }
@@ -483,6 +522,7 @@ pub(crate) fn update(
     merged.extend(fields.clone());
     check_record_type(&schema, &merged)?;
     check_references(org, &schema, &fields)?;
+    check_validation_rules(org, &schema.name, &merged)?;
     if let Some(record) = store.orgs[idx].get_mut(&schema.name, id) {
         record.extend(fields);
     }

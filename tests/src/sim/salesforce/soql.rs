@@ -4,7 +4,8 @@
 //!
 //! where `cond` joins comparisons with AND or OR (mixing them needs
 //! parentheses, as in Salesforce) and a comparison is `Field = 'literal'`,
-//! `Field != 'literal'` or `Field = true|false|null` (also `!=`). Literals
+//! `Field != 'literal'`, `Field = true|false|null` (also `!=`) or
+//! `Field [NOT] IN ('literal', ...)`. Literals
 //! take the backslash escapes `\' \" \\ \n \r \t \b \f`. Anything else is
 //! `MALFORMED_QUERY`.
 
@@ -147,7 +148,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, SfError> {
 
 const KEYWORDS: &[&str] = &[
     "SELECT", "FROM", "WHERE", "AND", "OR", "ORDER", "BY", "ASC", "DESC", "LIMIT", "TRUE", "FALSE",
-    "NULL", "NOT",
+    "NULL", "NOT", "IN",
 ];
 
 struct Parser {
@@ -235,6 +236,9 @@ impl Parser {
             return Ok(inner);
         }
         let field = self.name()?;
+        if self.is_keyword("IN") || self.is_keyword("NOT") {
+            return self.in_list(field);
+        }
         let negated = match self.next() {
             Some(Token::Eq) => false,
             Some(Token::Ne) => true,
@@ -255,6 +259,52 @@ impl Parser {
             field,
             negated,
             value,
+        })
+    }
+}
+
+impl Parser {
+    /// `[NOT] IN ('a', 'b')`: the same as `= 'a' OR = 'b'` (`!= 'a' AND != 'b'` negated).
+    fn in_list(&mut self, field: String) -> Result<Cond, SfError> {
+        let negated = self.is_keyword("NOT");
+        if negated {
+            self.pos += 1;
+        }
+        self.expect_keyword("IN")?;
+        if self.next() != Some(Token::Open) {
+            self.pos -= 1;
+            return Err(self.unexpected());
+        }
+        let mut values = Vec::new();
+        loop {
+            match self.next() {
+                Some(Token::Str(s)) => values.push(Literal::Str(s)),
+                _ => {
+                    self.pos -= 1;
+                    return Err(self.unexpected());
+                }
+            }
+            match self.next() {
+                Some(Token::Comma) => continue,
+                Some(Token::Close) => break,
+                _ => {
+                    self.pos -= 1;
+                    return Err(self.unexpected());
+                }
+            }
+        }
+        let terms: Vec<Cond> = values
+            .into_iter()
+            .map(|value| Cond::Cmp {
+                field: field.clone(),
+                negated,
+                value,
+            })
+            .collect();
+        Ok(if negated {
+            Cond::And(terms)
+        } else {
+            Cond::Or(terms)
         })
     }
 }
@@ -523,6 +573,34 @@ mod tests {
             }
         );
         parse("select MasterLabel from LeadStatus where IsConverted = true order by SortOrder asc limit 1").unwrap();
+        let q = parse("SELECT Id FROM Lead WHERE LastName IN ('a', 'b\\'c') OR Email NOT IN ('x')")
+            .unwrap();
+        let Some(Cond::Or(alts)) = q.condition else {
+            panic!("OR expected");
+        };
+        assert_eq!(
+            alts[0],
+            Cond::Or(vec![
+                Cond::Cmp {
+                    field: "LastName".into(),
+                    negated: false,
+                    value: Literal::Str("a".into())
+                },
+                Cond::Cmp {
+                    field: "LastName".into(),
+                    negated: false,
+                    value: Literal::Str("b'c".into())
+                },
+            ])
+        );
+        assert_eq!(
+            alts[1],
+            Cond::And(vec![Cond::Cmp {
+                field: "Email".into(),
+                negated: true,
+                value: Literal::Str("x".into())
+            }])
+        );
     }
 
     #[test]
@@ -533,6 +611,9 @@ mod tests {
             "SELECT Id FROM Lead WHERE Email = 'bad\\escape'",
             "SELECT Id FROM Lead WHERE Email = 'a' AND Phone = 'b' OR Phone = 'c'",
             "SELECT Id FROM Lead WHERE Email LIKE 'a%'",
+            "SELECT Id FROM Lead WHERE Email IN ()",
+            "SELECT Id FROM Lead WHERE Email IN ('a',)",
+            "SELECT Id FROM Lead WHERE Email IN 'a'",
             "SELECT COUNT() FROM Lead",
             "SELECT Id FROM Lead LIMIT",
             "SELECT Id FROM Lead extra",
