@@ -1,7 +1,9 @@
 //! Google Sheets: one row per lead in the spreadsheet the tenant names (`sheet.rs` reads its URL
 //! and builds the row), appended or updated through the Sheets API v4 (`push.rs`). OAuth is
-//! Google's, with offline access for a refresh token and the `spreadsheets` scope.
+//! Google's, with offline access for a refresh token and the `spreadsheets` scope. Many leads
+//! at once: one append and one batch update per batch (`batch.rs`).
 
+mod batch;
 mod push;
 pub mod sheet;
 
@@ -12,7 +14,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use url::Url;
 
-use super::{CrmProvider, Pipeline, PushProgress, Session};
+use super::{CrmProvider, LeadBatch, Pipeline, PushProgress, Session};
 use crate::error::ProviderError;
 use crate::http::HttpResponse;
 use crate::lead::{ContactField, Lead};
@@ -91,6 +93,17 @@ impl CrmProvider for GoogleSheets {
         progress: &mut PushProgress,
     ) -> Result<(), ProviderError> {
         push::push_lead(session, lead, settings, progress).await
+    }
+
+    /// One read of the lead-id column, one batch update for the rows that exist, one append
+    /// for the new ones.
+    async fn push_leads(
+        &self,
+        session: &Session<'_>,
+        settings: Option<&ConnectionSettings>,
+        batch: &mut LeadBatch<'_>,
+    ) -> Result<(), ProviderError> {
+        batch::push_leads(session, settings, batch).await
     }
 }
 

@@ -45,14 +45,7 @@ pub(super) async fn push_lead(
     settings: Option<&ConnectionSettings>,
     progress: &mut PushProgress,
 ) -> Result<(), ProviderError> {
-    let (id, title) = settings
-        .and_then(|s| Some((s.pipeline_id.as_str(), s.sheet.as_deref()?)))
-        .ok_or(ProviderError::Rejected {
-            provider: Provider::GoogleSheets,
-            status: 0,
-            code: "NO_SPREADSHEET".into(),
-            message: "no spreadsheet is chosen in the settings".into(),
-        })?;
+    let (id, title) = spreadsheet(settings)?;
     let values = sheet::row(lead);
     if let Some(range) = progress.records.get(ROW).cloned() {
         if holds_lead(session, id, &range, &lead.id).await? {
@@ -97,8 +90,22 @@ pub(super) async fn push_lead(
     progress.record(ROW, range).await
 }
 
+/// The spreadsheet and tab the settings name.
+pub(super) fn spreadsheet(
+    settings: Option<&ConnectionSettings>,
+) -> Result<(&str, &str), ProviderError> {
+    settings
+        .and_then(|s| Some((s.pipeline_id.as_str(), s.sheet.as_deref()?)))
+        .ok_or(ProviderError::Rejected {
+            provider: Provider::GoogleSheets,
+            status: 0,
+            code: "NO_SPREADSHEET".into(),
+            message: "no spreadsheet is chosen in the settings".into(),
+        })
+}
+
 /// A range in a URL path: Google reads it percent-encoded (titles may hold `/`, `#`, spaces).
-fn path_range(range: &str) -> String {
+pub(super) fn path_range(range: &str) -> String {
     range
         .bytes()
         .map(|b| match b {
@@ -111,7 +118,7 @@ fn path_range(range: &str) -> String {
 }
 
 /// `GET .../values/{range}`: the rows (empty when the range is empty).
-async fn read(
+pub(super) async fn read(
     session: &Session<'_>,
     id: &str,
     range: &str,

@@ -104,6 +104,8 @@ pub enum GoogleRoute {
     ValuesAppend,
     /// `PUT /v4/spreadsheets/{id}/values/{range}`.
     ValuesUpdate,
+    /// `POST /v4/spreadsheets/{id}/values:batchUpdate`.
+    ValuesBatchUpdate,
 }
 
 impl FaultRoute for GoogleRoute {
@@ -352,6 +354,9 @@ pub(crate) enum Endpoint {
         id: String,
         range: String,
     },
+    ValuesBatchUpdate {
+        id: String,
+    },
     /// A Sheets path this simulator does not implement (JSON 404).
     SheetsNotFound,
     NotFound,
@@ -386,6 +391,12 @@ impl Endpoint {
                 _ => Endpoint::SheetsNotFound,
             };
         }
+        if tail == "values:batchUpdate" {
+            return match method {
+                "POST" => Endpoint::ValuesBatchUpdate { id },
+                _ => Endpoint::SheetsNotFound,
+            };
+        }
         let Some(range) = tail.strip_prefix("values/") else {
             return Endpoint::SheetsNotFound;
         };
@@ -411,6 +422,7 @@ impl Endpoint {
             Endpoint::ValuesGet { .. } => Some(GoogleRoute::ValuesGet),
             Endpoint::ValuesAppend { .. } => Some(GoogleRoute::ValuesAppend),
             Endpoint::ValuesUpdate { .. } => Some(GoogleRoute::ValuesUpdate),
+            Endpoint::ValuesBatchUpdate { .. } => Some(GoogleRoute::ValuesBatchUpdate),
             _ => None,
         }
     }
@@ -484,7 +496,8 @@ fn dispatch(shared: &Shared, endpoint: &Endpoint, ctx: &Ctx) -> Response {
         Endpoint::SpreadsheetGet { .. }
         | Endpoint::ValuesGet { .. }
         | Endpoint::ValuesAppend { .. }
-        | Endpoint::ValuesUpdate { .. } => sheets::handle(shared, endpoint, ctx),
+        | Endpoint::ValuesUpdate { .. }
+        | Endpoint::ValuesBatchUpdate { .. } => sheets::handle(shared, endpoint, ctx),
         Endpoint::SheetsNotFound => {
             google_error(404, "NOT_FOUND", "Requested entity was not found.")
         }

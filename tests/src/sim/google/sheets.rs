@@ -2,7 +2,7 @@
 //! `values.get`, `values.append`, `values.update`, with bearer auth,
 //! per-user quota and sharing. Also the simulator-only `GET /_sim/state`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -342,7 +342,8 @@ fn serve(store: &mut Store, endpoint: &Endpoint, ctx: &Ctx, user: &str) -> Answe
     let (Endpoint::SpreadsheetGet { id }
     | Endpoint::ValuesGet { id, .. }
     | Endpoint::ValuesAppend { id, .. }
-    | Endpoint::ValuesUpdate { id, .. }) = endpoint
+    | Endpoint::ValuesUpdate { id, .. }
+    | Endpoint::ValuesBatchUpdate { id }) = endpoint
     else {
         return Err(not_found().into());
     };
@@ -359,6 +360,7 @@ fn serve(store: &mut Store, endpoint: &Endpoint, ctx: &Ctx, user: &str) -> Answe
         Endpoint::ValuesGet { range, .. } => values_get(spreadsheet, range, ctx),
         Endpoint::ValuesAppend { range, .. } => values_append(spreadsheet, range, ctx),
         Endpoint::ValuesUpdate { range, .. } => values_update(spreadsheet, range, ctx),
+        Endpoint::ValuesBatchUpdate { .. } => values_batch_update(spreadsheet, ctx),
         _ => Ok(json_response(StatusCode::OK, &spreadsheet.resource())),
     }
 }
@@ -610,6 +612,74 @@ fn updates(id: &str, sheet: &Sheet, r0: usize, c0: usize, written: (usize, usize
 }
 
 fn values_update(spreadsheet: &mut Spreadsheet, range: &str, ctx: &Ctx) -> Answer {
+    let body = update_values(spreadsheet, range, ctx)?;
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// `values:batchUpdate`: each `data` entry written as `values.update` would write it, in order,
+/// all or nothing; `responses` holds each one's answer. `valueInputOption` is in the body.
+fn values_batch_update(spreadsheet: &mut Spreadsheet, ctx: &Ctx) -> Answer {
+    let body: Map<String, Value> = match serde_json::from_str(ctx.body.trim()) {
+        Ok(Value::Object(map)) => map,
+        _ => return Err(bad_request("Invalid JSON payload received.")),
+    };
+    let input = body
+        .get("valueInputOption")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let Some(Value::Array(data)) = body.get("data") else {
+        return Err(bad_request("'data' is required but not specified"));
+    };
+    // Checked and applied entry by entry; the sheet is put back as it was when one fails.
+    let before: Vec<Vec<Vec<Cell>>> = spreadsheet.sheets.iter().map(|s| s.rows.clone()).collect();
+    let mut responses = Vec::new();
+    for entry in data {
+        let range = entry
+            .get("range")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let mut query = HashMap::new();
+        query.insert("valueInputOption".to_owned(), input.clone());
+        let one = Ctx {
+            query,
+            authorization: None,
+            body: entry.to_string(),
+        };
+        match update_values(spreadsheet, &range, &one) {
+            Ok(answer) => responses.push(answer),
+            Err(reject) => {
+                for (sheet, rows) in spreadsheet.sheets.iter_mut().zip(before) {
+                    sheet.rows = rows;
+                }
+                return Err(reject);
+            }
+        }
+    }
+    let total = |field: &str| -> u64 {
+        responses
+            .iter()
+            .filter_map(|r| r.get(field).and_then(Value::as_u64))
+            .sum()
+    };
+    let sheets: BTreeSet<String> = responses
+        .iter()
+        .filter_map(|r| r["updatedRange"].as_str())
+        .map(|r| r.rsplit_once('!').map_or(r, |(title, _)| title).to_owned())
+        .collect();
+    let answer = json!({
+        "spreadsheetId": spreadsheet.id,
+        "totalUpdatedRows": total("updatedRows"),
+        "totalUpdatedColumns": total("updatedColumns"),
+        "totalUpdatedCells": total("updatedCells"),
+        "totalUpdatedSheets": sheets.len(),
+        "responses": responses,
+    });
+    Ok(json_response(StatusCode::OK, &answer))
+}
+
+fn update_values(spreadsheet: &mut Spreadsheet, range: &str, ctx: &Ctx) -> Result<Value, Reject> {
     let (idx, parsed) = resolve(spreadsheet, range)?;
     let (input, rows) = write_rows(spreadsheet, ctx, &parsed, idx)?;
     let rect = parsed.rect;
@@ -644,7 +714,7 @@ fn values_update(spreadsheet: &mut Spreadsheet, range: &str, ctx: &Ctx) -> Answe
         body["updatedData"] =
             json!({"range": body["updatedRange"], "majorDimension": "ROWS", "values": rows});
     }
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(body)
 }
 
 fn values_append(spreadsheet: &mut Spreadsheet, range: &str, ctx: &Ctx) -> Answer {
