@@ -362,6 +362,37 @@ fn without_nulls(mut fields: Map<String, Value>) -> Map<String, Value> {
     fields
 }
 
+/// A record a test makes Zoho refuse (see `ZohoSim::refuse_records`).
+pub(super) struct Refusal {
+    pub(super) module: Module,
+    pub(super) field: String,
+    pub(super) contains: String,
+    pub(super) code: String,
+}
+
+impl Shared {
+    /// The per-record error for the record at `index` of a write to `module`, if a refusal
+    /// names it.
+    fn refusal(&self, module: Module, item: &Value, index: usize) -> Option<Value> {
+        self.refusals()
+            .iter()
+            .find(|r| {
+                r.module == module
+                    && item
+                        .get(&r.field)
+                        .and_then(Value::as_str)
+                        .is_some_and(|v| v.contains(&r.contains))
+            })
+            .map(|r| {
+                record_error(
+                    &r.code,
+                    json!({"api_name": r.field, "json_path": format!("$.data[{index}].{}", r.field)}),
+                    "the record was refused",
+                )
+            })
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Authentication, credits and request helpers
 // ---------------------------------------------------------------------------
@@ -594,7 +625,10 @@ pub(super) async fn upsert(
         let checked: Vec<Result<Checked, Value>> = items
             .iter()
             .enumerate()
-            .map(|(i, item)| check_item(&schema, module, item, i))
+            .map(|(i, item)| match shared.refusal(module, item, i) {
+                Some(refused) => Err(refused),
+                None => check_item(&schema, module, item, i),
+            })
             .collect();
 
         let mut store = shared.crm_store();
@@ -718,6 +752,9 @@ pub(super) async fn insert(
             .iter()
             .enumerate()
             .map(|(i, item)| {
+                if let Some(refused) = shared.refusal(module, item, i) {
+                    return Err(refused);
+                }
                 let checked = check_item(&schema, module, item, i)?;
                 if let Some(missing) = checked.missing_on_insert {
                     return Err(missing);
@@ -1113,12 +1150,20 @@ fn create_notes(
     items: &[Value],
     path_parent: Option<(Module, String)>,
 ) -> Response {
+    let refused: Vec<Option<Value>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| shared.refusal(Module::Notes, item, i))
+        .collect();
     let mut store = shared.crm_store();
     let (org, ids) = store.org_and_ids(dc, user);
     let answers = items
         .iter()
         .enumerate()
         .map(|(i, item)| {
+            if let Some(refused) = &refused[i] {
+                return refused.clone();
+            }
             let path = format!("$.data[{i}]");
             let Some(record) = item.as_object() else {
                 return record_error("INVALID_DATA", json!({"json_path": path}), "invalid data");

@@ -863,3 +863,67 @@ async fn unknown_modules_and_versions() {
         .await;
     assert_eq!((status, body["code"].as_str()), (400, Some("INVALID_DATA")));
 }
+
+/// A multi-record upsert or notes create is one API call (one credit, as Zoho's credit
+/// table counts a call of up to 100 records), answers one result per record in order, and
+/// may be applied while its answer is lost.
+#[tokio::test]
+async fn multi_record_writes_answer_per_record_cost_one_credit_and_can_lose_their_answer() {
+    let api = Api::start().await;
+    api.sim
+        .refuse_records("Leads", "Email", "refused", "INVALID_DATA");
+    let before = api.sim.credits_used("au", DEFAULT_USER);
+    let (status, body) = api
+        .upsert(json!([
+            {"Last_Name": "A", "Email": "a@example.com"},
+            {"Last_Name": "B", "Email": "b.refused@example.com"},
+            {"Last_Name": "C", "Phone": "+97455501234"},
+        ]))
+        .await;
+    assert_eq!(status, 207, "{body}");
+    assert_eq!(body["data"][0]["status"], "success");
+    assert_eq!(body["data"][1]["code"], "INVALID_DATA");
+    assert_eq!(body["data"][1]["details"]["json_path"], "$.data[1].Email");
+    assert_eq!(body["data"][2]["details"]["id"].as_str().unwrap().len(), 19);
+    assert_eq!(api.sim.credits_used("au", DEFAULT_USER) - before, 1);
+    assert_eq!(
+        api.leads().len(),
+        2,
+        "the refused record alone was not applied"
+    );
+
+    let parents: Vec<String> = api.leads().iter().map(|l| l.id.clone()).collect();
+    let notes: Vec<Value> = parents
+        .iter()
+        .map(|id| {
+            json!({"Note_Content": format!("on {id}"),
+                         "Parent_Id": {"module": {"api_name": "Leads"}, "id": id}})
+        })
+        .collect();
+    let (status, body) = api.post("/crm/v8/Notes", json!({ "data": notes })).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"].as_array().unwrap().len(), 2);
+    assert_eq!(api.sim.credits_used("au", DEFAULT_USER) - before, 2);
+
+    let too_many: Vec<Value> = (0..=crm::MAX_RECORDS)
+        .map(|i| json!({"Last_Name": format!("N{i}")}))
+        .collect();
+    let (status, body) = api.upsert(json!(too_many)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("LIMIT_EXCEEDED"))
+    );
+
+    api.sim.inject(
+        ZohoRoute::Upsert,
+        Fault::LoseAnswer(Lost::Status(504, "gateway timeout".into())),
+    );
+    let (status, _) = api
+        .upsert(json!([
+            {"Last_Name": "D", "Email": "d@example.com"},
+            {"Last_Name": "E", "Email": "e@example.com"},
+        ]))
+        .await;
+    assert_eq!(status, 504);
+    assert_eq!(api.leads().len(), 4, "both records were applied");
+}

@@ -458,6 +458,7 @@ impl ZohoSim {
             auth: Mutex::new(oauth::AuthState::new(&config)),
             config,
             crm: Mutex::new(crm::CrmStore::default()),
+            refusals: Mutex::new(Vec::new()),
         });
         let shell = shell.serve(addr, router(shared.clone())).await?;
         Ok(ZohoSim { shared, shell })
@@ -474,6 +475,24 @@ impl ZohoSim {
             ZohoRoute::Upsert,
             Fault::Status(status, data_envelope(&[item])),
         );
+    }
+
+    /// From now on, every record of `module` (`Leads`, `Notes`, ...) written by an upsert,
+    /// insert or notes create whose text field `field` contains `contains` is refused on its
+    /// own with the per-record error `code` (naming `field`), as Zoho refuses one record of a
+    /// multi-record call; the call's other records are handled as usual.
+    ///
+    /// # Panics
+    /// On an unknown module.
+    pub fn refuse_records(&self, module: &str, field: &str, contains: &str, code: &str) {
+        let module = schema::Module::parse(module)
+            .unwrap_or_else(|| panic!("unknown Zoho module {module:?}"));
+        self.shared.refusals().push(crm::Refusal {
+            module,
+            field: field.to_owned(),
+            contains: contains.to_owned(),
+            code: code.to_owned(),
+        });
     }
 
     /// Requests with this method and path that reached data centre `dc`.
@@ -613,6 +632,8 @@ struct Shared {
     auth: Mutex<oauth::AuthState>,
     crm: Mutex<crm::CrmStore>,
     schema: Mutex<ZohoSchema>,
+    /// Records every write refuses one by one (see [`ZohoSim::refuse_records`]).
+    refusals: Mutex<Vec<crm::Refusal>>,
 }
 
 impl Shared {
@@ -626,6 +647,10 @@ impl Shared {
 
     fn schema(&self) -> MutexGuard<'_, ZohoSchema> {
         self.schema.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn refusals(&self) -> MutexGuard<'_, Vec<crm::Refusal>> {
+        self.refusals.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
