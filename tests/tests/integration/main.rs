@@ -3,6 +3,7 @@
 
 mod app_secrets;
 mod backfill_progress;
+mod batch_salesforce;
 mod bitrix24;
 mod connect;
 mod consent_binding;
