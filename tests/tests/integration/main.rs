@@ -4,6 +4,7 @@
 mod app_secrets;
 mod backfill_progress;
 mod batch_salesforce;
+mod batch_zoho;
 mod bitrix24;
 mod connect;
 mod consent_binding;
