@@ -518,3 +518,61 @@ async fn insert_rows_pushes_later_rows_down() {
     assert_eq!(rows[2], vec![text("r2"), text("x")]);
     assert_eq!(rows[4], vec![Cell::Empty, Cell::Empty, text("notes")]);
 }
+
+#[tokio::test]
+async fn many_rows_in_one_append_and_many_ranges_in_one_batch_update() {
+    let f = fixture(GoogleSimConfig::default(), &["Leads"]).await;
+    let rows = json!([["a", "lead-1"], ["b", "lead-2"], ["c", "lead-3"]]);
+    let (status, body) = f.append("Leads!A:B", "RAW", rows).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["updates"]["updatedRange"], "Leads!A1:B3");
+    assert_eq!(body["updates"]["updatedRows"], 3);
+
+    let batch = json!({"valueInputOption": "RAW", "data": [
+        {"range": "Leads!A1:B1", "majorDimension": "ROWS", "values": [["a2", "lead-1"]]},
+        {"range": "'Leads'!A3:B3", "values": [["=1+1", "lead-3"]]},
+    ]});
+    let (status, body) = f.call("POST", "/values:batchUpdate", Some(batch)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["totalUpdatedRows"], 2);
+    assert_eq!(body["totalUpdatedCells"], 4);
+    assert_eq!(body["totalUpdatedSheets"], 1);
+    assert_eq!(body["responses"][0]["updatedRange"], "Leads!A1:B1");
+    assert_eq!(body["responses"][1]["updatedRange"], "Leads!A3:B3");
+    assert_eq!(f.sim.cell(&f.id, "Leads", 0, 0), text("a2"));
+    assert_eq!(f.sim.cell(&f.id, "Leads", 2, 0), text("=1+1"), "RAW");
+    assert_eq!(f.sim.cell(&f.id, "Leads", 1, 0), text("b"), "untouched");
+
+    // One bad range: nothing written; no option: refused.
+    let bad = json!({"valueInputOption": "RAW", "data": [
+        {"range": "Leads!A2:B2", "values": [["changed", "lead-2"]]},
+        {"range": "Nowhere!A1", "values": [["x"]]},
+    ]});
+    let (status, _) = f.call("POST", "/values:batchUpdate", Some(bad)).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        f.sim.cell(&f.id, "Leads", 1, 0),
+        text("b"),
+        "all or nothing"
+    );
+    let (status, _) = f
+        .call(
+            "POST",
+            "/values:batchUpdate",
+            Some(json!({"data": [{"range": "Leads!A1", "values": [["x"]]}]})),
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    // Applied, then the answer lost.
+    f.sim.inject(
+        GoogleRoute::ValuesBatchUpdate,
+        Fault::LoseAnswer(Lost::Status(502, "bad gateway".into())),
+    );
+    let again = json!({"valueInputOption": "RAW", "data": [
+        {"range": "Leads!A2:B2", "values": [["b2", "lead-2"]]},
+    ]});
+    let (status, _) = f.call("POST", "/values:batchUpdate", Some(again)).await;
+    assert_eq!(status, 502);
+    assert_eq!(f.sim.cell(&f.id, "Leads", 1, 0), text("b2"));
+}
