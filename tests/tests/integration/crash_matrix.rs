@@ -163,7 +163,7 @@ async fn hubspot_deal_create_answer_lost_then_redelivered() {
     let services = ctx.services_with_provider_endpoint("hubspot", &proxy.endpoint());
     let tenant = hubspot_tenant(&ctx).await;
     let lost = proxy.on(
-        CallMatch::Method("POST").and(CallMatch::path_is("/crm/v3/objects/deals")),
+        CallMatch::Method("POST").and(CallMatch::path_is("/crm/objects/2026-09/deals")),
         1,
         ProxyFault::LoseAnswer(500),
     );

@@ -365,20 +365,20 @@ async fn a_create_whose_answer_was_lost_is_found_again_rather_than_repeated() {
     let creates = [
         (
             "contact",
-            CallMatch::method_and_path("POST", "/crm/v3/objects/contacts")
+            CallMatch::method_and_path("POST", "/crm/objects/2026-09/contacts")
                 .and(CallMatch::path("/search").negate()),
         ),
         (
             "deal",
-            CallMatch::method_and_path("POST", "/crm/v3/objects/deals"),
+            CallMatch::method_and_path("POST", "/crm/objects/2026-09/deals"),
         ),
         (
             "note",
-            CallMatch::method_and_path("POST", "/crm/v3/objects/notes"),
+            CallMatch::method_and_path("POST", "/crm/objects/2026-09/notes"),
         ),
         (
             "deal property",
-            CallMatch::method_and_path("POST", "/crm/v3/properties/deals"),
+            CallMatch::method_and_path("POST", "/crm/properties/2026-09/deals"),
         ),
     ];
     let faults = [
@@ -458,37 +458,37 @@ async fn calls_per_new_lead() {
     assert_eq!(
         reference(true, &email, false).await,
         [
-            "POST /crm/v3/objects/contacts/batch/upsert",
-            "POST /crm/v3/objects/deals",
-            "POST /crm/v3/objects/notes",
+            "POST /crm/objects/2026-09/contacts/batch/upsert",
+            "POST /crm/objects/2026-09/deals",
+            "POST /crm/objects/2026-09/notes",
         ]
     );
     assert_eq!(
         reference(false, &email, false).await,
         [
-            "POST /crm/v3/objects/contacts/batch/upsert",
-            "POST /crm/v3/objects/deals",
-            "POST /crm/v3/properties/deals",
-            "POST /crm/v3/objects/deals",
-            "POST /crm/v3/objects/notes",
+            "POST /crm/objects/2026-09/contacts/batch/upsert",
+            "POST /crm/objects/2026-09/deals",
+            "POST /crm/properties/2026-09/deals",
+            "POST /crm/objects/2026-09/deals",
+            "POST /crm/objects/2026-09/notes",
         ]
     );
     let phone = TestLead::new("lead-count-p", Details::PhoneOnly);
     assert_eq!(
         reference(true, &phone, false).await,
         [
-            "POST /crm/v3/objects/contacts/search",
-            "POST /crm/v3/objects/contacts",
-            "POST /crm/v3/objects/deals",
-            "POST /crm/v3/objects/notes",
+            "POST /crm/objects/2026-09/contacts/search",
+            "POST /crm/objects/2026-09/contacts",
+            "POST /crm/objects/2026-09/deals",
+            "POST /crm/objects/2026-09/notes",
         ]
     );
     assert_eq!(
         reference(true, &email, true).await,
         [
-            "PATCH /crm/v3/objects/contacts/10002",
-            "PATCH /crm/v3/objects/deals/20000002",
-            "PATCH /crm/v3/objects/notes/30000000002",
+            "PATCH /crm/objects/2026-09/contacts/10002",
+            "PATCH /crm/objects/2026-09/deals/20000002",
+            "PATCH /crm/objects/2026-09/notes/30000000002",
         ],
         "a known lead moving stage with a new summary"
     );

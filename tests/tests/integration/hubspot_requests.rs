@@ -16,11 +16,11 @@ use shared::store::ConnectionSettings;
 use shared::Provider;
 
 const TOKEN: &str = "test-token";
-const CONTACTS: &str = "/crm/v3/objects/contacts";
-const UPSERT: &str = "/crm/v3/objects/contacts/batch/upsert";
-const SEARCH: &str = "/crm/v3/objects/contacts/search";
-const DEALS: &str = "/crm/v3/objects/deals";
-const NOTES: &str = "/crm/v3/objects/notes";
+const CONTACTS: &str = "/crm/objects/2026-09/contacts";
+const UPSERT: &str = "/crm/objects/2026-09/contacts/batch/upsert";
+const SEARCH: &str = "/crm/objects/2026-09/contacts/search";
+const DEALS: &str = "/crm/objects/2026-09/deals";
+const NOTES: &str = "/crm/objects/2026-09/notes";
 
 /// A portal on wiremock, reached the way production reaches HubSpot: the registry's API base
 /// moved to the server by `HUBSPOT_ENDPOINT_URL`.
@@ -322,7 +322,7 @@ async fn a_phone_only_lead_that_hubspot_knows_updates_the_contact_it_found() {
         .answer("POST", SEARCH, 200, search_results(&["602"]))
         .await;
     portal
-        .answer("PATCH", "/crm/v3/objects/contacts/602", 200, object("602"))
+        .answer("PATCH", "/crm/objects/2026-09/contacts/602", 200, object("602"))
         .await;
     portal.answer("POST", DEALS, 201, object("9003")).await;
     let lead = lead(
@@ -350,7 +350,7 @@ async fn a_phone_only_lead_that_hubspot_knows_updates_the_contact_it_found() {
         requests[1],
         sent(
             "PATCH",
-            "/crm/v3/objects/contacts/602",
+            "/crm/objects/2026-09/contacts/602",
             json!({
                 "properties": { "firstname": "Jack", "lastname": "Jones", "phone": "+61412345678" }
             })
@@ -372,10 +372,10 @@ async fn a_phone_only_lead_that_hubspot_knows_updates_the_contact_it_found() {
 async fn a_known_lead_whose_stage_changed_moves_its_deal_and_leaves_the_unchanged_note_alone() {
     let portal = Portal::start().await;
     portal
-        .answer("PATCH", "/crm/v3/objects/contacts/501", 200, object("501"))
+        .answer("PATCH", "/crm/objects/2026-09/contacts/501", 200, object("501"))
         .await;
     portal
-        .answer("PATCH", "/crm/v3/objects/deals/9001", 200, object("9001"))
+        .answer("PATCH", "/crm/objects/2026-09/deals/9001", 200, object("9001"))
         .await;
     let mut progress = known_fatima();
 
@@ -389,12 +389,12 @@ async fn a_known_lead_whose_stage_changed_moves_its_deal_and_leaves_the_unchange
         [
             sent(
                 "PATCH",
-                "/crm/v3/objects/contacts/501",
+                "/crm/objects/2026-09/contacts/501",
                 json!({ "properties": fatima_properties() })
             ),
             sent(
                 "PATCH",
-                "/crm/v3/objects/deals/9001",
+                "/crm/objects/2026-09/deals/9001",
                 json!({ "properties": { "dealstage": "closedwon" } })
             ),
         ]
@@ -409,10 +409,10 @@ async fn a_known_lead_whose_stage_changed_moves_its_deal_and_leaves_the_unchange
 async fn a_known_lead_whose_summary_changed_rewrites_its_note_body_only() {
     let portal = Portal::start().await;
     portal
-        .answer("PATCH", "/crm/v3/objects/contacts/501", 200, object("501"))
+        .answer("PATCH", "/crm/objects/2026-09/contacts/501", 200, object("501"))
         .await;
     portal
-        .answer("PATCH", "/crm/v3/objects/notes/7001", 200, object("7001"))
+        .answer("PATCH", "/crm/objects/2026-09/notes/7001", 200, object("7001"))
         .await;
     let mut progress = known_fatima();
 
@@ -434,12 +434,12 @@ async fn a_known_lead_whose_summary_changed_rewrites_its_note_body_only() {
         [
             sent(
                 "PATCH",
-                "/crm/v3/objects/contacts/501",
+                "/crm/objects/2026-09/contacts/501",
                 json!({ "properties": fatima_properties() })
             ),
             sent(
                 "PATCH",
-                "/crm/v3/objects/notes/7001",
+                "/crm/objects/2026-09/notes/7001",
                 json!({ "properties": { "hs_note_body": body } })
             ),
         ]
@@ -454,7 +454,7 @@ async fn a_known_lead_whose_summary_changed_rewrites_its_note_body_only() {
 async fn a_known_lead_with_nothing_new_costs_only_the_contact_update() {
     let portal = Portal::start().await;
     portal
-        .answer("PATCH", "/crm/v3/objects/contacts/501", 200, object("501"))
+        .answer("PATCH", "/crm/objects/2026-09/contacts/501", 200, object("501"))
         .await;
     let mut progress = known_fatima();
 
@@ -471,7 +471,7 @@ async fn a_known_lead_with_nothing_new_costs_only_the_contact_update() {
         portal.received().await,
         [sent(
             "PATCH",
-            "/crm/v3/objects/contacts/501",
+            "/crm/objects/2026-09/contacts/501",
             json!({ "properties": fatima_properties() })
         )]
     );
@@ -484,15 +484,15 @@ async fn a_known_contact_deleted_in_hubspot_is_found_again_by_email() {
     portal
         .answer(
             "PATCH",
-            "/crm/v3/objects/contacts/501",
+            "/crm/objects/2026-09/contacts/501",
             404,
             hubspot_error("OBJECT_NOT_FOUND", "resource not found"),
         )
         .await;
     portal.answer("POST", UPSERT, 200, upserted("777")).await;
     for path in [
-        "/crm/v4/objects/deals/9001/associations/default/contacts/777",
-        "/crm/v4/objects/notes/7001/associations/default/contacts/777",
+        "/crm/objects/2026-09/deals/9001/associations/default/contacts/777",
+        "/crm/objects/2026-09/notes/7001/associations/default/contacts/777",
     ] {
         portal
             .answer(
@@ -520,7 +520,7 @@ async fn a_known_contact_deleted_in_hubspot_is_found_again_by_email() {
         [
             sent(
                 "PATCH",
-                "/crm/v3/objects/contacts/501",
+                "/crm/objects/2026-09/contacts/501",
                 json!({ "properties": fatima_properties() })
             ),
             sent(
@@ -539,12 +539,12 @@ async fn a_known_contact_deleted_in_hubspot_is_found_again_by_email() {
         [
             sent(
                 "PUT",
-                "/crm/v4/objects/deals/9001/associations/default/contacts/777",
+                "/crm/objects/2026-09/deals/9001/associations/default/contacts/777",
                 Value::Null
             ),
             sent(
                 "PUT",
-                "/crm/v4/objects/notes/7001/associations/default/contacts/777",
+                "/crm/objects/2026-09/notes/7001/associations/default/contacts/777",
                 Value::Null
             ),
         ]

@@ -104,7 +104,7 @@ async fn a_ciphertext_moved_to_another_tenants_or_providers_row_fails_to_decrypt
     assert_eq!(pipelines.status, 500);
     assert_eq!(pipelines.body["error"], "internal");
     assert_eq!(
-        ctx.hubspot.count("GET", "/crm/v3/pipelines/deals"),
+        ctx.hubspot.count("GET", "/crm/pipelines/2026-09/deals"),
         0,
         "nothing reached HubSpot"
     );

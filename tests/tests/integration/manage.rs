@@ -218,7 +218,7 @@ async fn a_hubspot_outage_while_listing_pipelines_is_a_502_with_a_generic_messag
     assert_eq!(response.status, 502);
     assert_eq!(response.body["error"], "provider_error");
     assert_eq!(
-        ctx.hubspot.count("GET", "/crm/v3/pipelines/deals"),
+        ctx.hubspot.count("GET", "/crm/pipelines/2026-09/deals"),
         4,
         "bounded retries"
     );

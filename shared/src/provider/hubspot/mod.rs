@@ -1,8 +1,12 @@
-//! HubSpot: OAuth on the 2026-03 endpoints (registry), deal pipelines from
-//! `GET /crm/v3/pipelines/deals` (spec `CRM/Pipelines/Rollouts/145896/2026-03/pipelines.json`).
-//! Lead push: contacts batch upsert, deals and notes with inline associations (see `push.rs`).
+//! HubSpot: OAuth on the 2026-03 endpoints (registry); every CRM call on the date-based API
+//! version in [`paths::API_VERSION`]: deal pipelines from `GET /crm/pipelines/{version}/deals`
+//! (shape: spec `CRM/Pipelines/Rollouts/145896/2026-03/pipelines.json`).
+//! Lead push: contacts batch upsert, deals and notes with inline associations, one lead
+//! (`push.rs`) or many in a few batch calls (`batch.rs`).
 
+mod batch;
 mod mapping;
+pub mod paths;
 mod push;
 
 use std::collections::BTreeMap;
@@ -11,7 +15,7 @@ use async_trait::async_trait;
 use reqwest::Method;
 use url::Url;
 
-use super::{CrmProvider, Pipeline, PropertyInfo, PushProgress, Session};
+use super::{CrmProvider, LeadBatch, Pipeline, PropertyInfo, PushProgress, Session};
 use crate::error::ProviderError;
 use crate::lead::{ContactField, Lead};
 use crate::oauth::TokenSet;
@@ -45,14 +49,14 @@ impl CrmProvider for HubSpot {
         list_pipelines(session).await
     }
 
-    /// `GET /crm/v3/properties/contacts/{name}` (checked: spec
+    /// `GET /crm/properties/{version}/contacts/{name}` (shape checked: spec
     /// `CRM/Properties/Rollouts/145899/v3/properties.json`: `type`, and `options[].value`).
     async fn describe_contact_property(
         &self,
         session: &Session<'_>,
         name: &str,
     ) -> Result<Option<PropertyInfo>, ProviderError> {
-        let path = format!("/crm/v3/properties/contacts/{name}");
+        let path = paths::property("contacts", name);
         let response = session
             .http
             .send(session.request("properties.read", Method::GET, &path))
@@ -95,12 +99,23 @@ impl CrmProvider for HubSpot {
     ) -> Result<(), ProviderError> {
         push::push_lead(session, lead, settings, progress).await
     }
+
+    /// Many leads in a few batch calls (`batch.rs`): for 10 new leads with email, one contacts
+    /// upsert, at most one pipelines read, one deals create and one notes create.
+    async fn push_leads(
+        &self,
+        session: &Session<'_>,
+        settings: Option<&ConnectionSettings>,
+        batch: &mut LeadBatch<'_>,
+    ) -> Result<(), ProviderError> {
+        batch::push_leads(session, settings, batch).await
+    }
 }
 
 async fn list_pipelines(session: &Session<'_>) -> Result<Vec<Pipeline>, ProviderError> {
     let response = session
         .http
-        .send(session.request("pipelines.list", Method::GET, "/crm/v3/pipelines/deals"))
+        .send(session.request("pipelines.list", Method::GET, &paths::deal_pipelines()))
         .await?
         .error_for_status()?;
     let body: mapping::PipelinesResponse = response.json()?;

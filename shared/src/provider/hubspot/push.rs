@@ -7,24 +7,27 @@
 //! | known, changed | contact update by id, deal stage update if the stage changed, note update if the summary changed: 1–3 |
 //! | identical replay | none (recognised before this module is called) |
 //!
-//! Shapes from HubSpot's v3 object specs (`CRM/{Contacts,Deals,Notes}/Rollouts/424/v3`).
+//! Shapes from HubSpot's object specs (`CRM/{Contacts,Deals,Notes}/Rollouts/424/v3`), unchanged on
+//! the date-based paths ([`super::paths`]). Many leads at once: `batch.rs`.
 
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::error::ProviderError;
-use crate::http::Idempotency;
+use crate::http::{HttpResponse, Idempotency};
 use crate::lead::{truncate_chars, Lead};
 use crate::provider::{
     deal_stage, person_fields, text_digest, PersonFields, ProgressSnapshot, PushProgress, Session,
 };
 use crate::store::ConnectionSettings;
 
+use super::paths;
+
 /// Association type ids, HUBSPOT_DEFINED: deal→contact 3, note→contact 202, note→deal 214.
-const DEAL_TO_CONTACT: u32 = 3;
-const NOTE_TO_CONTACT: u32 = 202;
-const NOTE_TO_DEAL: u32 = 214;
+pub(super) const DEAL_TO_CONTACT: u32 = 3;
+pub(super) const NOTE_TO_CONTACT: u32 = 202;
+pub(super) const NOTE_TO_DEAL: u32 = 214;
 /// `hs_note_body` holds at most 65,536 characters.
 const NOTE_BODY_LIMIT: usize = 65_536;
 
@@ -44,7 +47,7 @@ struct SearchResults {
     results: Vec<ObjectId>,
 }
 
-fn association(to: &str, type_id: u32) -> Value {
+pub(super) fn association(to: &str, type_id: u32) -> Value {
     json!({
         "to": { "id": to },
         "types": [{ "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id }]
@@ -186,7 +189,10 @@ const PERSON: PersonFields = PersonFields {
 
 /// Contact properties from the lead; absent fields are left out so they never blank what the
 /// portal already holds.
-fn contact_properties(lead: &Lead, settings: Option<&ConnectionSettings>) -> Map<String, Value> {
+pub(super) fn contact_properties(
+    lead: &Lead,
+    settings: Option<&ConnectionSettings>,
+) -> Map<String, Value> {
     // HubSpot needs one of email, firstname and lastname, so a nameless lead's placeholder is
     // sent only when nothing else identifies the contact.
     let mut properties = person_fields(lead, &PERSON, !lead.has_contact_details());
@@ -252,14 +258,14 @@ async fn sync_contact_with(
                     .request(
                         "contacts.upsert",
                         Method::POST,
-                        "/crm/v3/objects/contacts/batch/upsert",
+                        &paths::batch("contacts", "upsert"),
                     )
                     .json(body)
                     // Keyed by email: sending it twice leaves one contact.
                     .idempotency(Idempotency::Safe),
             )
-            .await?
-            .error_for_status()?;
+            .await?;
+        let response = refused(response)?;
         let results: BatchResults = response.json()?;
         return results
             .results
@@ -322,11 +328,7 @@ pub(super) async fn search_by(
         .http
         .send(
             session
-                .request(
-                    "contacts.search",
-                    Method::POST,
-                    "/crm/v3/objects/contacts/search",
-                )
+                .request("contacts.search", Method::POST, &paths::search("contacts"))
                 .json(body)
                 .idempotency(Idempotency::Safe),
         )
@@ -336,7 +338,7 @@ pub(super) async fn search_by(
     Ok(results.results.into_iter().next().map(|o| o.id))
 }
 
-async fn create_note(
+pub(super) async fn create_note(
     session: &Session<'_>,
     body: &str,
     contact: &str,
@@ -359,7 +361,7 @@ async fn create_note(
 /// The note: the conversation summary and what LeadRelay knows of the lead, HTML-escaped
 /// (HubSpot renders note bodies as HTML) and cut to HubSpot's limit, ending with the lead's
 /// marker (kept whole by the cut), by which a note whose create answer was lost is found again.
-fn note_body(lead: &Lead) -> Option<String> {
+pub(super) fn note_body(lead: &Lead) -> Option<String> {
     let summary = lead.summary.as_deref()?;
     let marker = note_marker(lead);
     let text = format!(
@@ -389,15 +391,15 @@ fn escape_html(text: &str) -> String {
 }
 
 /// Links a record to a contact with HubSpot's default (unlabeled) association type:
-/// `PUT /crm/v4/objects/{type}/{id}/associations/default/contacts/{contact}` (checked: HubSpot's
-/// v4 associations guide). A PUT of an existing association is a no-op, so it is safe to retry.
+/// `PUT /crm/objects/{version}/{type}/{id}/associations/default/contacts/{contact}` (checked:
+/// HubSpot's date-based "associate records" reference). A PUT of an existing association is a no-op, so it is safe to retry.
 async fn associate_default(
     session: &Session<'_>,
     object: &str,
     id: &str,
     contact: &str,
 ) -> Result<(), ProviderError> {
-    let path = format!("/crm/v4/objects/{object}/{id}/associations/default/contacts/{contact}");
+    let path = paths::default_association(object, id, "contacts", contact);
     let request = session.request("associations.default", Method::PUT, &path);
     session.http.send(request).await?.error_for_status()?;
     Ok(())
@@ -413,19 +415,14 @@ async fn create(
         .http
         .send(
             session
-                .request(
-                    operation,
-                    Method::POST,
-                    &format!("/crm/v3/objects/{object}"),
-                )
+                .request(operation, Method::POST, &paths::objects(object))
                 .json(body),
         )
-        .await?
-        .error_for_status()?;
-    Ok(response.json::<ObjectId>()?.id)
+        .await?;
+    Ok(refused(response)?.json::<ObjectId>()?.id)
 }
 
-async fn update(
+pub(super) async fn update(
     session: &Session<'_>,
     operation: &'static str,
     object: &str,
@@ -434,20 +431,16 @@ async fn update(
 ) -> Result<(), ProviderError> {
     // PATCH of a property set is idempotent: safe to retry.
     let request = session
-        .request(
-            operation,
-            Method::PATCH,
-            &format!("/crm/v3/objects/{object}/{id}"),
-        )
+        .request(operation, Method::PATCH, &paths::object(object, id))
         .json(json!({ "properties": properties }))
         .idempotency(Idempotency::Safe);
-    session.http.send(request).await?.error_for_status()?;
+    refused(session.http.send(request).await?)?;
     Ok(())
 }
 
 /// The deal and contact property holding the LeadRelay lead id, unique per portal
 /// (`hasUniqueValue`), so a record whose create answer was lost can be read back by it:
-/// `GET /crm/v3/objects/{type}/{leadId}?idProperty=leadrelay_lead_id` (reads by a unique
+/// `GET /crm/objects/{version}/{type}/{leadId}?idProperty=leadrelay_lead_id` (reads by a unique
 /// property are documented in
 /// https://developers.hubspot.com/changelog/updating-objects-by-custom-field-and-adding-owner-properties-via-the-api
 /// and, unlike search, do not go through the lagging search index).
@@ -460,10 +453,10 @@ struct Found {
 }
 
 #[derive(Deserialize)]
-struct ObjectWithProperties {
-    id: String,
+pub(super) struct ObjectWithProperties {
+    pub(super) id: String,
     #[serde(default)]
-    properties: Map<String, Value>,
+    pub(super) properties: Map<String, Value>,
 }
 
 /// The record of `object` carrying `lead_id` in [`LEAD_ID_PROPERTY`], if any.
@@ -476,7 +469,7 @@ async fn read_by_lead_id(
     let mut request = session.request(
         "objects.read_by_lead_id",
         Method::GET,
-        &format!("/crm/v3/objects/{object}/{lead_id}"),
+        &paths::object(object, lead_id),
     );
     request
         .url
@@ -571,11 +564,11 @@ async fn create_with_lead_id(
 }
 
 /// Defines [`LEAD_ID_PROPERTY`] on `object` as a unique single-line text property:
-/// `POST /crm/v3/properties/{object}` (body fields required by HubSpot: `name`, `label`, `type`,
+/// `POST /crm/properties/{version}/{object}` (body fields required by HubSpot: `name`, `label`, `type`,
 /// `fieldType`, `groupName`; https://developers.hubspot.com/docs/api-reference/legacy/crm/properties/create-property).
 /// A 409 means it exists already (another push made it first). `false` when the app may not
 /// define properties (403: the `crm.schemas.<object>.write` scope is missing).
-async fn create_lead_id_property(
+pub(super) async fn create_lead_id_property(
     session: &Session<'_>,
     object: &str,
 ) -> Result<bool, ProviderError> {
@@ -598,7 +591,7 @@ async fn create_lead_id_property(
         .request(
             "properties.create",
             Method::POST,
-            &format!("/crm/v3/properties/{object}"),
+            &paths::properties(object),
         )
         .json(body)
         // Keyed by name: a second create is a 409, which is handled below.
@@ -642,8 +635,8 @@ struct NoteBodies {
 }
 
 /// The deal's note carrying the lead's marker, with its body: the deal's note associations
-/// (`GET /crm/v4/objects/deals/{id}/associations/notes`, pages of up to 500), then their bodies
-/// (`POST /crm/v3/objects/notes/batch/read`, 100 ids a call).
+/// (`GET /crm/objects/{version}/deals/{id}/associations/notes`, pages of up to 500), then their bodies
+/// (`POST /crm/objects/{version}/notes/batch/read`, 100 ids a call).
 async fn find_marked_note(
     session: &Session<'_>,
     deal: &str,
@@ -656,7 +649,7 @@ async fn find_marked_note(
         let mut request = session.request(
             "notes.associated",
             Method::GET,
-            &format!("/crm/v4/objects/deals/{deal}/associations/notes"),
+            &paths::associations("deals", deal, "notes"),
         );
         request.url.query_pairs_mut().append_pair("limit", "500");
         if let Some(after) = &after {
@@ -688,7 +681,7 @@ async fn find_marked_note(
             .request(
                 "notes.batch_read",
                 Method::POST,
-                "/crm/v3/objects/notes/batch/read",
+                &paths::batch("notes", "read"),
             )
             .json(json!({ "properties": ["hs_note_body"], "inputs": inputs }))
             // A read: safe to send again.
@@ -710,9 +703,95 @@ async fn find_marked_note(
     Ok(None)
 }
 
+/// A write's answer, or its refusal with HubSpot's reason. From 2026-09 HubSpot enforces the
+/// portal's own rules on API writes (properties required on the Create Record form,
+/// conditionally required properties, the user's Edit Associations permission): a 400
+/// `VALIDATION_ERROR` whose `errors[].code` (`MISSING_REQUIRED_PROPERTY`,
+/// `MISSING_CONDITIONAL_REQUIRED_PROPERTY`) and `errors[].message` name the rule. The refusal
+/// keeps that code and message (permanent for the lead: the same data is refused again).
+pub(super) fn refused(response: HttpResponse) -> Result<HttpResponse, ProviderError> {
+    if response.is_success() {
+        return Ok(response);
+    }
+    let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+    match input_refusal(response.provider, response.status, &body) {
+        Some(error) if response.status == 400 && is_portal_rule(&error) => Err(error),
+        // Anything else as before (the callers match HubSpot's top-level wording).
+        _ => response.error_for_status(),
+    }
+}
+
+/// The codes of HubSpot's 2026-09 write validation (and its permission refusal, which comes
+/// without a code).
+pub(super) fn is_portal_rule(error: &ProviderError) -> bool {
+    match error {
+        ProviderError::Rejected { code, message, .. } => {
+            matches!(
+                code.as_str(),
+                "MISSING_REQUIRED_PROPERTY" | "MISSING_CONDITIONAL_REQUIRED_PROPERTY"
+            ) || message.contains("Edit Associations")
+        }
+        _ => false,
+    }
+}
+
+/// The refusal an error body (a whole answer's, or one entry of a batch answer's `errors`)
+/// states through its first detailed error: `errors[0].code` and `errors[0].message`, else
+/// the body's own `category` and `message`. `None` when the body states neither.
+pub(super) fn input_refusal(
+    provider: crate::registry::Provider,
+    status: u16,
+    body: &Value,
+) -> Option<ProviderError> {
+    let detail = body
+        .get("errors")
+        .and_then(Value::as_array)
+        .and_then(|errors| errors.first());
+    let text = |value: Option<&Value>, key: &str| {
+        value
+            .and_then(|v| v.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let code = text(detail, "code").or_else(|| text(Some(body), "category"))?;
+    let message = text(detail, "message")
+        .or_else(|| text(Some(body), "message"))
+        .unwrap_or_default();
+    Some(ProviderError::Rejected {
+        provider,
+        status,
+        code,
+        // HubSpot's reason, cut short: it goes to logs and to the lead's outcome.
+        message: message.chars().take(300).collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_portal_rule_refusal_keeps_hubspots_code_and_reason() {
+        let body = json!({
+            "status": "error",
+            "category": "VALIDATION_ERROR",
+            "message": "Property values were not valid",
+            "errors": [{
+                "code": "MISSING_CONDITIONAL_REQUIRED_PROPERTY",
+                "message": "closedate is required because of a conditional property rule based on [dealstage]",
+                "context": { "propertyName": ["closedate"] }
+            }]
+        });
+        let error = input_refusal(crate::registry::Provider::Hubspot, 400, &body).unwrap();
+        assert!(!error.is_retryable());
+        match error {
+            ProviderError::Rejected { code, message, .. } => {
+                assert_eq!(code, "MISSING_CONDITIONAL_REQUIRED_PROPERTY");
+                assert!(message.contains("closedate is required"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 
     #[test]
     fn summaries_are_escaped_so_they_cannot_inject_html() {

@@ -1,13 +1,15 @@
 //! CRM records per hub — contacts, deals, notes — and the associations
-//! between them, behind the v3 object endpoints:
+//! between them, behind the date-based (2026-09) object endpoints:
 //!
 //! | endpoint | answer |
 //! | --- | --- |
-//! | `POST /crm/v3/objects/contacts/batch/upsert` | 200 `BatchResponseSimplePublicUpsertObject` |
-//! | `POST /crm/v3/objects/{type}` | 201 `SimplePublicObject` (inline `associations` recorded) |
-//! | `PATCH /crm/v3/objects/{type}/{id}` | 200 `SimplePublicObject` |
-//! | `GET /crm/v3/objects/{type}/{id}` | 200 `SimplePublicObjectWithAssociations` |
-//! | `POST /crm/v3/objects/{type}/search` | 200 `CollectionResponseWithTotalSimplePublicObject` |
+//! | `POST /crm/objects/2026-09/contacts/batch/upsert` | 200 `BatchResponseSimplePublicUpsertObject` |
+//! | `POST /crm/objects/2026-09/{type}/batch/create` | 201 `BatchResponseSimplePublicObject`; 207 with per-input `errors` when inputs carry `objectWriteTraceId` |
+//! | `POST /crm/objects/2026-09/{type}/batch/read` | 200, or 207 with the ids not found in `errors` |
+//! | `POST /crm/objects/2026-09/{type}` | 201 `SimplePublicObject` (inline `associations` recorded) |
+//! | `PATCH /crm/objects/2026-09/{type}/{id}` | 200 `SimplePublicObject` |
+//! | `GET /crm/objects/2026-09/{type}/{id}` | 200 `SimplePublicObjectWithAssociations` |
+//! | `POST /crm/objects/2026-09/{type}/search` | 200 `CollectionResponseWithTotalSimplePublicObject` |
 //!
 //! Shapes from the v3 specs (`PublicApiSpecs/CRM/{Contacts,Deals,Notes}/Rollouts/424/v3/*.json`):
 //! - `SimplePublicObject`: `id`, `properties`, `createdAt`, `updatedAt`
@@ -196,7 +198,23 @@ impl HubRecords {
         properties: &BTreeMap<String, String>,
         except: Option<u64>,
     ) -> Result<(), Reject> {
-        let problems: Vec<PropertyProblem> = unique
+        let problems = self.unique_problems(object, unique, properties, except);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(rejected(problems))
+        }
+    }
+
+    /// What [`HubRecords::check_unique`] refuses, as problems.
+    fn unique_problems(
+        &self,
+        object: ObjectType,
+        unique: &[String],
+        properties: &BTreeMap<String, String>,
+        except: Option<u64>,
+    ) -> Vec<PropertyProblem> {
+        unique
             .iter()
             .filter_map(|name| {
                 let value = properties.get(name).filter(|v| !v.is_empty())?;
@@ -211,12 +229,7 @@ impl HubRecords {
                     )
                 })
             })
-            .collect();
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(rejected(problems))
-        }
+            .collect()
     }
 
     /// Store a new record with `properties` (already validated; empty values
@@ -445,21 +458,21 @@ fn association_inputs(value: Option<&Value>) -> Result<Vec<AssociationInput>, Re
     Ok(inputs)
 }
 
-/// Validate inline associations against the store: `(target type, target
-/// id, type id)`.
-fn resolve_associations(
+/// Validate inline associations against the store: `(target type, target id, type id)`;
+/// the refusal as its message (a single create's 400, or a batch input's own error).
+fn association_edges(
     records: &HubRecords,
     from: ObjectType,
     inputs: &[AssociationInput],
-) -> Result<Vec<Edge>, Reject> {
+) -> Result<Vec<Edge>, String> {
     let mut edges = Vec::new();
     for input in inputs {
         for (category, type_id) in &input.types {
             if category != "HUBSPOT_DEFINED" {
-                return Err(bad_request(format!(
+                return Err(format!(
                     "association type {category}/{type_id} does not exist for {} associations in this account (the simulator only knows HUBSPOT_DEFINED types)",
                     from.singular()
-                )));
+                ));
             }
             let Some((to, _)) = association_target(from, *type_id) else {
                 let valid: Vec<String> = ASSOCIATION_TYPES
@@ -469,20 +482,20 @@ fn resolve_associations(
                         format!("{id} ({}_to_{})", from.singular(), to.singular())
                     })
                     .collect();
-                return Err(bad_request(format!(
+                return Err(format!(
                     "{type_id} is not a valid HUBSPOT_DEFINED association type from {}; valid: {}",
                     from.singular(),
                     valid.join(", ")
-                )));
+                ));
             };
             let Some(to_id) = records.exists(to, &input.to_id) else {
-                return Err(bad_request(format!(
+                return Err(format!(
                     "One or more associations are invalid: {} {} does not exist (association type {type_id} is {}_to_{})",
                     to.singular(),
                     input.to_id,
                     from.singular(),
                     to.singular()
-                )));
+                ));
             };
             edges.push(Edge {
                 from,
@@ -509,27 +522,34 @@ fn checked(
         .map_err(rejected)
 }
 
-fn missing(name: &str) -> Reject {
-    rejected(vec![PropertyProblem::new(
+fn missing_problem(name: &str) -> PropertyProblem {
+    PropertyProblem::new(
         name,
         "REQUIRED_PROPERTY",
         format!("Property \"{name}\" is required"),
-    )])
+    )
 }
 
-fn required(properties: &BTreeMap<String, String>, name: &str) -> Result<(), Reject> {
-    if properties.get(name).is_some_and(|v| !v.is_empty()) {
-        Ok(())
-    } else {
-        Err(missing(name))
-    }
+fn missing(name: &str) -> Reject {
+    rejected(vec![missing_problem(name)])
+}
+
+fn required_problem(properties: &BTreeMap<String, String>, name: &str) -> Option<PropertyProblem> {
+    (!properties.get(name).is_some_and(|v| !v.is_empty())).then(|| missing_problem(name))
 }
 
 /// The stage must be one of the pipeline's stages.
 fn check_stage(hub_id: u64, pipeline: &str, stage: &str) -> Result<(), Reject> {
+    match stage_problem(hub_id, pipeline, stage) {
+        None => Ok(()),
+        Some(problem) => Err(rejected(vec![problem])),
+    }
+}
+
+fn stage_problem(hub_id: u64, pipeline: &str, stage: &str) -> Option<PropertyProblem> {
     let pipelines = pipeline_stages(hub_id);
     let Some((_, stages)) = pipelines.iter().find(|(id, _)| id == pipeline) else {
-        return Err(rejected(vec![PropertyProblem::new(
+        return Some(PropertyProblem::new(
             "pipeline",
             "INVALID_OPTION",
             format!(
@@ -540,19 +560,19 @@ fn check_stage(hub_id: u64, pipeline: &str, stage: &str) -> Result<(), Reject> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-        )]));
+        ));
     };
     if stages.iter().any(|s| s == stage) {
-        Ok(())
+        None
     } else {
-        Err(rejected(vec![PropertyProblem::new(
+        Some(PropertyProblem::new(
             "dealstage",
             "INVALID_OPTION",
             format!(
                 "{stage} is not a stage of pipeline {pipeline}; allowed options: [{}]",
                 stages.join(", ")
             ),
-        )]))
+        ))
     }
 }
 
@@ -638,7 +658,7 @@ fn query_list(query: &str, key: &str) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------
-// POST /crm/v3/objects/{type}
+// POST /crm/objects/2026-09/{type}
 // ---------------------------------------------------------------------------
 
 pub(super) async fn create_object(
@@ -653,43 +673,14 @@ pub(super) async fn create_object(
 fn create(shared: &Shared, hub_id: u64, object: &str, body: &[u8]) -> Result<Response, Reject> {
     let object = ObjectType::parse(object).ok_or_else(|| unknown_object_type(object))?;
     let input = parse_body(body)?;
-    let properties = string_properties(input.get("properties"), "properties")?;
-    let associations = association_inputs(input.get("associations"))?;
-    let mut properties = checked(shared, object, hub_id, &properties)?;
-    match object {
-        ObjectType::Notes => required(&properties, "hs_timestamp")?,
-        ObjectType::Deals => {
-            required(&properties, "dealstage")?;
-            let pipeline = properties.entry("pipeline".to_owned()).or_default();
-            if pipeline.is_empty() {
-                "default".clone_into(pipeline);
-            }
-            check_stage(hub_id, &properties["pipeline"], &properties["dealstage"])?;
-        }
-        ObjectType::Contacts => {}
-    }
-
+    let (properties, associations) = create_input(&input)?;
+    let properties =
+        validate_create(shared, hub_id, object, properties).map_err(InputError::reject)?;
     let unique = shared.schema().unique_custom(hub_id, object);
     let mut store = shared.crm_store();
     let records = store.hub(hub_id);
-    records.check_unique(object, &unique, &properties, None)?;
-    if object == ObjectType::Contacts {
-        if let Some(existing) = properties
-            .get("email")
-            .filter(|e| !e.is_empty())
-            .and_then(|email| records.contact_by_email(email))
-        {
-            return Err(conflict(existing));
-        }
-    }
-    let edges = resolve_associations(records, object, &associations)?;
-    let id = records.insert(object, properties, Utc::now());
-    for edge in edges {
-        records.associate(Edge {
-            from_id: id,
-            ..edge
-        });
-    }
+    let id = insert_new(records, object, &unique, properties, &associations)
+        .map_err(InputError::reject)?;
     let record = records.record(object, id).expect("just inserted");
     Ok(json_response(
         StatusCode::CREATED,
@@ -697,8 +688,240 @@ fn create(shared: &Shared, hub_id: u64, object: &str, body: &[u8]) -> Result<Res
     ))
 }
 
+/// Why one create input was refused: on its own (a single create) the answer's status and
+/// body; inside a batch create, one entry of the answer's `errors`.
+enum InputError {
+    Problems(Vec<PropertyProblem>),
+    Invalid(String),
+    Conflict(u64),
+}
+
+impl InputError {
+    fn reject(self) -> Reject {
+        match self {
+            InputError::Problems(problems) => rejected(problems),
+            InputError::Invalid(message) => bad_request(message),
+            InputError::Conflict(existing) => conflict(existing),
+        }
+    }
+
+    /// One entry of a multi-status batch answer's `errors`, naming its input by the
+    /// `objectWriteTraceId` the input carried (HubSpot's "multi-status errors" for the
+    /// batch create endpoints); the details as in a single write's refusal.
+    fn batch_error(&self, trace_id: &str) -> Value {
+        let (category, message, details) = match self {
+            InputError::Problems(problems) => (
+                "VALIDATION_ERROR",
+                super::schema::problems_message(problems),
+                super::schema::problem_details(problems),
+            ),
+            InputError::Invalid(message) => ("VALIDATION_ERROR", message.clone(), Vec::new()),
+            InputError::Conflict(existing) => (
+                "CONFLICT",
+                format!("Contact already exists. Existing ID: {existing}"),
+                Vec::new(),
+            ),
+        };
+        json!({
+            "status": "error",
+            "category": category,
+            "message": message,
+            "context": { "objectWriteTraceId": [trace_id] },
+            "errors": details,
+        })
+    }
+}
+
+/// `properties` and inline `associations` of one create input (a malformed input refuses
+/// the whole request, as HubSpot's JSON parsing does).
+fn create_input(
+    input: &Value,
+) -> Result<(BTreeMap<String, String>, Vec<AssociationInput>), Reject> {
+    let properties = string_properties(input.get("properties"), "properties")?;
+    let associations = association_inputs(input.get("associations"))?;
+    Ok((properties, associations))
+}
+
+/// Schema, object and portal-rule checks of a new record's properties (schema and rules
+/// locks only); the properties as they will be stored.
+fn validate_create(
+    shared: &Shared,
+    hub_id: u64,
+    object: ObjectType,
+    properties: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, InputError> {
+    let mut properties = shared
+        .schema()
+        .check_all(object, hub_id, &properties)
+        .map_err(InputError::Problems)?;
+    let problem = match object {
+        ObjectType::Notes => required_problem(&properties, "hs_timestamp"),
+        ObjectType::Deals => required_problem(&properties, "dealstage").or_else(|| {
+            let pipeline = properties.entry("pipeline".to_owned()).or_default();
+            if pipeline.is_empty() {
+                "default".clone_into(pipeline);
+            }
+            stage_problem(hub_id, &properties["pipeline"], &properties["dealstage"])
+        }),
+        ObjectType::Contacts => None,
+    };
+    if let Some(problem) = problem {
+        return Err(InputError::Problems(vec![problem]));
+    }
+    let broken = shared.rules().broken(object, &properties, true);
+    if !broken.is_empty() {
+        return Err(InputError::Problems(broken));
+    }
+    Ok(properties)
+}
+
+/// Inserts a validated new record with its inline associations, after the checks that need
+/// the store (unique values, contact email, association targets).
+fn insert_new(
+    records: &mut HubRecords,
+    object: ObjectType,
+    unique: &[String],
+    properties: BTreeMap<String, String>,
+    associations: &[AssociationInput],
+) -> Result<u64, InputError> {
+    let problems = records.unique_problems(object, unique, &properties, None);
+    if !problems.is_empty() {
+        return Err(InputError::Problems(problems));
+    }
+    if object == ObjectType::Contacts {
+        if let Some(existing) = properties
+            .get("email")
+            .filter(|e| !e.is_empty())
+            .and_then(|email| records.contact_by_email(email))
+        {
+            return Err(InputError::Conflict(existing));
+        }
+    }
+    let edges = association_edges(records, object, associations).map_err(InputError::Invalid)?;
+    let id = records.insert(object, properties, Utc::now());
+    for edge in edges {
+        records.associate(Edge {
+            from_id: id,
+            ..edge
+        });
+    }
+    Ok(id)
+}
+
 // ---------------------------------------------------------------------------
-// POST /crm/v3/objects/{type}/batch/upsert
+// POST /crm/objects/2026-09/{type}/batch/create
+// ---------------------------------------------------------------------------
+
+pub(super) async fn batch_create(
+    State(shared): State<Arc<Shared>>,
+    Path(object): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    shared.metered(&headers, |hub_id| {
+        create_many(&shared, hub_id, &object, &body)
+    })
+}
+
+/// Up to [`MAX_BATCH_INPUTS`] creates in one request (metered as one). When every input
+/// carries an `objectWriteTraceId`, HubSpot answers per input: the records made (each with
+/// its trace id) and, with status 207, an `errors` entry per refused input naming its trace
+/// id. Without trace ids a refused input refuses the whole batch and nothing is made.
+fn create_many(
+    shared: &Shared,
+    hub_id: u64,
+    object: &str,
+    body: &[u8],
+) -> Result<Response, Reject> {
+    let started = Utc::now();
+    let object = ObjectType::parse(object).ok_or_else(|| unknown_object_type(object))?;
+    let input = parse_body(body)?;
+    let Some(items) = input.get("inputs").and_then(Value::as_array) else {
+        return Err(bad_request("Invalid input JSON: `inputs` must be an array"));
+    };
+    if items.len() > MAX_BATCH_INPUTS {
+        return Err(bad_request(format!(
+            "Batch input has {} inputs; at most {MAX_BATCH_INPUTS} are allowed per request",
+            items.len()
+        )));
+    }
+    let traces: Vec<Option<String>> = items
+        .iter()
+        .map(|item| item.get("objectWriteTraceId").and_then(id_text))
+        .collect();
+    let multi_status = traces.iter().all(Option::is_some);
+    let mut prepared = Vec::with_capacity(items.len());
+    for item in items {
+        let (properties, associations) = create_input(item)?;
+        let valid = validate_create(shared, hub_id, object, properties);
+        if !multi_status {
+            let properties = valid.map_err(InputError::reject)?;
+            prepared.push((Ok(properties), associations));
+        } else {
+            prepared.push((valid, associations));
+        }
+    }
+    let unique = shared.schema().unique_custom(hub_id, object);
+    let mut store = shared.crm_store();
+    let records = store.hub(hub_id);
+    if !multi_status {
+        // All or nothing: every input must pass the store's checks before one is written.
+        for (valid, associations) in &prepared {
+            let Ok(properties) = valid else { continue };
+            if let Some(existing) = (object == ObjectType::Contacts)
+                .then(|| {
+                    properties
+                        .get("email")
+                        .and_then(|e| records.contact_by_email(e))
+                })
+                .flatten()
+            {
+                return Err(conflict(existing));
+            }
+            let problems = records.unique_problems(object, &unique, properties, None);
+            if !problems.is_empty() {
+                return Err(rejected(problems));
+            }
+            association_edges(records, object, associations).map_err(bad_request)?;
+        }
+    }
+    let mut results = Vec::new();
+    let mut errors = Vec::new();
+    for ((valid, associations), trace) in prepared.into_iter().zip(&traces) {
+        let made = valid
+            .and_then(|properties| insert_new(records, object, &unique, properties, &associations));
+        match made {
+            Ok(id) => {
+                let record = records.record(object, id).expect("just inserted");
+                let mut result = object_json(object, record, None);
+                if let Some(trace) = trace {
+                    result["objectWriteTraceId"] = json!(trace);
+                }
+                results.push(result);
+            }
+            Err(error) => match trace {
+                Some(trace) => errors.push(error.batch_error(trace)),
+                None => return Err(error.reject()),
+            },
+        }
+    }
+    drop(store);
+    let mut body = json!({
+        "status": "COMPLETE",
+        "results": results,
+        "startedAt": iso(started),
+        "completedAt": iso(Utc::now()),
+    });
+    if errors.is_empty() {
+        return Ok(json_response(StatusCode::CREATED, &body));
+    }
+    body["numErrors"] = json!(errors.len());
+    body["errors"] = Value::Array(errors);
+    Ok(json_response(StatusCode::MULTI_STATUS, &body))
+}
+
+// ---------------------------------------------------------------------------
+// POST /crm/objects/2026-09/{type}/batch/upsert
 // ---------------------------------------------------------------------------
 
 pub(super) async fn batch_upsert(
@@ -796,10 +1019,13 @@ fn upsert(shared: &Shared, hub_id: u64, object: &str, body: &[u8]) -> Result<Res
         )));
     }
 
+    // A copy, so no lock is held while taking another.
+    let rules = shared.rules().clone();
     let mut store = shared.crm_store();
     let records = store.hub(hub_id);
     // Resolve every input before writing anything: the batch is all or nothing.
     let mut plan = Vec::with_capacity(keyed.len());
+    let mut broken = Vec::new();
     for (key, properties) in keyed {
         let existing = match &key {
             UpsertKey::Email(email) => records.contact_by_email(email),
@@ -813,7 +1039,21 @@ fn upsert(shared: &Shared, hub_id: u64, object: &str, body: &[u8]) -> Result<Res
                 }
             },
         };
+        // The portal's rules (2026-09): a new record's as on create, an existing one's after
+        // the merge.
+        let mut effective = existing
+            .and_then(|id| records.record(object, id))
+            .map(|record| record.properties.clone())
+            .unwrap_or_default();
+        effective.extend(properties.clone());
+        if let UpsertKey::Email(email) = &key {
+            effective.insert("email".to_owned(), email.clone());
+        }
+        broken.extend(rules.broken(object, &effective, existing.is_none()));
         plan.push((key, existing, properties));
+    }
+    if !broken.is_empty() {
+        return Err(rejected(broken));
     }
     let now = Utc::now();
     let mut results = Vec::with_capacity(plan.len());
@@ -848,7 +1088,7 @@ fn upsert(shared: &Shared, hub_id: u64, object: &str, body: &[u8]) -> Result<Res
 }
 
 // ---------------------------------------------------------------------------
-// PATCH /crm/v3/objects/{type}/{id}
+// PATCH /crm/objects/2026-09/{type}/{id}
 // ---------------------------------------------------------------------------
 
 pub(super) async fn update_object(
@@ -905,6 +1145,7 @@ fn update(
     let properties = string_properties(input.get("properties"), "properties")?;
     let properties = checked(shared, object, hub_id, &properties)?;
     let unique = shared.schema().unique_custom(hub_id, object);
+    let rules = shared.rules().clone();
 
     let mut store = shared.crm_store();
     let records = store.hub(hub_id);
@@ -914,6 +1155,12 @@ fn update(
         .record(object, record_id)
         .expect("located")
         .properties;
+    let mut effective = current.clone();
+    effective.extend(properties.clone());
+    let broken = rules.broken(object, &effective, false);
+    if !broken.is_empty() {
+        return Err(rejected(broken));
+    }
     match object {
         ObjectType::Contacts => {
             if let Some(email) = properties.get("email").filter(|e| !e.is_empty()) {
@@ -961,7 +1208,7 @@ fn update(
 }
 
 // ---------------------------------------------------------------------------
-// GET /crm/v3/objects/{type}/{id}
+// GET /crm/objects/2026-09/{type}/{id}
 // ---------------------------------------------------------------------------
 
 pub(super) async fn read_object(
@@ -1027,7 +1274,7 @@ fn read(
 }
 
 // ---------------------------------------------------------------------------
-// POST /crm/v3/objects/{type}/search
+// POST /crm/objects/2026-09/{type}/search
 // ---------------------------------------------------------------------------
 
 pub(super) async fn search_objects(
@@ -1357,7 +1604,7 @@ pub(super) fn seed_contact(
 }
 
 // ---------------------------------------------------------------------------
-// PUT /crm/v4/objects/{from}/{fromId}/associations/default/{to}/{toId}
+// PUT /crm/objects/2026-09/{from}/{fromId}/associations/default/{to}/{toId}
 // ---------------------------------------------------------------------------
 
 /// Creates the default (unlabeled, HUBSPOT_DEFINED) association between two existing records,
@@ -1404,7 +1651,7 @@ pub(super) async fn associate_default(
 }
 
 // ---------------------------------------------------------------------------
-// GET /crm/v4/objects/{from}/{fromId}/associations/{to}
+// GET /crm/objects/2026-09/{from}/{fromId}/associations/{to}
 // ---------------------------------------------------------------------------
 
 /// Most associations one page of the v4 list returns.
@@ -1478,7 +1725,7 @@ pub(super) async fn list_associations(
 }
 
 // ---------------------------------------------------------------------------
-// POST /crm/v3/objects/{type}/batch/read
+// POST /crm/objects/2026-09/{type}/batch/read
 // ---------------------------------------------------------------------------
 
 /// Reads records by id (`BatchReadInputSimplePublicObjectId`: `inputs[].id`, `properties`,

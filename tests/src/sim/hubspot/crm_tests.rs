@@ -66,7 +66,7 @@ impl Api {
 
     async fn upsert(&self, email: &str, properties: Value) -> (u16, Value) {
         self.post(
-            "/crm/v3/objects/contacts/batch/upsert",
+            "/crm/objects/2026-09/contacts/batch/upsert",
             json!({"inputs": [{"id": email, "idProperty": "email", "properties": properties}]}),
         )
         .await
@@ -74,7 +74,7 @@ impl Api {
 
     async fn search_contacts(&self, property: &str, value: &str) -> (u16, Value) {
         self.post(
-            "/crm/v3/objects/contacts/search",
+            "/crm/objects/2026-09/contacts/search",
             json!({
                 "filterGroups": [{"filters": [{"propertyName": property, "operator": "EQ", "value": value}]}],
                 "properties": ["email", "phone", "firstname"],
@@ -86,7 +86,7 @@ impl Api {
 
     async fn create_deal(&self, contact_id: &str, stage: &str) -> (u16, Value) {
         self.post(
-            "/crm/v3/objects/deals",
+            "/crm/objects/2026-09/deals",
             json!({
                 "properties": {"dealname": "Ana — WhatsApp lead", "pipeline": "default", "dealstage": stage},
                 "associations": [{
@@ -156,7 +156,7 @@ async fn upsert_creates_then_updates_by_email() {
     // Two new contacts in one batch.
     let (status, body) = api
         .post(
-            "/crm/v3/objects/contacts/batch/upsert",
+            "/crm/objects/2026-09/contacts/batch/upsert",
             json!({"inputs": [
                 {"id": "b@example.com", "idProperty": "email", "properties": {"firstname": "B"}},
                 {"id": "c@example.com", "idProperty": "email", "properties": {}},
@@ -178,7 +178,7 @@ async fn upsert_rejects_bad_batches() {
         .collect();
     let (status, body) = api
         .post(
-            "/crm/v3/objects/contacts/batch/upsert",
+            "/crm/objects/2026-09/contacts/batch/upsert",
             json!({"inputs": inputs}),
         )
         .await;
@@ -188,7 +188,7 @@ async fn upsert_rejects_bad_batches() {
     // Duplicate ids in one batch (case-insensitive emails).
     let (status, _) = api
         .post(
-            "/crm/v3/objects/contacts/batch/upsert",
+            "/crm/objects/2026-09/contacts/batch/upsert",
             json!({"inputs": [
                 {"id": "d@example.com", "idProperty": "email", "properties": {}},
                 {"id": "D@example.com", "idProperty": "email", "properties": {}},
@@ -200,7 +200,7 @@ async fn upsert_rejects_bad_batches() {
     // No idProperty: the id is a record id, and an email is not one.
     let (status, body) = api
         .post(
-            "/crm/v3/objects/contacts/batch/upsert",
+            "/crm/objects/2026-09/contacts/batch/upsert",
             json!({"inputs": [{"id": "e@example.com", "properties": {"firstname": "E"}}]}),
         )
         .await;
@@ -213,7 +213,7 @@ async fn upsert_rejects_bad_batches() {
     // A non-unique idProperty.
     let (status, body) = api
         .post(
-            "/crm/v3/objects/contacts/batch/upsert",
+            "/crm/objects/2026-09/contacts/batch/upsert",
             json!({"inputs": [{"id": "1", "idProperty": "hs_object_id", "properties": {}}]}),
         )
         .await;
@@ -259,7 +259,7 @@ async fn upsert_rejects_bad_batches() {
     let id = api.sim.contacts()[0].id.clone();
     let (status, body) = api
         .post(
-            "/crm/v3/objects/contacts/batch/upsert",
+            "/crm/objects/2026-09/contacts/batch/upsert",
             json!({"inputs": [{"id": id, "properties": {"city": "Doha"}}]}),
         )
         .await;
@@ -276,7 +276,7 @@ async fn create_conflicts_on_existing_email() {
         .seed_contact(json!({"email": "Old@Example.com", "firstname": "Old"}));
     let (status, body) = api
         .post(
-            "/crm/v3/objects/contacts",
+            "/crm/objects/2026-09/contacts",
             json!({"properties": {"email": "old@example.com", "firstname": "New"}, "associations": []}),
         )
         .await;
@@ -291,7 +291,7 @@ async fn create_conflicts_on_existing_email() {
 
     let (status, body) = api
         .post(
-            "/crm/v3/objects/contacts",
+            "/crm/objects/2026-09/contacts",
             json!({"properties": {"email": "new@example.com", "firstname": "New"}, "associations": []}),
         )
         .await;
@@ -302,7 +302,7 @@ async fn create_conflicts_on_existing_email() {
     // PATCH: unknown id → 404; taking another contact's email → 409.
     let (status, body) = api
         .patch(
-            "/crm/v3/objects/contacts/999",
+            "/crm/objects/2026-09/contacts/999",
             json!({"properties": {"firstname": "X"}}),
         )
         .await;
@@ -310,14 +310,14 @@ async fn create_conflicts_on_existing_email() {
     assert_eq!(body["category"], "OBJECT_NOT_FOUND");
     let (status, body) = api
         .patch(
-            &format!("/crm/v3/objects/contacts/{id}"),
+            &format!("/crm/objects/2026-09/contacts/{id}"),
             json!({"properties": {"email": "OLD@example.com"}}),
         )
         .await;
     assert_eq!(status, 409, "{body}");
     let (status, body) = api
         .patch(
-            &format!("/crm/v3/objects/contacts/{id}"),
+            &format!("/crm/objects/2026-09/contacts/{id}"),
             json!({"properties": {"jobtitle": "CTO", "firstname": ""}}),
         )
         .await;
@@ -332,7 +332,7 @@ async fn create_conflicts_on_existing_email() {
     // PATCH by email.
     let (status, _) = api
         .patch(
-            "/crm/v3/objects/contacts/old@example.com?idProperty=email",
+            "/crm/objects/2026-09/contacts/old@example.com?idProperty=email",
             json!({"properties": {"city": "Perth"}}),
         )
         .await;
@@ -385,7 +385,7 @@ async fn search_matches_phone_digits_email_case_and_record_id() {
     // OR across groups: email or phone.
     let (status, body) = api
         .post(
-            "/crm/v3/objects/contacts/search",
+            "/crm/objects/2026-09/contacts/search",
             json!({"filterGroups": [
                 {"filters": [{"propertyName": "email", "operator": "EQ", "value": "nobody@example.com"}]},
                 {"filters": [{"propertyName": "mobilephone", "operator": "EQ", "value": "0061 412 345 678"}]},
@@ -396,7 +396,7 @@ async fn search_matches_phone_digits_email_case_and_record_id() {
     assert_eq!(body["total"], 0, "0061… has other digits than +61…");
     let (_, body) = api
         .post(
-            "/crm/v3/objects/contacts/search",
+            "/crm/objects/2026-09/contacts/search",
             json!({"filterGroups": [
                 {"filters": [{"propertyName": "email", "operator": "EQ", "value": "nobody@example.com"}]},
                 {"filters": [{"propertyName": "phone", "operator": "EQ", "value": "+974-5555-1234"}]},
@@ -411,7 +411,7 @@ async fn search_matches_phone_digits_email_case_and_record_id() {
     let response = api
         .raw(
             reqwest::Method::POST,
-            "/crm/v3/objects/contacts/search",
+            "/crm/objects/2026-09/contacts/search",
             Some(json!({"filterGroups": []})),
         )
         .await;
@@ -449,7 +449,7 @@ async fn deals_validate_pipeline_and_stage() {
 
     let (status, body) = api
         .post(
-            "/crm/v3/objects/deals",
+            "/crm/objects/2026-09/deals",
             json!({"properties": {"dealname": "x", "pipeline": "nope", "dealstage": "closedwon"}, "associations": []}),
         )
         .await;
@@ -458,7 +458,7 @@ async fn deals_validate_pipeline_and_stage() {
 
     let (status, body) = api
         .post(
-            "/crm/v3/objects/deals",
+            "/crm/objects/2026-09/deals",
             json!({"properties": {"dealname": "x"}, "associations": []}),
         )
         .await;
@@ -474,7 +474,7 @@ async fn deals_validate_pipeline_and_stage() {
     let deal = body["id"].as_str().unwrap().to_owned();
 
     // Move the deal.
-    let path = format!("/crm/v3/objects/deals/{deal}");
+    let path = format!("/crm/objects/2026-09/deals/{deal}");
     let (status, body) = api
         .patch(
             &path,
@@ -508,7 +508,7 @@ async fn inline_associations_are_recorded_both_ways() {
 
     let (status, body) = api
         .post(
-            "/crm/v3/objects/notes",
+            "/crm/objects/2026-09/notes",
             json!({
                 "properties": {"hs_note_body": "Asked for a viewing on Saturday", "hs_timestamp": "1735689600000"},
                 "associations": [
@@ -550,7 +550,7 @@ async fn inline_associations_are_recorded_both_ways() {
     // GET with ?associations=.
     let (status, body) = api
         .get(&format!(
-            "/crm/v3/objects/contacts/{contact}?associations=deals,notes&properties=email"
+            "/crm/objects/2026-09/contacts/{contact}?associations=deals,notes&properties=email"
         ))
         .await;
     assert_eq!(status, 200, "{body}");
@@ -563,7 +563,7 @@ async fn inline_associations_are_recorded_both_ways() {
         body["associations"]["notes"]["results"],
         json!([{"id": note, "type": "contact_to_note"}])
     );
-    let (_, body) = api.get(&format!("/crm/v3/objects/deals/{deal}")).await;
+    let (_, body) = api.get(&format!("/crm/objects/2026-09/deals/{deal}")).await;
     assert!(body.get("associations").is_none());
     assert_eq!(body["properties"]["dealstage"], "appointmentscheduled");
     assert!(body["properties"]["amount"].is_null());
@@ -571,7 +571,7 @@ async fn inline_associations_are_recorded_both_ways() {
     // Wrong type id for the pair, and a target that does not exist.
     let (status, body) = api
         .post(
-            "/crm/v3/objects/notes",
+            "/crm/objects/2026-09/notes",
             json!({
                 "properties": {"hs_timestamp": "2025-01-01T00:00:00Z"},
                 "associations": [{"to": {"id": deal}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 3}]}],
@@ -581,7 +581,7 @@ async fn inline_associations_are_recorded_both_ways() {
     assert_eq!(status, 400, "{body}");
     let (status, _) = api
         .post(
-            "/crm/v3/objects/notes",
+            "/crm/objects/2026-09/notes",
             json!({
                 "properties": {"hs_timestamp": "2025-01-01T00:00:00Z"},
                 "associations": [{"to": {"id": "123"}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 202}]}],
@@ -605,7 +605,7 @@ async fn notes_need_a_timestamp_and_a_short_enough_body() {
     let api = Api::start().await;
     let (status, body) = api
         .post(
-            "/crm/v3/objects/notes",
+            "/crm/objects/2026-09/notes",
             json!({"properties": {"hs_note_body": "hello"}, "associations": []}),
         )
         .await;
@@ -618,7 +618,7 @@ async fn notes_need_a_timestamp_and_a_short_enough_body() {
     let too_long = "x".repeat(65_537);
     let (status, body) = api
         .post(
-            "/crm/v3/objects/notes",
+            "/crm/objects/2026-09/notes",
             json!({"properties": {"hs_note_body": too_long, "hs_timestamp": "2025-01-01T00:00:00Z"}}),
         )
         .await;
@@ -628,7 +628,7 @@ async fn notes_need_a_timestamp_and_a_short_enough_body() {
     let just_fits = "ق".repeat(65_536);
     let (status, body) = api
         .post(
-            "/crm/v3/objects/notes",
+            "/crm/objects/2026-09/notes",
             json!({"properties": {"hs_note_body": just_fits, "hs_timestamp": "2025-01-01T00:00:00Z"}}),
         )
         .await;
@@ -636,7 +636,7 @@ async fn notes_need_a_timestamp_and_a_short_enough_body() {
     let note = body["id"].as_str().unwrap().to_owned();
     let (status, _) = api
         .patch(
-            &format!("/crm/v3/objects/notes/{note}"),
+            &format!("/crm/objects/2026-09/notes/{note}"),
             json!({"properties": {"hs_note_body": "edited"}}),
         )
         .await;
@@ -646,7 +646,7 @@ async fn notes_need_a_timestamp_and_a_short_enough_body() {
     // Malformed JSON.
     let response = api
         .http
-        .post(api.url("/crm/v3/objects/notes"))
+        .post(api.url("/crm/objects/2026-09/notes"))
         .bearer_auth(&api.token)
         .header("content-type", "application/json")
         .body("{not json")
@@ -659,7 +659,7 @@ async fn notes_need_a_timestamp_and_a_short_enough_body() {
 #[tokio::test]
 async fn properties_endpoints_describe_the_schema() {
     let api = Api::start().await;
-    let (status, body) = api.get("/crm/v3/properties/contacts").await;
+    let (status, body) = api.get("/crm/properties/2026-09/contacts").await;
     assert_eq!(status, 200);
     let names: Vec<&str> = body["results"]
         .as_array()
@@ -670,7 +670,9 @@ async fn properties_endpoints_describe_the_schema() {
     assert!(names.contains(&"email") && names.contains(&"hs_lead_status"));
     assert!(!names.contains(&"lead_source"));
 
-    let (status, body) = api.get("/crm/v3/properties/contacts/hs_lead_status").await;
+    let (status, body) = api
+        .get("/crm/properties/2026-09/contacts/hs_lead_status")
+        .await;
     assert_eq!(status, 200);
     assert_eq!(body["type"], "enumeration");
     for field in [
@@ -704,26 +706,29 @@ async fn properties_endpoints_describe_the_schema() {
         ]
     );
 
-    let (status, body) = api.get("/crm/v3/properties/deals/dealstage").await;
+    let (status, body) = api.get("/crm/properties/2026-09/deals/dealstage").await;
     assert_eq!(status, 200);
     assert!(body["options"].as_array().unwrap().len() >= 12);
 
     api.sim
         .add_enum_property("contacts", "lead_source", &["whatsapp", "web"]);
-    let (status, body) = api.get("/crm/v3/properties/0-1/lead_source").await;
+    let (status, body) = api.get("/crm/properties/2026-09/0-1/lead_source").await;
     assert_eq!(status, 200);
     assert!(body.get("hubspotDefined").is_none());
     assert_eq!(body["options"][0]["value"], "whatsapp");
 
-    assert_eq!(api.get("/crm/v3/properties/contacts/nope").await.0, 404);
-    assert_eq!(api.get("/crm/v3/properties/widgets").await.0, 400);
+    assert_eq!(
+        api.get("/crm/properties/2026-09/contacts/nope").await.0,
+        404
+    );
+    assert_eq!(api.get("/crm/properties/2026-09/widgets").await.0, 400);
 }
 
 #[tokio::test]
 async fn rate_limit_429_after_100_calls_in_the_window() {
     let api = Api::start().await;
     let contact = api.sim.seed_contact(json!({"email": "r@example.com"}));
-    let path = format!("/crm/v3/objects/contacts/{contact}");
+    let path = format!("/crm/objects/2026-09/contacts/{contact}");
     for i in 0..100u32 {
         let response = api.raw(reqwest::Method::GET, &path, None).await;
         assert_eq!(response.status(), 200, "call {i}");
@@ -736,7 +741,7 @@ async fn rate_limit_429_after_100_calls_in_the_window() {
     let response = api
         .raw(
             reqwest::Method::POST,
-            "/crm/v3/objects/contacts",
+            "/crm/objects/2026-09/contacts",
             Some(json!({"properties": {"email": "s@example.com"}})),
         )
         .await;
@@ -762,7 +767,7 @@ async fn rate_limit_429_after_100_calls_in_the_window() {
     let other = api.sim.seed_connection_in_hub(99, &["oauth"]);
     let response = api
         .http
-        .get(api.url("/crm/v3/properties/deals"))
+        .get(api.url("/crm/properties/2026-09/deals"))
         .bearer_auth(&other.access_token)
         .send()
         .await
@@ -785,7 +790,7 @@ async fn search_has_its_own_secondly_limit() {
     let response = api
         .raw(
             reqwest::Method::POST,
-            "/crm/v3/objects/contacts/search",
+            "/crm/objects/2026-09/contacts/search",
             Some(json!({"filterGroups": []})),
         )
         .await;
@@ -796,7 +801,7 @@ async fn search_has_its_own_secondly_limit() {
     assert_eq!(body["policyName"], "SECONDLY");
 
     // Other calls are unaffected, and the window rolls.
-    assert_eq!(api.get("/crm/v3/properties/contacts").await.0, 200);
+    assert_eq!(api.get("/crm/properties/2026-09/contacts").await.0, 200);
     tokio::time::sleep(Duration::from_millis(650)).await;
     assert_eq!(api.search_contacts("email", "x@example.com").await.0, 200);
 }
@@ -819,7 +824,7 @@ async fn queued_crm_faults_fire_once_on_their_kind_of_call() {
     let response = api
         .raw(
             reqwest::Method::POST,
-            "/crm/v3/objects/notes",
+            "/crm/objects/2026-09/notes",
             Some(json!({"properties": {"hs_timestamp": "2025-01-01T00:00:00Z"}})),
         )
         .await;
@@ -831,12 +836,12 @@ async fn queued_crm_faults_fire_once_on_their_kind_of_call() {
     assert!(api.sim.notes().is_empty(), "a faulted call is not handled");
 
     let response = api
-        .raw(reqwest::Method::GET, "/crm/v3/objects/deals/1", None)
+        .raw(reqwest::Method::GET, "/crm/objects/2026-09/deals/1", None)
         .await;
     assert_eq!(response.status(), 429);
     assert!(response.headers().contains_key("x-hubspot-ratelimit-max"));
     assert_eq!(api.sim.pending_faults(), 0);
-    assert_eq!(api.get("/crm/v3/objects/deals/1").await.0, 404);
+    assert_eq!(api.get("/crm/objects/2026-09/deals/1").await.0, 404);
 
     // Contacts covers a contact search too; a Throttle on a search answers
     // like the search limit (no headers).
@@ -844,7 +849,7 @@ async fn queued_crm_faults_fire_once_on_their_kind_of_call() {
     let response = api
         .raw(
             reqwest::Method::POST,
-            "/crm/v3/objects/contacts/search",
+            "/crm/objects/2026-09/contacts/search",
             Some(json!({})),
         )
         .await;
@@ -860,7 +865,7 @@ async fn queued_crm_faults_fire_once_on_their_kind_of_call() {
         .build()
         .unwrap();
     let result = impatient
-        .post(api.url("/crm/v3/objects/contacts/batch/upsert"))
+        .post(api.url("/crm/objects/2026-09/contacts/batch/upsert"))
         .bearer_auth(&api.token)
         .json(&json!({"inputs": [{"id": "late@example.com", "idProperty": "email", "properties": {}}]}))
         .send()
@@ -876,7 +881,7 @@ async fn queued_crm_faults_fire_once_on_their_kind_of_call() {
     );
     let started = Instant::now();
     let result = impatient
-        .post(api.url("/crm/v3/objects/contacts/batch/upsert"))
+        .post(api.url("/crm/objects/2026-09/contacts/batch/upsert"))
         .bearer_auth(&api.token)
         .json(&json!({"inputs": [{"id": "late@example.com", "idProperty": "email", "properties": {}}]}))
         .send()
@@ -895,7 +900,7 @@ async fn call_counting_auth_and_state_endpoint() {
     // Unauthenticated and OAuth calls are not CRM calls.
     let response = api
         .http
-        .post(api.url("/crm/v3/objects/contacts"))
+        .post(api.url("/crm/objects/2026-09/contacts"))
         .json(&json!({"properties": {}}))
         .send()
         .await
@@ -918,7 +923,7 @@ async fn call_counting_auth_and_state_endpoint() {
     let other = api.sim.seed_connection_in_hub(7, &["oauth"]);
     let response = api
         .http
-        .post(api.url("/crm/v3/objects/contacts/search"))
+        .post(api.url("/crm/objects/2026-09/contacts/search"))
         .bearer_auth(&other.access_token)
         .json(&json!({"filterGroups": []}))
         .send()
@@ -932,27 +937,27 @@ async fn call_counting_auth_and_state_endpoint() {
 #[test]
 fn routes_classify_crm_paths() {
     assert_eq!(
-        Route::classify("/crm/v3/objects/contacts/batch/upsert"),
+        Route::classify("/crm/objects/2026-09/contacts/batch/upsert"),
         Some(Route::Contacts)
     );
     assert_eq!(
-        Route::classify("/crm/v3/objects/deals/search"),
+        Route::classify("/crm/objects/2026-09/deals/search"),
         Some(Route::Search)
     );
     assert_eq!(
-        Route::classify("/crm/v3/objects/0-46/12"),
+        Route::classify("/crm/objects/2026-09/0-46/12"),
         Some(Route::Notes)
     );
     assert_eq!(
-        Route::classify("/crm/v3/properties/contacts"),
+        Route::classify("/crm/properties/2026-09/contacts"),
         Some(Route::Properties)
     );
     assert_eq!(Route::classify(TOKEN_PATH), Some(Route::Token));
-    assert_eq!(Route::classify("/crm/v3/objects/companies"), None);
-    assert!(Route::Deals.applies_to("/crm/v3/objects/deals/search"));
-    assert!(Route::Search.applies_to("/crm/v3/objects/deals/search"));
-    assert!(!Route::Contacts.applies_to("/crm/v3/objects/deals/search"));
-    assert!(!Route::Contacts.applies_to("/crm/v3/objects/contactsx"));
+    assert_eq!(Route::classify("/crm/objects/2026-09/companies"), None);
+    assert!(Route::Deals.applies_to("/crm/objects/2026-09/deals/search"));
+    assert!(Route::Search.applies_to("/crm/objects/2026-09/deals/search"));
+    assert!(!Route::Contacts.applies_to("/crm/objects/2026-09/deals/search"));
+    assert!(!Route::Contacts.applies_to("/crm/objects/2026-09/contactsx"));
     assert!(!Route::Any.applies_to(HEALTH_PATH));
     assert!(!Route::Any.applies_to(SIM_STATE_PATH));
     assert!(Route::Pipelines.applies_to(PIPELINES_PATH));
@@ -974,7 +979,7 @@ async fn properties_are_created_per_hub_validated_and_limited_to_ten_unique_ones
     let api = Api::start().await;
     let (status, body) = api
         .post(
-            "/crm/v3/properties/deals",
+            "/crm/properties/2026-09/deals",
             json!({"name": "x", "label": "X"}),
         )
         .await;
@@ -982,23 +987,25 @@ async fn properties_are_created_per_hub_validated_and_limited_to_ten_unique_ones
     assert!(body["message"].as_str().unwrap().contains("fieldType"));
 
     let (status, body) = api
-        .post("/crm/v3/properties/deals", lead_id_property(true))
+        .post("/crm/properties/2026-09/deals", lead_id_property(true))
         .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["hasUniqueValue"], true);
     assert_eq!(body["name"], "leadrelay_lead_id");
     let (status, _) = api
-        .post("/crm/v3/properties/deals", lead_id_property(true))
+        .post("/crm/properties/2026-09/deals", lead_id_property(true))
         .await;
     assert_eq!(status, 409, "a name that exists");
-    let (status, body) = api.get("/crm/v3/properties/deals/leadrelay_lead_id").await;
+    let (status, body) = api
+        .get("/crm/properties/2026-09/deals/leadrelay_lead_id")
+        .await;
     assert_eq!((status, &body["hasUniqueValue"]), (200, &json!(true)));
 
     // Another hub does not see it.
     let other = api.sim.seed_connection_in_hub(777, &["oauth"]).access_token;
     let response = api
         .http
-        .get(api.url("/crm/v3/properties/deals/leadrelay_lead_id"))
+        .get(api.url("/crm/properties/2026-09/deals/leadrelay_lead_id"))
         .bearer_auth(&other)
         .send()
         .await
@@ -1008,16 +1015,19 @@ async fn properties_are_created_per_hub_validated_and_limited_to_ten_unique_ones
     for i in 1..10 {
         let mut def = lead_id_property(true);
         def["name"] = json!(format!("unique_{i}"));
-        let (status, body) = api.post("/crm/v3/properties/deals", def).await;
+        let (status, body) = api.post("/crm/properties/2026-09/deals", def).await;
         assert_eq!(status, 201, "{body}");
     }
     let mut eleventh = lead_id_property(true);
     eleventh["name"] = json!("unique_11");
-    let (status, body) = api.post("/crm/v3/properties/deals", eleventh).await;
+    let (status, body) = api.post("/crm/properties/2026-09/deals", eleventh).await;
     assert_eq!(status, 400, "{body}");
     let mut plain = lead_id_property(false);
     plain["name"] = json!("not_unique");
-    assert_eq!(api.post("/crm/v3/properties/deals", plain).await.0, 201);
+    assert_eq!(
+        api.post("/crm/properties/2026-09/deals", plain).await.0,
+        201
+    );
 }
 
 #[tokio::test]
@@ -1027,44 +1037,49 @@ async fn unique_values_are_enforced_and_records_read_by_them() {
         json!({"properties": {"dealname": "D", "dealstage": "appointmentscheduled",
                               "leadrelay_lead_id": lead}})
     };
-    let (status, body) = api.post("/crm/v3/objects/deals", deal("lead-1")).await;
+    let (status, body) = api.post("/crm/objects/2026-09/deals", deal("lead-1")).await;
     assert_eq!(status, 400, "no such property yet: {body}");
     assert!(body["message"]
         .as_str()
         .unwrap()
         .contains("PROPERTY_DOESNT_EXIST"));
-    api.post("/crm/v3/properties/deals", lead_id_property(true))
+    api.post("/crm/properties/2026-09/deals", lead_id_property(true))
         .await;
 
-    let (status, first) = api.post("/crm/v3/objects/deals", deal("lead-1")).await;
+    let (status, first) = api.post("/crm/objects/2026-09/deals", deal("lead-1")).await;
     assert_eq!(status, 201, "{first}");
-    let (status, body) = api.post("/crm/v3/objects/deals", deal("lead-1")).await;
+    let (status, body) = api.post("/crm/objects/2026-09/deals", deal("lead-1")).await;
     assert_eq!(status, 400, "{body}");
     let message = body["message"].as_str().unwrap();
     assert!(message.contains("already has that value") && message.contains("leadrelay_lead_id"));
     assert_eq!(api.sim.deals().len(), 1);
 
-    let (status, second) = api.post("/crm/v3/objects/deals", deal("lead-2")).await;
+    let (status, second) = api.post("/crm/objects/2026-09/deals", deal("lead-2")).await;
     assert_eq!(status, 201);
     let (status, body) = api
         .patch(
-            &format!("/crm/v3/objects/deals/{}", second["id"].as_str().unwrap()),
+            &format!(
+                "/crm/objects/2026-09/deals/{}",
+                second["id"].as_str().unwrap()
+            ),
             json!({"properties": {"leadrelay_lead_id": "lead-1"}}),
         )
         .await;
     assert_eq!(status, 400, "an update may not take a value either: {body}");
 
     let (status, body) = api
-        .get("/crm/v3/objects/deals/lead-1?idProperty=leadrelay_lead_id&properties=dealstage")
+        .get("/crm/objects/2026-09/deals/lead-1?idProperty=leadrelay_lead_id&properties=dealstage")
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["id"], first["id"]);
     assert_eq!(body["properties"]["dealstage"], "appointmentscheduled");
     let (status, _) = api
-        .get("/crm/v3/objects/deals/lead-9?idProperty=leadrelay_lead_id")
+        .get("/crm/objects/2026-09/deals/lead-9?idProperty=leadrelay_lead_id")
         .await;
     assert_eq!(status, 404);
-    let (status, _) = api.get("/crm/v3/objects/deals/D?idProperty=dealname").await;
+    let (status, _) = api
+        .get("/crm/objects/2026-09/deals/D?idProperty=dealname")
+        .await;
     assert_eq!(status, 400, "not a unique property");
 }
 
@@ -1079,7 +1094,7 @@ async fn a_deals_notes_are_listed_and_read_in_a_batch() {
     for body in ["first <p>lead-1</p>", "second"] {
         let (status, note) = api
             .post(
-                "/crm/v3/objects/notes",
+                "/crm/objects/2026-09/notes",
                 json!({
                     "properties": {"hs_note_body": body, "hs_timestamp": "2026-01-01T00:00:00Z"},
                     "associations": [{"to": {"id": deal},
@@ -1092,7 +1107,9 @@ async fn a_deals_notes_are_listed_and_read_in_a_batch() {
     }
 
     let (status, listed) = api
-        .get(&format!("/crm/v4/objects/deals/{deal}/associations/notes"))
+        .get(&format!(
+            "/crm/objects/2026-09/deals/{deal}/associations/notes"
+        ))
         .await;
     assert_eq!(status, 200, "{listed}");
     let ids: Vec<String> = listed["results"]
@@ -1106,17 +1123,19 @@ async fn a_deals_notes_are_listed_and_read_in_a_batch() {
     assert!(listed.get("paging").is_none());
     let (_, page) = api
         .get(&format!(
-            "/crm/v4/objects/deals/{deal}/associations/notes?limit=1"
+            "/crm/objects/2026-09/deals/{deal}/associations/notes?limit=1"
         ))
         .await;
     assert_eq!(page["results"].as_array().unwrap().len(), 1);
     assert_eq!(page["paging"]["next"]["after"], "1");
-    let (status, _) = api.get("/crm/v4/objects/deals/99/associations/notes").await;
+    let (status, _) = api
+        .get("/crm/objects/2026-09/deals/99/associations/notes")
+        .await;
     assert_eq!(status, 404);
 
     let (status, read) = api
         .post(
-            "/crm/v3/objects/notes/batch/read",
+            "/crm/objects/2026-09/notes/batch/read",
             json!({"properties": ["hs_note_body"], "inputs": [{"id": notes[0]}, {"id": notes[1]}]}),
         )
         .await;
@@ -1128,7 +1147,7 @@ async fn a_deals_notes_are_listed_and_read_in_a_batch() {
     assert_eq!(read["results"][1]["id"], notes[1].as_str());
     let (status, read) = api
         .post(
-            "/crm/v3/objects/notes/batch/read",
+            "/crm/objects/2026-09/notes/batch/read",
             json!({"properties": ["hs_note_body"], "inputs": [{"id": notes[0]}, {"id": "5"}]}),
         )
         .await;
@@ -1146,7 +1165,7 @@ async fn search_lags_new_records_while_reads_by_unique_property_do_not() {
     .await;
     let (status, created) = api
         .post(
-            "/crm/v3/objects/contacts",
+            "/crm/objects/2026-09/contacts",
             json!({"properties": {"lastname": "Ana", "phone": "+97455551234"}}),
         )
         .await;
@@ -1159,7 +1178,7 @@ async fn search_lags_new_records_while_reads_by_unique_property_do_not() {
     );
     let (status, read) = api
         .get(&format!(
-            "/crm/v3/objects/contacts/{}",
+            "/crm/objects/2026-09/contacts/{}",
             created["id"].as_str().unwrap()
         ))
         .await;
@@ -1184,7 +1203,10 @@ async fn lost_answers_and_nth_faults_apply_the_call_through_the_shell() {
     api.sim
         .inject(Route::Contacts, Fault::LoseAnswer(Lost::Reset));
     let reset = api
-        .raw_result("/crm/v3/objects/contacts/batch/upsert", "c@example.com")
+        .raw_result(
+            "/crm/objects/2026-09/contacts/batch/upsert",
+            "c@example.com",
+        )
         .await;
     assert!(reset.is_err(), "{reset:?}");
     assert_eq!(api.sim.contacts().len(), 3);
@@ -1201,4 +1223,153 @@ impl Api {
             .send()
             .await
     }
+}
+
+#[tokio::test]
+async fn the_numbered_versions_answer_404_and_the_date_version_answers() {
+    let api = Api::start().await;
+    for path in [
+        "/crm/v3/objects/contacts",
+        "/crm/v4/objects/deals/1/associations/notes",
+    ] {
+        let (status, _) = api.post(path, json!({"properties": {}})).await;
+        assert_eq!(status, 404, "{path}");
+    }
+    let (status, body) = api.get(PIPELINES_PATH).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(PIPELINES_PATH.contains(API_VERSION) && OBJECTS_PREFIX.contains(API_VERSION));
+}
+
+#[tokio::test]
+async fn a_batch_create_with_trace_ids_answers_each_input_and_makes_the_valid_ones() {
+    let api = Api::start().await;
+    api.sim
+        .require_when("deals", "closedate", "dealstage", "closedwon");
+    let contact = api.sim.seed_contact(json!({"email": "ana@example.com"}));
+    let deal = |stage: &str, trace: &str| {
+        json!({
+            "properties": {"dealname": format!("deal {trace}"), "pipeline": "default", "dealstage": stage},
+            "associations": [{"to": {"id": contact}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 3}]}],
+            "objectWriteTraceId": trace,
+        })
+    };
+    let (status, body) = api
+        .post(
+            "/crm/objects/2026-09/deals/batch/create",
+            json!({"inputs": [deal("appointmentscheduled", "0"), deal("closedwon", "1"), deal("qualifiedtobuy", "2")]}),
+        )
+        .await;
+    assert_eq!(status, 207, "{body}");
+    let traces: Vec<&str> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["objectWriteTraceId"].as_str().unwrap())
+        .collect();
+    assert_eq!(traces, ["0", "2"]);
+    assert_eq!(body["numErrors"], 1);
+    let error = &body["errors"][0];
+    assert_eq!(error["category"], "VALIDATION_ERROR");
+    assert_eq!(error["context"]["objectWriteTraceId"], json!(["1"]));
+    assert_eq!(
+        error["errors"][0]["code"],
+        "MISSING_CONDITIONAL_REQUIRED_PROPERTY"
+    );
+    assert_eq!(
+        error["errors"][0]["context"]["propertyName"],
+        json!(["closedate"])
+    );
+    assert_eq!(api.sim.deals().len(), 2);
+    let first = &api.sim.deals()[0];
+    assert!(api.sim.associations("deals", &first.id).contains(&(
+        "contacts".to_owned(),
+        contact.clone(),
+        3
+    )));
+
+    // Without trace ids one refused input refuses the whole batch, and nothing is made.
+    let mut bare = deal("closedwon", "x");
+    bare.as_object_mut().unwrap().remove("objectWriteTraceId");
+    let mut fine = deal("appointmentscheduled", "y");
+    fine.as_object_mut().unwrap().remove("objectWriteTraceId");
+    let (status, body) = api
+        .post(
+            "/crm/objects/2026-09/deals/batch/create",
+            json!({"inputs": [fine, bare]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(api.sim.deals().len(), 2);
+
+    // All fine: 201, and one batch counts as one call.
+    api.sim.reset_crm_call_count();
+    let (status, body) = api
+        .post(
+            "/crm/objects/2026-09/deals/batch/create",
+            json!({"inputs": [deal("appointmentscheduled", "5"), deal("appointmentscheduled", "6")]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(api.sim.crm_call_count(), 1);
+    let too_many: Vec<Value> = (0..101)
+        .map(|i| deal("appointmentscheduled", &i.to_string()))
+        .collect();
+    let (status, _) = api
+        .post(
+            "/crm/objects/2026-09/deals/batch/create",
+            json!({ "inputs": too_many }),
+        )
+        .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn portal_rules_refuse_single_writes_with_hubspots_error_shape() {
+    let api = Api::start().await;
+    api.sim.require_on_create("contacts", "firstname");
+    let (status, body) = api
+        .post(
+            "/crm/objects/2026-09/contacts",
+            json!({"properties": {"email": "bo@example.com"}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["category"], "VALIDATION_ERROR");
+    assert_eq!(body["errors"][0]["code"], "MISSING_REQUIRED_PROPERTY");
+    assert_eq!(
+        body["errors"][0]["message"],
+        "A value for firstname must be provided"
+    );
+    // An upsert that would create is refused too; one that updates is not bound by it.
+    let (status, _) = api.upsert("bo@example.com", json!({"lastname": "B"})).await;
+    assert_eq!(status, 400);
+    let id = api
+        .sim
+        .seed_contact(json!({"email": "cy@example.com", "firstname": "Cy"}));
+    let (status, body) = api.upsert("cy@example.com", json!({"lastname": "C"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["id"], id.as_str());
+
+    // A conditional rule binds updates as well.
+    api.sim
+        .require_when("deals", "closedate", "dealstage", "closedwon");
+    let (status, body) = api
+        .post(
+            "/crm/objects/2026-09/deals",
+            json!({"properties": {"dealname": "d", "dealstage": "appointmentscheduled"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let deal = body["id"].as_str().unwrap().to_owned();
+    let (status, body) = api
+        .patch(
+            &format!("/crm/objects/2026-09/deals/{deal}"),
+            json!({"properties": {"dealstage": "closedwon"}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["errors"][0]["code"],
+        "MISSING_CONDITIONAL_REQUIRED_PROPERTY"
+    );
 }

@@ -12,8 +12,10 @@
 //! - [`limits`] — the ten-secondly limit (with `X-HubSpot-RateLimit-*`
 //!   headers) and the separate, header-less search limit;
 //! - [`pipelines`] — deal pipelines;
-//! - [`schema`] — property definitions, value validation, `/crm/v3/properties`;
-//! - [`crm`] — the record store and the `/crm/v3/objects/...` handlers, plus
+//! - [`schema`] — property definitions, value validation, `/crm/properties/2026-09`;
+//! - [`crm`] — the record store and the `/crm/objects/2026-09/...` handlers (batch
+//!   create/upsert/read with per-input errors, associations), the portal's validation rules
+//!   (enforced from 2026-09), plus
 //!   the simulator-only `GET /_sim/state`.
 //!
 //! Every CRM endpoint authenticates with [`Shared::authenticate`] and is
@@ -24,6 +26,7 @@ mod crm;
 mod limits;
 mod oauth;
 mod pipelines;
+mod rules;
 mod schema;
 
 #[cfg(test)]
@@ -67,14 +70,16 @@ pub const TOKEN_PATH: &str = "/oauth/2026-03/token";
 pub const TOKEN_PATH_V3: &str = "/oauth/v3/token";
 /// `POST`, refresh-token revocation.
 pub const REVOKE_PATH: &str = "/oauth/2026-03/token/revoke";
-/// `GET`, deal pipelines (v3 path).
-pub const PIPELINES_PATH: &str = "/crm/v3/pipelines/deals";
-/// `GET`, same handler at the spec's date-versioned path.
-pub const PIPELINES_PATH_2026: &str = "/crm/pipelines/2026-03/deals";
-/// Prefix of the v3 object endpoints: `{prefix}{contacts|deals|notes}[/...]`.
-pub const OBJECTS_PREFIX: &str = "/crm/v3/objects/";
-/// Prefix of the v3 properties endpoints: `{prefix}{object}[/{name}]`.
-pub const PROPERTIES_PREFIX: &str = "/crm/v3/properties/";
+/// HubSpot's date-based API version the simulated CRM endpoints answer on; the numbered
+/// versions (`/crm/v3`, `/crm/v4`) answer 404, so nothing can still call them unnoticed.
+pub const API_VERSION: &str = "2026-09";
+/// `GET`, deal pipelines.
+pub const PIPELINES_PATH: &str = "/crm/pipelines/2026-09/deals";
+/// Prefix of the object endpoints: `{prefix}{contacts|deals|notes}[/...]` (associations too:
+/// `{prefix}{type}/{id}/associations/...`).
+pub const OBJECTS_PREFIX: &str = "/crm/objects/2026-09/";
+/// Prefix of the properties endpoints: `{prefix}{object}[/{name}]`.
+pub const PROPERTIES_PREFIX: &str = "/crm/properties/2026-09/";
 /// `GET`, **simulator only** (HubSpot has no such endpoint): every record and
 /// association of a hub as JSON, for the demo, which runs the simulator as a
 /// separate process. No authentication, never rate limited, never faulted,
@@ -145,21 +150,23 @@ pub enum Route {
     Token,
     /// `POST /oauth/2026-03/token/revoke`.
     Revoke,
-    /// `GET /crm/v3/pipelines/deals` (and `/crm/pipelines/2026-03/deals`).
+    /// `GET /crm/pipelines/2026-09/deals`.
     Pipelines,
     /// `GET /oauth/authorize`.
     Authorize,
-    /// Every `/crm/v3/objects/contacts...` call: batch upsert, create,
-    /// update, read and search.
+    /// Every `/crm/objects/2026-09/contacts...` call except associations:
+    /// batch upsert, batch create, batch read, create, update, read and search.
     Contacts,
-    /// Every `/crm/v3/objects/deals...` call (search included).
+    /// Every `/crm/objects/2026-09/deals...` call except associations (search included).
     Deals,
-    /// Every `/crm/v3/objects/notes...` call (search included).
+    /// Every `/crm/objects/2026-09/notes...` call except associations (search included).
     Notes,
-    /// Only the search endpoints (`POST /crm/v3/objects/{type}/search`).
+    /// Only the search endpoints (`POST /crm/objects/2026-09/{type}/search`).
     Search,
-    /// `GET /crm/v3/properties/...`.
+    /// `/crm/properties/2026-09/...`.
     Properties,
+    /// `/crm/objects/2026-09/{type}/{id}/associations/...` (default association, list).
+    Associations,
     /// Every request except `/health` and the simulator's own `/_sim/`.
     Any,
 }
@@ -178,11 +185,14 @@ impl Route {
             AUTHORIZE_PATH => return Some(Route::Authorize),
             TOKEN_PATH | TOKEN_PATH_V3 => return Some(Route::Token),
             REVOKE_PATH => return Some(Route::Revoke),
-            PIPELINES_PATH | PIPELINES_PATH_2026 => return Some(Route::Pipelines),
+            PIPELINES_PATH => return Some(Route::Pipelines),
             _ => {}
         }
         if path.starts_with(PROPERTIES_PREFIX) {
             return Some(Route::Properties);
+        }
+        if is_association_path(path) {
+            return Some(Route::Associations);
         }
         let (object, rest) = object_path(path)?;
         if rest == "/search" {
@@ -212,8 +222,18 @@ impl Route {
     }
 }
 
-/// `/crm/v3/objects/{type}{rest}` with a known type → `(type, rest)`.
+/// `/crm/objects/2026-09/{type}/{id}/associations/...`.
+fn is_association_path(path: &str) -> bool {
+    path.strip_prefix(OBJECTS_PREFIX)
+        .is_some_and(|tail| tail.split('/').nth(2) == Some("associations"))
+}
+
+/// `/crm/objects/2026-09/{type}{rest}` with a known type → `(type, rest)`; association paths
+/// are their own route.
 fn object_path(path: &str) -> Option<(schema::ObjectType, &str)> {
+    if is_association_path(path) {
+        return None;
+    }
     let tail = path.strip_prefix(OBJECTS_PREFIX)?;
     let (segment, rest) = match tail.find('/') {
         Some(at) => tail.split_at(at),
@@ -264,6 +284,7 @@ impl HubSpotSim {
             config,
             crm: Mutex::new(crm::CrmStore::default()),
             schema: Mutex::new(schema::Schema::standard()),
+            rules: Mutex::new(rules::Rules::default()),
             crm_calls: AtomicUsize::new(0),
         });
         let shell = shell.serve(addr, router(shared.clone())).await?;
@@ -372,6 +393,33 @@ impl HubSpotSim {
             .unwrap_or_else(|problem| panic!("add_property: {problem}"));
     }
 
+    /// A portal rule (every hub): `property` of `object` required on the Create Record form,
+    /// so from 2026-09 an API create without it is refused (`MISSING_REQUIRED_PROPERTY`).
+    ///
+    /// # Panics
+    /// On an unknown object type.
+    pub fn require_on_create(&self, object: &str, property: &str) {
+        let object = schema::ObjectType::parse(object)
+            .unwrap_or_else(|| panic!("unknown HubSpot object type {object:?}"));
+        self.shared
+            .rules()
+            .add(rules::WriteRule::on_create(object, property));
+    }
+
+    /// A portal rule (every hub): `property` of `object` required whenever `other` is
+    /// `value` (HubSpot's example: `closedate` when `dealstage` is `closedwon`), on creates and
+    /// updates (`MISSING_CONDITIONAL_REQUIRED_PROPERTY`).
+    ///
+    /// # Panics
+    /// On an unknown object type.
+    pub fn require_when(&self, object: &str, property: &str, other: &str, value: &str) {
+        let object = schema::ObjectType::parse(object)
+            .unwrap_or_else(|| panic!("unknown HubSpot object type {object:?}"));
+        self.shared.rules().add(rules::WriteRule::conditional(
+            object, property, other, value,
+        ));
+    }
+
     /// What `GET /_sim/state` returns for the configured hub.
     pub fn state_json(&self) -> Value {
         crm::state_json(&self.shared, self.shared.config.hub_id)
@@ -394,6 +442,7 @@ struct Shared {
     auth: Mutex<oauth::AuthState>,
     crm: Mutex<crm::CrmStore>,
     schema: Mutex<schema::Schema>,
+    rules: Mutex<rules::Rules>,
     crm_calls: AtomicUsize,
 }
 
@@ -409,6 +458,10 @@ impl Shared {
     fn schema(&self) -> MutexGuard<'_, schema::Schema> {
         self.schema.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn rules(&self) -> MutexGuard<'_, rules::Rules> {
+        self.rules.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -423,32 +476,41 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(TOKEN_PATH_V3, post(oauth::token))
         .route(REVOKE_PATH, post(oauth::revoke))
         .route(PIPELINES_PATH, get(pipelines::pipelines))
-        .route(PIPELINES_PATH_2026, get(pipelines::pipelines))
-        .route("/crm/v3/objects/{object}", post(crm::create_object))
-        .route("/crm/v3/objects/{object}/search", post(crm::search_objects))
+        .route("/crm/objects/2026-09/{object}", post(crm::create_object))
         .route(
-            "/crm/v3/objects/{object}/batch/upsert",
+            "/crm/objects/2026-09/{object}/search",
+            post(crm::search_objects),
+        )
+        .route(
+            "/crm/objects/2026-09/{object}/batch/upsert",
             post(crm::batch_upsert),
         )
-        .route("/crm/v3/objects/{object}/batch/read", post(crm::batch_read))
         .route(
-            "/crm/v3/objects/{object}/{id}",
+            "/crm/objects/2026-09/{object}/batch/create",
+            post(crm::batch_create),
+        )
+        .route(
+            "/crm/objects/2026-09/{object}/batch/read",
+            post(crm::batch_read),
+        )
+        .route(
+            "/crm/objects/2026-09/{object}/{id}",
             get(crm::read_object).patch(crm::update_object),
         )
         .route(
-            "/crm/v4/objects/{from}/{from_id}/associations/default/{to}/{to_id}",
+            "/crm/objects/2026-09/{from}/{from_id}/associations/default/{to}/{to_id}",
             axum::routing::put(crm::associate_default),
         )
         .route(
-            "/crm/v4/objects/{from}/{from_id}/associations/{to}",
+            "/crm/objects/2026-09/{from}/{from_id}/associations/{to}",
             get(crm::list_associations),
         )
         .route(
-            "/crm/v3/properties/{object}",
+            "/crm/properties/2026-09/{object}",
             get(schema::list_properties).post(schema::create_property),
         )
         .route(
-            "/crm/v3/properties/{object}/{name}",
+            "/crm/properties/2026-09/{object}/{name}",
             get(schema::read_property),
         )
         .route(SIM_STATE_PATH, get(crm::sim_state))

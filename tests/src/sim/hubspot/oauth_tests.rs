@@ -397,7 +397,7 @@ async fn pipelines_need_a_live_token() {
 
     // Same data at the date-versioned path.
     let response = http
-        .get(format!("{}{}", sim.base_url(), PIPELINES_PATH_2026))
+        .get(format!("{}{}", sim.base_url(), PIPELINES_PATH))
         .bearer_auth(&seeded.access_token)
         .send()
         .await

@@ -1,4 +1,4 @@
-//! `GET /crm/v3/pipelines/deals` (and the 2026-03 path).
+//! `GET /crm/pipelines/2026-09/deals` (and the 2026-03 path).
 //!
 //! Source: Pipelines 2026-03 OpenAPI spec
 //! (`PublicApiSpecs/CRM/Pipelines/Rollouts/145896/2026-03/pipelines.json`):

@@ -1,5 +1,5 @@
 //! Object types, property definitions and value validation, and the
-//! read-only `GET /crm/v3/properties/{object}[/{name}]` endpoints.
+//! read-only `GET /crm/properties/2026-09/{object}[/{name}]` endpoints.
 //!
 //! HubSpot rejects writes to properties that do not exist on the object,
 //! read-only properties and out-of-range enumeration values with a 400
@@ -320,7 +320,7 @@ pub(super) const MAX_UNIQUE_PROPERTIES: usize = 10;
 
 /// Property definitions per object type: the standard ones and those the simulator's
 /// `add_property` defines are shared by every hub; those created through
-/// `POST /crm/v3/properties/{object}` belong to the hub that created them.
+/// `POST /crm/properties/2026-09/{object}` belong to the hub that created them.
 pub(super) struct Schema {
     defs: BTreeMap<ObjectType, BTreeMap<String, PropertyDef>>,
     hub_defs: BTreeMap<(u64, ObjectType), BTreeMap<String, PropertyDef>>,
@@ -478,7 +478,7 @@ impl Schema {
             .collect()
     }
 
-    /// `POST /crm/v3/properties/{object}` for `hub_id`: the `PropertyCreate` body checked as
+    /// `POST /crm/properties/2026-09/{object}` for `hub_id`: the `PropertyCreate` body checked as
     /// HubSpot does (`name`, `label`, `type`, `fieldType`, `groupName` required), a name that
     /// exists is 409, an eleventh unique property is refused. Only `string`/`text`,
     /// `string`/`textarea` and `number`/`number` are supported by the simulator.
@@ -782,6 +782,17 @@ pub(super) fn parse_datetime(value: &str) -> Option<DateTime<Utc>> {
 
 /// The 400 HubSpot sends for rejected property values.
 pub(super) fn property_errors_response(problems: &[PropertyProblem]) -> Response {
+    hubspot_error_with(
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        problems_message(problems),
+        BTreeMap::from([("errors", Value::Array(problem_details(problems)))]),
+    )
+}
+
+/// The top-level `message` of a validation refusal: HubSpot's "Property values were not
+/// valid: [...]" with each problem embedded as JSON.
+pub(super) fn problems_message(problems: &[PropertyProblem]) -> String {
     let embedded: Vec<Value> = problems
         .iter()
         .map(|p| {
@@ -794,7 +805,13 @@ pub(super) fn property_errors_response(problems: &[PropertyProblem]) -> Response
             })
         })
         .collect();
-    let details: Vec<Value> = problems
+    format!("Property values were not valid: {}", Value::Array(embedded))
+}
+
+/// The `errors` of a validation refusal: `code`, `message`, `context.propertyName` (the
+/// shape of HubSpot's 2026-09 write-validation errors).
+pub(super) fn problem_details(problems: &[PropertyProblem]) -> Vec<Value> {
+    problems
         .iter()
         .map(|p| {
             json!({
@@ -803,13 +820,7 @@ pub(super) fn property_errors_response(problems: &[PropertyProblem]) -> Response
                 "context": { "propertyName": [p.name] },
             })
         })
-        .collect();
-    hubspot_error_with(
-        StatusCode::BAD_REQUEST,
-        "VALIDATION_ERROR",
-        format!("Property values were not valid: {}", Value::Array(embedded)),
-        BTreeMap::from([("errors", Value::Array(details))]),
-    )
+        .collect()
 }
 
 /// 400 for an object type the simulator does not know.
@@ -823,7 +834,7 @@ pub(super) fn unknown_object_type(object: &str) -> Reject {
 }
 
 // ---------------------------------------------------------------------------
-// GET /crm/v3/properties/{object}[/{name}]
+// GET /crm/properties/2026-09/{object}[/{name}]
 // ---------------------------------------------------------------------------
 
 pub(super) async fn list_properties(
