@@ -9,6 +9,7 @@ demo:
 
 bench:
 	bash scripts/bench.sh
+loadbench: ; bash scripts/bench.sh load $(LOADBENCH_ARGS)
 
 # sam build for Lambda (arm64) with the project's cargo-lambda; prints the zip sizes.
 package:
