@@ -46,6 +46,9 @@ pub(crate) struct Portal {
     pub(crate) payment_required: bool,
     pub(crate) rest_denied: bool,
     pub(crate) installed: bool,
+    /// Texts a portal rule refuses: an add whose field values contain one answers
+    /// `INVALID_ARG_VALUE` (as a required field or a business rule would).
+    pub(crate) refused: Vec<String>,
     app_id: i64,
     contacts: BTreeMap<i64, Map<String, Value>>,
     deals: BTreeMap<i64, Map<String, Value>>,
@@ -123,6 +126,7 @@ impl Portal {
             payment_required: false,
             rest_denied: false,
             installed: false,
+            refused: Vec::new(),
             app_id: rng.gen_range(10..1000),
             contacts: BTreeMap::new(),
             deals: BTreeMap::new(),
@@ -233,6 +237,17 @@ impl Portal {
             "deals": self.deals.values().map(|r| Value::Object(r.clone())).collect::<Vec<_>>(),
             "comments": self.comments.values().map(comment_json).collect::<Vec<_>>(),
         })
+    }
+
+    /// A portal rule's refusal of fields holding a refused text.
+    fn check_refused(&self, fields: &Map<String, Value>) -> Result<(), FieldError> {
+        let all = Value::Object(fields.clone()).to_string();
+        match self.refused.iter().find(|text| all.contains(text.as_str())) {
+            Some(text) => Err(invalid_arg(&format!(
+                "A portal rule refuses records holding {text:?}"
+            ))),
+            None => Ok(()),
+        }
     }
 
     // -- contacts -------------------------------------------------------------
@@ -829,6 +844,7 @@ fn call(
         "crm.duplicate.findbycomm" => find_by_comm(portal, params).map(Answer::from),
         "crm.contact.add" => {
             let fields = fields_param(params)?;
+            portal.check_refused(fields)?;
             portal.add_contact(fields, date).map(|id| json!(id).into())
         }
         "crm.contact.update" => {
@@ -847,6 +863,7 @@ fn call(
         }
         "crm.deal.add" => {
             let fields = fields_param(params)?;
+            portal.check_refused(fields)?;
             portal.add_deal(fields, date).map(|id| json!(id).into())
         }
         "crm.deal.update" => {

@@ -280,6 +280,12 @@ impl BitrixSim {
         self.with_portal(portal, |p| p.rest_denied = on);
     }
 
+    /// A portal rule from now on: `crm.contact.add` and `crm.deal.add` (alone or inside a
+    /// `batch`) refuse fields holding `text` with `INVALID_ARG_VALUE`.
+    pub fn refuse_records_with(&self, portal: &str, text: &str) {
+        self.with_portal(portal, |p| p.refused.push(text.to_owned()));
+    }
+
     /// The portal's admin removes the app: every token of the portal dies
     /// (REST answers `invalid_token`, refresh answers `invalid_grant`).
     pub fn uninstall_app(&self, portal: &str) {
