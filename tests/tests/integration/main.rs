@@ -2,6 +2,7 @@
 //! on loopback. One binary, one module per feature. Run through `make test`, which starts moto.
 
 mod app_secrets;
+mod batch_bitrix24;
 mod backfill_progress;
 mod batch_salesforce;
 mod batch_zoho;
