@@ -299,6 +299,10 @@ async fn run() -> Result<()> {
     );
     queues.send(&message).await;
     say("lead-0001: \"Fatima Al-Kuwari\", phone \"5555 1234\" (Qatar), stage qualified, score 82");
+    // The message contract (docs/message-contract.md): the tenant is the message group.
+    say(format!(
+        "sent with MessageGroupId {tenant}: one tenant's burst cannot hold back the others (SQS fair queue)"
+    ));
 
     step("lead-push receives the batch (as Lambda's SQS trigger would) and pushes it");
     let delivered = deliver(&lambda, &queues, 1).await?;
