@@ -4,6 +4,7 @@
 mod app_secrets;
 mod batch_bitrix24;
 mod backfill_progress;
+mod batch_hubspot;
 mod batch_salesforce;
 mod batch_zoho;
 mod bitrix24;
