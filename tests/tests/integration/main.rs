@@ -3,6 +3,7 @@
 
 mod app_secrets;
 mod batch_bitrix24;
+mod batch_google_sheets;
 mod backfill_progress;
 mod batch_hubspot;
 mod batch_salesforce;
