@@ -21,7 +21,7 @@
 //! ([`LeadBatch::fail`], permanent, with HubSpot's reason: e.g. a portal rule enforced from
 //! 2026-09); its neighbours go on. Leads the batch path does not cover (no email, a deal or
 //! note already made, a note in doubt, a lead-id clash, a whole-call refusal of their step)
-//! take the one-lead path of `push.rs`.
+//! take the one-lead path of `push.rs`, and so does a batch with a single such lead.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -123,6 +123,11 @@ pub(super) async fn push_leads(
         } else {
             one_by_one.insert(index);
         }
+    }
+    if batched.len() < 2 {
+        // One lead gains nothing from batch endpoints: the one-lead path makes the same three
+        // calls on the single-record endpoints.
+        one_by_one.extend(batched.drain(..));
     }
 
     for chunk in batched.chunks(MAX_INPUTS) {
