@@ -24,6 +24,23 @@ async fn listed(ctx: &TestContext, tenant: &str) -> serde_json::Value {
     response.body["connections"][0].clone()
 }
 
+/// `Connection.backfill` of infra/openapi.yaml as JSON Schema.
+fn backfill_schema() -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/openapi.yaml");
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    serde_json::to_value(&doc["components"]["schemas"]["Connection"]["properties"]["backfill"])
+        .unwrap()
+}
+
+fn valid(schema: &serde_json::Value, value: &serde_json::Value) -> bool {
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(schema)
+        .expect("a valid JSON Schema")
+        .is_valid(value)
+}
+
 #[tokio::test]
 async fn backfill_progress_adds_up_without_a_version_bump_and_shows_in_the_list() {
     let ctx = TestContext::new().await;
@@ -92,6 +109,12 @@ async fn backfill_progress_adds_up_without_a_version_bump_and_shows_in_the_list(
         at(shown["backfill"]["last_pushed_at"].as_str().unwrap()),
         later
     );
+    // As infra/openapi.yaml documents it (the contract test only ever sees `null` here).
+    let schema = backfill_schema();
+    assert!(valid(&schema, &shown["backfill"]), "{}", shown["backfill"]);
+    let mut undocumented = shown["backfill"].clone();
+    undocumented["skipped"] = 1.into();
+    assert!(!valid(&schema, &undocumented));
 
     // A reconnect writes the whole row again and keeps the counts.
     assert_eq!(
