@@ -98,6 +98,8 @@ fn leads_on(tenant: &str, plan: &str, stage: &str) -> Vec<InboundMessage> {
                 Some("Wants a demo."),
             ),
             receive_count: 1,
+            // As the lead queue hands it over: the tenant is the message group (fair queues).
+            group_id: Some(tenant.to_string()),
             ..Default::default()
         })
         .collect()
