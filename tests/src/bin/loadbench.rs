@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
     SendMessageBatchRequestEntry,
@@ -387,8 +387,15 @@ impl Bench<'_> {
         let mut timed_out = false;
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            if queue_depth(sqs, url).await? == 0 {
+            let depth = queue_depth(sqs, url).await?;
+            if depth == 0 {
                 break;
+            }
+            if started.elapsed().as_secs() % 30 == 0 {
+                eprintln!(
+                    "  {:.0} s: {depth} messages on the queue",
+                    started.elapsed().as_secs_f64()
+                );
             }
             if started.elapsed() > limit {
                 timed_out = true;
@@ -664,6 +671,7 @@ impl Worker {
                 .max_number_of_messages(want)
                 .wait_time_seconds(0)
                 .message_system_attribute_names(MessageSystemAttributeName::All)
+                .message_attribute_names("All")
                 .send()
                 .await?;
             let messages = out.messages.unwrap_or_default();
@@ -689,6 +697,18 @@ impl Worker {
                     .unwrap_or_default()
                     .into_iter()
                     .map(|(k, v)| (k.as_str().to_string(), v))
+                    .collect();
+                // As Lambda hands them over: the relay's own attributes (deferrals) among them.
+                record.message_attributes = m
+                    .message_attributes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(name, value)| {
+                        let mut attribute = SqsMessageAttribute::default();
+                        attribute.data_type = Some(value.data_type);
+                        attribute.string_value = value.string_value;
+                        (name, attribute)
+                    })
                     .collect();
                 records.push(record);
             }
