@@ -175,8 +175,22 @@ async fn a_lead_the_orgs_validation_rule_refuses_fails_alone() {
         ),
     );
 
+    ctx.salesforce.clear_requests();
     let outcomes = process_batch(&ctx.services, messages(&bodies, 1)).await;
 
+    // The refusal came inside the answer of the one call that created all five Leads.
+    let creates: Vec<usize> = ctx
+        .salesforce
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/composite/sobjects"))
+        .map(|r| r.body["records"].as_array().map_or(0, Vec::len))
+        .collect();
+    assert_eq!(
+        creates,
+        [5, 4],
+        "five Leads in one call, then the four Tasks"
+    );
     for (i, (_, outcome)) in outcomes.iter().enumerate() {
         if i == 2 {
             let MessageOutcome::DeadLettered { reason } = outcome else {
