@@ -23,7 +23,8 @@
 //! command's own error fails its lead alone ([`LeadBatch::fail`]). A lead that has anything in
 //! doubt (a create whose answer was lost, a marker of the older format) or whose known contact
 //! is gone is pushed on its own through [`super::push::push_lead`], which looks the record up by
-//! the lead's id before creating it again: that path is rare, and already proven.
+//! the lead's id before creating it again: that path is rare, and already proven. So is a batch
+//! of one lead (lead-push's single messages).
 
 use std::collections::BTreeMap;
 
@@ -68,11 +69,15 @@ pub(super) async fn push_leads(
     settings: Option<&ConnectionSettings>,
     batch: &mut LeadBatch<'_>,
 ) -> Result<(), ProviderError> {
-    // Leads pushed one at a time after the batch steps (see the module's note).
+    // Leads pushed one at a time after the batch steps (see the module's note). A lone lead
+    // too: `batch` would save it one call at most, and the one-lead push is the path whose
+    // every kill point is tested.
     let mut alone = vec![false; batch.len()];
+    let single = batch.open().len() == 1;
     for index in batch.open() {
         let progress = &batch.leads()[index].progress;
-        alone[index] = progress.records.contains_key(LEGACY_DEAL_SENT)
+        alone[index] = single
+            || progress.records.contains_key(LEGACY_DEAL_SENT)
             || ["contact", "deal", "comment"]
                 .iter()
                 .any(|kind| progress.in_doubt(kind));

@@ -19,7 +19,7 @@
 //! not appended again. The intent to append is noted on each new lead and all of them stored in
 //! one write before the sheet's first write; the rows' ranges are noted from the append's answer
 //! and stored in one write. A lead that appears twice in one batch is pushed alone afterwards
-//! (it finds the row its twin appended).
+//! (it finds the row its twin appended); so is a batch of one lead (the same calls either way).
 
 use std::collections::{HashMap, HashSet};
 
@@ -41,8 +41,10 @@ pub(super) async fn push_leads(
     batch: &mut LeadBatch<'_>,
 ) -> Result<(), ProviderError> {
     let (id, title) = spreadsheet(settings)?;
-    if batch.open().is_empty() {
-        return Ok(());
+    let open = batch.open();
+    if open.len() <= 1 {
+        // A lone lead: the same calls either way; the one-lead push is the tested path.
+        return push_alone(session, settings, batch, open).await;
     }
     let column = format!("{LAST_COLUMN}:{LAST_COLUMN}");
     let ids = read(session, id, &a1(title, &column)).await?;
@@ -124,7 +126,17 @@ pub(super) async fn push_leads(
         batch.save().await?;
     }
 
-    for index in alone {
+    push_alone(session, settings, batch, alone).await
+}
+
+/// These leads one after the other through the one-lead push, each journaled as it goes.
+async fn push_alone(
+    session: &Session<'_>,
+    settings: Option<&ConnectionSettings>,
+    batch: &mut LeadBatch<'_>,
+    indexes: Vec<usize>,
+) -> Result<(), ProviderError> {
+    for index in indexes {
         let item = batch.lead_mut(index);
         let lead = item.lead;
         if let Err(error) = push_lead(session, lead, settings, &mut item.progress).await {
