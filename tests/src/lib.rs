@@ -2,6 +2,7 @@
 //! and a per-test context. Used by the integration tests in `tests/tests/` and by the demo.
 
 pub mod aws;
+pub mod aws_calls;
 pub mod aws_faults;
 pub mod context;
 pub mod crash;

@@ -322,25 +322,26 @@ async fn claim_and_push(
         }
     }
 
-    // The destination's sync status, once for the batch.
+    // The destination's sync status, once for the batch (twice when some leads landed and
+    // some failed: the last success and the last error both hold).
     let now = Utc::now();
-    let failed = outcomes.iter().find_map(|r| r.as_ref().err());
-    let recorded = match failed {
-        None => {
-            services
-                .store
-                .record_sync_success(&tenant, provider, now)
-                .await
+    if outcomes.iter().any(|r| r.is_ok()) {
+        if let Err(e) = services
+            .store
+            .record_sync_success(&tenant, provider, now)
+            .await
+        {
+            tracing::warn!(error = %e, "could not record the sync status");
         }
-        Some(error) => {
-            services
-                .store
-                .record_sync_failure(&tenant, provider, now, &error.to_string())
-                .await
+    }
+    if let Some(error) = outcomes.iter().find_map(|r| r.as_ref().err()) {
+        if let Err(e) = services
+            .store
+            .record_sync_failure(&tenant, provider, now, &error.to_string())
+            .await
+        {
+            tracing::warn!(error = %e, "could not record the sync status");
         }
-    };
-    if let Err(e) = recorded {
-        tracing::warn!(error = %e, "could not record the sync status");
     }
     if lane == Lane::Backfill {
         // Retried failures are not counted: they are pushed (and counted) later, or end

@@ -2,6 +2,7 @@
 //! on loopback. One binary, one module per feature. Run through `make test`, which starts moto.
 
 mod app_secrets;
+mod batch_push;
 mod batch_bitrix24;
 mod batch_google_sheets;
 mod backfill_progress;

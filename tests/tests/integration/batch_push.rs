@@ -1,0 +1,222 @@
+//! lead-push's batch pipeline (issue 16): many leads of one tenant pushed to HubSpot in one
+//! `process_batch`, counted in AWS calls (an interceptor on the real SDK clients, against moto)
+//! and in CRM records; a lead refused inside the batch, a failed journal write and a
+//! throttled destination.
+
+use relay_tests::aws_calls::counted_services;
+use relay_tests::aws_faults::FaultyAws;
+use relay_tests::context::{outcome, TestContext};
+use relay_tests::crash::expire_lead_claims;
+use relay_tests::events::ApiEvent;
+use relay_tests::queue::lead_message;
+use relay_tests::sim::{Fault, Route};
+use serde_json::json;
+use shared::push::{process_batch, DestinationOutcome, InboundMessage, MessageOutcome};
+use shared::Provider;
+
+/// A Pro tenant with HubSpot connected, its stage mapping saved, and one lead pushed already
+/// (the portal's first push also defines the deal's unique lead id property).
+async fn connected_tenant(ctx: &TestContext) -> String {
+    let tenant = TestContext::tenant();
+    assert_eq!(
+        outcome(&ctx.connect_hubspot(&tenant, "pro").await)["status"],
+        "connected"
+    );
+    let saved = ctx
+        .api(ApiEvent::sample("connections-api/settings.json").claims(&tenant, "pro"))
+        .await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    let warm = ctx.deliver(&[lead(&tenant, "warm-up", "Wafa Warm")]).await;
+    assert!(warm.failed.is_empty(), "{warm:?}");
+    tenant
+}
+
+fn lead(tenant: &str, id: &str, name: &str) -> String {
+    lead_message(
+        tenant,
+        "pro",
+        json!({"id": id, "name": name, "email": format!("{id}@example.qa"), "stage": "qualified"}),
+        Some("Wants a demo"),
+    )
+}
+
+fn ten(tenant: &str) -> Vec<String> {
+    (0..10)
+        .map(|i| lead(tenant, &format!("lead-{i}"), &format!("Noor Person{i}")))
+        .collect()
+}
+
+fn inbound(bodies: &[String], receive_count: u32) -> Vec<InboundMessage> {
+    bodies
+        .iter()
+        .map(|body| InboundMessage {
+            message_id: uuid::Uuid::new_v4().to_string(),
+            body: body.clone(),
+            receive_count,
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// How many of the simulator's contacts carry the email of lead `id`.
+fn contacts_of(ctx: &TestContext, id: &str) -> usize {
+    let email = format!("{id}@example.qa");
+    ctx.hubspot
+        .contacts()
+        .iter()
+        .filter(|c| c.properties.get("email") == Some(&email))
+        .count()
+}
+
+#[tokio::test]
+async fn ten_new_leads_cost_at_most_two_aws_calls_each_and_their_replay_three_and_no_crm_call() {
+    let ctx = TestContext::new().await;
+    let tenant = connected_tenant(&ctx).await;
+    let (services, calls) = counted_services(&ctx);
+    let bodies = ten(&tenant);
+
+    let outcomes = process_batch(&services, inbound(&bodies, 1)).await;
+    let made = calls.take();
+    assert_eq!(outcomes.len(), 10);
+    for (_, outcome) in &outcomes {
+        let MessageOutcome::Done { results } = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert!(
+            matches!(
+                results[..],
+                [(Provider::Hubspot, DestinationOutcome::Pushed { .. })]
+            ),
+            "{results:?}"
+        );
+    }
+    // The measurement (docs/architecture.md, Lead push): printed with --nocapture.
+    eprintln!("AWS calls for 10 new leads: {}: {made:?}", made.len());
+    assert!(made.len() <= 20, "{} AWS calls: {made:?}", made.len());
+    for i in 0..10 {
+        assert_eq!(contacts_of(&ctx, &format!("lead-{i}")), 1, "lead-{i}");
+    }
+    assert_eq!(ctx.hubspot.deals().len(), 11, "ten and the warm-up lead");
+    assert_eq!(ctx.hubspot.notes().len(), 11);
+
+    // The same ten again (SQS delivering them twice): read, found pushed, settled.
+    let crm_before = ctx.hubspot.crm_call_count();
+    let again = process_batch(&services, inbound(&bodies, 1)).await;
+    let replayed = calls.take();
+    for (_, outcome) in &again {
+        assert_eq!(
+            *outcome,
+            MessageOutcome::Done {
+                results: vec![(Provider::Hubspot, DestinationOutcome::AlreadyPushed)]
+            }
+        );
+    }
+    eprintln!(
+        "AWS calls for their replay: {}: {replayed:?}",
+        replayed.len()
+    );
+    assert!(replayed.len() <= 3, "{replayed:?}");
+    assert_eq!(ctx.hubspot.crm_call_count(), crm_before, "no CRM call");
+}
+
+#[tokio::test]
+async fn a_lead_refused_inside_the_batch_fails_alone_and_its_neighbours_are_done() {
+    let ctx = TestContext::new().await;
+    let tenant = connected_tenant(&ctx).await;
+    // A portal rule only one lead breaks: HubSpot refuses that input, permanently.
+    ctx.hubspot
+        .require_when("contacts", "jobtitle", "lastname", "Refused");
+    let mut bodies = ten(&tenant);
+    bodies[4] = lead(&tenant, "lead-4", "Omar Refused");
+
+    let outcomes = process_batch(&ctx.services, inbound(&bodies, 1)).await;
+    for (i, (_, outcome)) in outcomes.iter().enumerate() {
+        if i == 4 {
+            let MessageOutcome::DeadLettered { reason } = outcome else {
+                panic!("the refused lead: {outcome:?}");
+            };
+            assert!(reason.contains("hubspot"), "{reason}");
+        } else {
+            assert!(
+                matches!(outcome, MessageOutcome::Done { .. }),
+                "lead-{i}: {outcome:?}"
+            );
+            assert_eq!(contacts_of(&ctx, &format!("lead-{i}")), 1, "lead-{i}");
+        }
+    }
+    assert_eq!(contacts_of(&ctx, "lead-4"), 0);
+    assert_eq!(ctx.hubspot.deals().len(), 10, "nine and the warm-up lead");
+    let dead = ctx.queues.dead_letters().await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+}
+
+#[tokio::test]
+async fn a_failed_journal_write_after_the_creates_creates_nothing_twice_on_redelivery() {
+    let ctx = TestContext::new().await;
+    let tenant = connected_tenant(&ctx).await;
+    let moto = std::env::var("AWS_ENDPOINT_URL").expect("moto");
+    // Every lead-mapping transaction that writes a contact id fails (the journal after the
+    // contacts were made, and the releasing write): the CRM has records the store never heard
+    // of, except as intents.
+    let proxy = FaultyAws::start(
+        &moto,
+        "TransactWriteItems",
+        r#""records":{"M":{"contact""#,
+        usize::MAX,
+    )
+    .await;
+    let faulty = ctx.services_via(&proxy.endpoint);
+    let bodies = ten(&tenant);
+
+    let first = process_batch(&faulty, inbound(&bodies, 1)).await;
+    assert!(proxy.matched() > 0, "the journal write was faulted");
+    for (_, outcome) in &first {
+        assert!(
+            matches!(outcome, MessageOutcome::Retry { .. }),
+            "{outcome:?}"
+        );
+    }
+
+    // Redelivered once the killed claims lapse, with the store healthy.
+    expire_lead_claims(&ctx, &tenant).await;
+    let second = process_batch(&ctx.services, inbound(&bodies, 2)).await;
+    for (_, outcome) in &second {
+        assert!(
+            matches!(outcome, MessageOutcome::Done { .. }),
+            "{outcome:?}"
+        );
+    }
+    for i in 0..10 {
+        assert_eq!(contacts_of(&ctx, &format!("lead-{i}")), 1, "lead-{i}");
+    }
+    assert_eq!(
+        ctx.hubspot.deals().len(),
+        11,
+        "ten and the warm-up lead, once"
+    );
+    assert_eq!(ctx.hubspot.notes().len(), 11);
+}
+
+#[tokio::test]
+async fn a_throttled_destination_defers_the_lead_even_on_its_last_receive() {
+    let ctx = TestContext::new().await;
+    let tenant = connected_tenant(&ctx).await;
+    // HubSpot answers 429 to everything for a while: more than the client waits in-process.
+    for _ in 0..200 {
+        ctx.hubspot.inject(Route::Any, Fault::Throttle);
+    }
+    let before = chrono::Utc::now();
+    let outcomes = process_batch(
+        &ctx.services,
+        inbound(&[lead(&tenant, "lead-t", "Tariq Throttled")], 5),
+    )
+    .await;
+    let (_, outcome) = &outcomes[0];
+    let MessageOutcome::Deferred { until, reason } = outcome else {
+        panic!("deferred, not retried or dead-lettered: {outcome:?}");
+    };
+    assert!(*until > before, "{until} {before}");
+    assert!(reason.contains("throttled"), "{reason}");
+    assert!(!outcome.is_settled(), "settled only once sent again");
+    assert!(ctx.queues.dead_letters().await.is_empty());
+}
