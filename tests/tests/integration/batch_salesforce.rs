@@ -150,6 +150,52 @@ async fn ten_new_leads_take_three_salesforce_calls_each_counted_once() {
     let again = process_batch(&ctx.services, messages(&bodies, 2)).await;
     assert!(again.iter().all(|(_, o)| done(o)), "{again:?}");
     assert_eq!(ctx.salesforce.requests().len(), 0);
+
+    // A later message of each, with a new score: the ten known Leads updated in one call, and
+    // their Tasks (whose text states the score) in one more.
+    let later: Vec<String> = bodies
+        .iter()
+        .map(|body| {
+            let mut message: Value = serde_json::from_str(body).unwrap();
+            message["lead"]["score"] = json!(35);
+            message["occurred_at"] = json!("2026-11-28T05:00:00Z");
+            message.to_string()
+        })
+        .collect();
+    let updated = process_batch(&ctx.services, messages(&later, 1)).await;
+    assert!(updated.iter().all(|(_, o)| done(o)), "{updated:?}");
+    let calls: Vec<String> = ctx
+        .salesforce
+        .requests()
+        .iter()
+        .filter(|r| !r.extra.sub && !r.path.starts_with("/services/oauth2/"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "PATCH /services/data/v62.0/composite/sobjects",
+            "PATCH /services/data/v62.0/composite/sobjects",
+        ]
+    );
+    for i in 0..10 {
+        assert_one_lead_with_its_task(&ctx, &format!("a{i}"));
+        let (leads, _) = records_of(
+            &ctx,
+            &format!("lead-a{i}"),
+            &format!("noura.a{i}@example.com"),
+        );
+        assert_eq!(leads[0]["Rating"], "Cold", "lead-a{i}'s score moved");
+        let (_, tasks) = records_of(
+            &ctx,
+            &format!("lead-a{i}"),
+            &format!("noura.a{i}@example.com"),
+        );
+        assert!(
+            text(&tasks[0], "Description").is_some_and(|d| d.contains("Score: 35/100")),
+            "lead-a{i}'s task"
+        );
+    }
 }
 
 #[tokio::test]
