@@ -150,6 +150,60 @@ async fn new_leads_go_in_one_upsert_and_one_notes_call_per_hundred() {
 }
 
 #[tokio::test]
+async fn known_leads_and_their_changed_notes_are_updated_in_one_call_each() {
+    let ctx = TestContext::new().await;
+    let tenant = zoho_tenant(&ctx).await;
+    let first: Vec<String> = (0..10)
+        .map(|i| {
+            lead(
+                &tenant,
+                &format!("known-{i}"),
+                Some(&format!("known{i}@example.com")),
+            )
+        })
+        .collect();
+    assert!(deliver(&ctx, &first, 1).await.iter().all(done));
+    ctx.zoho.clear_requests();
+
+    // An hour later each lead has a new summary.
+    let later: Vec<String> = first
+        .iter()
+        .map(|body| {
+            let mut message: serde_json::Value = serde_json::from_str(body).unwrap();
+            message["summary"] = json!(format!("{} and a demo", message["summary"]));
+            message["occurred_at"] = json!("2026-11-28T05:00:00Z");
+            message.to_string()
+        })
+        .collect();
+    let outcomes = deliver(&ctx, &later, 1).await;
+    assert!(outcomes.iter().all(done), "{outcomes:?}");
+    assert_eq!(
+        calls(&ctx, "PUT", "/crm/v8/Leads"),
+        1,
+        "10 known leads: one update"
+    );
+    assert_eq!(calls(&ctx, "PUT", NOTES), 1, "and one notes update");
+    let crm = ctx
+        .zoho
+        .requests()
+        .iter()
+        .filter(|r| r.request.path.starts_with("/crm/"))
+        .count();
+    assert_eq!(crm, 2, "no other CRM call");
+    for i in 0..10 {
+        assert_eq!(made(&ctx, &format!("known-{i}")), (1, 1));
+    }
+    assert!(ctx.zoho.notes(DC).iter().all(|n| n
+        .text("Note_Content")
+        .is_some_and(|c| c.contains("and a demo"))));
+
+    // The same content again: no CRM call at all.
+    ctx.zoho.clear_requests();
+    assert!(deliver(&ctx, &later, 1).await.iter().all(done));
+    assert_eq!(ctx.zoho.requests().len(), 0);
+}
+
+#[tokio::test]
 async fn a_record_zoho_refuses_fails_its_lead_alone() {
     let ctx = TestContext::new().await;
     let tenant = zoho_tenant(&ctx).await;

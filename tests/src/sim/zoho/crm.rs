@@ -849,6 +849,57 @@ pub(super) async fn update(
     })
 }
 
+/// `PUT /crm/v8/{module}`: many records updated by the `id` each carries, one result per
+/// record (a missing or unknown id is that record's `INVALID_DATA id`). Leads, Contacts and
+/// Notes (a note stays on its record).
+pub(super) async fn update_many(
+    State(shared): State<Arc<Shared>>,
+    Extension(target): Extension<Target>,
+    Path((version, module)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    shared.api(&headers, &target, &version, 1, |user| {
+        let module = api_module(&module, &[Module::Leads, Module::Contacts, Module::Notes])?;
+        let (items, _) = parse_body(&body)?;
+        let schema = shared.schema().clone();
+        let checked: Vec<Result<Checked, Value>> = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match shared.refusal(module, item, i) {
+                Some(refused) => Err(refused),
+                None => check_item(&schema, module, item, i),
+            })
+            .collect();
+        let mut store = shared.crm_store();
+        let org = store.org_mut(target.dc.code, user);
+        let answers = checked
+            .into_iter()
+            .enumerate()
+            .map(|(i, checked)| {
+                let mut checked = checked?;
+                let path = format!("$.data[{i}].id");
+                let Some(id) = str_field(&checked.record, "id").map(str::to_owned) else {
+                    return Err(mandatory_not_found("id", &path));
+                };
+                if org.usable(module, &id).is_none() {
+                    return Err(invalid_id(&path));
+                }
+                if module == Module::Notes {
+                    checked.record.remove("Parent_Id");
+                    checked.record.remove("se_module");
+                }
+                let stored = org
+                    .merge(module, &id, writable(&checked.record))
+                    .ok_or_else(|| invalid_id(&path))?;
+                Ok(org.success(&stored, "record updated"))
+            })
+            .map(|answer: Result<Value, Value>| answer.unwrap_or_else(|error| error))
+            .collect();
+        Ok(results(answers, StatusCode::OK))
+    })
+}
+
 /// `?converted=true|false|both` picks converted leads, unconverted ones (the default) or
 /// either, as Zoho's records API does; a record outside the choice answers 204.
 pub(super) async fn read(

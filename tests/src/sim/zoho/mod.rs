@@ -668,7 +668,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/crm/{version}/settings/layouts", get(schema::layouts))
         .route("/crm/{version}/settings/pipeline", get(schema::pipeline))
         .route("/crm/{version}/settings/fields", get(schema::fields))
-        .route("/crm/{version}/{module}", post(crm::insert))
+        .route(
+            "/crm/{version}/{module}",
+            post(crm::insert).put(crm::update_many),
+        )
         .route("/crm/{version}/{module}/upsert", post(crm::upsert))
         .route("/crm/{version}/{module}/search", get(crm::search))
         .route(
