@@ -155,7 +155,7 @@ pub(super) async fn push_leads(
             }
         }
         match create_notes(session, batch, &chunk).await {
-            Ok(()) => {}
+            Ok(handed_back) => one_by_one.extend(handed_back),
             Err(StepFailure::Whole(error)) => return Err(error),
             Err(StepFailure::OneByOne) => one_by_one.extend(chunk),
         }
@@ -428,6 +428,17 @@ async fn push_deals(
         property_made = true;
         to_create.retain(|(i, _)| missing_property.contains(i));
     }
+    // A lead the answer neither made nor refused (its error not traced to it): the one-lead
+    // path settles it (its intent makes it read back first), rather than it passing unmade.
+    for &index in chunk {
+        let item = &batch.leads()[index];
+        if item.is_open()
+            && !item.progress.records.contains_key("deal")
+            && !handed_back.contains(&index)
+        {
+            handed_back.push(index);
+        }
+    }
     Ok(handed_back)
 }
 
@@ -479,12 +490,12 @@ async fn read_back_deals(
 
 /// The chunk's notes in one batch create, each with its contact and deal associations inline
 /// and the lead's marker at the end of its body, announced and recorded by one journal write
-/// each.
+/// each. Returns the leads handed to the one-lead path.
 async fn create_notes(
     session: &Session<'_>,
     batch: &mut LeadBatch<'_>,
     chunk: &[usize],
-) -> Result<(), StepFailure> {
+) -> Result<Vec<usize>, StepFailure> {
     let mut bodies: BTreeMap<usize, String> = BTreeMap::new();
     let mut inputs = Vec::new();
     let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -511,7 +522,7 @@ async fn create_notes(
         bodies.insert(index, body);
     }
     if inputs.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     for index in bodies.keys() {
         batch.lead_mut(*index).progress.note_intent("note");
@@ -548,7 +559,16 @@ async fn create_notes(
         }
     }
     batch.save().await.map_err(StepFailure::Whole)?;
-    Ok(())
+    // A note the answer neither made nor refused: the one-lead path finds it by its marker or
+    // makes it.
+    Ok(bodies
+        .keys()
+        .copied()
+        .filter(|&i| {
+            let item = &batch.leads()[i];
+            item.is_open() && !item.progress.records.contains_key("note")
+        })
+        .collect())
 }
 
 /// Sends one batch call: its answer (200, 201, or 207 with per-input errors), or how the
