@@ -228,6 +228,17 @@ impl Update {
         placeholder
     }
 
+    /// DynamoDB refuses names the expressions do not use: keep only those they do.
+    fn drop_unused_names(&mut self) {
+        let text = format!("{} {}", self.conditions.join(" "), self.sets.join(" "));
+        let used = |placeholder: &str| {
+            text.match_indices(placeholder).any(|(at, _)| {
+                !text[at + placeholder.len()..].starts_with(|c: char| c.is_ascii_alphanumeric())
+            })
+        };
+        self.names.retain(|placeholder, _| used(placeholder));
+    }
+
     fn value(&mut self, placeholder: &str, n: u64) -> String {
         self.values
             .insert(placeholder.to_string(), AttributeValue::N(n.to_string()));
@@ -294,6 +305,7 @@ fn take_update(
             }
         }
     }
+    u.drop_unused_names();
     u
 }
 
@@ -380,9 +392,9 @@ impl Limiter {
                         self.remember(&tag.key, parse(refused.item.as_ref()));
                         continue;
                     }
-                    return Ok(self.fail_open(failure.err().code()));
+                    return Ok(self.fail_open(failure.err().code(), failure.err().message()));
                 }
-                Err(other) => return Ok(self.fail_open(other.code())),
+                Err(other) => return Ok(self.fail_open(other.code(), other.message())),
             }
         }
         Err(ProviderError::Throttled {
@@ -391,9 +403,10 @@ impl Limiter {
         })
     }
 
-    fn fail_open(&self, code: Option<&str>) -> Option<Ticket> {
+    fn fail_open(&self, code: Option<&str>, message: Option<&str>) -> Option<Ticket> {
         tracing::warn!(
             code = code.unwrap_or("dispatch"),
+            message = message.unwrap_or(""),
             "the rate limiter's table failed; sending without it"
         );
         None
@@ -621,5 +634,10 @@ mod tests {
         assert!(cond.contains("#liveat <= :lv"), "{cond}");
         assert!(!same.sets.join(",").contains("#liveat"));
         assert_eq!(same.names["#ttl"], "ttl");
+        // DynamoDB refuses unused names: the backfill take does not name live's cap.
+        assert!(!same.names.contains_key("#acap"));
+        let live = take_update(&state, &plans, Lane::Live, now);
+        assert!(!live.names.contains_key("#abf"));
+        assert!(live.names.contains_key("#acap"));
     }
 }
