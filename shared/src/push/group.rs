@@ -122,7 +122,7 @@ async fn push_group(
             .iter()
             .map(|(message, parsed)| {
                 let plan =
-                    crate::plan::effective(parsed.plan, Some(parsed.occurred_at), stored.clone());
+                    crate::plan::effective(parsed.plan, Some(parsed.occurred_at), stored);
                 let allowed = plan.allowed_destinations(&connected);
                 let _entered = message_span(message, Some(parsed)).entered();
                 for provider in connected.iter().filter(|p| !allowed.contains(p)) {
