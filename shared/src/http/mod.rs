@@ -322,12 +322,6 @@ impl HttpClient {
                             give_up,
                         } => {
                             *throttled += 1;
-                            // Every instance sending to the account pauses as asked.
-                            if let (Some(limiter), Some(tag), Some(wait)) =
-                                (&self.limiter, &request.rate, retry_after)
-                            {
-                                limiter.hold(&tag.key, wait).await;
-                            }
                             let failure = ProviderError::Throttled {
                                 provider,
                                 retry_after,

@@ -10,8 +10,8 @@
 //! window is counted in tenths, each capped at a share that keeps any rolling window within
 //! the limit; a fixed window (a UTC day, a leaky bucket's second) is counted whole
 //! ([`plan`]). The answers correct the item where the provider says more than the seed knows
-//! (`X-HubSpot-RateLimit-Max / -Remaining`, `Sforce-Limit-Info`, `Retry-After`; [`headers`]),
-//! written only when they differ from what the take saw.
+//! (`X-HubSpot-RateLimit-Max / -Remaining`, `Sforce-Limit-Info`; [`headers`]), written only
+//! when they differ from what the take saw.
 //!
 //! Lanes: a live take stamps the item; the backfill lane takes only while no live take
 //! happened in the last two slots, and only up to its own cap (two thirds of a burst slot,
@@ -501,20 +501,6 @@ impl Limiter {
         if target > seen.taken || remaining == 0 {
             self.write_correction(&ticket.key, u, "remaining").await;
         }
-    }
-
-    /// The provider asked for a pause (`Retry-After` on a throttled answer): nobody sends to
-    /// the account before it ends.
-    pub async fn hold(&self, key: &RateKey, wait: Duration) {
-        let until = now_ms() + wait.as_millis() as u64;
-        let mut u = Update::default();
-        let hold = u.name("hold_until");
-        let until_v = u.value(":h", until);
-        u.conditions.push(format!(
-            "attribute_not_exists({hold}) OR {hold} < {until_v}"
-        ));
-        u.sets.push(format!("{hold} = {until_v}"));
-        self.write_correction(key, u, "retry_after").await;
     }
 
     async fn write_correction(&self, key: &RateKey, u: Update, what: &'static str) {
