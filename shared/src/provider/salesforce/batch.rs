@@ -542,7 +542,17 @@ async fn update_leads(
     schema: &Schema,
     plan: &mut Plan,
 ) -> Result<(), ProviderError> {
-    let updates = std::mem::take(&mut plan.updates);
+    let mut updates = std::mem::take(&mut plan.updates);
+    // One record per call at most once: a second lead on the same Lead goes alone, after.
+    let mut ids = BTreeSet::new();
+    updates.retain(|&i| {
+        let id = batch.leads()[i].progress.records.get("lead").cloned();
+        let first = id.is_some_and(|id| ids.insert(id));
+        if !first {
+            plan.single.insert(i);
+        }
+        first
+    });
     for chunk in updates.chunks(COLLECTION_LIMIT) {
         let records: Vec<Value> = chunk
             .iter()
@@ -696,8 +706,8 @@ async fn one_by_one(
             Ok(()) => {}
             Err(error) if is_session_error(&error) => return Err(error),
             Err(error) if error.is_retryable() => {
-                batch.fail(index, copy_error(&error));
-                stopped = Some(error);
+                stopped = Some(copy_error(&error));
+                batch.fail(index, error);
             }
             Err(error) => batch.fail(index, error),
         }
