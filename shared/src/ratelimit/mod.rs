@@ -579,8 +579,10 @@ mod tests {
             Duration::from_millis(500)
         );
         // A live take 300 ms ago keeps backfill off for two slots (2 s) from it.
-        let mut idle_slot = ItemState::default();
-        idle_slot.live_at = Some(now - 300);
+        let mut idle_slot = ItemState {
+            live_at: Some(now - 300),
+            ..ItemState::default()
+        };
         assert_eq!(
             wait_for(&idle_slot, &plans, Lane::Backfill, now),
             Duration::from_millis(1_700)
