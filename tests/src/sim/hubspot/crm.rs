@@ -535,7 +535,10 @@ fn missing(name: &str) -> Reject {
 }
 
 fn required_problem(properties: &BTreeMap<String, String>, name: &str) -> Option<PropertyProblem> {
-    (!properties.get(name).is_some_and(|v| !v.is_empty())).then(|| missing_problem(name))
+    properties
+        .get(name)
+        .is_none_or(|v| v.is_empty())
+        .then(|| missing_problem(name))
 }
 
 /// The stage must be one of the pipeline's stages.
