@@ -644,11 +644,13 @@ pub static GOOGLE_SHEETS: ProviderFacts = ProviderFacts {
     api_base: "https://sheets.googleapis.com",
     data_centres: &[],
     account_host_suffixes: &[],
-    // Per user per project: 60 requests a minute (300 per project).
+    // Per user per project: 60 requests a minute (300 per project), "refilled every minute":
+    // Google meters whole minutes, so a fixed window matches it and lets a batch's few calls
+    // through at once (a rolling window in tenths would allow 5 per 6 s).
     rate_limits: &[RateLimit {
         requests: 60,
         window: Duration::from_secs(60),
-        shape: WindowShape::Rolling,
+        shape: WindowShape::Fixed,
     }],
     throttle: &[ThrottleSignal::Status429],
     account_identity: AccountIdentity::Spreadsheet,
