@@ -391,7 +391,7 @@ impl Bench<'_> {
             if depth == 0 {
                 break;
             }
-            if started.elapsed().as_secs() % 30 == 0 {
+            if started.elapsed().as_secs().is_multiple_of(30) {
                 eprintln!(
                     "  {:.0} s: {depth} messages on the queue",
                     started.elapsed().as_secs_f64()

@@ -322,7 +322,12 @@ async fn a_phone_only_lead_that_hubspot_knows_updates_the_contact_it_found() {
         .answer("POST", SEARCH, 200, search_results(&["602"]))
         .await;
     portal
-        .answer("PATCH", "/crm/objects/2026-09/contacts/602", 200, object("602"))
+        .answer(
+            "PATCH",
+            "/crm/objects/2026-09/contacts/602",
+            200,
+            object("602"),
+        )
         .await;
     portal.answer("POST", DEALS, 201, object("9003")).await;
     let lead = lead(
@@ -372,10 +377,20 @@ async fn a_phone_only_lead_that_hubspot_knows_updates_the_contact_it_found() {
 async fn a_known_lead_whose_stage_changed_moves_its_deal_and_leaves_the_unchanged_note_alone() {
     let portal = Portal::start().await;
     portal
-        .answer("PATCH", "/crm/objects/2026-09/contacts/501", 200, object("501"))
+        .answer(
+            "PATCH",
+            "/crm/objects/2026-09/contacts/501",
+            200,
+            object("501"),
+        )
         .await;
     portal
-        .answer("PATCH", "/crm/objects/2026-09/deals/9001", 200, object("9001"))
+        .answer(
+            "PATCH",
+            "/crm/objects/2026-09/deals/9001",
+            200,
+            object("9001"),
+        )
         .await;
     let mut progress = known_fatima();
 
@@ -409,10 +424,20 @@ async fn a_known_lead_whose_stage_changed_moves_its_deal_and_leaves_the_unchange
 async fn a_known_lead_whose_summary_changed_rewrites_its_note_body_only() {
     let portal = Portal::start().await;
     portal
-        .answer("PATCH", "/crm/objects/2026-09/contacts/501", 200, object("501"))
+        .answer(
+            "PATCH",
+            "/crm/objects/2026-09/contacts/501",
+            200,
+            object("501"),
+        )
         .await;
     portal
-        .answer("PATCH", "/crm/objects/2026-09/notes/7001", 200, object("7001"))
+        .answer(
+            "PATCH",
+            "/crm/objects/2026-09/notes/7001",
+            200,
+            object("7001"),
+        )
         .await;
     let mut progress = known_fatima();
 
@@ -454,7 +479,12 @@ async fn a_known_lead_whose_summary_changed_rewrites_its_note_body_only() {
 async fn a_known_lead_with_nothing_new_costs_only_the_contact_update() {
     let portal = Portal::start().await;
     portal
-        .answer("PATCH", "/crm/objects/2026-09/contacts/501", 200, object("501"))
+        .answer(
+            "PATCH",
+            "/crm/objects/2026-09/contacts/501",
+            200,
+            object("501"),
+        )
         .await;
     let mut progress = known_fatima();
 

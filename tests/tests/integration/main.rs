@@ -2,11 +2,11 @@
 //! on loopback. One binary, one module per feature. Run through `make test`, which starts moto.
 
 mod app_secrets;
-mod batch_push;
+mod backfill_progress;
 mod batch_bitrix24;
 mod batch_google_sheets;
-mod backfill_progress;
 mod batch_hubspot;
+mod batch_push;
 mod batch_salesforce;
 mod batch_zoho;
 mod bitrix24;

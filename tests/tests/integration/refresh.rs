@@ -133,7 +133,10 @@ async fn fifty_concurrent_refreshes_of_one_connection_make_one_provider_call_and
     let live = ctx.hubspot.issued_access_tokens();
     assert_eq!(live.last(), Some(&token), "the newest token HubSpot issued");
     let answer = reqwest::Client::new()
-        .get(format!("{}/crm/pipelines/2026-09/deals", ctx.hubspot.base_url()))
+        .get(format!(
+            "{}/crm/pipelines/2026-09/deals",
+            ctx.hubspot.base_url()
+        ))
         .bearer_auth(&token)
         .send()
         .await
