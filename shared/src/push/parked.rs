@@ -108,7 +108,7 @@ pub async fn release_parked(
             )));
         };
         for chunk in page.chunks(10) {
-            send_batch(services, queue_url, provider, chunk).await?;
+            send_batch(services, queue_url, tenant, provider, chunk).await?;
             for lead in chunk {
                 services.store.delete_parked_lead(lead).await?;
             }
@@ -126,6 +126,7 @@ pub async fn release_parked(
 async fn send_batch(
     services: &Services,
     queue_url: &str,
+    tenant: &TenantId,
     provider: Provider,
     chunk: &[ParkedLead],
 ) -> Result<(), Error> {
@@ -136,6 +137,8 @@ async fn send_batch(
             SendMessageBatchRequestEntry::builder()
                 .id(i.to_string())
                 .message_body(&lead.body)
+                // The message contract: the tenant is the message group (fair queue).
+                .message_group_id(tenant.as_str())
                 .message_attributes(
                     "released_from_park",
                     MessageAttributeValue::builder()

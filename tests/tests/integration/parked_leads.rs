@@ -138,7 +138,25 @@ async fn leads_for_a_burnt_grant_are_parked_and_a_reconnect_pushes_each_once_in_
     let connection = listed(&ctx, &tenant).await;
     assert_eq!(connection["status"], "active");
     assert_eq!(connection["parked_leads"], 0, "{connection}");
-    assert_eq!(drain(&ctx, 10).await, 21);
+    // Released in the tenant's message group, as the message contract asks (fair queue).
+    let event = ctx.queues.receive(21).await;
+    assert_eq!(event.records.len(), 21);
+    for record in &event.records {
+        assert_eq!(
+            record.attributes.get("MessageGroupId").map(String::as_str),
+            Some(tenant.as_str()),
+            "a released lead is in its tenant's message group"
+        );
+    }
+    let response = lead_push::handle(
+        &ctx.services,
+        lambda_runtime::LambdaEvent::new(event.clone(), lambda_runtime::Context::default()),
+    )
+    .await
+    .expect("lead-push never fails the invocation");
+    let delivery = ctx.queues.settle(&event, &response).await;
+    assert!(delivery.failed.is_empty(), "{delivery:?}");
+    assert_eq!(drain(&ctx, 10).await, 0);
 
     let contacts = ctx.hubspot.contacts();
     assert_eq!(contacts.len(), 20, "each lead once");
