@@ -11,8 +11,10 @@ use relay_tests::events::ApiEvent;
 use relay_tests::queue::lead_message;
 use relay_tests::sim::{Fault, Route};
 use serde_json::json;
+use shared::config::Config;
 use shared::push::{process_batch, DestinationOutcome, InboundMessage, MessageOutcome};
 use shared::Provider;
+use shared::Services;
 
 /// A Pro tenant with HubSpot connected, its stage mapping saved, and one lead pushed already
 /// (the portal's first push also defines the deal's unique lead id property).
@@ -219,4 +221,71 @@ async fn a_throttled_destination_defers_the_lead_even_on_its_last_receive() {
     assert!(reason.contains("throttled"), "{reason}");
     assert!(!outcome.is_settled(), "settled only once sent again");
     assert!(ctx.queues.dead_letters().await.is_empty());
+}
+
+/// Through lead-push as Lambda runs it: the throttled lead is sent again to the lead queue,
+/// delayed (SQS holds the copy), and the original is settled — no batch item failure, so it
+/// neither waits out the visibility timeout nor uses up a receive — even on its last receive.
+#[tokio::test]
+async fn lead_push_sends_a_throttled_lead_again_delayed_and_settles_the_original() {
+    let mut ctx = TestContext::new().await;
+    ctx.vars
+        .insert("LEAD_QUEUE_URL".into(), ctx.queues.url.clone());
+    let config = Config::from_lookup(|k| ctx.vars.get(k).cloned()).expect("configuration");
+    ctx.services = Services::with_aws_config(config, &ctx.aws)
+        .await
+        .expect("services");
+    let tenant = connected_tenant(&ctx).await;
+    let deals_before = ctx.hubspot.deals().len();
+    for _ in 0..200 {
+        ctx.hubspot.inject(Route::Any, Fault::Throttle);
+    }
+    ctx.queues
+        .send(&lead(&tenant, "lead-d", "Dana Deferred"))
+        .await;
+    let event = ctx.queues.receive(1).await;
+    assert_eq!(event.records.len(), 1);
+    let mut event = event;
+    // Its last allowed receive: a retry here would dead-letter it.
+    event.records[0]
+        .attributes
+        .insert("ApproximateReceiveCount".into(), "5".into());
+    let response = lead_push::handle(
+        &ctx.services,
+        lambda_runtime::LambdaEvent::new(event.clone(), lambda_runtime::Context::default()),
+    )
+    .await
+    .expect("lead-push never fails the invocation");
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "the original is settled once its copy is sent"
+    );
+    let delivery = ctx.queues.settle(&event, &response).await;
+    assert!(delivery.failed.is_empty(), "{delivery:?}");
+    assert!(ctx.queues.dead_letters().await.is_empty());
+    assert_eq!(
+        delayed(&ctx).await,
+        1,
+        "the copy waits in the queue, delayed"
+    );
+    assert_eq!(ctx.hubspot.deals().len(), deals_before, "nothing pushed");
+}
+
+async fn delayed(ctx: &TestContext) -> i64 {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let attributes = ctx
+        .queues
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&ctx.queues.url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .expect("GetQueueAttributes")
+        .attributes
+        .unwrap_or_default();
+    attributes
+        .get(&QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(-1)
 }
