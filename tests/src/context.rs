@@ -279,6 +279,21 @@ impl TestContext {
     }
 
     /// Receives up to `expected` pending messages again and runs them through lead-push.
+    /// `bodies` as one lead-push invocation's messages (each on its `receive_count`-th
+    /// receive) through `process_batch`; the outcomes, in order.
+    pub async fn push_batch(
+        &self,
+        bodies: &[String],
+        receive_count: u32,
+    ) -> Vec<shared::push::MessageOutcome> {
+        let messages = crate::queue::inbound_messages(bodies, receive_count);
+        shared::push::process_batch(&self.services, messages)
+            .await
+            .into_iter()
+            .map(|(_, outcome)| outcome)
+            .collect()
+    }
+
     pub async fn redeliver(&self, expected: usize) -> crate::queue::Delivery {
         let event = self.queues.receive(expected).await;
         let response = lead_push::handle(

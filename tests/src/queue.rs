@@ -124,33 +124,7 @@ impl LeadQueues {
                 .await
                 .expect("ReceiveMessage");
             for message in output.messages.unwrap_or_default() {
-                let mut record = SqsMessage::default();
-                record.message_id = message.message_id;
-                record.receipt_handle = message.receipt_handle;
-                record.body = message.body;
-                record.md5_of_body = message.md5_of_body;
-                record.event_source = Some("aws:sqs".into());
-                record.event_source_arn = Some(self.arn.clone());
-                record.aws_region = Some("us-east-1".into());
-                record.attributes = message
-                    .attributes
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k.as_str().to_string(), v))
-                    .collect::<HashMap<_, _>>();
-                // As Lambda hands them over: the relay's own (deferral) attributes among them.
-                record.message_attributes = message
-                    .message_attributes
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(name, value)| {
-                        let mut attribute = SqsMessageAttribute::default();
-                        attribute.data_type = Some(value.data_type);
-                        attribute.string_value = value.string_value;
-                        (name, attribute)
-                    })
-                    .collect();
-                records.push(record);
+                records.push(lambda_record(message, &self.arn));
             }
         }
         let mut event = SqsEvent::default();
@@ -252,4 +226,51 @@ pub fn lead_message(
         "occurred_at": "2026-11-28T04:00:00Z"
     })
     .to_string()
+}
+
+/// `bodies` as the messages of one lead-push invocation, each on its `receive_count`-th receive.
+pub fn inbound_messages(
+    bodies: &[String],
+    receive_count: u32,
+) -> Vec<shared::push::InboundMessage> {
+    bodies
+        .iter()
+        .map(|body| shared::push::InboundMessage {
+            message_id: uuid::Uuid::new_v4().to_string(),
+            body: body.clone(),
+            receive_count,
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// A received SQS message as Lambda's SQS trigger hands it over: its system attributes, and its
+/// message attributes (the relay's own deferral attributes among them).
+pub fn lambda_record(message: aws_sdk_sqs::types::Message, queue_arn: &str) -> SqsMessage {
+    let mut record = SqsMessage::default();
+    record.message_id = message.message_id;
+    record.receipt_handle = message.receipt_handle;
+    record.body = message.body;
+    record.md5_of_body = message.md5_of_body;
+    record.event_source = Some("aws:sqs".into());
+    record.event_source_arn = Some(queue_arn.to_string());
+    record.aws_region = Some("us-east-1".into());
+    record.attributes = message
+        .attributes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k.as_str().to_string(), v))
+        .collect::<HashMap<_, _>>();
+    record.message_attributes = message
+        .message_attributes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| {
+            let mut attribute = SqsMessageAttribute::default();
+            attribute.data_type = Some(value.data_type);
+            attribute.string_value = value.string_value;
+            (name, attribute)
+        })
+        .collect();
+    record
 }

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
     SendMessageBatchRequestEntry,
@@ -39,7 +39,7 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use relay_tests::context::TestContext;
-use relay_tests::queue::lead_message;
+use relay_tests::queue::{lambda_record, lead_message};
 use relay_tests::setup;
 use serde_json::json;
 use shared::config::Config;
@@ -684,33 +684,7 @@ impl Worker {
             }
             first.get_or_insert_with(Instant::now);
             for m in messages {
-                let mut record = SqsMessage::default();
-                record.message_id = m.message_id;
-                record.receipt_handle = m.receipt_handle;
-                record.body = m.body;
-                record.md5_of_body = m.md5_of_body;
-                record.event_source = Some("aws:sqs".into());
-                record.event_source_arn = Some(self.arn.clone());
-                record.aws_region = Some("us-east-1".into());
-                record.attributes = m
-                    .attributes
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k.as_str().to_string(), v))
-                    .collect();
-                // As Lambda hands them over: the relay's own attributes (deferrals) among them.
-                record.message_attributes = m
-                    .message_attributes
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(name, value)| {
-                        let mut attribute = SqsMessageAttribute::default();
-                        attribute.data_type = Some(value.data_type);
-                        attribute.string_value = value.string_value;
-                        (name, attribute)
-                    })
-                    .collect();
-                records.push(record);
+                records.push(lambda_record(m, &self.arn));
             }
         }
         Ok(records)

@@ -8,7 +8,7 @@ use relay_tests::crash::expire_lead_claims;
 use relay_tests::queue::lead_message;
 use relay_tests::sim::{BitrixRoute, Fault, Lost};
 use serde_json::{json, Value};
-use shared::push::{process_batch, InboundMessage, MessageOutcome};
+use shared::push::MessageOutcome;
 
 const PORTAL: &str = "souq-batch.bitrix24.com";
 
@@ -58,24 +58,6 @@ fn new_lead(tenant: &str, id: &str) -> String {
         "Wants 200 boxes of maamoul",
         "2026-11-28T04:00:00Z",
     )
-}
-
-/// One lead-push invocation holding `bodies`; the outcomes in order.
-async fn deliver(ctx: &TestContext, bodies: &[String]) -> Vec<MessageOutcome> {
-    let messages = bodies
-        .iter()
-        .map(|body| InboundMessage {
-            message_id: uuid::Uuid::new_v4().to_string(),
-            body: body.clone(),
-            receive_count: 1,
-            ..Default::default()
-        })
-        .collect();
-    process_batch(&ctx.services, messages)
-        .await
-        .into_iter()
-        .map(|(_, outcome)| outcome)
-        .collect()
 }
 
 fn done(outcome: &MessageOutcome) -> bool {
@@ -139,7 +121,7 @@ async fn new_leads_go_in_four_batch_calls_and_their_updates_in_three() {
 
     let ids: Vec<String> = (0..10).map(|i| format!("b24-ten-{i}")).collect();
     let bodies: Vec<String> = ids.iter().map(|id| new_lead(&tenant, id)).collect();
-    let outcomes = deliver(&ctx, &bodies).await;
+    let outcomes = ctx.push_batch(&bodies, 1).await;
     assert!(outcomes.iter().all(done), "{outcomes:?}");
     assert_eq!(
         ctx.bitrix.rest_methods(PORTAL),
@@ -164,7 +146,7 @@ async fn new_leads_go_in_four_batch_calls_and_their_updates_in_three() {
             )
         })
         .collect();
-    let outcomes = deliver(&ctx, &later).await;
+    let outcomes = ctx.push_batch(&later, 1).await;
     assert!(outcomes.iter().all(done), "{outcomes:?}");
     assert_eq!(
         ctx.bitrix.rest_methods(PORTAL),
@@ -178,7 +160,7 @@ async fn new_leads_go_in_four_batch_calls_and_their_updates_in_three() {
     ctx.bitrix.clear_requests();
     let many: Vec<String> = (0..30).map(|i| format!("b24-many-{i}")).collect();
     let bodies: Vec<String> = many.iter().map(|id| new_lead(&tenant, id)).collect();
-    let outcomes = deliver(&ctx, &bodies).await;
+    let outcomes = ctx.push_batch(&bodies, 1).await;
     assert!(outcomes.iter().all(done), "{outcomes:?}");
     assert_eq!(ctx.bitrix.rest_methods(PORTAL), ["batch"; 5]);
     let wrong = all_problems(&ctx, &many, "PREPARATION", "maamoul");
@@ -212,7 +194,7 @@ async fn a_command_the_portal_refuses_fails_its_lead_alone() {
             )
         })
         .collect();
-    let outcomes = deliver(&ctx, &bodies).await;
+    let outcomes = ctx.push_batch(&bodies, 1).await;
     for (i, outcome) in outcomes.iter().enumerate() {
         if i == 2 {
             assert!(
@@ -263,7 +245,7 @@ async fn each_batch_call_applied_with_its_answer_lost_is_redelivered_without_dup
                 nth,
                 Fault::LoseAnswer(lost.clone()),
             );
-            let first = deliver(&ctx, &bodies).await;
+            let first = ctx.push_batch(&bodies, 1).await;
             if ctx.bitrix.pending_faults() != 0 {
                 failures.push(format!("{case}: the fault never fired: {first:?}"));
                 continue;
@@ -277,7 +259,7 @@ async fn each_batch_call_applied_with_its_answer_lost_is_redelivered_without_dup
                 ));
             }
             expire_lead_claims(&ctx, &tenant).await;
-            let again = deliver(&ctx, &bodies).await;
+            let again = ctx.push_batch(&bodies, 1).await;
             if !again.iter().all(done) {
                 failures.push(format!("{case}: redelivery {again:?}"));
             }

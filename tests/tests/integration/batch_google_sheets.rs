@@ -10,7 +10,7 @@ use relay_tests::sim::{Fault, GoogleRoute, Lost};
 use serde_json::json;
 use shared::identity::TenantId;
 use shared::provider::google_sheets::sheet::row_of;
-use shared::push::{process_batch, InboundMessage, MessageOutcome};
+use shared::push::MessageOutcome;
 use shared::Provider;
 
 const OWNER: &str = "owner@example.com";
@@ -48,23 +48,6 @@ fn message(tenant: &str, lead: &str, stage: &str, at: &str) -> String {
         "occurred_at": at,
     })
     .to_string()
-}
-
-async fn deliver(ctx: &TestContext, bodies: &[String]) -> Vec<MessageOutcome> {
-    let messages = bodies
-        .iter()
-        .map(|body| InboundMessage {
-            message_id: uuid::Uuid::new_v4().to_string(),
-            body: body.clone(),
-            receive_count: 1,
-            ..Default::default()
-        })
-        .collect();
-    process_batch(&ctx.services, messages)
-        .await
-        .into_iter()
-        .map(|(_, outcome)| outcome)
-        .collect()
 }
 
 fn done(outcome: &MessageOutcome) -> bool {
@@ -169,7 +152,7 @@ async fn new_leads_go_in_one_append_and_changed_rows_in_one_batch_update() {
         .iter()
         .map(|l| message(&tenant, l, "qualified", "2026-11-28T04:00:00Z"))
         .collect();
-    let outcomes = deliver(&ctx, &bodies).await;
+    let outcomes = ctx.push_batch(&bodies, 1).await;
     assert!(outcomes.iter().all(done), "{outcomes:?}");
     let header = format!("'{TAB}'!A1:I1").replace('\'', "%27");
     assert_eq!(
@@ -197,7 +180,7 @@ async fn new_leads_go_in_one_append_and_changed_rows_in_one_batch_update() {
                 .map(|l| message(&tenant, l, "qualified", "2026-11-29T04:00:00Z")),
         )
         .collect();
-    let outcomes = deliver(&ctx, &bodies).await;
+    let outcomes = ctx.push_batch(&bodies, 1).await;
     assert!(outcomes.iter().all(done), "{outcomes:?}");
     assert_eq!(
         calls(&ctx),
@@ -238,7 +221,7 @@ async fn an_append_applied_with_its_answer_lost_is_redelivered_without_a_second_
             .collect();
         ctx.google
             .inject(GoogleRoute::ValuesAppend, Fault::LoseAnswer(lost.clone()));
-        let first = deliver(&ctx, &bodies).await;
+        let first = ctx.push_batch(&bodies, 1).await;
         total += ids.len();
         if ctx.google.pending_faults() != 0 {
             failures.push(format!("{case}: never sent: {first:?}"));
@@ -252,7 +235,7 @@ async fn an_append_applied_with_its_answer_lost_is_redelivered_without_a_second_
         }
         expire_lead_claims(&ctx, &tenant).await;
         ctx.google.clear_requests();
-        let again = deliver(&ctx, &bodies).await;
+        let again = ctx.push_batch(&bodies, 1).await;
         if !again.iter().all(done) {
             failures.push(format!("{case}: redelivery {again:?}"));
         }

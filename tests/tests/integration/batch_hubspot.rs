@@ -8,7 +8,7 @@ use relay_tests::crash::expire_lead_claims;
 use relay_tests::queue::lead_message;
 use relay_tests::sim::{Fault, Lost, Route};
 use serde_json::json;
-use shared::push::{process_batch, InboundMessage, MessageOutcome};
+use shared::push::MessageOutcome;
 
 const CONTACTS_UPSERT: &str = "/crm/objects/2026-09/contacts/batch/upsert";
 const DEALS_CREATE: &str = "/crm/objects/2026-09/deals/batch/create";
@@ -25,7 +25,9 @@ async fn warm_tenant(ctx: &TestContext) -> String {
         .await
         .expect("a connected HubSpot tenant")
         .tenant;
-    let outcomes = deliver(ctx, &[lead(&tenant, "warm-up", "qualified")], 1).await;
+    let outcomes = ctx
+        .push_batch(&[lead(&tenant, "warm-up", "qualified")], 1)
+        .await;
     assert!(outcomes.iter().all(done), "{outcomes:?}");
     ctx.hubspot.reset_crm_call_count();
     ctx.hubspot.clear_requests();
@@ -41,24 +43,6 @@ fn lead(tenant: &str, id: &str, stage: &str) -> String {
                "phone": null, "stage": stage, "source": "whatsapp", "score": 82}),
         Some(&format!("Wants 12 seats ({id})")),
     )
-}
-
-/// One delivery of `bodies` as one lead-push invocation (receive `count`); the outcomes.
-async fn deliver(ctx: &TestContext, bodies: &[String], count: u32) -> Vec<MessageOutcome> {
-    let messages = bodies
-        .iter()
-        .map(|body| InboundMessage {
-            message_id: uuid::Uuid::new_v4().to_string(),
-            body: body.clone(),
-            receive_count: count,
-            ..Default::default()
-        })
-        .collect();
-    process_batch(&ctx.services, messages)
-        .await
-        .into_iter()
-        .map(|(_, outcome)| outcome)
-        .collect()
 }
 
 fn done(outcome: &MessageOutcome) -> bool {
@@ -119,7 +103,7 @@ async fn ten_new_leads_take_at_most_four_calls_and_a_hundred_at_most_ten() {
     let ten: Vec<String> = (0..10)
         .map(|i| lead(&tenant, &format!("ten-{i}"), "contacted"))
         .collect();
-    let outcomes = deliver(&ctx, &ten, 1).await;
+    let outcomes = ctx.push_batch(&ten, 1).await;
     assert!(outcomes.iter().all(done), "{outcomes:?}");
     let calls = ctx.hubspot.crm_call_count();
     assert!(calls <= 4, "10 new leads: {calls} HubSpot calls");
@@ -140,7 +124,7 @@ async fn ten_new_leads_take_at_most_four_calls_and_a_hundred_at_most_ten() {
 
     // The same ten again change nothing and cost no call (recognised before HubSpot).
     ctx.hubspot.reset_crm_call_count();
-    let outcomes = deliver(&ctx, &ten, 1).await;
+    let outcomes = ctx.push_batch(&ten, 1).await;
     assert!(outcomes.iter().all(done), "{outcomes:?}");
     assert_eq!(ctx.hubspot.crm_call_count(), 0);
 
@@ -148,7 +132,7 @@ async fn ten_new_leads_take_at_most_four_calls_and_a_hundred_at_most_ten() {
     let hundred: Vec<String> = (0..100)
         .map(|i| lead(&tenant, &format!("hundred-{i}"), "qualified"))
         .collect();
-    let outcomes = deliver(&ctx, &hundred, 1).await;
+    let outcomes = ctx.push_batch(&hundred, 1).await;
     assert!(outcomes.iter().all(done), "{outcomes:?}");
     let calls = ctx.hubspot.crm_call_count();
     println!("HubSpot calls: 100 new leads of one tenant in one invocation: {calls}");
@@ -171,7 +155,7 @@ async fn a_lead_refused_by_a_portal_rule_fails_alone_with_hubspots_reason() {
         .collect();
     // `won` maps to closedwon, and LeadRelay sends no close date.
     bodies.insert(4, lead(&tenant, "refused", "won"));
-    let outcomes = deliver(&ctx, &bodies, 1).await;
+    let outcomes = ctx.push_batch(&bodies, 1).await;
 
     for (i, outcome) in outcomes.iter().enumerate() {
         if i == 4 {
@@ -212,7 +196,7 @@ async fn a_batch_deal_create_whose_answer_is_lost_is_found_again_on_redelivery()
         Route::Deals,
         Fault::LoseAnswer(Lost::Status(504, "gateway timeout".into())),
     );
-    let outcomes = deliver(&ctx, &bodies, 1).await;
+    let outcomes = ctx.push_batch(&bodies, 1).await;
     assert!(
         outcomes
             .iter()
@@ -227,7 +211,7 @@ async fn a_batch_deal_create_whose_answer_is_lost_is_found_again_on_redelivery()
 
     expire_lead_claims(&ctx, &tenant).await;
     ctx.hubspot.clear_requests();
-    let outcomes = deliver(&ctx, &bodies, 2).await;
+    let outcomes = ctx.push_batch(&bodies, 2).await;
     assert!(outcomes.iter().all(done), "{outcomes:?}");
     assert_eq!(ctx.hubspot.count("POST", DEALS_READ), 1, "one batch read");
     assert_eq!(

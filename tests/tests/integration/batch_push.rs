@@ -8,11 +8,11 @@ use relay_tests::aws_faults::FaultyAws;
 use relay_tests::context::{outcome, TestContext};
 use relay_tests::crash::expire_lead_claims;
 use relay_tests::events::ApiEvent;
-use relay_tests::queue::lead_message;
+use relay_tests::queue::{inbound_messages, lead_message};
 use relay_tests::sim::{Fault, Route};
 use serde_json::json;
 use shared::config::Config;
-use shared::push::{process_batch, DestinationOutcome, InboundMessage, MessageOutcome};
+use shared::push::{process_batch, DestinationOutcome, MessageOutcome};
 use shared::Provider;
 use shared::Services;
 
@@ -48,18 +48,6 @@ fn ten(tenant: &str) -> Vec<String> {
         .collect()
 }
 
-fn inbound(bodies: &[String], receive_count: u32) -> Vec<InboundMessage> {
-    bodies
-        .iter()
-        .map(|body| InboundMessage {
-            message_id: uuid::Uuid::new_v4().to_string(),
-            body: body.clone(),
-            receive_count,
-            ..Default::default()
-        })
-        .collect()
-}
-
 /// How many of the simulator's contacts carry the email of lead `id`.
 fn contacts_of(ctx: &TestContext, id: &str) -> usize {
     let email = format!("{id}@example.qa");
@@ -77,7 +65,7 @@ async fn ten_new_leads_cost_at_most_two_aws_calls_each_and_their_replay_three_an
     let (services, calls) = counted_services(&ctx);
     let bodies = ten(&tenant);
 
-    let outcomes = process_batch(&services, inbound(&bodies, 1)).await;
+    let outcomes = process_batch(&services, inbound_messages(&bodies, 1)).await;
     let made = calls.take();
     assert_eq!(outcomes.len(), 10);
     for (_, outcome) in &outcomes {
@@ -103,7 +91,7 @@ async fn ten_new_leads_cost_at_most_two_aws_calls_each_and_their_replay_three_an
 
     // The same ten again (SQS delivering them twice): read, found pushed, settled.
     let crm_before = ctx.hubspot.crm_call_count();
-    let again = process_batch(&services, inbound(&bodies, 1)).await;
+    let again = process_batch(&services, inbound_messages(&bodies, 1)).await;
     let replayed = calls.take();
     for (_, outcome) in &again {
         assert_eq!(
@@ -131,7 +119,7 @@ async fn a_lead_refused_inside_the_batch_fails_alone_and_its_neighbours_are_done
     let mut bodies = ten(&tenant);
     bodies[4] = lead(&tenant, "lead-4", "Omar Refused");
 
-    let outcomes = process_batch(&ctx.services, inbound(&bodies, 1)).await;
+    let outcomes = process_batch(&ctx.services, inbound_messages(&bodies, 1)).await;
     for (i, (_, outcome)) in outcomes.iter().enumerate() {
         if i == 4 {
             let MessageOutcome::DeadLettered { reason } = outcome else {
@@ -170,7 +158,7 @@ async fn a_failed_journal_write_after_the_creates_creates_nothing_twice_on_redel
     let faulty = ctx.services_via(&proxy.endpoint);
     let bodies = ten(&tenant);
 
-    let first = process_batch(&faulty, inbound(&bodies, 1)).await;
+    let first = process_batch(&faulty, inbound_messages(&bodies, 1)).await;
     assert!(proxy.matched() > 0, "the journal write was faulted");
     for (_, outcome) in &first {
         assert!(
@@ -181,7 +169,7 @@ async fn a_failed_journal_write_after_the_creates_creates_nothing_twice_on_redel
 
     // Redelivered once the killed claims lapse, with the store healthy.
     expire_lead_claims(&ctx, &tenant).await;
-    let second = process_batch(&ctx.services, inbound(&bodies, 2)).await;
+    let second = process_batch(&ctx.services, inbound_messages(&bodies, 2)).await;
     for (_, outcome) in &second {
         assert!(
             matches!(outcome, MessageOutcome::Done { .. }),
@@ -210,7 +198,7 @@ async fn a_throttled_destination_defers_the_lead_even_on_its_last_receive() {
     let before = chrono::Utc::now();
     let outcomes = process_batch(
         &ctx.services,
-        inbound(&[lead(&tenant, "lead-t", "Tariq Throttled")], 5),
+        inbound_messages(&[lead(&tenant, "lead-t", "Tariq Throttled")], 5),
     )
     .await;
     let (_, outcome) = &outcomes[0];

@@ -4,14 +4,14 @@
 //! collections create whose answer was lost is found again on redelivery, never duplicated.
 
 use relay_tests::context::{outcome, TestContext};
-use relay_tests::queue::lead_message;
+use relay_tests::queue::{inbound_messages, lead_message};
 use relay_tests::sim::{Fault, Lost, SalesforceRoute};
 use serde_json::{json, Value};
 use shared::connections::open_session;
 use shared::identity::TenantId;
 use shared::lead::parse_message;
 use shared::provider::{for_provider, LeadBatch, ProgressSnapshot};
-use shared::push::{process_batch, InboundMessage, MessageOutcome};
+use shared::push::{process_batch, MessageOutcome};
 use shared::Provider;
 
 const ACME: &str = "acme";
@@ -51,19 +51,6 @@ fn lead(tenant: &str, tag: &str) -> String {
                "score": 82, "stage": "qualified"}),
         Some("Needs cold-chain trucking Doha to Riyadh, twice a week."),
     )
-}
-
-fn messages(bodies: &[String], receive_count: u32) -> Vec<InboundMessage> {
-    bodies
-        .iter()
-        .enumerate()
-        .map(|(i, body)| InboundMessage {
-            message_id: format!("m-{i}"),
-            body: body.clone(),
-            receive_count,
-            ..InboundMessage::default()
-        })
-        .collect()
 }
 
 fn text<'a>(record: &'a Value, field: &str) -> Option<&'a str> {
@@ -114,7 +101,7 @@ async fn ten_new_leads_take_three_salesforce_calls_each_counted_once() {
     let usage_before = ctx.salesforce.api_usage(ACME);
     ctx.salesforce.clear_requests();
 
-    let outcomes = process_batch(&ctx.services, messages(&bodies, 1)).await;
+    let outcomes = process_batch(&ctx.services, inbound_messages(&bodies, 1)).await;
 
     assert_eq!(outcomes.len(), 10);
     assert!(outcomes.iter().all(|(_, o)| done(o)), "{outcomes:?}");
@@ -147,7 +134,7 @@ async fn ten_new_leads_take_three_salesforce_calls_each_counted_once() {
 
     // The same messages again change nothing and cost no call.
     ctx.salesforce.clear_requests();
-    let again = process_batch(&ctx.services, messages(&bodies, 2)).await;
+    let again = process_batch(&ctx.services, inbound_messages(&bodies, 2)).await;
     assert!(again.iter().all(|(_, o)| done(o)), "{again:?}");
     assert_eq!(ctx.salesforce.requests().len(), 0);
 
@@ -162,7 +149,7 @@ async fn ten_new_leads_take_three_salesforce_calls_each_counted_once() {
             message.to_string()
         })
         .collect();
-    let updated = process_batch(&ctx.services, messages(&later, 1)).await;
+    let updated = process_batch(&ctx.services, inbound_messages(&later, 1)).await;
     assert!(updated.iter().all(|(_, o)| done(o)), "{updated:?}");
     let calls: Vec<String> = ctx
         .salesforce
@@ -222,7 +209,7 @@ async fn a_lead_the_orgs_validation_rule_refuses_fails_alone() {
     );
 
     ctx.salesforce.clear_requests();
-    let outcomes = process_batch(&ctx.services, messages(&bodies, 1)).await;
+    let outcomes = process_batch(&ctx.services, inbound_messages(&bodies, 1)).await;
 
     // The refusal came inside the answer of the one call that created all five Leads.
     let creates: Vec<usize> = ctx
@@ -268,7 +255,7 @@ async fn a_lost_collections_answer_is_redelivered_without_a_duplicate() {
         Fault::LoseAnswer(Lost::Status(502, "Bad Gateway".into())),
     );
 
-    let first = process_batch(&ctx.services, messages(&bodies, 1)).await;
+    let first = process_batch(&ctx.services, inbound_messages(&bodies, 1)).await;
 
     assert!(
         first
@@ -284,7 +271,7 @@ async fn a_lost_collections_answer_is_redelivered_without_a_duplicate() {
     );
 
     ctx.salesforce.clear_requests();
-    let again = process_batch(&ctx.services, messages(&bodies, 2)).await;
+    let again = process_batch(&ctx.services, inbound_messages(&bodies, 2)).await;
 
     assert!(again.iter().all(|(_, o)| done(o)), "{again:?}");
     for i in 0..5 {

@@ -10,7 +10,7 @@ use relay_tests::queue::lead_message;
 use relay_tests::sim::zoho::DEFAULT_USER;
 use relay_tests::sim::{Fault, Lost, ZohoRoute};
 use serde_json::json;
-use shared::push::{process_batch, InboundMessage, MessageOutcome};
+use shared::push::MessageOutcome;
 
 const DC: &str = "au";
 const UPSERT: &str = "/crm/v8/Leads/upsert";
@@ -48,24 +48,6 @@ fn lead(tenant: &str, id: &str, email: Option<&str>) -> String {
                "stage": "qualified", "source": "whatsapp", "score": 82}),
         Some(&format!("Wants 12 seats ({id})")),
     )
-}
-
-/// One delivery of `bodies` as one lead-push invocation (receive `count`); the outcomes.
-async fn deliver(ctx: &TestContext, bodies: &[String], count: u32) -> Vec<MessageOutcome> {
-    let messages = bodies
-        .iter()
-        .map(|body| InboundMessage {
-            message_id: uuid::Uuid::new_v4().to_string(),
-            body: body.clone(),
-            receive_count: count,
-            ..Default::default()
-        })
-        .collect();
-    process_batch(&ctx.services, messages)
-        .await
-        .into_iter()
-        .map(|(_, outcome)| outcome)
-        .collect()
 }
 
 fn done(outcome: &MessageOutcome) -> bool {
@@ -110,7 +92,7 @@ async fn new_leads_go_in_one_upsert_and_one_notes_call_per_hundred() {
             )
         })
         .collect();
-    let outcomes = deliver(&ctx, &ten, 1).await;
+    let outcomes = ctx.push_batch(&ten, 1).await;
     assert!(outcomes.iter().all(done), "{outcomes:?}");
     assert_eq!(calls(&ctx, "POST", UPSERT), 1, "10 new leads: one upsert");
     assert_eq!(calls(&ctx, "POST", NOTES), 1, "and one notes create");
@@ -137,7 +119,7 @@ async fn new_leads_go_in_one_upsert_and_one_notes_call_per_hundred() {
             )
         })
         .collect();
-    let outcomes = deliver(&ctx, &many, 1).await;
+    let outcomes = ctx.push_batch(&many, 1).await;
     assert!(
         outcomes.iter().all(done),
         "{:?}",
@@ -162,7 +144,7 @@ async fn known_leads_and_their_changed_notes_are_updated_in_one_call_each() {
             )
         })
         .collect();
-    assert!(deliver(&ctx, &first, 1).await.iter().all(done));
+    assert!(ctx.push_batch(&first, 1).await.iter().all(done));
     ctx.zoho.clear_requests();
 
     // An hour later each lead has a new summary.
@@ -175,7 +157,7 @@ async fn known_leads_and_their_changed_notes_are_updated_in_one_call_each() {
             message.to_string()
         })
         .collect();
-    let outcomes = deliver(&ctx, &later, 1).await;
+    let outcomes = ctx.push_batch(&later, 1).await;
     assert!(outcomes.iter().all(done), "{outcomes:?}");
     assert_eq!(
         calls(&ctx, "PUT", "/crm/v8/Leads"),
@@ -199,7 +181,7 @@ async fn known_leads_and_their_changed_notes_are_updated_in_one_call_each() {
 
     // The same content again: no CRM call at all.
     ctx.zoho.clear_requests();
-    assert!(deliver(&ctx, &later, 1).await.iter().all(done));
+    assert!(ctx.push_batch(&later, 1).await.iter().all(done));
     assert_eq!(ctx.zoho.requests().len(), 0);
 }
 
@@ -215,7 +197,7 @@ async fn a_record_zoho_refuses_fails_its_lead_alone() {
         lead(&tenant, "bad", Some("bad.refused@example.com")),
         lead(&tenant, "ok-2", Some("ok2@example.com")),
     ];
-    let outcomes = deliver(&ctx, &bodies, 1).await;
+    let outcomes = ctx.push_batch(&bodies, 1).await;
     assert!(done(&outcomes[0]) && done(&outcomes[2]), "{outcomes:?}");
     match &outcomes[1] {
         MessageOutcome::DeadLettered { reason } => {
@@ -253,7 +235,7 @@ async fn batch_calls_applied_with_their_answers_lost_then_delivered_again_make_n
         ZohoRoute::Upsert,
         Fault::LoseAnswer(Lost::Status(504, "gateway timeout".into())),
     );
-    let outcomes = deliver(&ctx, &bodies, 1).await;
+    let outcomes = ctx.push_batch(&bodies, 1).await;
     assert!(
         outcomes
             .iter()
@@ -268,13 +250,13 @@ async fn batch_calls_applied_with_their_answers_lost_then_delivered_again_make_n
         ZohoRoute::Notes,
         Fault::LoseAnswer(Lost::Status(504, "gateway timeout".into())),
     );
-    let outcomes = deliver(&ctx, &bodies, 2).await;
+    let outcomes = ctx.push_batch(&bodies, 2).await;
     assert!(outcomes.iter().any(|o| !done(o)), "{outcomes:?}");
     assert_eq!(ctx.zoho.pending_faults(), 0, "the notes fault fired");
     expire_lead_claims(&ctx, &tenant).await;
 
     // Once more: everything is found again, nothing is made twice.
-    let outcomes = deliver(&ctx, &bodies, 3).await;
+    let outcomes = ctx.push_batch(&bodies, 3).await;
     assert!(outcomes.iter().all(done), "{outcomes:?}");
     for id in ids {
         assert_eq!(made(&ctx, id), (1, 1), "lead {id}");
