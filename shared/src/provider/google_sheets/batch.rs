@@ -27,7 +27,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::push::{path_range, push_lead, read, spreadsheet, ROW};
+use super::push::{append, push_lead, read, spreadsheet, ROW};
 use super::sheet::{self, a1, row_of, HEADER, LAST_COLUMN};
 use crate::error::ProviderError;
 use crate::http::Idempotency;
@@ -187,40 +187,4 @@ async fn batch_update(
         });
     }
     Ok(())
-}
-
-/// `POST .../values/{title}!A:I:append` with every new row at once; returns the range written.
-/// Not resent once it may have reached Google (it would add the rows twice); a retry finds the
-/// rows by their lead ids.
-async fn append(
-    session: &Session<'_>,
-    id: &str,
-    title: &str,
-    rows: Vec<Value>,
-) -> Result<String, ProviderError> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Updates {
-        updated_range: String,
-    }
-    #[derive(Deserialize)]
-    struct Answer {
-        updates: Updates,
-    }
-    let range = a1(title, &format!("A:{LAST_COLUMN}"));
-    let mut request = session
-        .request(
-            "values.append",
-            Method::POST,
-            &format!("/v4/spreadsheets/{id}/values/{}:append", path_range(&range)),
-        )
-        .json(json!({"range": range, "majorDimension": "ROWS", "values": rows}))
-        .idempotency(Idempotency::Unsafe);
-    request
-        .url
-        .query_pairs_mut()
-        .append_pair("valueInputOption", "RAW")
-        .append_pair("insertDataOption", "INSERT_ROWS");
-    let answer: Answer = super::read(session.http.send(request).await?)?.json()?;
-    Ok(answer.updates.updated_range)
 }

@@ -85,7 +85,7 @@ pub(super) async fn push_lead(
             write(session, id, &first, header).await?;
         }
     }
-    let range = append(session, id, title, values).await?;
+    let range = append(session, id, title, vec![Value::Array(values)]).await?;
     tracing::info!("lead appended as a row");
     progress.record(ROW, range).await
 }
@@ -182,13 +182,14 @@ async fn write(
     Ok(())
 }
 
-/// `POST .../values/{title}!A:I:append`: a new row after the table. Not resent once it may
-/// have reached Google (it would add a second row); a retry finds the row by the lead id.
-async fn append(
+/// `POST .../values/{title}!A:I:append`: new rows after the table (one lead's, or a batch's);
+/// returns the range written. Not resent once it may have reached Google (it would add the rows
+/// twice); a retry finds the rows by their lead ids.
+pub(super) async fn append(
     session: &Session<'_>,
     id: &str,
     title: &str,
-    values: Vec<Value>,
+    rows: Vec<Value>,
 ) -> Result<String, ProviderError> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
@@ -206,7 +207,7 @@ async fn append(
             Method::POST,
             &format!("/v4/spreadsheets/{id}/values/{}:append", path_range(&range)),
         )
-        .json(json!({"range": range, "majorDimension": "ROWS", "values": [values]}))
+        .json(json!({"range": range, "majorDimension": "ROWS", "values": rows}))
         .idempotency(Idempotency::Unsafe);
     request
         .url
