@@ -422,6 +422,8 @@ impl Bench<'_> {
             timed_out,
             invocations: stats.invocations.load(Ordering::SeqCst),
             records: stats.records.load(Ordering::SeqCst),
+            gather_ms: stats.gather_ms.load(Ordering::SeqCst),
+            handler_ms: stats.handler_ms.load(Ordering::SeqCst),
             failures_reported: stats.failures.load(Ordering::SeqCst),
             dead_letters: queue_count(sqs, &self.ctx.queues.dead_letter_url).await?,
             with_noisy,
@@ -606,6 +608,9 @@ struct WorkerStats {
     invocations: AtomicUsize,
     records: AtomicUsize,
     failures: AtomicUsize,
+    /// Milliseconds spent gathering batches (the batching window) and inside the handler.
+    gather_ms: AtomicUsize,
+    handler_ms: AtomicUsize,
     /// The earliest `SentTimestamp` seen per lead id (a re-sent copy carries a later one).
     sent_timestamps: Mutex<HashMap<String, i64>>,
 }
@@ -628,6 +633,7 @@ impl Worker {
     async fn run(self) {
         let mut n = 0u64;
         while !self.stop.load(Ordering::SeqCst) {
+            let gathering = Instant::now();
             let records = match self.batch().await {
                 Ok(records) => records,
                 Err(e) => {
@@ -643,7 +649,15 @@ impl Worker {
                 continue;
             }
             n += 1;
-            if let Err(e) = self.invoke(records, n).await {
+            self.stats
+                .gather_ms
+                .fetch_add(gathering.elapsed().as_millis() as usize, Ordering::SeqCst);
+            let handling = Instant::now();
+            let invoked = self.invoke(records, n).await;
+            self.stats
+                .handler_ms
+                .fetch_add(handling.elapsed().as_millis() as usize, Ordering::SeqCst);
+            if let Err(e) = invoked {
                 eprintln!("{}: {e:#}", self.name);
             }
         }
@@ -795,6 +809,8 @@ struct Run {
     timed_out: bool,
     invocations: usize,
     records: usize,
+    gather_ms: usize,
+    handler_ms: usize,
     failures_reported: usize,
     dead_letters: usize,
     with_noisy: bool,
@@ -830,6 +846,12 @@ impl Run {
             self.records as f64 / self.invocations.max(1) as f64,
             self.failures_reported,
             self.dead_letters
+        );
+        let invocations = self.invocations.max(1) as f64;
+        println!(
+            "per invocation: {:.2} s gathering its batch, {:.2} s in the handler",
+            self.gather_ms as f64 / invocations / 1000.0,
+            self.handler_ms as f64 / invocations / 1000.0
         );
         println!(
             "| tenant | leads | pushed | leads/s | % of max | calls/lead | 429s | dwell p50 | dwell p99 | lost | duplicated |"
