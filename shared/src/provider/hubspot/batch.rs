@@ -104,6 +104,28 @@ fn step_failure(error: ProviderError) -> StepFailure {
     }
 }
 
+/// After one batch step over `chunk`: the leads it handed back go one by one; a call refused as
+/// a whole sends the whole chunk one by one (`false`: skip the chunk's later steps); a failure
+/// concerning every lead ends the batch.
+fn carry_on(
+    step: Result<Vec<usize>, StepFailure>,
+    chunk: &mut Vec<usize>,
+    one_by_one: &mut BTreeSet<usize>,
+) -> Result<bool, ProviderError> {
+    match step {
+        Ok(handed_back) => {
+            chunk.retain(|i| !handed_back.contains(i));
+            one_by_one.extend(handed_back);
+            Ok(true)
+        }
+        Err(StepFailure::Whole(error)) => Err(error),
+        Err(StepFailure::OneByOne) => {
+            one_by_one.extend(chunk.drain(..));
+            Ok(false)
+        }
+    }
+}
+
 pub(super) async fn push_leads(
     session: &Session<'_>,
     settings: Option<&ConnectionSettings>,
@@ -132,33 +154,16 @@ pub(super) async fn push_leads(
 
     for chunk in batched.chunks(MAX_INPUTS) {
         let mut chunk: Vec<usize> = chunk.to_vec();
-        match upsert_contacts(session, settings, batch, &chunk).await {
-            Ok(handed_back) => {
-                chunk.retain(|i| !handed_back.contains(i));
-                one_by_one.extend(handed_back);
-            }
-            Err(StepFailure::Whole(error)) => return Err(error),
-            Err(StepFailure::OneByOne) => {
-                one_by_one.extend(chunk);
-                continue;
-            }
+        let contacts = upsert_contacts(session, settings, batch, &chunk).await;
+        if !carry_on(contacts, &mut chunk, &mut one_by_one)? {
+            continue;
         }
-        match push_deals(session, settings, batch, &chunk).await {
-            Ok(handed_back) => {
-                chunk.retain(|i| !handed_back.contains(i));
-                one_by_one.extend(handed_back);
-            }
-            Err(StepFailure::Whole(error)) => return Err(error),
-            Err(StepFailure::OneByOne) => {
-                one_by_one.extend(chunk);
-                continue;
-            }
+        let deals = push_deals(session, settings, batch, &chunk).await;
+        if !carry_on(deals, &mut chunk, &mut one_by_one)? {
+            continue;
         }
-        match create_notes(session, batch, &chunk).await {
-            Ok(handed_back) => one_by_one.extend(handed_back),
-            Err(StepFailure::Whole(error)) => return Err(error),
-            Err(StepFailure::OneByOne) => one_by_one.extend(chunk),
-        }
+        let notes = create_notes(session, batch, &chunk).await;
+        carry_on(notes, &mut chunk, &mut one_by_one)?;
     }
 
     for index in one_by_one {
