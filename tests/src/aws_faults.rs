@@ -22,6 +22,8 @@ struct Rule {
     operation: String,
     marker: String,
     failures: usize,
+    /// Matched calls are never answered (and never forwarded) instead of failing.
+    hang: bool,
     matched: Arc<AtomicUsize>,
     client: reqwest::Client,
 }
@@ -33,12 +35,30 @@ impl FaultyAws {
         marker: &str,
         failures: usize,
     ) -> FaultyAws {
+        FaultyAws::serve(upstream, operation, marker, failures, false).await
+    }
+
+    /// Never answers the DynamoDB calls of `operation` whose body contains `marker` (a DynamoDB
+    /// that stopped answering: nothing is applied, and the SDK, which sets no operation timeout,
+    /// waits); forwards everything else.
+    pub async fn hanging(upstream: &str, operation: &str, marker: &str) -> FaultyAws {
+        FaultyAws::serve(upstream, operation, marker, usize::MAX, true).await
+    }
+
+    async fn serve(
+        upstream: &str,
+        operation: &str,
+        marker: &str,
+        failures: usize,
+        hang: bool,
+    ) -> FaultyAws {
         let matched = Arc::new(AtomicUsize::new(0));
         let rule = Arc::new(Rule {
             upstream: upstream.trim_end_matches('/').to_string(),
             operation: format!("DynamoDB_20120810.{operation}"),
             marker: marker.to_string(),
             failures,
+            hang,
             matched: matched.clone(),
             client: reqwest::Client::new(),
         });
@@ -69,6 +89,9 @@ async fn forward(State(rule): State<Arc<Rule>>, request: Request) -> Response {
         .unwrap_or_default();
     if target == rule.operation && String::from_utf8_lossy(&bytes).contains(&rule.marker) {
         let n = rule.matched.fetch_add(1, Ordering::SeqCst);
+        if rule.hang {
+            return std::future::pending().await;
+        }
         if n < rule.failures {
             return Response::builder()
                 .status(500)

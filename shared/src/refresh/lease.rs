@@ -29,7 +29,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::deadline;
 use crate::credentials::Credentials;
-use crate::error::{Error, ProviderError};
+use crate::error::{Error, ProviderError, StoreError};
 use crate::events::LifecycleEvent;
 use crate::metrics;
 use crate::provider;
@@ -382,7 +382,10 @@ async fn record_doubt(
     connection.refresh_in_doubt = Some(mark);
 }
 
-/// Runs `attempt` until it succeeds or `until` passes, backing off between attempts.
+/// Runs `attempt` until it succeeds or `until` passes, backing off between attempts. An attempt
+/// still unanswered at `until` is abandoned: the SDK's own retries and backoff inside one attempt
+/// (or a DynamoDB that does not answer) must not eat the time kept after `until` for the writes
+/// that end the refresh.
 async fn retry_until<T, F, Fut>(until: Instant, what: &str, mut attempt: F) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
@@ -392,7 +395,17 @@ where
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        match attempt().await {
+        let answered = tokio::time::timeout_at(until.into(), attempt())
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Store(StoreError::Aws {
+                    operation: "UpdateItem",
+                    code: "Timeout".into(),
+                    message: format!("{what}: no answer before the time kept for the final writes"),
+                    retryable: true,
+                }))
+            });
+        match answered {
             Ok(value) => return Ok(value),
             Err(e) if Instant::now() + pause < until => {
                 tracing::warn!(error = %e, attempt = attempts, "{what} failed; retrying");

@@ -325,8 +325,54 @@ async fn dynamodb_failing_after_the_provider_answered_is_retried_to_the_deadline
         took > budget - Duration::from_secs(3) && took < budget + Duration::from_secs(1),
         "retried until near the deadline: {took:?} of {budget:?}"
     );
+    doubted_and_never_presented_again(&ctx, &tenant, stale).await;
+}
+
+#[tokio::test]
+async fn dynamodb_not_answering_after_the_provider_answered_is_abandoned_in_time_then_doubted() {
+    let ctx = TestContext::with_env(&[("HTTP_TIMEOUT_MS", "1000")]).await;
+    let tenant = salesforce(&ctx).await;
+    let stale = spend(&ctx, &tenant, Provider::Salesforce).await;
+    let moto = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    // The write of the new tokens is never answered (the SDK sets no operation timeout); the
+    // doubt, another write, is.
+    let aws = FaultyAws::hanging(
+        &moto,
+        "UpdateItem",
+        "refresh_lease_owner = :owner OR version",
+    )
+    .await;
+    let services = ctx.services_via(&aws.endpoint);
+
+    let budget = shared::refresh::rotating_refresh_budget(&services.config);
+    let lifetime = budget + Duration::from_secs(1);
+    let until = SystemTime::now() + lifetime;
+    // Lambda kills an invocation at its deadline: whatever the refresh has not written by then
+    // is never written.
+    let killed_at_deadline = tokio::time::timeout(
+        lifetime,
+        deadline::within(
+            Some(until),
+            refresh(&services, stale.clone(), RefreshCause::Expiring),
+        ),
+    )
+    .await;
+
+    let result = killed_at_deadline.expect("the refresh ended before the invocation's deadline");
+    assert!(result.is_err());
+    assert_eq!(aws.matched(), 1, "one write, never answered");
+    doubted_and_never_presented_again(&ctx, &tenant, stale).await;
+}
+
+/// After a refresh whose new tokens could not be stored: the provider was asked once, the old
+/// token is marked doubtful, the lease is given back, and nobody presents the old token again.
+async fn doubted_and_never_presented_again(
+    ctx: &TestContext,
+    tenant: &TenantId,
+    stale: Connection,
+) {
     assert_eq!(ctx.salesforce.refresh_calls(ACME), 1);
-    let c = row(&ctx, &tenant, Provider::Salesforce).await;
+    let c = row(ctx, tenant, Provider::Salesforce).await;
     assert!(
         c.refresh_in_doubt.is_some(),
         "the old token is marked doubtful"
