@@ -122,3 +122,59 @@ pub async fn expire_lead_claims(ctx: &TestContext, tenant: &str) {
 pub async fn push_once(services: &Services, body: &str) -> MessageOutcome {
     process_message(services, &inbound(body, 1)).await
 }
+
+/// How a batch push with a kill point ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BatchKillResult {
+    /// The nth matching call was applied by the CRM and the invocation was killed there.
+    Killed,
+    /// The batch completed with fewer matching calls: each message's outcome, in order.
+    Finished(Vec<MessageOutcome>),
+}
+
+/// [`push_killed_after`] for one lead-push invocation of many messages: `bodies` go through
+/// [`shared::push::process_batch`] (the batch path, not one message after the other), and the
+/// whole invocation is dropped once the `nth` CRM call that `matches` was applied. Message ids
+/// come from the bodies, as in [`push_killed_after`], so [`push_batch_once`] redelivers the
+/// same messages.
+pub async fn batch_killed_after(
+    services: &Services,
+    proxy: &FaultProxy,
+    matches: CallMatch,
+    nth: usize,
+    bodies: &[String],
+) -> BatchKillResult {
+    let kill = proxy.on(matches, nth, ProxyFault::HangAfterApply);
+    let messages: Vec<InboundMessage> = bodies.iter().map(|b| inbound(b, 1)).collect();
+    let push = shared::push::process_batch(services, messages);
+    tokio::pin!(push);
+    let result = tokio::select! {
+        // Checked first: once the call was applied the invocation must not take another step.
+        biased;
+        true = kill.fired() => BatchKillResult::Killed,
+        outcomes = &mut push => BatchKillResult::Finished(
+            outcomes.into_iter().map(|(_, outcome)| outcome).collect(),
+        ),
+    };
+    match result {
+        BatchKillResult::Killed => proxy.applied().await,
+        BatchKillResult::Finished(_) => kill.cancel(),
+    }
+    result
+}
+
+/// Delivers `bodies` as one invocation through [`shared::push::process_batch`] (no kill), each
+/// on its `receive_count`-th receive, with the message ids [`batch_killed_after`] gave them.
+/// The outcomes, in order.
+pub async fn push_batch_once(
+    services: &Services,
+    bodies: &[String],
+    receive_count: u32,
+) -> Vec<MessageOutcome> {
+    let messages = bodies.iter().map(|b| inbound(b, receive_count)).collect();
+    shared::push::process_batch(services, messages)
+        .await
+        .into_iter()
+        .map(|(_, outcome)| outcome)
+        .collect()
+}

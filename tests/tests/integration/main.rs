@@ -4,6 +4,7 @@
 mod app_secrets;
 mod backfill_progress;
 mod batch_bitrix24;
+mod batch_faults;
 mod batch_google_sheets;
 mod batch_hubspot;
 mod batch_push;

@@ -1,0 +1,595 @@
+//! Faults of lead-push's batch path (issue 16): an invocation of several leads killed right
+//! after each of its CRM calls, then delivered again; a large batch whose invocation has too
+//! little time left; a late older message in a batch beside its neighbours; and a deferral's
+//! `leadrelay-not-before` read back by lead-push when the copy arrives early.
+
+use std::collections::HashMap;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
+use relay_tests::context::TestContext;
+use relay_tests::crash::{
+    batch_killed_after, expire_lead_claims, push_batch_once, BatchKillResult,
+};
+use relay_tests::fault_proxy::{CallMatch, FaultProxy};
+use relay_tests::queue::{inbound_messages, lead_message};
+use relay_tests::setup;
+use serde_json::{json, Value};
+use shared::config::Config;
+use shared::push::defer::{DEFERRALS_ATTRIBUTE, NOT_BEFORE_ATTRIBUTE};
+use shared::push::{process_batch, DestinationOutcome, MessageOutcome};
+use shared::{Provider, Services};
+
+/// A HubSpot lead `id` with its own email, at `stage`, with a summary naming it.
+fn hubspot_lead(tenant: &str, id: &str, stage: &str) -> String {
+    lead_message(
+        tenant,
+        "pro",
+        json!({"id": id, "name": format!("Fatima {id}"), "email": format!("{id}@example.qa"),
+               "stage": stage, "source": "whatsapp", "score": 82}),
+        Some(&format!("Wants 12 seats ({id})")),
+    )
+}
+
+/// `body` with its `occurred_at` set to `at` (RFC 3339): another version of the same lead.
+fn occurred_at(body: &str, at: &str) -> String {
+    let mut message: Value = serde_json::from_str(body).expect("a lead message");
+    message["occurred_at"] = json!(at);
+    message.to_string()
+}
+
+fn done(outcome: &MessageOutcome) -> bool {
+    matches!(outcome, MessageOutcome::Done { .. })
+}
+
+/// What is wrong with HubSpot's records of lead `id`; `None` when it is one contact (by its
+/// email), one deal (named after it, carrying its lead id) and one note (with its marker),
+/// linked together.
+fn hubspot_problem(ctx: &TestContext, id: &str) -> Option<String> {
+    let email = format!("{id}@example.qa");
+    let contacts: Vec<_> = ctx
+        .hubspot
+        .contacts()
+        .into_iter()
+        .filter(|c| c.properties.get("email") == Some(&email))
+        .collect();
+    let deals: Vec<_> = ctx
+        .hubspot
+        .deals()
+        .into_iter()
+        .filter(|d| d.properties.get("leadrelay_lead_id").map(String::as_str) == Some(id))
+        .collect();
+    let marker = format!("LeadRelay lead {id}<");
+    let notes: Vec<_> = ctx
+        .hubspot
+        .notes()
+        .into_iter()
+        .filter(|n| {
+            n.properties
+                .get("hs_note_body")
+                .is_some_and(|b| b.contains(&marker))
+        })
+        .collect();
+    if (contacts.len(), deals.len(), notes.len()) != (1, 1, 1) {
+        return Some(format!(
+            "{id}: {} contacts, {} deals, {} notes (want one each)",
+            contacts.len(),
+            deals.len(),
+            notes.len()
+        ));
+    }
+    let deal_links = ctx.hubspot.associations("deals", &deals[0].id);
+    let note_links = ctx.hubspot.associations("notes", &notes[0].id);
+    let linked = deal_links.contains(&("contacts".into(), contacts[0].id.clone(), 3))
+        && note_links.contains(&("contacts".into(), contacts[0].id.clone(), 202))
+        && note_links.contains(&("deals".into(), deals[0].id.clone(), 214));
+    (!linked).then(|| format!("{id}: not linked: deal {deal_links:?}, note {note_links:?}"))
+}
+
+/// The tenant's lead mappings still claimed (`lease_until` in the future): claims a push left
+/// behind instead of releasing them.
+async fn held_claims(ctx: &TestContext, tenant: &str) -> Vec<String> {
+    let ddb = aws_sdk_dynamodb::Client::new(&ctx.aws);
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let mut held = Vec::new();
+    let mut start: Option<HashMap<String, AttributeValue>> = None;
+    loop {
+        let page = ddb
+            .query()
+            .table_name(&ctx.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :lead)")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("TENANT#{tenant}")))
+            .expression_attribute_values(":lead", AttributeValue::S("LEAD#".into()))
+            .consistent_read(true)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .expect("query the tenant's lead mappings");
+        for item in page.items.unwrap_or_default() {
+            let until = item
+                .get("lease_until")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<i64>().ok());
+            // Epoch seconds or milliseconds: either way a live claim is later than now.
+            if until.is_some_and(|u| u > now_ms || (u < 10_000_000_000 && u * 1000 > now_ms)) {
+                let sk = item["sk"].as_s().cloned().unwrap_or_default();
+                held.push(sk);
+            }
+        }
+        match page.last_evaluated_key {
+            Some(next) if !next.is_empty() => start = Some(next),
+            _ => return held,
+        }
+    }
+}
+
+/// Every HubSpot call but the OAuth token endpoint's.
+fn hubspot_crm_calls() -> CallMatch {
+    CallMatch::path("/oauth/").negate()
+}
+
+#[tokio::test]
+async fn hubspot_batch_of_five_killed_after_each_crm_call_then_redelivered() {
+    let ctx = TestContext::new().await;
+    let proxy = FaultProxy::start(&ctx.hubspot.base_url()).await;
+    let services = ctx.services_with_provider_endpoint("hubspot", &proxy.endpoint());
+    let tenant = setup::hubspot(&ctx).await.expect("a HubSpot tenant").tenant;
+    // The portal's first push also defines the deal's lead-id property: paid once, here.
+    let warm = push_batch_once(
+        &services,
+        &[hubspot_lead(&tenant, "warm-up", "qualified")],
+        1,
+    )
+    .await;
+    assert!(warm.iter().all(done), "{warm:?}");
+
+    let five = |tag: &str| -> Vec<String> {
+        (0..5)
+            .map(|i| hubspot_lead(&tenant, &format!("{tag}-{i}"), "qualified"))
+            .collect()
+    };
+    // How many CRM calls an uninterrupted batch of five new leads makes.
+    proxy.clear();
+    let reference = push_batch_once(&services, &five("reference"), 1).await;
+    assert!(reference.iter().all(done), "{reference:?}");
+    let sequence: Vec<String> = proxy
+        .calls()
+        .iter()
+        .filter(|c| hubspot_crm_calls().matches(c))
+        .map(|c| format!("{} {}", c.method, c.path))
+        .collect();
+    let n = sequence.len();
+    assert!(
+        sequence.iter().any(|c| c.ends_with("/deals/batch/create"))
+            && sequence.iter().any(|c| c.ends_with("/notes/batch/create")),
+        "the batch path, not one lead at a time: {sequence:?}"
+    );
+
+    let mut failures = Vec::new();
+    for k in 1..=n {
+        let tag = format!("kill{k}");
+        let bodies = five(&tag);
+        proxy.clear();
+        match batch_killed_after(&services, &proxy, hubspot_crm_calls(), k, &bodies).await {
+            BatchKillResult::Killed => {}
+            BatchKillResult::Finished(outcomes) => {
+                failures.push(format!(
+                    "kill after call {k}: the batch made fewer calls than the reference: {outcomes:?}"
+                ));
+                continue;
+            }
+        }
+        // The claims lapse (180 s in production); SQS delivers the same five messages again.
+        expire_lead_claims(&ctx, &tenant).await;
+        let again = push_batch_once(&services, &bodies, 2).await;
+        let mut problems: Vec<String> = again
+            .iter()
+            .filter(|o| !done(o) || !o.is_settled())
+            .map(|o| format!("redelivery: {o:?}"))
+            .collect();
+        problems.extend((0..5).filter_map(|i| hubspot_problem(&ctx, &format!("{tag}-{i}"))));
+        if !problems.is_empty() {
+            failures.push(format!(
+                "kill after call {k} ({}): {}",
+                sequence[k - 1],
+                problems.join("; ")
+            ));
+        }
+    }
+    assert!(ctx.queues.dead_letters().await.is_empty());
+    assert!(
+        failures.is_empty(),
+        "a batch of five new leads makes {n} CRM calls {sequence:?}; after a kill:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// The messages as Lambda's SQS trigger hands them to lead-push, each on its first receive,
+/// from the lead queue. Ids are the bodies' positions, so a second delivery has the same ids.
+fn sqs_event(ctx: &TestContext, bodies: &[String]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let mut record = SqsMessage::default();
+            record.message_id = Some(format!("message-{i}"));
+            record.body = Some(body.clone());
+            record.event_source = Some("aws:sqs".into());
+            record.event_source_arn = Some(ctx.queues.arn.clone());
+            record.attributes =
+                HashMap::from([("ApproximateReceiveCount".to_string(), "1".to_string())]);
+            record
+        })
+        .collect();
+    event
+}
+
+/// A hundred new leads of one Salesforce tenant reach lead-push when its session has expired
+/// and the invocation has 3 s left: less than a rotating refresh and its store need, so none is
+/// presented. No lead is half-done: each message is reported back as a batch item failure, no
+/// claim is left held, nothing is in the org; delivered again with time enough, all hundred
+/// land, each once.
+#[tokio::test]
+async fn a_hundred_leads_with_too_little_time_left_are_all_handed_back_then_pushed_once() {
+    let ctx = TestContext::new().await;
+    let tenant = setup::salesforce(&ctx)
+        .await
+        .expect("a Salesforce tenant")
+        .tenant;
+    let org = setup::SALESFORCE_ORG;
+    // `new` is before the tenant's conversion stage: each lead stays a Lead with its Task.
+    let bodies: Vec<String> = (0..100)
+        .map(|i| {
+            lead_message(
+                &tenant,
+                "business",
+                json!({"id": format!("late-{i}"), "name": format!("Noura Late{i}"),
+                       "email": format!("noura.late{i}@example.com"), "stage": "new"}),
+                Some("Cold-chain trucking, twice a week."),
+            )
+        })
+        .collect();
+    let leads_before = ctx.salesforce.records(org, "Lead").len();
+    ctx.salesforce.expire_sessions(org);
+
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = (chrono::Utc::now().timestamp_millis() + 3_000) as u64;
+    let event = sqs_event(&ctx, &bodies);
+    let response = lead_push::handle(
+        &ctx.services,
+        lambda_runtime::LambdaEvent::new(event.clone(), context),
+    )
+    .await
+    .expect("lead-push never fails the invocation");
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed.len(), 100, "every message handed back to SQS");
+    assert_eq!(ctx.salesforce.refresh_calls(org), 0, "no refresh presented");
+    assert_eq!(
+        ctx.salesforce.records(org, "Lead").len(),
+        leads_before,
+        "nothing half-made in the org"
+    );
+    assert_eq!(held_claims(&ctx, &tenant).await, Vec::<String>::new());
+    assert!(ctx.queues.dead_letters().await.is_empty());
+
+    // The same hundred messages again, with no deadline pressing.
+    let response = lead_push::handle(
+        &ctx.services,
+        lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
+    )
+    .await
+    .expect("lead-push never fails the invocation");
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "{:?}",
+        response.batch_item_failures
+    );
+    let leads = ctx.salesforce.records(org, "Lead");
+    let tasks = ctx.salesforce.records(org, "Task");
+    for i in 0..100 {
+        let email = format!("noura.late{i}@example.com");
+        let mine: Vec<&Value> = leads
+            .iter()
+            .filter(|r| r.get("Email").and_then(Value::as_str) == Some(email.as_str()))
+            .collect();
+        assert_eq!(mine.len(), 1, "late-{i}: one Lead");
+        let on_it = tasks
+            .iter()
+            .filter(|t| t.get("WhoId") == mine[0].get("Id"))
+            .count();
+        assert_eq!(on_it, 1, "late-{i}: one Task");
+    }
+    assert_eq!(held_claims(&ctx, &tenant).await, Vec::<String>::new());
+}
+
+/// X's newer version was pushed; then SQS delivers its older version late, in a batch with
+/// three new leads. X keeps the newer data (no CRM write for it at all), the stale message is
+/// settled (neither retried nor dead-lettered), and the neighbours land.
+#[tokio::test]
+async fn a_late_older_message_in_a_batch_changes_nothing_and_its_neighbours_land() {
+    let ctx = TestContext::new().await;
+    let tenant = setup::hubspot(&ctx).await.expect("a HubSpot tenant").tenant;
+    let newer = occurred_at(
+        &hubspot_lead(&tenant, "lead-x", "qualified"),
+        "2026-11-28T05:00:00Z",
+    );
+    let first = ctx.push_batch(&[newer], 1).await;
+    assert!(first.iter().all(done), "{first:?}");
+    let deal_before = ctx
+        .hubspot
+        .deals()
+        .into_iter()
+        .find(|d| d.properties.get("leadrelay_lead_id").map(String::as_str) == Some("lead-x"))
+        .expect("X's deal");
+    assert_eq!(deal_before.properties["dealstage"], "qualifiedtobuy");
+
+    // The older version: an earlier stage, another name and summary.
+    let older = occurred_at(
+        &lead_message(
+            &tenant,
+            "pro",
+            json!({"id": "lead-x", "name": "Old Name", "email": "lead-x@example.qa",
+                   "stage": "new", "source": "whatsapp", "score": 10}),
+            Some("An old summary"),
+        ),
+        "2026-11-28T04:00:00Z",
+    );
+    let mut bodies: Vec<String> = (0..3)
+        .map(|i| hubspot_lead(&tenant, &format!("beside-{i}"), "qualified"))
+        .collect();
+    bodies.insert(1, older);
+    ctx.hubspot.clear_requests();
+    let outcomes = process_batch(&ctx.services, inbound_messages(&bodies, 1)).await;
+
+    let (_, stale) = &outcomes[1];
+    let MessageOutcome::Done { results } = stale else {
+        panic!("the stale message is settled as done: {stale:?}");
+    };
+    assert!(
+        matches!(
+            results[..],
+            [(Provider::Hubspot, DestinationOutcome::Stale { .. })]
+        ),
+        "{results:?}"
+    );
+    assert!(stale.is_settled());
+    for (i, (_, outcome)) in outcomes.iter().enumerate().filter(|(i, _)| *i != 1) {
+        assert!(done(outcome), "{i}: {outcome:?}");
+    }
+    for i in 0..3 {
+        assert_eq!(hubspot_problem(&ctx, &format!("beside-{i}")), None);
+    }
+    assert_eq!(hubspot_problem(&ctx, "lead-x"), None);
+    let written: Vec<String> = ctx
+        .hubspot
+        .requests()
+        .iter()
+        .filter(|r| r.body.contains("lead-x") || r.body.contains("Old Name"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(
+        written.is_empty(),
+        "no call for the stale lead: {written:?}"
+    );
+    let deal_after = ctx
+        .hubspot
+        .deals()
+        .into_iter()
+        .find(|d| d.id == deal_before.id)
+        .expect("X's deal");
+    assert_eq!(
+        deal_after.properties, deal_before.properties,
+        "X's deal kept"
+    );
+    let contact = ctx
+        .hubspot
+        .contacts()
+        .into_iter()
+        .find(|c| c.properties.get("email").map(String::as_str) == Some("lead-x@example.qa"))
+        .expect("X's contact");
+    assert!(
+        contact.properties.values().all(|v| !v.contains("Old")),
+        "{:?}",
+        contact.properties
+    );
+    let note = ctx
+        .hubspot
+        .notes()
+        .into_iter()
+        .find(|n| {
+            n.properties
+                .get("hs_note_body")
+                .is_some_and(|b| b.contains("LeadRelay lead lead-x<"))
+        })
+        .expect("X's note");
+    assert!(note.properties["hs_note_body"].contains("Wants 12 seats (lead-x)"));
+    assert!(ctx.queues.dead_letters().await.is_empty());
+}
+
+/// `ctx` with the lead queue's URL configured, as lead-push has it in Lambda: deferrals are
+/// sent there.
+async fn with_lead_queue(mut ctx: TestContext) -> TestContext {
+    ctx.vars
+        .insert("LEAD_QUEUE_URL".into(), ctx.queues.url.clone());
+    let config = Config::from_lookup(|k| ctx.vars.get(k).cloned()).expect("configuration");
+    ctx.services = Services::with_aws_config(config, &ctx.aws)
+        .await
+        .expect("services");
+    ctx
+}
+
+fn string_attribute(value: &str) -> MessageAttributeValue {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .expect("data type set")
+}
+
+/// Sends `body` in its tenant's group with a deferral's attributes: deferred `deferrals`
+/// times, not to be pushed before `not_before`.
+async fn send_deferred(
+    ctx: &TestContext,
+    tenant: &str,
+    body: &str,
+    deferrals: u32,
+    not_before: chrono::DateTime<chrono::Utc>,
+) {
+    let count = MessageAttributeValue::builder()
+        .data_type("Number")
+        .string_value(deferrals.to_string())
+        .build()
+        .expect("data type set");
+    ctx.queues
+        .sqs
+        .send_message()
+        .queue_url(&ctx.queues.url)
+        .message_body(body)
+        .message_group_id(tenant)
+        .message_attributes(DEFERRALS_ATTRIBUTE, count)
+        .message_attributes(
+            NOT_BEFORE_ATTRIBUTE,
+            string_attribute(&not_before.to_rfc3339()),
+        )
+        .send()
+        .await
+        .expect("SendMessage");
+}
+
+async fn delayed(ctx: &TestContext) -> i64 {
+    let attributes = ctx
+        .queues
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&ctx.queues.url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .expect("GetQueueAttributes")
+        .attributes
+        .unwrap_or_default();
+    attributes
+        .get(&QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(-1)
+}
+
+/// Runs one received event through lead-push and settles it on the queue; the ids reported
+/// as batch item failures.
+async fn run_lead_push(ctx: &TestContext, event: SqsEvent) -> Vec<String> {
+    let response = lead_push::handle(
+        &ctx.services,
+        lambda_runtime::LambdaEvent::new(event.clone(), lambda_runtime::Context::default()),
+    )
+    .await
+    .expect("lead-push never fails the invocation");
+    ctx.queues.settle(&event, &response).await.failed
+}
+
+/// A deferred copy carrying `leadrelay-not-before` delivered before that instant goes through
+/// lead-push's handler without a CRM call: it is sent again, delayed by what is left of the
+/// wait (at most SQS's 900 s, the rest carried on), with its deferral count one higher as
+/// `push/defer.rs` documents, and the delivery is settled. Delivered after the instant, it is
+/// pushed.
+#[tokio::test]
+async fn an_early_not_before_copy_is_sent_again_delayed_and_pushed_once_its_time_came() {
+    let ctx = with_lead_queue(TestContext::new().await).await;
+    let tenant = setup::hubspot(&ctx).await.expect("a HubSpot tenant").tenant;
+    ctx.hubspot.reset_crm_call_count();
+
+    // An hour early: the copy waits SQS's longest delay and still carries the instant.
+    let far = hubspot_lead(&tenant, "lead-far", "qualified");
+    send_deferred(
+        &ctx,
+        &tenant,
+        &far,
+        2,
+        chrono::Utc::now() + chrono::Duration::seconds(3_600),
+    )
+    .await;
+    let event = ctx.queues.receive(1).await;
+    assert_eq!(event.records.len(), 1);
+    assert!(run_lead_push(&ctx, event).await.is_empty(), "settled");
+    assert_eq!(delayed(&ctx).await, 1, "the copy waits in the queue");
+    assert_eq!(ctx.hubspot.crm_call_count(), 0, "no CRM call");
+    assert_eq!(
+        ctx.queues.receive(1).await.records.len(),
+        0,
+        "nothing visible"
+    );
+
+    // A few seconds early: the copy is delayed by what is left, and no longer needs the
+    // attribute.
+    let near = hubspot_lead(&tenant, "lead-near", "qualified");
+    let not_before = chrono::Utc::now() + chrono::Duration::seconds(3);
+    send_deferred(&ctx, &tenant, &near, 2, not_before).await;
+    let event = ctx.queues.receive(1).await;
+    assert_eq!(event.records.len(), 1);
+    assert!(run_lead_push(&ctx, event).await.is_empty(), "settled");
+    assert_eq!(ctx.hubspot.crm_call_count(), 0, "no CRM call");
+    assert!(ctx.hubspot.deals().is_empty());
+
+    // Poll until SQS shows the near copy (its delay is what was left, not 900 s).
+    let mut copy = None;
+    for _ in 0..40 {
+        let event = ctx.queues.receive(1).await;
+        if !event.records.is_empty() {
+            copy = Some((chrono::Utc::now(), event));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let (seen_at, event) = copy.expect("the near copy became visible within 20 s");
+    assert!(
+        seen_at >= not_before,
+        "never delivered early: {seen_at} < {not_before}"
+    );
+    let record = &event.records[0];
+    assert_eq!(record.body.as_deref(), Some(near.as_str()));
+    let attribute = |name: &str| {
+        record
+            .message_attributes
+            .get(name)
+            .and_then(|a| a.string_value.clone())
+    };
+    assert_eq!(attribute(DEFERRALS_ATTRIBUTE).as_deref(), Some("3"));
+    assert_eq!(
+        attribute(NOT_BEFORE_ATTRIBUTE),
+        None,
+        "the delay covered it"
+    );
+    assert_eq!(
+        record.attributes.get("MessageGroupId").map(String::as_str),
+        Some(tenant.as_str())
+    );
+    assert!(run_lead_push(&ctx, event).await.is_empty(), "settled");
+    assert_eq!(hubspot_problem(&ctx, "lead-near"), None);
+
+    // A copy whose instant has passed (the attribute still on it) is pushed at once.
+    let due = hubspot_lead(&tenant, "lead-due", "qualified");
+    send_deferred(
+        &ctx,
+        &tenant,
+        &due,
+        1,
+        chrono::Utc::now() - chrono::Duration::seconds(1),
+    )
+    .await;
+    let event = ctx.queues.receive(1).await;
+    assert_eq!(event.records.len(), 1);
+    assert!(run_lead_push(&ctx, event).await.is_empty(), "settled");
+    assert_eq!(hubspot_problem(&ctx, "lead-due"), None);
+    assert_eq!(delayed(&ctx).await, 1, "only the far copy still waits");
+    assert!(ctx.hubspot.deals().iter().all(|d| d
+        .properties
+        .get("leadrelay_lead_id")
+        .map(String::as_str)
+        != Some("lead-far")));
+    assert!(ctx.queues.dead_letters().await.is_empty());
+}
