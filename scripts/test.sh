@@ -55,6 +55,7 @@ if [[ "${STEP_RC[0]}" != 0 ]]; then
   die "bootstrap failed; nothing else can run"
 fi
 use_venv
+step "moto patch" "$VENV/bin/python" "$ROOT/scripts/moto_serialized_check.py"
 step "cargo test" run_tests
 step contract "$ROOT/scripts/contract.sh"
 step rustfmt cargo fmt --all --check
