@@ -12,7 +12,7 @@ use relay_tests::context::TestContext;
 use relay_tests::crash::{
     batch_killed_after, expire_lead_claims, push_batch_once, BatchKillResult,
 };
-use relay_tests::fault_proxy::{CallMatch, FaultProxy};
+use relay_tests::fault_proxy::{CallMatch, FaultProxy, ProxyFault};
 use relay_tests::queue::{inbound_messages, lead_message};
 use relay_tests::setup;
 use serde_json::{json, Value};
@@ -412,6 +412,79 @@ async fn a_hundred_leads_with_too_little_time_left_are_all_handed_back_then_push
         assert_eq!(on_it, 1, "late-{i}: one Task");
     }
     assert_eq!(held_claims(&ctx, &tenant).await, Vec::<String>::new());
+}
+
+/// A hundred new leads of one HubSpot tenant through lead-push with 6 s left, and HubSpot slow
+/// to answer the batch deal create (applied, the answer never comes): Lambda kills the
+/// invocation at its deadline, so no message is settled and SQS delivers all hundred again
+/// (same message ids) once the claims lapsed. With time enough, every lead lands once: the
+/// deals made before the kill are found again, none is made twice.
+#[tokio::test]
+async fn a_hundred_leads_killed_at_the_deadline_mid_batch_land_once_on_redelivery() {
+    let ctx = TestContext::new().await;
+    let proxy = FaultProxy::start(&ctx.hubspot.base_url()).await;
+    let services = ctx.services_with_provider_endpoint("hubspot", &proxy.endpoint());
+    let tenant = setup::hubspot(&ctx).await.expect("a HubSpot tenant").tenant;
+    let warm = push_batch_once(
+        &services,
+        &[hubspot_lead(&tenant, "warm-up", "qualified")],
+        1,
+    )
+    .await;
+    assert!(warm.iter().all(done), "{warm:?}");
+    let bodies: Vec<String> = (0..100)
+        .map(|i| hubspot_lead(&tenant, &format!("deadline-{i}"), "qualified"))
+        .collect();
+    let hang = proxy.on(
+        CallMatch::path("/deals/batch/create"),
+        1,
+        ProxyFault::HangAfterApply,
+    );
+
+    let deadline = chrono::Utc::now() + chrono::Duration::seconds(6);
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = deadline.timestamp_millis() as u64;
+    let event = sqs_event(&ctx, &bodies);
+    let left = (deadline - chrono::Utc::now()).to_std().expect("time left");
+    // Lambda ends the invocation at its deadline: the handler's future is dropped there.
+    let killed = tokio::time::timeout(
+        left,
+        lead_push::handle(
+            &services,
+            lambda_runtime::LambdaEvent::new(event.clone(), context),
+        ),
+    )
+    .await;
+    assert!(
+        killed.is_err(),
+        "the invocation outlived its deadline: {killed:?}"
+    );
+    assert!(hang.has_fired(), "killed while the deal create hung");
+    assert_eq!(
+        ctx.hubspot.deals().len(),
+        101,
+        "HubSpot made the hundred deals before the kill"
+    );
+
+    expire_lead_claims(&ctx, &tenant).await;
+    let response = lead_push::handle(
+        &services,
+        lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
+    )
+    .await
+    .expect("lead-push never fails the invocation");
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "{:?}",
+        response.batch_item_failures
+    );
+    let problems: Vec<String> = (0..100)
+        .filter_map(|i| hubspot_problem(&ctx, &format!("deadline-{i}")))
+        .collect();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(ctx.hubspot.deals().len(), 101, "no deal made twice");
+    assert_eq!(held_claims(&ctx, &tenant).await, Vec::<String>::new());
+    assert!(ctx.queues.dead_letters().await.is_empty());
 }
 
 /// X's newer version was pushed; then SQS delivers its older version late, in a batch with
