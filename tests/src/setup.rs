@@ -58,14 +58,19 @@ pub async fn hubspot(ctx: &TestContext) -> Result<Connected> {
 
 /// Converting at `qualified` when `convert` is set.
 pub async fn zoho(ctx: &TestContext, convert: bool) -> Result<Connected> {
-    let who = connected(TestContext::tenant(), "pro", ZOHO_DC);
-    let back = outcome(&ctx.connect_zoho(&who.tenant, who.plan, ZOHO_DC, "").await);
-    ensure!(back["status"] == "connected", "zoho: {back:?}");
     let mut settings = json!({"pipeline_id": "Standard (Standard)",
                               "stage_mapping": {"qualified": "Needs Analysis"}});
     if convert {
         settings["convert_at"] = json!("qualified");
     }
+    zoho_with_settings(ctx, settings).await
+}
+
+/// A Pro tenant with Zoho connected in `ZOHO_DC` and `settings` saved.
+pub async fn zoho_with_settings(ctx: &TestContext, settings: Value) -> Result<Connected> {
+    let who = connected(TestContext::tenant(), "pro", ZOHO_DC);
+    let back = outcome(&ctx.connect_zoho(&who.tenant, who.plan, ZOHO_DC, "").await);
+    ensure!(back["status"] == "connected", "zoho: {back:?}");
     save_settings(ctx, "zoho", &who, Some(settings)).await?;
     Ok(who)
 }
@@ -99,41 +104,83 @@ pub async fn freshsales(ctx: &TestContext, host: &str) -> Result<Connected> {
 
 /// In the simulator's org `acme`, converting at `qualified`.
 pub async fn salesforce(ctx: &TestContext) -> Result<Connected> {
+    let settings = json!({"pipeline_id": "012000000000000AAA",
+                          "stage_mapping": {"qualified": "Qualification"},
+                          "convert_at": "qualified"});
+    salesforce_with_settings(ctx, settings).await
+}
+
+/// A Business tenant connected to the simulator's org `acme` (its schema described and cached
+/// at connect) with `settings` saved.
+pub async fn salesforce_with_settings(ctx: &TestContext, settings: Value) -> Result<Connected> {
     let who = connected(TestContext::tenant(), "business", SALESFORCE_ORG);
     let back = outcome(
         &ctx.connect_salesforce(&who.tenant, who.plan, None, SALESFORCE_ORG)
             .await,
     );
     ensure!(back["status"] == "connected", "salesforce: {back:?}");
-    let settings = json!({"pipeline_id": "012000000000000AAA",
-                          "stage_mapping": {"qualified": "Qualification"},
-                          "convert_at": "qualified"});
     save_settings(ctx, "salesforce", &who, Some(settings)).await?;
     Ok(who)
 }
 
 /// A Free tenant writing into a new spreadsheet of its own.
 pub async fn google_sheets(ctx: &TestContext, title: &str) -> Result<Connected> {
-    let tenant = TestContext::tenant();
-    let back = outcome(
-        &ctx.connect_google_sheets(&tenant, "free", SHEETS_OWNER)
-            .await,
-    );
-    ensure!(back["status"] == "connected", "google sheets: {back:?}");
-    let id = ctx.google.add_spreadsheet(SHEETS_OWNER, title, &[SHEET]);
-    let who = connected(tenant, "free", &id);
+    let mut who = google_sheets_of(ctx, SHEETS_OWNER).await?;
+    who.account = ctx.google.add_spreadsheet(SHEETS_OWNER, title, &[SHEET]);
     save_settings(
         ctx,
         "google_sheets",
         &who,
-        Some(json!({ "spreadsheet_url": id })),
+        Some(json!({ "spreadsheet_url": who.account })),
     )
     .await?;
     Ok(who)
 }
 
+/// A Free tenant with the Google account `owner` connected and no spreadsheet chosen yet.
+pub async fn google_sheets_of(ctx: &TestContext, owner: &str) -> Result<Connected> {
+    let who = connected(TestContext::tenant(), "free", "");
+    let back = outcome(
+        &ctx.connect_google_sheets(&who.tenant, who.plan, owner)
+            .await,
+    );
+    ensure!(back["status"] == "connected", "google sheets: {back:?}");
+    Ok(who)
+}
+
+/// The spreadsheet `id` chosen in a Free tenant's settings by its URL, as the setup page sends
+/// it; returns the settings as saved.
+pub async fn choose_spreadsheet(ctx: &TestContext, tenant: &str, id: &str) -> Result<Value> {
+    let url = format!("https://docs.google.com/spreadsheets/d/{id}/edit#gid=0");
+    let saved = ctx
+        .provider_api(
+            "connections-api/settings.json",
+            "google_sheets",
+            (tenant, "free"),
+            Some(json!({ "spreadsheet_url": url })),
+        )
+        .await;
+    ensure!(
+        saved.status == 200,
+        "google_sheets settings: {}",
+        saved.body
+    );
+    Ok(saved.body["settings"].clone())
+}
+
 /// On its own portal.
 pub async fn bitrix24(ctx: &TestContext, portal: &str) -> Result<Connected> {
+    let settings =
+        json!({"pipeline_id": "0", "stage_mapping": {"qualified": "PREPARATION", "won": "WON"}});
+    bitrix24_with_settings(ctx, portal, settings).await
+}
+
+/// A Pro tenant with its own new `portal` connected and `settings` saved.
+pub async fn bitrix24_with_settings(
+    ctx: &TestContext,
+    portal: &str,
+    settings: Value,
+) -> Result<Connected> {
     ctx.bitrix.add_portal(portal);
     let who = connected(TestContext::tenant(), "pro", portal);
     let back = outcome(
@@ -141,8 +188,6 @@ pub async fn bitrix24(ctx: &TestContext, portal: &str) -> Result<Connected> {
             .await,
     );
     ensure!(back["status"] == "connected", "bitrix24: {back:?}");
-    let settings =
-        json!({"pipeline_id": "0", "stage_mapping": {"qualified": "PREPARATION", "won": "WON"}});
     save_settings(ctx, "bitrix24", &who, Some(settings)).await?;
     Ok(who)
 }

@@ -3,9 +3,10 @@
 //! the portal refuses failing its lead alone, and each batch call applied with its answer lost,
 //! then delivered again, leaving one contact, one deal and one comment per lead.
 
-use relay_tests::context::{outcome, TestContext};
+use relay_tests::context::TestContext;
 use relay_tests::crash::expire_lead_claims;
 use relay_tests::queue::lead_message;
+use relay_tests::setup;
 use relay_tests::sim::{BitrixRoute, Fault, Lost};
 use serde_json::{json, Value};
 use shared::push::MessageOutcome;
@@ -14,21 +15,12 @@ const PORTAL: &str = "souq-batch.bitrix24.com";
 
 /// A Pro tenant with PORTAL connected and a stage mapping on the default category.
 async fn connected(ctx: &TestContext) -> String {
-    ctx.bitrix.add_portal(PORTAL);
-    let tenant = TestContext::tenant();
-    let back = outcome(&ctx.connect_bitrix24(&tenant, "pro", PORTAL, PORTAL).await);
-    assert_eq!(back["status"], "connected", "{back:?}");
-    let saved = ctx
-        .provider_api(
-            "connections-api/settings.json",
-            "bitrix24",
-            (&tenant, "pro"),
-            Some(json!({"pipeline_id": "0", "stage_mapping": {
-                "qualified": "PREPARATION", "won": "WON"}})),
-        )
-        .await;
-    assert_eq!(saved.status, 200, "{}", saved.body);
-    tenant
+    let settings =
+        json!({"pipeline_id": "0", "stage_mapping": {"qualified": "PREPARATION", "won": "WON"}});
+    setup::bitrix24_with_settings(ctx, PORTAL, settings)
+        .await
+        .expect("a connected Bitrix24 tenant")
+        .tenant
 }
 
 /// A lead named `<name>` with its own email and phone, at `stage`, with `summary`.

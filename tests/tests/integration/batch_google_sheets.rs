@@ -3,8 +3,9 @@
 //! each lead's mapping naming its own row, and an append applied with its answer lost, then
 //! delivered again, leaving one row per lead.
 
-use relay_tests::context::{outcome, TestContext};
+use relay_tests::context::TestContext;
 use relay_tests::crash::expire_lead_claims;
+use relay_tests::setup;
 use relay_tests::sim::google::Cell;
 use relay_tests::sim::{Fault, GoogleRoute, Lost};
 use serde_json::json;
@@ -19,21 +20,14 @@ const TAB: &str = "Qualified";
 /// A Free tenant with Google Sheets connected and a new, empty spreadsheet chosen; returns the
 /// tenant and the spreadsheet's id.
 async fn connected(ctx: &TestContext) -> (String, String) {
-    let tenant = TestContext::tenant();
-    let back = outcome(&ctx.connect_google_sheets(&tenant, "free", OWNER).await);
-    assert_eq!(back["status"], "connected", "{back:?}");
+    let tenant = setup::google_sheets_of(ctx, OWNER)
+        .await
+        .expect("a connected Google Sheets tenant")
+        .tenant;
     let id = ctx.google.add_spreadsheet(OWNER, "Leads", &[TAB]);
-    let saved = ctx
-        .provider_api(
-            "connections-api/settings.json",
-            "google_sheets",
-            (&tenant, "free"),
-            Some(json!({
-                "spreadsheet_url": format!("https://docs.google.com/spreadsheets/d/{id}/edit#gid=0")
-            })),
-        )
-        .await;
-    assert_eq!(saved.status, 200, "{}", saved.body);
+    setup::choose_spreadsheet(ctx, &tenant, &id)
+        .await
+        .expect("the spreadsheet chosen");
     (tenant, id)
 }
 

@@ -3,8 +3,9 @@
 //! against the org's allocation), a record the org refuses fails its own lead alone, and a
 //! collections create whose answer was lost is found again on redelivery, never duplicated.
 
-use relay_tests::context::{outcome, TestContext};
+use relay_tests::context::TestContext;
 use relay_tests::queue::{inbound_messages, lead_message};
+use relay_tests::setup;
 use relay_tests::sim::{Fault, Lost, SalesforceRoute};
 use serde_json::{json, Value};
 use shared::connections::open_session;
@@ -19,26 +20,15 @@ const ACME: &str = "acme";
 /// A Business tenant connected to the org (its schema described and cached at connect), with a
 /// stage mapping and no conversion stage: new leads stay Leads.
 async fn tenant(ctx: &TestContext) -> String {
-    let tenant = TestContext::tenant();
-    let back = outcome(
-        &ctx.connect_salesforce(&tenant, "business", None, ACME)
-            .await,
-    );
-    assert_eq!(back["status"], "connected", "{back:?}");
-    let saved = ctx
-        .provider_api(
-            "connections-api/settings.json",
-            "salesforce",
-            (&tenant, "business"),
-            Some(json!({
-                "pipeline_id": "012000000000000AAA",
-                "stage_mapping": {"qualified": "Qualification", "proposal": "Proposal/Price Quote",
-                                  "won": "Closed Won", "lost": "Closed Lost"}
-            })),
-        )
-        .await;
-    assert_eq!(saved.status, 200, "{}", saved.body);
-    tenant
+    let settings = json!({
+        "pipeline_id": "012000000000000AAA",
+        "stage_mapping": {"qualified": "Qualification", "proposal": "Proposal/Price Quote",
+                          "won": "Closed Won", "lost": "Closed Lost"}
+    });
+    setup::salesforce_with_settings(ctx, settings)
+        .await
+        .expect("a connected Salesforce tenant")
+        .tenant
 }
 
 /// The lead `lead-<tag>` with its own email and a summary.

@@ -3,10 +3,10 @@
 //! refuses inside a call failing its lead alone, and batch calls applied with their answers lost,
 //! then delivered again, leaving no duplicate.
 
-use relay_tests::context::{outcome, TestContext};
+use relay_tests::context::TestContext;
 use relay_tests::crash::expire_lead_claims;
-use relay_tests::events::ApiEvent;
 use relay_tests::queue::lead_message;
+use relay_tests::setup;
 use relay_tests::sim::zoho::DEFAULT_USER;
 use relay_tests::sim::{Fault, Lost, ZohoRoute};
 use serde_json::json;
@@ -19,23 +19,15 @@ const NOTES: &str = "/crm/v8/Notes";
 /// A Pro tenant with Zoho connected in Australia, converting only at `won` (the leads here
 /// are `qualified`, so none converts and every call is a batch call).
 async fn zoho_tenant(ctx: &TestContext) -> String {
-    let tenant = TestContext::tenant();
-    let back = outcome(&ctx.connect_zoho(&tenant, "pro", DC, "").await);
-    assert_eq!(back["status"], "connected", "{back:?}");
-    let saved = ctx
-        .api(
-            ApiEvent::sample("connections-api/settings.json")
-                .provider("zoho")
-                .claims(&tenant, "pro")
-                .body(json!({
-                    "pipeline_id": "Standard (Standard)",
-                    "stage_mapping": {"qualified": "Needs Analysis", "won": "Closed Won"},
-                    "convert_at": "won"
-                })),
-        )
-        .await;
-    assert_eq!(saved.status, 200, "{}", saved.body);
-    tenant
+    let settings = json!({
+        "pipeline_id": "Standard (Standard)",
+        "stage_mapping": {"qualified": "Needs Analysis", "won": "Closed Won"},
+        "convert_at": "won"
+    });
+    setup::zoho_with_settings(ctx, settings)
+        .await
+        .expect("a connected Zoho tenant")
+        .tenant
 }
 
 /// A qualified lead named `Fatima <id>` with a summary; `email: None` makes one with neither

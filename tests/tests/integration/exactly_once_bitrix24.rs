@@ -3,10 +3,11 @@
 //! contact, one deal in the right stage and one timeline comment. Kill points and lost answers
 //! come from a `FaultProxy` in front of the Bitrix24 simulator.
 
-use relay_tests::context::{outcome, TestContext};
+use relay_tests::context::TestContext;
 use relay_tests::crash::{expire_lead_claims, push_killed_after, push_once, KillResult};
 use relay_tests::fault_proxy::{CallMatch, FaultProxy, ProxiedCall, ProxyFault};
 use relay_tests::queue::lead_message;
+use relay_tests::setup;
 use serde_json::{json, Value};
 use shared::push::MessageOutcome;
 
@@ -15,21 +16,12 @@ const SOUQ: &str = "souq-bakery.bitrix24.com";
 /// A Pro tenant with SOUQ connected (directly, not through the proxy) and a stage mapping on the
 /// default category saved.
 async fn connected(ctx: &TestContext) -> String {
-    ctx.bitrix.add_portal(SOUQ);
-    let tenant = TestContext::tenant();
-    let back = outcome(&ctx.connect_bitrix24(&tenant, "pro", SOUQ, SOUQ).await);
-    assert_eq!(back["status"], "connected", "{back:?}");
-    let saved = ctx
-        .provider_api(
-            "connections-api/settings.json",
-            "bitrix24",
-            (&tenant, "pro"),
-            Some(json!({"pipeline_id": "0", "stage_mapping": {
-                "new": "NEW", "qualified": "PREPARATION", "won": "WON"}})),
-        )
-        .await;
-    assert_eq!(saved.status, 200, "{}", saved.body);
-    tenant
+    let settings = json!({"pipeline_id": "0", "stage_mapping": {
+        "new": "NEW", "qualified": "PREPARATION", "won": "WON"}});
+    setup::bitrix24_with_settings(ctx, SOUQ, settings)
+        .await
+        .expect("a connected Bitrix24 tenant")
+        .tenant
 }
 
 /// One version of a lead: `email` and `phone` when given, `stage`, `summary`, at `at`.

@@ -3,9 +3,10 @@
 //! push right after a Sheets call was applied, or loses, garbles or resets that call's answer;
 //! the message is then delivered again through the real lead-push code and the sheet checked.
 
-use relay_tests::context::{outcome, TestContext};
+use relay_tests::context::TestContext;
 use relay_tests::crash::{expire_lead_claims, push_killed_after, push_once, KillResult};
 use relay_tests::fault_proxy::{CallMatch, FaultProxy, ProxyFault};
+use relay_tests::setup;
 use relay_tests::sim::google::Cell;
 use serde_json::json;
 use shared::identity::TenantId;
@@ -24,10 +25,10 @@ const LATER_AT: &str = "2026-11-29T09:30:00Z";
 
 /// A Free tenant with Google Sheets connected (straight to the simulator, not through a proxy).
 async fn connected(ctx: &TestContext) -> String {
-    let tenant = TestContext::tenant();
-    let back = outcome(&ctx.connect_google_sheets(&tenant, "free", OWNER).await);
-    assert_eq!(back["status"], "connected", "{back:?}");
-    tenant
+    setup::google_sheets_of(ctx, OWNER)
+        .await
+        .expect("a connected Google Sheets tenant")
+        .tenant
 }
 
 /// A new, empty spreadsheet of the owner's, chosen in the tenant's settings; returns its id.
@@ -38,19 +39,11 @@ async fn choose_new_spreadsheet(ctx: &TestContext, tenant: &str) -> String {
 }
 
 async fn choose_spreadsheet(ctx: &TestContext, tenant: &str, id: &str) {
-    let saved = ctx
-        .provider_api(
-            "connections-api/settings.json",
-            "google_sheets",
-            (tenant, "free"),
-            Some(json!({
-                "spreadsheet_url": format!("https://docs.google.com/spreadsheets/d/{id}/edit#gid=0")
-            })),
-        )
-        .await;
-    assert_eq!(saved.status, 200, "{}", saved.body);
-    assert_eq!(saved.body["settings"]["pipeline_id"], json!(id));
-    assert_eq!(saved.body["settings"]["sheet"], TAB);
+    let settings = setup::choose_spreadsheet(ctx, tenant, id)
+        .await
+        .expect("the spreadsheet chosen");
+    assert_eq!(settings["pipeline_id"], json!(id));
+    assert_eq!(settings["sheet"], TAB);
 }
 
 /// A v1 lead message that happened at `at`.

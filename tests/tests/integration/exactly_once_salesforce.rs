@@ -5,10 +5,11 @@
 //! Salesforce simulator; the org has no External ID field, so every lost create is found again by
 //! its marker (Description line, Task subject) or, for `convertLead`, by reading the Lead.
 
-use relay_tests::context::{outcome, TestContext};
+use relay_tests::context::TestContext;
 use relay_tests::crash::{expire_lead_claims, push_killed_after, push_once, KillResult};
 use relay_tests::fault_proxy::{CallMatch, FaultProxy, ProxyFault};
 use relay_tests::queue::lead_message;
+use relay_tests::setup;
 use serde_json::{json, Value};
 use shared::push::MessageOutcome;
 use shared::Services;
@@ -18,27 +19,16 @@ const ACME: &str = "acme";
 /// A Business tenant connected to the org (directly, not through the proxy), converting leads
 /// when they are qualified.
 async fn tenant(ctx: &TestContext) -> String {
-    let tenant = TestContext::tenant();
-    let back = outcome(
-        &ctx.connect_salesforce(&tenant, "business", None, ACME)
-            .await,
-    );
-    assert_eq!(back["status"], "connected", "{back:?}");
-    let saved = ctx
-        .provider_api(
-            "connections-api/settings.json",
-            "salesforce",
-            (&tenant, "business"),
-            Some(json!({
-                "pipeline_id": "012000000000000AAA",
-                "stage_mapping": {"qualified": "Qualification", "proposal": "Proposal/Price Quote",
-                                  "won": "Closed Won", "lost": "Closed Lost"},
-                "convert_at": "qualified"
-            })),
-        )
-        .await;
-    assert_eq!(saved.status, 200, "{}", saved.body);
-    tenant
+    let settings = json!({
+        "pipeline_id": "012000000000000AAA",
+        "stage_mapping": {"qualified": "Qualification", "proposal": "Proposal/Price Quote",
+                          "won": "Closed Won", "lost": "Closed Lost"},
+        "convert_at": "qualified"
+    });
+    setup::salesforce_with_settings(ctx, settings)
+        .await
+        .expect("a connected Salesforce tenant")
+        .tenant
 }
 
 /// The lead `id` with `email`, in `stage`, as of `at` (later stages are later messages).

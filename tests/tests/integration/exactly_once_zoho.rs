@@ -2,11 +2,11 @@
 //! whose answer was lost after Zoho applied it, then delivered again, leaves one lead, one
 //! contact, one deal and one note for the lead, the deal in the mapped stage.
 
-use relay_tests::context::{outcome, TestContext};
+use relay_tests::context::TestContext;
 use relay_tests::crash::{expire_lead_claims, push_killed_after, push_once, KillResult};
-use relay_tests::events::ApiEvent;
 use relay_tests::fault_proxy::{CallMatch, FaultProxy, ProxyFault};
 use relay_tests::queue::lead_message;
+use relay_tests::setup;
 use serde_json::{json, Value};
 use shared::push::MessageOutcome;
 
@@ -15,24 +15,16 @@ const DC: &str = "au";
 /// A Pro tenant with Zoho connected (directly, not through the proxy), converting at
 /// `qualified`.
 async fn zoho_tenant(ctx: &TestContext) -> String {
-    let tenant = TestContext::tenant();
-    let back = outcome(&ctx.connect_zoho(&tenant, "pro", DC, "").await);
-    assert_eq!(back["status"], "connected", "{back:?}");
-    let saved = ctx
-        .api(
-            ApiEvent::sample("connections-api/settings.json")
-                .provider("zoho")
-                .claims(&tenant, "pro")
-                .body(json!({
-                    "pipeline_id": "Standard (Standard)",
-                    "stage_mapping": {"qualified": "Needs Analysis", "proposal": "Proposal/Price Quote",
-                                      "won": "Closed Won", "lost": "Closed Lost"},
-                    "convert_at": "qualified"
-                })),
-        )
-        .await;
-    assert_eq!(saved.status, 200, "{}", saved.body);
-    tenant
+    let settings = json!({
+        "pipeline_id": "Standard (Standard)",
+        "stage_mapping": {"qualified": "Needs Analysis", "proposal": "Proposal/Price Quote",
+                          "won": "Closed Won", "lost": "Closed Lost"},
+        "convert_at": "qualified"
+    });
+    setup::zoho_with_settings(ctx, settings)
+        .await
+        .expect("a connected Zoho tenant")
+        .tenant
 }
 
 /// A lead message; `hour` orders messages of one lead (a later one is newer).
