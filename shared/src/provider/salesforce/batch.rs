@@ -471,51 +471,88 @@ fn refused_record(batch: &mut LeadBatch<'_>, plan: &mut Plan, index: usize, erro
     }
 }
 
-/// Creates the new leads' Leads, 200 per call, their intents stored first.
-async fn create_leads(
+/// What the batch writes with collections: Leads or Tasks.
+struct Object {
+    /// Its key in a lead's progress.
+    kind: &'static str,
+    create: &'static str,
+    update: &'static str,
+    /// Update refusals meaning the record is gone (converted or deleted): the single path
+    /// follows or recreates it.
+    gone: &'static [&'static str],
+}
+
+const LEADS: Object = Object {
+    kind: "lead",
+    create: "leads.create",
+    update: "leads.update",
+    // Collections name a missing id INVALID_CROSS_REFERENCE_KEY.
+    gone: &[
+        "CANNOT_UPDATE_CONVERTED_LEAD",
+        "ENTITY_IS_DELETED",
+        "NOT_FOUND",
+        "INVALID_CROSS_REFERENCE_KEY",
+    ],
+};
+
+const TASKS: Object = Object {
+    kind: "task",
+    create: "tasks.create",
+    update: "tasks.update",
+    gone: &[],
+};
+
+/// One lead's record for a collections call.
+struct Pending {
+    index: usize,
+    record: Value,
+    /// The Task description's digest, noted on the lead once the record is written.
+    digest: Option<String>,
+}
+
+/// Creates one record per pending lead, 200 per call, each call's intents stored before it is
+/// sent. Returns the leads whose record was created.
+async fn create_records(
     session: &Session<'_>,
     batch: &mut LeadBatch<'_>,
-    settings: Option<&ConnectionSettings>,
-    schema: &Schema,
     plan: &mut Plan,
-) -> Result<(), ProviderError> {
-    let creates = std::mem::take(&mut plan.creates);
-    for chunk in creates.chunks(COLLECTION_LIMIT) {
-        let records: Vec<Value> = chunk
-            .iter()
-            .map(|&i| {
-                let fields =
-                    mapping::lead_record(lead_of(batch, i), settings, schema, Write::Create);
-                typed("Lead", None, fields)
-            })
-            .collect();
-        for &i in chunk {
-            batch.lead_mut(i).progress.note_intent("lead");
+    object: &Object,
+    pending: Vec<Pending>,
+) -> Result<Vec<usize>, ProviderError> {
+    let mut written = Vec::new();
+    for chunk in pending.chunks(COLLECTION_LIMIT) {
+        for p in chunk {
+            batch.lead_mut(p.index).progress.note_intent(object.kind);
         }
         batch.save().await?;
+        let records = chunk.iter().map(|p| p.record.clone()).collect();
         let results =
-            match collections(session, "leads.create", reqwest::Method::POST, records).await {
+            match collections(session, object.create, reqwest::Method::POST, records).await {
                 Ok(results) => results,
                 Err(error) => {
                     if refused(&error) {
                         // Nothing was created: the next attempt need not look anything up.
-                        for &i in chunk {
-                            batch.lead_mut(i).progress.note_forget("lead");
+                        for p in chunk {
+                            batch.lead_mut(p.index).progress.note_forget(object.kind);
                         }
                         batch.save().await?;
                     }
                     return Err(error);
                 }
             };
-        for (&i, result) in chunk.iter().zip(results) {
+        for (p, result) in chunk.iter().zip(results) {
             match result {
                 Ok(Some(id)) => {
-                    batch.lead_mut(i).progress.note_record("lead", id);
-                    plan.written.push(i);
+                    let progress = &mut batch.lead_mut(p.index).progress;
+                    progress.note_record(object.kind, id);
+                    if let Some(digest) = &p.digest {
+                        progress.summary_digest = Some(digest.clone());
+                    }
+                    written.push(p.index);
                 }
                 // Created, but we cannot tell which record: the intent stays for a lookup.
                 Ok(None) => batch.fail(
-                    i,
+                    p.index,
                     ProviderError::Garbage {
                         provider: Provider::Salesforce,
                         status: 200,
@@ -524,17 +561,75 @@ async fn create_leads(
                 ),
                 Err(error) => {
                     // A refused record was not created.
-                    batch.lead_mut(i).progress.note_forget("lead");
-                    refused_record(batch, plan, i, error);
+                    batch.lead_mut(p.index).progress.note_forget(object.kind);
+                    refused_record(batch, plan, p.index, error);
                 }
             }
         }
         batch.save().await?;
     }
+    Ok(written)
+}
+
+/// Updates one record per pending lead (by the `id` in its record), 200 per call (a `PATCH`
+/// is safe to send again). Returns the leads whose record was updated.
+async fn update_records(
+    session: &Session<'_>,
+    batch: &mut LeadBatch<'_>,
+    plan: &mut Plan,
+    object: &Object,
+    pending: Vec<Pending>,
+) -> Result<Vec<usize>, ProviderError> {
+    let mut written = Vec::new();
+    for chunk in pending.chunks(COLLECTION_LIMIT) {
+        let records = chunk.iter().map(|p| p.record.clone()).collect();
+        let results = collections(session, object.update, reqwest::Method::PATCH, records).await?;
+        for (p, result) in chunk.iter().zip(results) {
+            match result {
+                Ok(_) => {
+                    if let Some(digest) = &p.digest {
+                        batch.lead_mut(p.index).progress.summary_digest = Some(digest.clone());
+                    }
+                    written.push(p.index);
+                }
+                Err(error) if object.gone.iter().any(|code| api::has_code(&error, code)) => {
+                    plan.single.insert(p.index);
+                }
+                Err(error) => refused_record(batch, plan, p.index, error),
+            }
+        }
+        // Stores the digests noted (a no-op for Leads, whose progress an update leaves alone).
+        batch.save().await?;
+    }
+    Ok(written)
+}
+
+/// Creates the new leads' Leads.
+async fn create_leads(
+    session: &Session<'_>,
+    batch: &mut LeadBatch<'_>,
+    settings: Option<&ConnectionSettings>,
+    schema: &Schema,
+    plan: &mut Plan,
+) -> Result<(), ProviderError> {
+    let pending = std::mem::take(&mut plan.creates)
+        .into_iter()
+        .map(|index| {
+            let fields =
+                mapping::lead_record(lead_of(batch, index), settings, schema, Write::Create);
+            Pending {
+                index,
+                record: typed("Lead", None, fields),
+                digest: None,
+            }
+        })
+        .collect();
+    let written = create_records(session, batch, plan, &LEADS, pending).await?;
+    plan.written.extend(written);
     Ok(())
 }
 
-/// Updates the known leads' Leads, 200 per call (a `PATCH` is safe to send again).
+/// Updates the known leads' Leads.
 async fn update_leads(
     session: &Session<'_>,
     batch: &mut LeadBatch<'_>,
@@ -553,46 +648,26 @@ async fn update_leads(
         }
         first
     });
-    for chunk in updates.chunks(COLLECTION_LIMIT) {
-        let records: Vec<Value> = chunk
-            .iter()
-            .map(|&i| {
-                let item = &batch.leads()[i];
-                let fields = mapping::lead_record(item.lead, settings, schema, Write::Update);
-                typed(
-                    "Lead",
-                    item.progress.records.get("lead").map(String::as_str),
-                    fields,
-                )
-            })
-            .collect();
-        let results = collections(session, "leads.update", reqwest::Method::PATCH, records).await?;
-        for (&i, result) in chunk.iter().zip(results) {
-            match result {
-                Ok(_) => plan.written.push(i),
-                // Converted or deleted since (collections name a missing id
-                // INVALID_CROSS_REFERENCE_KEY): the single path follows or recreates it.
-                Err(error)
-                    if [
-                        "CANNOT_UPDATE_CONVERTED_LEAD",
-                        "ENTITY_IS_DELETED",
-                        "NOT_FOUND",
-                        "INVALID_CROSS_REFERENCE_KEY",
-                    ]
-                    .iter()
-                    .any(|code| api::has_code(&error, code)) =>
-                {
-                    plan.single.insert(i);
-                }
-                Err(error) => refused_record(batch, plan, i, error),
+    let pending = updates
+        .into_iter()
+        .map(|index| {
+            let item = &batch.leads()[index];
+            let fields = mapping::lead_record(item.lead, settings, schema, Write::Update);
+            let id = item.progress.records.get("lead").map(String::as_str);
+            Pending {
+                index,
+                record: typed("Lead", id, fields),
+                digest: None,
             }
-        }
-    }
+        })
+        .collect();
+    let written = update_records(session, batch, plan, &LEADS, pending).await?;
+    plan.written.extend(written);
     Ok(())
 }
 
 /// The Tasks of the leads whose Lead this batch wrote: created where there is none (intents
-/// stored first), updated where the summary changed, 200 per call each.
+/// stored first), updated where the summary changed.
 async fn sync_tasks(
     session: &Session<'_>,
     batch: &mut LeadBatch<'_>,
@@ -600,20 +675,25 @@ async fn sync_tasks(
     plan: &mut Plan,
 ) -> Result<(), ProviderError> {
     let today = Utc::now().date_naive();
-    let mut creates: Vec<(usize, String, Value)> = Vec::new();
-    let mut updates: Vec<(usize, String, Value)> = Vec::new();
-    for &i in &plan.written {
-        let item = &batch.leads()[i];
+    let mut creates = Vec::new();
+    let mut updates = Vec::new();
+    for &index in &plan.written {
+        let item = &batch.leads()[index];
         let Some(description) = mapping::task_description(item.lead) else {
             continue;
         };
-        let digest = text_digest(&description);
+        let digest = Some(text_digest(&description));
         let progress = &item.progress;
         match progress.records.get("task") {
-            Some(_) if progress.summary_digest.as_deref() == Some(digest.as_str()) => {}
+            Some(_) if progress.summary_digest == digest => {}
             Some(task) => {
                 if let Some(fields) = mapping::task_update(item.lead, schema) {
-                    updates.push((i, digest, typed("Task", Some(task), fields)));
+                    let record = typed("Task", Some(task), fields);
+                    updates.push(Pending {
+                        index,
+                        record,
+                        digest,
+                    });
                 }
             }
             None => {
@@ -621,64 +701,18 @@ async fn sync_tasks(
                     continue;
                 };
                 if let Some(fields) = mapping::task_record(item.lead, lead_id, schema, today) {
-                    creates.push((i, digest, typed("Task", None, fields)));
+                    let record = typed("Task", None, fields);
+                    creates.push(Pending {
+                        index,
+                        record,
+                        digest,
+                    });
                 }
             }
         }
     }
-    for chunk in creates.chunks(COLLECTION_LIMIT) {
-        for (i, _, _) in chunk {
-            batch.lead_mut(*i).progress.note_intent("task");
-        }
-        batch.save().await?;
-        let records = chunk.iter().map(|(_, _, r)| r.clone()).collect();
-        let results =
-            match collections(session, "tasks.create", reqwest::Method::POST, records).await {
-                Ok(results) => results,
-                Err(error) => {
-                    if refused(&error) {
-                        for (i, _, _) in chunk {
-                            batch.lead_mut(*i).progress.note_forget("task");
-                        }
-                        batch.save().await?;
-                    }
-                    return Err(error);
-                }
-            };
-        for ((i, digest, _), result) in chunk.iter().zip(results) {
-            let progress = &mut batch.lead_mut(*i).progress;
-            match result {
-                Ok(Some(id)) => {
-                    progress.note_record("task", id);
-                    progress.summary_digest = Some(digest.clone());
-                }
-                Ok(None) => batch.fail(
-                    *i,
-                    ProviderError::Garbage {
-                        provider: Provider::Salesforce,
-                        status: 200,
-                        detail: "a created record without an id".into(),
-                    },
-                ),
-                Err(error) => {
-                    progress.note_forget("task");
-                    refused_record(batch, plan, *i, error);
-                }
-            }
-        }
-        batch.save().await?;
-    }
-    for chunk in updates.chunks(COLLECTION_LIMIT) {
-        let records = chunk.iter().map(|(_, _, r)| r.clone()).collect();
-        let results = collections(session, "tasks.update", reqwest::Method::PATCH, records).await?;
-        for ((i, digest, _), result) in chunk.iter().zip(results) {
-            match result {
-                Ok(_) => batch.lead_mut(*i).progress.summary_digest = Some(digest.clone()),
-                Err(error) => refused_record(batch, plan, *i, error),
-            }
-        }
-        batch.save().await?;
-    }
+    create_records(session, batch, plan, &TASKS, creates).await?;
+    update_records(session, batch, plan, &TASKS, updates).await?;
     Ok(())
 }
 
