@@ -1,6 +1,7 @@
-"""Checks moto_serialized.py's TransactWriteItems rollback against moto itself (in-process):
-a cancelled transaction leaves every item it named as it was (put, updated, deleted), a
-committed one applies all of them. Run by `make test` (step "moto patch"); prints the time of
+"""Checks moto_serialized.py's changes to moto, in-process. TransactWriteItems: a cancelled
+transaction leaves every item it named as it was (put, updated, deleted), a committed one applies
+all of them. Fair queues: a tenant below the noisy thresholds keeps first-in-first-out order; once
+it has 30+ messages in flight, a quiet tenant's later messages are received before its backlog. Run by `make test` (step "moto patch"); prints the time of
 a 100-item transaction on a 5,000-item table as a figure, not a verdict.
 
 usage: python moto_serialized_check.py
@@ -15,6 +16,8 @@ import moto_serialized  # noqa: E402,F401  (installs the per-item rollback)
 
 import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
+from moto.core import DEFAULT_ACCOUNT_ID  # noqa: E402
+from moto.sqs.models import sqs_backends  # noqa: E402
 
 TABLE = "check"
 
@@ -94,6 +97,56 @@ def main():
         assert "Item" in db.get_item(TableName=TABLE, Key=key("big", "new-99"))
         print("committed transactions: applied")
         print(f"100-item transaction on a 5,000-item table: {took * 1000:.0f} ms")
+
+        check_fair_queue()
+
+
+def send(sqs, url, group, n):
+    for start in range(0, n, 10):
+        sqs.send_message_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "MessageBody": f"{group}-{start + i}", "MessageGroupId": group}
+                for i in range(min(10, n - start))
+            ],
+        )
+
+
+def receive(sqs, url, n):
+    bodies = []
+    while len(bodies) < n:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=min(10, n - len(bodies)))
+        bodies += [m["Body"] for m in got.get("Messages", [])]
+    return bodies
+
+
+def check_fair_queue():
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="fair")["QueueUrl"]
+    send(sqs, url, "noisy", 100)
+    send(sqs, url, "quiet", 5)
+    # Up to 29 in flight is below the noisy threshold: the queue's order stands.
+    first = receive(sqs, url, 30)
+    assert first == [f"noisy-{i}" for i in range(30)], first
+    # 30 in flight, all the noisy tenant's: the quiet tenant's messages come first.
+    second = receive(sqs, url, 10)
+    assert second[:5] == [f"quiet-{i}" for i in range(5)], second
+    assert second[5:] == [f"noisy-{i}" for i in range(30, 35)], second
+    print("fair queue: a quiet tenant's messages pass a noisy tenant's backlog")
+
+    # Retention still holds: a message older than the queue's retention period is not received.
+    url = sqs.create_queue(QueueName="short", Attributes={"MessageRetentionPeriod": "60"})[
+        "QueueUrl"
+    ]
+    sqs.send_message(QueueUrl=url, MessageBody="kept")
+    sqs.send_message(QueueUrl=url, MessageBody="expired")
+    backend = sqs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+    for message in backend.get_queue("short")._messages:
+        if message.body == "expired":
+            message.sent_timestamp -= 120_000
+    got = [m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]]
+    assert got == ["kept"], got
+    print("retention: a message past the queue's retention period is not received")
 
 
 if __name__ == "__main__":
