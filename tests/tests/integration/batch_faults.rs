@@ -54,11 +54,16 @@ fn hubspot_problem(ctx: &TestContext, id: &str) -> Option<String> {
         .into_iter()
         .filter(|c| c.properties.get("email") == Some(&email))
         .collect();
+    // By lead id or by name: a duplicate made without the lead id counts too.
+    let name = format!("Fatima {id} (LeadRelay)");
     let deals: Vec<_> = ctx
         .hubspot
         .deals()
         .into_iter()
-        .filter(|d| d.properties.get("leadrelay_lead_id").map(String::as_str) == Some(id))
+        .filter(|d| {
+            d.properties.get("leadrelay_lead_id").map(String::as_str) == Some(id)
+                || d.properties.get("dealname") == Some(&name)
+        })
         .collect();
     let marker = format!("LeadRelay lead {id}<");
     let notes: Vec<_> = ctx
@@ -78,6 +83,14 @@ fn hubspot_problem(ctx: &TestContext, id: &str) -> Option<String> {
             deals.len(),
             notes.len()
         ));
+    }
+    if deals[0]
+        .properties
+        .get("leadrelay_lead_id")
+        .map(String::as_str)
+        != Some(id)
+    {
+        return Some(format!("{id}: the deal does not carry its lead id"));
     }
     let deal_links = ctx.hubspot.associations("deals", &deals[0].id);
     let note_links = ctx.hubspot.associations("notes", &notes[0].id);
