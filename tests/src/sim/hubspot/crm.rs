@@ -57,6 +57,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::routing::{post, MethodRouter};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
@@ -356,6 +357,64 @@ fn parse_body(body: &[u8]) -> Result<Value, Reject> {
             error.column()
         ))
     })
+}
+
+/// The object type a path names.
+fn object_type(name: &str) -> Result<ObjectType, Reject> {
+    ObjectType::parse(name).ok_or_else(|| unknown_object_type(name))
+}
+
+/// A batch request's `inputs`: an array of at most [`MAX_BATCH_INPUTS`].
+fn batch_inputs(input: &Value) -> Result<&Vec<Value>, Reject> {
+    let Some(items) = input.get("inputs").and_then(Value::as_array) else {
+        return Err(bad_request("Invalid input JSON: `inputs` must be an array"));
+    };
+    if items.len() > MAX_BATCH_INPUTS {
+        return Err(bad_request(format!(
+            "Batch input has {} inputs; at most {MAX_BATCH_INPUTS} are allowed per request",
+            items.len()
+        )));
+    }
+    Ok(items)
+}
+
+/// The `id` of the batch input at `index`.
+fn input_id(item: &Value, index: usize) -> Result<String, Reject> {
+    item.get("id").and_then(id_text).ok_or_else(|| {
+        bad_request(format!(
+            "Invalid input JSON: inputs[{index}].id is required"
+        ))
+    })
+}
+
+/// A batch answer (`BatchResponse…`): `status`, `results` and the times, with `status`; with
+/// `errors`, 207 and the errors.
+fn batch_answer(
+    started: DateTime<Utc>,
+    results: Vec<Value>,
+    errors: Vec<Value>,
+    status: StatusCode,
+) -> Response {
+    let mut body = json!({
+        "status": "COMPLETE",
+        "results": results,
+        "startedAt": iso(started),
+        "completedAt": iso(Utc::now()),
+    });
+    if errors.is_empty() {
+        return json_response(status, &body);
+    }
+    body["numErrors"] = json!(errors.len());
+    body["errors"] = Value::Array(errors);
+    json_response(StatusCode::MULTI_STATUS, &body)
+}
+
+/// 400 for an `idProperty` that is not a unique-value property of `object`.
+fn non_unique(hub_id: u64, object: ObjectType, property: &str) -> Reject {
+    bad_request(format!(
+        "Unable to perform update/upsert by non-unique {} property {property} in portal ID {hub_id}",
+        object.type_id()
+    ))
 }
 
 /// A `properties` object as name → string. Numbers and booleans are taken
@@ -661,20 +720,31 @@ fn query_list(query: &str, key: &str) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------
-// POST /crm/objects/2026-09/{type}
+// POST /crm/objects/2026-09/{type}[/batch/create|upsert|read]
 // ---------------------------------------------------------------------------
 
-pub(super) async fn create_object(
-    State(shared): State<Arc<Shared>>,
-    Path(object): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    shared.metered(&headers, |hub_id| create(&shared, hub_id, &object, &body))
+/// A `POST` on an object type's path, metered as one call and answered by `answer` (given the
+/// portal, the type named in the path and the body).
+pub(super) fn object_post(
+    answer: fn(&Shared, u64, &str, &[u8]) -> Result<Response, Reject>,
+) -> MethodRouter<Arc<Shared>> {
+    post(
+        move |State(shared): State<Arc<Shared>>,
+              Path(object): Path<String>,
+              headers: HeaderMap,
+              body: Bytes| async move {
+            shared.metered(&headers, |hub_id| answer(&shared, hub_id, &object, &body))
+        },
+    )
 }
 
-fn create(shared: &Shared, hub_id: u64, object: &str, body: &[u8]) -> Result<Response, Reject> {
-    let object = ObjectType::parse(object).ok_or_else(|| unknown_object_type(object))?;
+pub(super) fn create(
+    shared: &Shared,
+    hub_id: u64,
+    object: &str,
+    body: &[u8],
+) -> Result<Response, Reject> {
+    let object = object_type(object)?;
     let input = parse_body(body)?;
     let (properties, associations) = create_input(&input)?;
     let properties =
@@ -815,39 +885,20 @@ fn insert_new(
 // POST /crm/objects/2026-09/{type}/batch/create
 // ---------------------------------------------------------------------------
 
-pub(super) async fn batch_create(
-    State(shared): State<Arc<Shared>>,
-    Path(object): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    shared.metered(&headers, |hub_id| {
-        create_many(&shared, hub_id, &object, &body)
-    })
-}
-
 /// Up to [`MAX_BATCH_INPUTS`] creates in one request (metered as one). When every input
 /// carries an `objectWriteTraceId`, HubSpot answers per input: the records made (each with
 /// its trace id) and, with status 207, an `errors` entry per refused input naming its trace
 /// id. Without trace ids a refused input refuses the whole batch and nothing is made.
-fn create_many(
+pub(super) fn create_many(
     shared: &Shared,
     hub_id: u64,
     object: &str,
     body: &[u8],
 ) -> Result<Response, Reject> {
     let started = Utc::now();
-    let object = ObjectType::parse(object).ok_or_else(|| unknown_object_type(object))?;
+    let object = object_type(object)?;
     let input = parse_body(body)?;
-    let Some(items) = input.get("inputs").and_then(Value::as_array) else {
-        return Err(bad_request("Invalid input JSON: `inputs` must be an array"));
-    };
-    if items.len() > MAX_BATCH_INPUTS {
-        return Err(bad_request(format!(
-            "Batch input has {} inputs; at most {MAX_BATCH_INPUTS} are allowed per request",
-            items.len()
-        )));
-    }
+    let items = batch_inputs(&input)?;
     let traces: Vec<Option<String>> = items
         .iter()
         .map(|item| item.get("objectWriteTraceId").and_then(id_text))
@@ -909,32 +960,12 @@ fn create_many(
         }
     }
     drop(store);
-    let mut body = json!({
-        "status": "COMPLETE",
-        "results": results,
-        "startedAt": iso(started),
-        "completedAt": iso(Utc::now()),
-    });
-    if errors.is_empty() {
-        return Ok(json_response(StatusCode::CREATED, &body));
-    }
-    body["numErrors"] = json!(errors.len());
-    body["errors"] = Value::Array(errors);
-    Ok(json_response(StatusCode::MULTI_STATUS, &body))
+    Ok(batch_answer(started, results, errors, StatusCode::CREATED))
 }
 
 // ---------------------------------------------------------------------------
 // POST /crm/objects/2026-09/{type}/batch/upsert
 // ---------------------------------------------------------------------------
-
-pub(super) async fn batch_upsert(
-    State(shared): State<Arc<Shared>>,
-    Path(object): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    shared.metered(&headers, |hub_id| upsert(&shared, hub_id, &object, &body))
-}
 
 /// How an upsert input names its record.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -943,28 +974,21 @@ enum UpsertKey {
     RecordId(String),
 }
 
-fn upsert(shared: &Shared, hub_id: u64, object: &str, body: &[u8]) -> Result<Response, Reject> {
+pub(super) fn upsert(
+    shared: &Shared,
+    hub_id: u64,
+    object: &str,
+    body: &[u8],
+) -> Result<Response, Reject> {
     let started = Utc::now();
-    let object = ObjectType::parse(object).ok_or_else(|| unknown_object_type(object))?;
+    let object = object_type(object)?;
     let input = parse_body(body)?;
-    let Some(items) = input.get("inputs").and_then(Value::as_array) else {
-        return Err(bad_request("Invalid input JSON: `inputs` must be an array"));
-    };
-    if items.len() > MAX_BATCH_INPUTS {
-        return Err(bad_request(format!(
-            "Batch input has {} inputs; at most {MAX_BATCH_INPUTS} are allowed per request",
-            items.len()
-        )));
-    }
+    let items = batch_inputs(&input)?;
 
     let mut keyed = Vec::with_capacity(items.len());
     let mut problems = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        let Some(id) = item.get("id").and_then(id_text) else {
-            return Err(bad_request(format!(
-                "Invalid input JSON: inputs[{index}].id is required"
-            )));
-        };
+        let id = input_id(item, index)?;
         let properties = string_properties(item.get("properties"), "properties")?;
         let key = match item.get("idProperty").and_then(Value::as_str) {
             Some("email") if object == ObjectType::Contacts => {
@@ -985,12 +1009,7 @@ fn upsert(shared: &Shared, hub_id: u64, object: &str, body: &[u8]) -> Result<Res
                 }
                 UpsertKey::Email(email)
             }
-            Some(other) => {
-                return Err(bad_request(format!(
-                    "Unable to perform update/upsert by non-unique {} property {other} in portal ID {hub_id}",
-                    object.type_id()
-                )))
-            }
+            Some(other) => return Err(non_unique(hub_id, object, other)),
             None if object == ObjectType::Contacts => UpsertKey::RecordId(id.trim().to_owned()),
             None => {
                 return Err(bad_request(format!(
@@ -1079,15 +1098,7 @@ fn upsert(shared: &Shared, hub_id: u64, object: &str, body: &[u8]) -> Result<Res
         results.push(result);
     }
     drop(store);
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
-            "status": "COMPLETE",
-            "results": results,
-            "startedAt": iso(started),
-            "completedAt": iso(Utc::now()),
-        }),
-    ))
+    Ok(batch_answer(started, results, Vec::new(), StatusCode::OK))
 }
 
 // ---------------------------------------------------------------------------
@@ -1128,10 +1139,7 @@ fn locate(
         Some(name) if unique.iter().any(|u| u == name) => records
             .by_value(object, name, id)
             .ok_or_else(record_not_found),
-        Some(other) => Err(bad_request(format!(
-            "Unable to perform update/upsert by non-unique {} property {other} in portal ID {hub_id}",
-            object.type_id()
-        ))),
+        Some(other) => Err(non_unique(hub_id, object, other)),
     }
 }
 
@@ -1143,7 +1151,7 @@ fn update(
     query: &str,
     body: &[u8],
 ) -> Result<Response, Reject> {
-    let object = ObjectType::parse(object).ok_or_else(|| unknown_object_type(object))?;
+    let object = object_type(object)?;
     let input = parse_body(body)?;
     let properties = string_properties(input.get("properties"), "properties")?;
     let properties = checked(shared, object, hub_id, &properties)?;
@@ -1233,7 +1241,7 @@ fn read(
     id: &str,
     query: &str,
 ) -> Result<Response, Reject> {
-    let object = ObjectType::parse(object).ok_or_else(|| unknown_object_type(object))?;
+    let object = object_type(object)?;
     let select = selected_properties(shared, hub_id, object, &query_list(query, "properties"));
     let unique = shared.schema().unique_custom(hub_id, object);
     let wanted: Vec<ObjectType> = query_list(query, "associations")
@@ -1447,7 +1455,7 @@ fn filter_matches(filter: &Filter, record: &SimObject) -> bool {
 }
 
 fn search(shared: &Shared, hub_id: u64, object: &str, body: &[u8]) -> Result<Response, Reject> {
-    let object = ObjectType::parse(object).ok_or_else(|| unknown_object_type(object))?;
+    let object = object_type(object)?;
     let input = parse_body(body)?;
     let groups = parse_filters(shared, hub_id, object, &input)?;
     let limit = match input.get("limit") {
@@ -1618,8 +1626,8 @@ pub(super) async fn associate_default(
     headers: HeaderMap,
 ) -> Response {
     shared.metered(&headers, |hub_id| {
-        let from = ObjectType::parse(&from).ok_or_else(|| unknown_object_type(&from))?;
-        let to = ObjectType::parse(&to).ok_or_else(|| unknown_object_type(&to))?;
+        let from = object_type(&from)?;
+        let to = object_type(&to)?;
         let (_, _, type_id, _) = ASSOCIATION_TYPES
             .iter()
             .find(|(f, t, _, _)| *f == from && *t == to)
@@ -1672,8 +1680,8 @@ pub(super) async fn list_associations(
 ) -> Response {
     let query = decode_form(&query.unwrap_or_default());
     shared.metered(&headers, |hub_id| {
-        let from = ObjectType::parse(&from).ok_or_else(|| unknown_object_type(&from))?;
-        let to = ObjectType::parse(&to).ok_or_else(|| unknown_object_type(&to))?;
+        let from = object_type(&from)?;
+        let to = object_type(&to)?;
         let limit = match query.get("limit") {
             None => MAX_ASSOCIATIONS_PAGE,
             Some(text) => text
@@ -1734,70 +1742,55 @@ pub(super) async fn list_associations(
 /// Reads records by id (`BatchReadInputSimplePublicObjectId`: `inputs[].id`, `properties`,
 /// optional `idProperty`). Ids that name no record are left out and reported in `errors` with
 /// a 207, as HubSpot's batch answers do.
-pub(super) async fn batch_read(
-    State(shared): State<Arc<Shared>>,
-    Path(object): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    shared.metered(&headers, |hub_id| {
-        let started = Utc::now();
-        let object = ObjectType::parse(&object).ok_or_else(|| unknown_object_type(&object))?;
-        let input = parse_body(&body)?;
-        let Some(items) = input.get("inputs").and_then(Value::as_array) else {
-            return Err(bad_request("Invalid input JSON: `inputs` must be an array"));
-        };
-        if items.len() > MAX_BATCH_INPUTS {
-            return Err(bad_request(format!(
-                "Batch input has {} inputs; at most {MAX_BATCH_INPUTS} are allowed per request",
-                items.len()
-            )));
-        }
-        let requested: Vec<String> = input
-            .get("properties")
-            .and_then(Value::as_array)
-            .map(|names| names.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect())
-            .unwrap_or_default();
-        let select = selected_properties(&shared, hub_id, object, &requested);
-        let unique = shared.schema().unique_custom(hub_id, object);
-        let id_property = input.get("idProperty").and_then(Value::as_str);
-        let query = id_property
-            .map(|p| format!("idProperty={p}"))
-            .unwrap_or_default();
-        let mut store = shared.crm_store();
-        let records = store.hub(hub_id);
-        let mut results = Vec::new();
-        let mut missing = Vec::new();
-        for (index, item) in items.iter().enumerate() {
-            let Some(id) = item.get("id").and_then(id_text) else {
-                return Err(bad_request(format!(
-                    "Invalid input JSON: inputs[{index}].id is required"
-                )));
-            };
-            match locate(records, hub_id, object, &id, &query, &unique) {
-                Ok(found) => {
-                    let record = records.record(object, found).expect("located");
-                    results.push(object_json(object, record, Some(&select)));
-                }
-                Err(_) => missing.push(id),
+pub(super) fn read_many(
+    shared: &Shared,
+    hub_id: u64,
+    object: &str,
+    body: &[u8],
+) -> Result<Response, Reject> {
+    let started = Utc::now();
+    let object = object_type(object)?;
+    let input = parse_body(body)?;
+    let items = batch_inputs(&input)?;
+    let requested: Vec<String> = input
+        .get("properties")
+        .and_then(Value::as_array)
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let select = selected_properties(shared, hub_id, object, &requested);
+    let unique = shared.schema().unique_custom(hub_id, object);
+    let id_property = input.get("idProperty").and_then(Value::as_str);
+    let query = id_property
+        .map(|p| format!("idProperty={p}"))
+        .unwrap_or_default();
+    let mut store = shared.crm_store();
+    let records = store.hub(hub_id);
+    let mut results = Vec::new();
+    let mut missing = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let id = input_id(item, index)?;
+        match locate(records, hub_id, object, &id, &query, &unique) {
+            Ok(found) => {
+                let record = records.record(object, found).expect("located");
+                results.push(object_json(object, record, Some(&select)));
             }
+            Err(_) => missing.push(id),
         }
-        let mut body = json!({
-            "status": "COMPLETE",
-            "results": results,
-            "startedAt": iso(started),
-            "completedAt": iso(Utc::now()),
-        });
-        if missing.is_empty() {
-            return Ok(json_response(StatusCode::OK, &body));
-        }
-        body["numErrors"] = json!(1);
-        body["errors"] = json!([{
+    }
+    let errors = if missing.is_empty() {
+        Vec::new()
+    } else {
+        vec![json!({
             "status": "error",
             "category": "OBJECT_NOT_FOUND",
             "message": format!("Could not get some {} objects, they may be deleted or not exist. Check that ids are valid.", object.singular()),
             "context": { "ids": missing },
-        }]);
-        Ok(json_response(StatusCode::MULTI_STATUS, &body))
-    })
+        })]
+    };
+    Ok(batch_answer(started, results, errors, StatusCode::OK))
 }

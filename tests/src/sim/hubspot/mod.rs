@@ -476,22 +476,25 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(TOKEN_PATH_V3, post(oauth::token))
         .route(REVOKE_PATH, post(oauth::revoke))
         .route(PIPELINES_PATH, get(pipelines::pipelines))
-        .route("/crm/objects/2026-09/{object}", post(crm::create_object))
+        .route(
+            "/crm/objects/2026-09/{object}",
+            crm::object_post(crm::create),
+        )
         .route(
             "/crm/objects/2026-09/{object}/search",
             post(crm::search_objects),
         )
         .route(
             "/crm/objects/2026-09/{object}/batch/upsert",
-            post(crm::batch_upsert),
+            crm::object_post(crm::upsert),
         )
         .route(
             "/crm/objects/2026-09/{object}/batch/create",
-            post(crm::batch_create),
+            crm::object_post(crm::create_many),
         )
         .route(
             "/crm/objects/2026-09/{object}/batch/read",
-            post(crm::batch_read),
+            crm::object_post(crm::read_many),
         )
         .route(
             "/crm/objects/2026-09/{object}/{id}",
