@@ -446,6 +446,23 @@ pub(super) fn invalid_module() -> Reject {
     .into()
 }
 
+/// The modules of records that notes can be on.
+const RECORDS: &[Module] = &[
+    Module::Leads,
+    Module::Contacts,
+    Module::Deals,
+    Module::Accounts,
+];
+
+/// The modules that take inserts and updates by id.
+const WRITABLE: &[Module] = &[
+    Module::Leads,
+    Module::Contacts,
+    Module::Deals,
+    Module::Accounts,
+    Module::Notes,
+];
+
 fn api_module(name: &str, allowed: &[Module]) -> Result<Module, Reject> {
     Module::parse(name)
         .filter(|m| allowed.contains(m))
@@ -564,6 +581,23 @@ fn check_item(
     })
 }
 
+/// Each request record checked, or its error: a refusal a test set up, else `check_item`'s.
+fn check_items(
+    shared: &Shared,
+    schema: &ZohoSchema,
+    module: Module,
+    items: &[Value],
+) -> Vec<Result<Checked, Value>> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match shared.refusal(module, item, i) {
+            Some(refused) => Err(refused),
+            None => check_item(schema, module, item, i),
+        })
+        .collect()
+}
+
 fn str_field<'a>(fields: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
     fields.get(name).and_then(Value::as_str)
 }
@@ -622,14 +656,7 @@ pub(super) async fn upsert(
         let schema = shared.schema().clone();
         let duplicate_fields =
             duplicate_check_fields(&schema, module, whole.get("duplicate_check_fields"))?;
-        let checked: Vec<Result<Checked, Value>> = items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| match shared.refusal(module, item, i) {
-                Some(refused) => Err(refused),
-                None => check_item(&schema, module, item, i),
-            })
-            .collect();
+        let checked = check_items(&shared, &schema, module, &items);
 
         let mut store = shared.crm_store();
         let (org, ids) = store.org_and_ids(target.dc.code, user);
@@ -726,16 +753,7 @@ pub(super) async fn insert(
     body: String,
 ) -> Response {
     shared.api(&headers, &target, &version, 1, |user| {
-        let module = api_module(
-            &module,
-            &[
-                Module::Leads,
-                Module::Contacts,
-                Module::Deals,
-                Module::Accounts,
-                Module::Notes,
-            ],
-        )?;
+        let module = api_module(&module, WRITABLE)?;
         let (items, _) = parse_body(&body)?;
         let schema = shared.schema().clone();
         if module == Module::Notes {
@@ -748,14 +766,11 @@ pub(super) async fn insert(
                 None,
             ));
         }
-        let checked: Vec<Result<Checked, Value>> = items
-            .iter()
+        let checked: Vec<Result<Checked, Value>> = check_items(&shared, &schema, module, &items)
+            .into_iter()
             .enumerate()
-            .map(|(i, item)| {
-                if let Some(refused) = shared.refusal(module, item, i) {
-                    return Err(refused);
-                }
-                let checked = check_item(&schema, module, item, i)?;
+            .map(|(i, checked)| {
+                let checked = checked?;
                 if let Some(missing) = checked.missing_on_insert {
                     return Err(missing);
                 }
@@ -802,51 +817,51 @@ pub(super) async fn update(
     body: String,
 ) -> Response {
     shared.api(&headers, &target, &version, 1, |user| {
-        let module = api_module(
-            &module,
-            &[
-                Module::Leads,
-                Module::Contacts,
-                Module::Deals,
-                Module::Accounts,
-                Module::Notes,
-            ],
-        )?;
+        let module = api_module(&module, WRITABLE)?;
         let (items, _) = parse_body(&body)?;
         let schema = shared.schema().clone();
-        let mut checked = check_item(&schema, module, &items[0], 0).map_err(failed)?;
-        if module == Module::Notes {
-            // A note stays on its record.
-            checked.record.remove("Parent_Id");
-            checked.record.remove("se_module");
-        }
-
+        let checked = check_item(&schema, module, &items[0], 0).map_err(failed)?;
         let mut store = shared.crm_store();
         let org = store.org_mut(target.dc.code, user);
-        let Some(current) = org.usable(module, &id) else {
-            return Err(failed(invalid_id("$.data[0].id")));
-        };
-        if module == Module::Deals {
-            let fields = &checked.record;
-            if fields.contains_key("Stage") || fields.contains_key("Pipeline") {
-                let pipeline =
-                    str_field(fields, "Pipeline").or(str_field(&current.fields, "Pipeline"));
-                let stage = str_field(fields, "Stage").or(str_field(&current.fields, "Stage"));
-                if let Some(problem) =
-                    stage_problem(&schema.pipelines, pipeline, stage, "$.data[0].Stage")
-                {
-                    return Err(failed(problem));
-                }
+        let answer = update_one(org, &schema, module, &id, checked, 0).map_err(failed)?;
+        Ok(results(vec![answer], StatusCode::OK))
+    })
+}
+
+/// The record `id` of `module` updated with the checked record at `index` of the request: a
+/// note stays on its record, a deal's stage must be one of its pipeline's. Its answer.
+fn update_one(
+    org: &mut Org,
+    schema: &ZohoSchema,
+    module: Module,
+    id: &str,
+    mut checked: Checked,
+    index: usize,
+) -> Result<Value, Value> {
+    let id_path = format!("$.data[{index}].id");
+    let Some(current) = org.usable(module, id) else {
+        return Err(invalid_id(&id_path));
+    };
+    if module == Module::Notes {
+        // A note stays on its record.
+        checked.record.remove("Parent_Id");
+        checked.record.remove("se_module");
+    }
+    if module == Module::Deals {
+        let fields = &checked.record;
+        if fields.contains_key("Stage") || fields.contains_key("Pipeline") {
+            let pipeline = str_field(fields, "Pipeline").or(str_field(&current.fields, "Pipeline"));
+            let stage = str_field(fields, "Stage").or(str_field(&current.fields, "Stage"));
+            let stage_path = format!("$.data[{index}].Stage");
+            if let Some(problem) = stage_problem(&schema.pipelines, pipeline, stage, &stage_path) {
+                return Err(problem);
             }
         }
-        let stored = org
-            .merge(module, &id, writable(&checked.record))
-            .ok_or_else(|| failed(invalid_id("$.data[0].id")))?;
-        Ok(results(
-            vec![org.success(&stored, "record updated")],
-            StatusCode::OK,
-        ))
-    })
+    }
+    let stored = org
+        .merge(module, id, writable(&checked.record))
+        .ok_or_else(|| invalid_id(&id_path))?;
+    Ok(org.success(&stored, "record updated"))
 }
 
 /// `PUT /crm/v8/{module}`: many records updated by the `id` each carries, one result per
@@ -863,36 +878,18 @@ pub(super) async fn update_many(
         let module = api_module(&module, &[Module::Leads, Module::Contacts, Module::Notes])?;
         let (items, _) = parse_body(&body)?;
         let schema = shared.schema().clone();
-        let checked: Vec<Result<Checked, Value>> = items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| match shared.refusal(module, item, i) {
-                Some(refused) => Err(refused),
-                None => check_item(&schema, module, item, i),
-            })
-            .collect();
+        let checked = check_items(&shared, &schema, module, &items);
         let mut store = shared.crm_store();
         let org = store.org_mut(target.dc.code, user);
         let answers = checked
             .into_iter()
             .enumerate()
             .map(|(i, checked)| {
-                let mut checked = checked?;
-                let path = format!("$.data[{i}].id");
+                let checked = checked?;
                 let Some(id) = str_field(&checked.record, "id").map(str::to_owned) else {
-                    return Err(mandatory_not_found("id", &path));
+                    return Err(mandatory_not_found("id", &format!("$.data[{i}].id")));
                 };
-                if org.usable(module, &id).is_none() {
-                    return Err(invalid_id(&path));
-                }
-                if module == Module::Notes {
-                    checked.record.remove("Parent_Id");
-                    checked.record.remove("se_module");
-                }
-                let stored = org
-                    .merge(module, &id, writable(&checked.record))
-                    .ok_or_else(|| invalid_id(&path))?;
-                Ok(org.success(&stored, "record updated"))
+                update_one(org, &schema, module, &id, checked, i)
             })
             .map(|answer: Result<Value, Value>| answer.unwrap_or_else(|error| error))
             .collect();
@@ -968,15 +965,7 @@ pub(super) async fn search(
     headers: HeaderMap,
 ) -> Response {
     shared.api(&headers, &target, &version, 1, |user| {
-        let module = api_module(
-            &module,
-            &[
-                Module::Leads,
-                Module::Contacts,
-                Module::Deals,
-                Module::Accounts,
-            ],
-        )?;
+        let module = api_module(&module, RECORDS)?;
         let matcher = search_matcher(&params)?;
         let store = shared.crm_store();
         let Some(org) = store.org(target.dc.code, user) else {
@@ -1078,15 +1067,7 @@ pub(super) async fn add_note(
     body: String,
 ) -> Response {
     shared.api(&headers, &target, &version, 1, |user| {
-        let module = api_module(
-            &module,
-            &[
-                Module::Leads,
-                Module::Contacts,
-                Module::Deals,
-                Module::Accounts,
-            ],
-        )?;
+        let module = api_module(&module, RECORDS)?;
         let (items, _) = parse_body(&body)?;
         let schema = shared.schema().clone();
         Ok(create_notes(
@@ -1110,15 +1091,7 @@ pub(super) async fn list_notes(
     headers: HeaderMap,
 ) -> Response {
     shared.api(&headers, &target, &version, 1, |user| {
-        let module = api_module(
-            &module,
-            &[
-                Module::Leads,
-                Module::Contacts,
-                Module::Deals,
-                Module::Accounts,
-            ],
-        )?;
+        let module = api_module(&module, RECORDS)?;
         let Some(fields) = params.get("fields").filter(|f| !f.trim().is_empty()) else {
             return Err(zoho_error(
                 StatusCode::BAD_REQUEST,
