@@ -604,6 +604,27 @@ async fn update_records(
     Ok(written)
 }
 
+/// The Lead record of the lead at `index`, for a create or (by the Lead's id) an update.
+fn lead_pending(
+    batch: &LeadBatch<'_>,
+    settings: Option<&ConnectionSettings>,
+    schema: &Schema,
+    index: usize,
+    write: Write,
+) -> Pending {
+    let item = &batch.leads()[index];
+    let id = match write {
+        Write::Create => None,
+        Write::Update => item.progress.records.get("lead").map(String::as_str),
+    };
+    let fields = mapping::lead_record(item.lead, settings, schema, write);
+    Pending {
+        index,
+        record: typed("Lead", id, fields),
+        digest: None,
+    }
+}
+
 /// Creates the new leads' Leads.
 async fn create_leads(
     session: &Session<'_>,
@@ -614,15 +635,7 @@ async fn create_leads(
 ) -> Result<(), ProviderError> {
     let pending = std::mem::take(&mut plan.creates)
         .into_iter()
-        .map(|index| {
-            let fields =
-                mapping::lead_record(lead_of(batch, index), settings, schema, Write::Create);
-            Pending {
-                index,
-                record: typed("Lead", None, fields),
-                digest: None,
-            }
-        })
+        .map(|index| lead_pending(batch, settings, schema, index, Write::Create))
         .collect();
     let written = create_records(session, batch, plan, &LEADS, pending).await?;
     plan.written.extend(written);
@@ -650,16 +663,7 @@ async fn update_leads(
     });
     let pending = updates
         .into_iter()
-        .map(|index| {
-            let item = &batch.leads()[index];
-            let fields = mapping::lead_record(item.lead, settings, schema, Write::Update);
-            let id = item.progress.records.get("lead").map(String::as_str);
-            Pending {
-                index,
-                record: typed("Lead", id, fields),
-                digest: None,
-            }
-        })
+        .map(|index| lead_pending(batch, settings, schema, index, Write::Update))
         .collect();
     let written = update_records(session, batch, plan, &LEADS, pending).await?;
     plan.written.extend(written);
