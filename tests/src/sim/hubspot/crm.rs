@@ -683,6 +683,26 @@ fn object_json(object: ObjectType, record: &SimObject, select: Option<&[String]>
     })
 }
 
+/// The properties a request body's `properties` list selects (the defaults when none).
+fn selected_in_body(
+    shared: &Shared,
+    hub_id: u64,
+    object: ObjectType,
+    input: &Value,
+) -> Vec<String> {
+    let requested: Vec<String> = input
+        .get("properties")
+        .and_then(Value::as_array)
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    selected_properties(shared, hub_id, object, &requested)
+}
+
 /// Names from a `properties` list that exist on `object` (unknown ones are
 /// ignored, as HubSpot documents), or the object's defaults when none.
 fn selected_properties(
@@ -1480,17 +1500,7 @@ fn search(shared: &Shared, hub_id: u64, object: &str, body: &[u8]) -> Result<Res
                 )
             })?,
     };
-    let requested: Vec<String> = input
-        .get("properties")
-        .and_then(Value::as_array)
-        .map(|names| {
-            names
-                .iter()
-                .filter_map(|n| n.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    let select = selected_properties(shared, hub_id, object, &requested);
+    let select = selected_in_body(shared, hub_id, object, &input);
 
     let store = shared.crm_store();
     let indexed_before =
@@ -1752,17 +1762,7 @@ pub(super) fn read_many(
     let object = object_type(object)?;
     let input = parse_body(body)?;
     let items = batch_inputs(&input)?;
-    let requested: Vec<String> = input
-        .get("properties")
-        .and_then(Value::as_array)
-        .map(|names| {
-            names
-                .iter()
-                .filter_map(|n| n.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    let select = selected_properties(shared, hub_id, object, &requested);
+    let select = selected_in_body(shared, hub_id, object, &input);
     let unique = shared.schema().unique_custom(hub_id, object);
     let id_property = input.get("idProperty").and_then(Value::as_str);
     let query = id_property
