@@ -43,6 +43,17 @@ fn lead(tenant: &str, tag: &str) -> String {
     )
 }
 
+/// The API calls (not OAuth) since the last clear, as `METHOD path`; a composite's
+/// subrequests are not counted apart.
+fn api_calls(ctx: &TestContext) -> Vec<String> {
+    ctx.salesforce
+        .requests()
+        .iter()
+        .filter(|r| !r.extra.sub && !r.path.starts_with("/services/oauth2/"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
 fn text<'a>(record: &'a Value, field: &str) -> Option<&'a str> {
     record.get(field).and_then(Value::as_str)
 }
@@ -100,13 +111,7 @@ async fn ten_new_leads_take_three_salesforce_calls_each_counted_once() {
     }
     // Duplicate queries for all ten (one composite), the ten Leads, the ten Tasks: pushed one
     // by one the same leads cost 20 calls.
-    let calls: Vec<String> = ctx
-        .salesforce
-        .requests()
-        .iter()
-        .filter(|r| !r.extra.sub && !r.path.starts_with("/services/oauth2/"))
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect();
+    let calls = api_calls(&ctx);
     assert_eq!(
         calls,
         [
@@ -141,13 +146,7 @@ async fn ten_new_leads_take_three_salesforce_calls_each_counted_once() {
         .collect();
     let updated = process_batch(&ctx.services, inbound_messages(&later, 1)).await;
     assert!(updated.iter().all(|(_, o)| done(o)), "{updated:?}");
-    let calls: Vec<String> = ctx
-        .salesforce
-        .requests()
-        .iter()
-        .filter(|r| !r.extra.sub && !r.path.starts_with("/services/oauth2/"))
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect();
+    let calls = api_calls(&ctx);
     assert_eq!(
         calls,
         [

@@ -42,6 +42,16 @@ fn lead(tenant: &str, id: &str, email: Option<&str>) -> String {
     )
 }
 
+/// `count` leads `<prefix>-<i>`, each with the email `<prefix><i>@example.com`.
+fn numbered(tenant: &str, prefix: &str, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            let email = format!("{prefix}{i}@example.com");
+            lead(tenant, &format!("{prefix}-{i}"), Some(&email))
+        })
+        .collect()
+}
+
 fn done(outcome: &MessageOutcome) -> bool {
     matches!(outcome, MessageOutcome::Done { .. })
 }
@@ -75,15 +85,7 @@ async fn new_leads_go_in_one_upsert_and_one_notes_call_per_hundred() {
     ctx.zoho.clear_requests();
     let credits_before = ctx.zoho.credits_used(DC, DEFAULT_USER);
 
-    let ten: Vec<String> = (0..10)
-        .map(|i| {
-            lead(
-                &tenant,
-                &format!("ten-{i}"),
-                Some(&format!("ten{i}@example.com")),
-            )
-        })
-        .collect();
+    let ten = numbered(&tenant, "ten", 10);
     let outcomes = ctx.push_batch(&ten, 1).await;
     assert!(outcomes.iter().all(done), "{outcomes:?}");
     assert_eq!(calls(&ctx, "POST", UPSERT), 1, "10 new leads: one upsert");
@@ -102,15 +104,7 @@ async fn new_leads_go_in_one_upsert_and_one_notes_call_per_hundred() {
 
     // 150 leads in one invocation: 100 + 50 in each kind of call.
     ctx.zoho.clear_requests();
-    let many: Vec<String> = (0..150)
-        .map(|i| {
-            lead(
-                &tenant,
-                &format!("many-{i}"),
-                Some(&format!("many{i}@example.com")),
-            )
-        })
-        .collect();
+    let many = numbered(&tenant, "many", 150);
     let outcomes = ctx.push_batch(&many, 1).await;
     assert!(
         outcomes.iter().all(done),
@@ -127,15 +121,7 @@ async fn new_leads_go_in_one_upsert_and_one_notes_call_per_hundred() {
 async fn known_leads_and_their_changed_notes_are_updated_in_one_call_each() {
     let ctx = TestContext::new().await;
     let tenant = zoho_tenant(&ctx).await;
-    let first: Vec<String> = (0..10)
-        .map(|i| {
-            lead(
-                &tenant,
-                &format!("known-{i}"),
-                Some(&format!("known{i}@example.com")),
-            )
-        })
-        .collect();
+    let first = numbered(&tenant, "known", 10);
     assert!(ctx.push_batch(&first, 1).await.iter().all(done));
     ctx.zoho.clear_requests();
 
