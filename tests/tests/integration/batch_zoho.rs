@@ -60,6 +60,15 @@ fn calls(ctx: &TestContext, method: &str, path: &str) -> usize {
     ctx.zoho.count_on(DC, method, path)
 }
 
+/// Every Zoho API call (not OAuth) since the last clear.
+fn crm_calls(ctx: &TestContext) -> usize {
+    ctx.zoho
+        .requests()
+        .iter()
+        .filter(|r| r.request.path.starts_with("/crm/"))
+        .count()
+}
+
 /// How many leads (named `Fatima <id>`) and notes naming `Lead: <id>` the simulator holds.
 fn made(ctx: &TestContext, id: &str) -> (usize, usize) {
     let leads = ctx
@@ -90,13 +99,7 @@ async fn new_leads_go_in_one_upsert_and_one_notes_call_per_hundred() {
     assert!(outcomes.iter().all(done), "{outcomes:?}");
     assert_eq!(calls(&ctx, "POST", UPSERT), 1, "10 new leads: one upsert");
     assert_eq!(calls(&ctx, "POST", NOTES), 1, "and one notes create");
-    let crm = ctx
-        .zoho
-        .requests()
-        .iter()
-        .filter(|r| r.request.path.starts_with("/crm/"))
-        .count();
-    assert_eq!(crm, 2, "no other CRM call");
+    assert_eq!(crm_calls(&ctx), 2, "no other CRM call");
     assert_eq!(ctx.zoho.credits_used(DC, DEFAULT_USER) - credits_before, 2);
     for i in 0..10 {
         assert_eq!(made(&ctx, &format!("ten-{i}")), (1, 1), "lead ten-{i}");
@@ -143,13 +146,7 @@ async fn known_leads_and_their_changed_notes_are_updated_in_one_call_each() {
         "10 known leads: one update"
     );
     assert_eq!(calls(&ctx, "PUT", NOTES), 1, "and one notes update");
-    let crm = ctx
-        .zoho
-        .requests()
-        .iter()
-        .filter(|r| r.request.path.starts_with("/crm/"))
-        .count();
-    assert_eq!(crm, 2, "no other CRM call");
+    assert_eq!(crm_calls(&ctx), 2, "no other CRM call");
     for i in 0..10 {
         assert_eq!(made(&ctx, &format!("known-{i}")), (1, 1));
     }
