@@ -134,6 +134,13 @@ def check_fair_queue():
     assert second[5:] == [f"noisy-{i}" for i in range(30, 35)], second
     print("fair queue: a quiet tenant's messages pass a noisy tenant's backlog")
 
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert counts["ApproximateNumberOfMessages"] == "65", counts
+    assert counts["ApproximateNumberOfMessagesNotVisible"] == "40", counts
+    assert counts["ApproximateNumberOfMessagesDelayed"] == "1", counts
+    print("counts: waiting, in flight and delayed messages")
+
     # Retention still holds: a message older than the queue's retention period is not received.
     url = sqs.create_queue(QueueName="short", Attributes={"MessageRetentionPeriod": "60"})[
         "QueueUrl"
