@@ -68,6 +68,9 @@ struct Args {
     max_minutes: u64,
     /// Skip the quiet-alone baseline run.
     no_baseline: bool,
+    /// The event source mapping's batch size instead of the template's: 1 gives the one-lead
+    /// push, where the CRM's limit, not the relay, bounds a burst.
+    batch_size: Option<usize>,
 }
 
 impl Args {
@@ -78,6 +81,7 @@ impl Args {
             visibility_timeout: 60,
             max_minutes: 40,
             no_baseline: false,
+            batch_size: None,
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -88,18 +92,19 @@ impl Args {
                 "--visibility-timeout" => args.visibility_timeout = value()?.parse()?,
                 "--max-minutes" => args.max_minutes = value()?.parse()?,
                 "--no-baseline" => args.no_baseline = true,
+                "--batch-size" => args.batch_size = Some(value()?.parse()?),
                 "-h" | "--help" => {
                     println!(
                         "loadbench [--workers 10] [--scale 1.0] [--visibility-timeout 60] \
-                         [--max-minutes 40] [--no-baseline]"
+                         [--max-minutes 40] [--no-baseline] [--batch-size N]"
                     );
                     std::process::exit(0);
                 }
                 other => bail!("unknown argument {other}"),
             }
         }
-        if args.workers == 0 || args.scale <= 0.0 {
-            bail!("--workers and --scale must be positive");
+        if args.workers == 0 || args.scale <= 0.0 || args.batch_size == Some(0) {
+            bail!("--workers, --scale and --batch-size must be positive");
         }
         Ok(args)
     }
@@ -161,7 +166,10 @@ impl EventSource {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse()?;
-    let source = EventSource::from_template()?;
+    let mut source = EventSource::from_template()?;
+    if let Some(size) = args.batch_size {
+        source.batch_size = size;
+    }
     let ctx = TestContext::build(&[], |sim| {
         sim.access_token_ttl_secs = TOKEN_TTL_SECS;
     })
@@ -189,12 +197,17 @@ async fn main() -> Result<()> {
         .await?;
 
     println!(
-        "load bench: {} workers (Lambda concurrency), batches of up to {} within {} s (template), \
+        "load bench: {} workers (Lambda concurrency), batches of up to {} within {} s ({}), \
          invocation deadline {} s; queue visibility timeout {} s (template: {} s); HubSpot limit \
          {limit} per {} s per hub, one hub per tenant",
         args.workers,
         source.batch_size,
         source.window.as_secs(),
+        if args.batch_size.is_some() {
+            "--batch-size"
+        } else {
+            "template"
+        },
         source.timeout.as_secs(),
         args.visibility_timeout,
         source.queue_visibility,
