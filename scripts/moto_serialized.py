@@ -43,7 +43,30 @@ from moto.core.utils import unix_time, unix_time_millis
 from moto.sqs.models import Queue, SQSBackend
 from werkzeug.serving import run_simple
 
-LOCK = threading.Lock()
+class FirstComeLock:
+    """A lock taken in the order it was asked for. threading.Lock wakes an arbitrary waiter, so
+    under load one client's calls could wait behind many later ones; AWS serves independent
+    requests side by side, and first come, first served is the nearer one-at-a-time stand-in."""
+
+    def __init__(self):
+        self._turns = threading.Condition()
+        self._next_ticket = 0
+        self._serving = 0
+
+    def __enter__(self):
+        with self._turns:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            while ticket != self._serving:
+                self._turns.wait()
+
+    def __exit__(self, *exc):
+        with self._turns:
+            self._serving += 1
+            self._turns.notify_all()
+
+
+LOCK = FirstComeLock()
 
 
 class _TablesNotCopied:
