@@ -70,8 +70,7 @@ pub(super) async fn push_leads(
     match_existing(session, batch, &mut plan).await?;
     // The matched records' ids are stored before the next call.
     batch.save().await?;
-    create_leads(session, batch, settings, &schema, &mut plan).await?;
-    update_leads(session, batch, settings, &schema, &mut plan).await?;
+    write_leads(session, batch, settings, &schema, &mut plan).await?;
     sync_tasks(session, batch, &schema, &mut plan).await?;
     if plan.schema_stale {
         schema::forget(session).await;
@@ -625,31 +624,20 @@ fn lead_pending(
     }
 }
 
-/// Creates the new leads' Leads.
-async fn create_leads(
+/// Creates the new leads' Leads, then updates the known leads' Leads.
+async fn write_leads(
     session: &Session<'_>,
     batch: &mut LeadBatch<'_>,
     settings: Option<&ConnectionSettings>,
     schema: &Schema,
     plan: &mut Plan,
 ) -> Result<(), ProviderError> {
-    let pending = std::mem::take(&mut plan.creates)
+    let creates = std::mem::take(&mut plan.creates)
         .into_iter()
         .map(|index| lead_pending(batch, settings, schema, index, Write::Create))
         .collect();
-    let written = create_records(session, batch, plan, &LEADS, pending).await?;
-    plan.written.extend(written);
-    Ok(())
-}
-
-/// Updates the known leads' Leads.
-async fn update_leads(
-    session: &Session<'_>,
-    batch: &mut LeadBatch<'_>,
-    settings: Option<&ConnectionSettings>,
-    schema: &Schema,
-    plan: &mut Plan,
-) -> Result<(), ProviderError> {
+    let created = create_records(session, batch, plan, &LEADS, creates).await?;
+    plan.written.extend(created);
     let mut updates = std::mem::take(&mut plan.updates);
     // One record per call at most once: a second lead on the same Lead goes alone, after.
     let mut ids = BTreeSet::new();
@@ -661,12 +649,12 @@ async fn update_leads(
         }
         first
     });
-    let pending = updates
+    let updates = updates
         .into_iter()
         .map(|index| lead_pending(batch, settings, schema, index, Write::Update))
         .collect();
-    let written = update_records(session, batch, plan, &LEADS, pending).await?;
-    plan.written.extend(written);
+    let updated = update_records(session, batch, plan, &LEADS, updates).await?;
+    plan.written.extend(updated);
     Ok(())
 }
 
