@@ -104,7 +104,7 @@ fn hubspot_problem(ctx: &TestContext, id: &str) -> Option<String> {
 /// behind instead of releasing them.
 async fn held_claims(ctx: &TestContext, tenant: &str) -> Vec<String> {
     let ddb = aws_sdk_dynamodb::Client::new(&ctx.aws);
-    let now_ms = chrono::Utc::now().timestamp_millis();
+    let now = chrono::Utc::now().timestamp();
     let mut held = Vec::new();
     let mut start: Option<HashMap<String, AttributeValue>> = None;
     loop {
@@ -124,8 +124,8 @@ async fn held_claims(ctx: &TestContext, tenant: &str) -> Vec<String> {
                 .get("lease_until")
                 .and_then(|v| v.as_n().ok())
                 .and_then(|n| n.parse::<i64>().ok());
-            // Epoch seconds or milliseconds: either way a live claim is later than now.
-            if until.is_some_and(|u| u > now_ms || (u < 10_000_000_000 && u * 1000 > now_ms)) {
+            // Epoch seconds, as the store writes it.
+            if until.is_some_and(|u| u > now) {
                 let sk = item["sk"].as_s().cloned().unwrap_or_default();
                 held.push(sk);
             }
