@@ -54,7 +54,11 @@ async fn run(services: &Services, messages: Vec<InboundMessage>) -> Vec<(String,
             }
         }
     }
-    let work = groups.into_values().map(|indexes| {
+    // Smallest groups first: with more groups than `PUSH_CONCURRENCY`, a quiet tenant's few
+    // leads take a free slot at once instead of waiting for a burst's hundred to finish.
+    let mut groups: Vec<Vec<usize>> = groups.into_values().collect();
+    groups.sort_by_key(Vec::len);
+    let work = groups.into_iter().map(|indexes| {
         let messages = &messages;
         let parsed = &parsed;
         async move {

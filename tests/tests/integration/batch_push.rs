@@ -20,17 +20,22 @@ use shared::Services;
 /// (the portal's first push also defines the deal's unique lead id property).
 async fn connected_tenant(ctx: &TestContext) -> String {
     let tenant = TestContext::tenant();
-    assert_eq!(
-        outcome(&ctx.connect_hubspot(&tenant, "pro").await)["status"],
-        "connected"
-    );
-    let saved = ctx
-        .api(ApiEvent::sample("connections-api/settings.json").claims(&tenant, "pro"))
-        .await;
-    assert_eq!(saved.status, 200, "{}", saved.body);
+    connect(ctx, &tenant).await;
     let warm = ctx.deliver(&[lead(&tenant, "warm-up", "Wafa Warm")]).await;
     assert!(warm.failed.is_empty(), "{warm:?}");
     tenant
+}
+
+/// `tenant` on Pro with HubSpot connected and its stage mapping saved.
+async fn connect(ctx: &TestContext, tenant: &str) {
+    assert_eq!(
+        outcome(&ctx.connect_hubspot(tenant, "pro").await)["status"],
+        "connected"
+    );
+    let saved = ctx
+        .api(ApiEvent::sample("connections-api/settings.json").claims(tenant, "pro"))
+        .await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
 }
 
 fn lead(tenant: &str, id: &str, name: &str) -> String {
@@ -276,4 +281,59 @@ async fn delayed(ctx: &TestContext) -> i64 {
         .get(&QueueAttributeName::ApproximateNumberOfMessagesDelayed)
         .and_then(|n| n.parse().ok())
         .unwrap_or(-1)
+}
+
+#[tokio::test]
+async fn a_quiet_tenants_few_leads_are_pushed_before_a_burst_sharing_their_invocation() {
+    // One group at a time, so the order the groups are taken in is the order they land in.
+    let ctx = TestContext::with_env(&[("PUSH_CONCURRENCY", "1")]).await;
+    // The burst's tenant sorts first by id: taken in id order, it would go first.
+    let mut tenants: Vec<String> = (0..3).map(|_| TestContext::tenant()).collect();
+    tenants.sort();
+    for tenant in &tenants {
+        connect(&ctx, tenant).await;
+    }
+    let (burst, quiet) = (&tenants[0], &tenants[1..]);
+    // The portal's first push defines the deal's lead id property.
+    let warm = ctx.deliver(&[lead(burst, "warm-up", "Wafa Warm")]).await;
+    assert!(warm.failed.is_empty(), "{warm:?}");
+    let mut bodies: Vec<String> = (0..20)
+        .map(|i| lead(burst, &format!("burst-{i}"), &format!("Badr Burst{i}")))
+        .collect();
+    for (n, tenant) in quiet.iter().enumerate() {
+        bodies.push(lead(
+            tenant,
+            &format!("quiet-{n}"),
+            &format!("Qamar Quiet{n}"),
+        ));
+    }
+
+    let outcomes = ctx.push_batch(&bodies, 1).await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, MessageOutcome::Done { .. })),
+        "{outcomes:?}"
+    );
+    // HubSpot's ids rise with each record made: every quiet deal was made before the burst's
+    // first deal.
+    let deals_of = |prefix: &str| -> Vec<u64> {
+        ctx.hubspot
+            .deals()
+            .iter()
+            .filter(|d| {
+                d.properties
+                    .get("leadrelay_lead_id")
+                    .is_some_and(|id| id.starts_with(prefix))
+            })
+            .map(|d| d.id.parse::<u64>().expect("numeric id"))
+            .collect()
+    };
+    let (quiet_deals, burst_deals) = (deals_of("quiet-"), deals_of("burst-"));
+    assert_eq!((quiet_deals.len(), burst_deals.len()), (2, 20));
+    let burst_first = burst_deals.iter().min().expect("the burst's deals");
+    assert!(
+        quiet_deals.iter().all(|d| d < burst_first),
+        "quiet deals {quiet_deals:?}, the burst's first deal {burst_first}"
+    );
 }
