@@ -74,11 +74,14 @@ pub async fn push_killed_after(
     result
 }
 
-/// Lets every lead claim of `tenant` lapse at once (stands in for the claim's expiry passing
-/// after a killed push): a DynamoDB `Query` on `pk = "TENANT#<tenant>"` with `sk` beginning with
-/// `LEAD#`, then `UpdateItem SET lease_until = :zero` on each item that holds a claim.
-pub async fn expire_lead_claims(ctx: &TestContext, tenant: &str) {
+/// Every lead mapping item of `tenant` as stored: a DynamoDB `Query` on
+/// `pk = "TENANT#<tenant>"` with `sk` beginning with `LEAD#`, every page.
+pub async fn lead_mapping_items(
+    ctx: &TestContext,
+    tenant: &str,
+) -> Vec<HashMap<String, AttributeValue>> {
     let ddb = aws_sdk_dynamodb::Client::new(&ctx.aws);
+    let mut items = Vec::new();
     let mut start: Option<HashMap<String, AttributeValue>> = None;
     loop {
         let page = ddb
@@ -92,27 +95,35 @@ pub async fn expire_lead_claims(ctx: &TestContext, tenant: &str) {
             .send()
             .await
             .expect("query the tenant's lead mappings");
-        for item in page.items.unwrap_or_default() {
-            if !item.contains_key("lease_until") {
-                continue;
-            }
-            let key = HashMap::from([
-                ("pk".to_string(), item["pk"].clone()),
-                ("sk".to_string(), item["sk"].clone()),
-            ]);
-            ddb.update_item()
-                .table_name(&ctx.table)
-                .set_key(Some(key))
-                .update_expression("SET lease_until = :zero")
-                .expression_attribute_values(":zero", AttributeValue::N("0".into()))
-                .send()
-                .await
-                .expect("let the claim lapse");
-        }
+        items.extend(page.items.unwrap_or_default());
         match page.last_evaluated_key {
             Some(next) if !next.is_empty() => start = Some(next),
-            _ => return,
+            _ => return items,
         }
+    }
+}
+
+/// Lets every lead claim of `tenant` lapse at once (stands in for the claim's expiry passing
+/// after a killed push): `UpdateItem SET lease_until = :zero` on each of its lead mappings that
+/// holds a claim.
+pub async fn expire_lead_claims(ctx: &TestContext, tenant: &str) {
+    let ddb = aws_sdk_dynamodb::Client::new(&ctx.aws);
+    for item in lead_mapping_items(ctx, tenant).await {
+        if !item.contains_key("lease_until") {
+            continue;
+        }
+        let key = HashMap::from([
+            ("pk".to_string(), item["pk"].clone()),
+            ("sk".to_string(), item["sk"].clone()),
+        ]);
+        ddb.update_item()
+            .table_name(&ctx.table)
+            .set_key(Some(key))
+            .update_expression("SET lease_until = :zero")
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .send()
+            .await
+            .expect("let the claim lapse");
     }
 }
 

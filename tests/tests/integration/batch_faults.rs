@@ -6,11 +6,10 @@
 use std::collections::HashMap;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
 use relay_tests::context::TestContext;
 use relay_tests::crash::{
-    batch_killed_after, expire_lead_claims, push_batch_once, BatchKillResult,
+    batch_killed_after, expire_lead_claims, lead_mapping_items, push_batch_once, BatchKillResult,
 };
 use relay_tests::fault_proxy::{CallMatch, FaultProxy, ProxyFault};
 use relay_tests::queue::{inbound_messages, lead_message};
@@ -43,98 +42,31 @@ fn done(outcome: &MessageOutcome) -> bool {
     matches!(outcome, MessageOutcome::Done { .. })
 }
 
-/// What is wrong with HubSpot's records of lead `id`; `None` when it is one contact (by its
-/// email), one deal (named after it, carrying its lead id) and one note (with its marker),
-/// linked together.
+/// What is wrong with HubSpot's records of lead `id`; `None` when it is exactly once there.
 fn hubspot_problem(ctx: &TestContext, id: &str) -> Option<String> {
-    let email = format!("{id}@example.qa");
-    let contacts: Vec<_> = ctx
-        .hubspot
-        .contacts()
-        .into_iter()
-        .filter(|c| c.properties.get("email") == Some(&email))
-        .collect();
-    // By lead id or by name: a duplicate made without the lead id counts too.
-    let name = format!("Fatima {id} (LeadRelay)");
-    let deals: Vec<_> = ctx
-        .hubspot
-        .deals()
-        .into_iter()
-        .filter(|d| {
-            d.properties.get("leadrelay_lead_id").map(String::as_str) == Some(id)
-                || d.properties.get("dealname") == Some(&name)
-        })
-        .collect();
-    let marker = format!("LeadRelay lead {id}<");
-    let notes: Vec<_> = ctx
-        .hubspot
-        .notes()
-        .into_iter()
-        .filter(|n| {
-            n.properties
-                .get("hs_note_body")
-                .is_some_and(|b| b.contains(&marker))
-        })
-        .collect();
-    if (contacts.len(), deals.len(), notes.len()) != (1, 1, 1) {
-        return Some(format!(
-            "{id}: {} contacts, {} deals, {} notes (want one each)",
-            contacts.len(),
-            deals.len(),
-            notes.len()
-        ));
-    }
-    if deals[0]
-        .properties
-        .get("leadrelay_lead_id")
-        .map(String::as_str)
-        != Some(id)
-    {
-        return Some(format!("{id}: the deal does not carry its lead id"));
-    }
-    let deal_links = ctx.hubspot.associations("deals", &deals[0].id);
-    let note_links = ctx.hubspot.associations("notes", &notes[0].id);
-    let linked = deal_links.contains(&("contacts".into(), contacts[0].id.clone(), 3))
-        && note_links.contains(&("contacts".into(), contacts[0].id.clone(), 202))
-        && note_links.contains(&("deals".into(), deals[0].id.clone(), 214));
-    (!linked).then(|| format!("{id}: not linked: deal {deal_links:?}, note {note_links:?}"))
+    ctx.hubspot.lead_problem(
+        id,
+        &format!("{id}@example.qa"),
+        &format!("Fatima {id} (LeadRelay)"),
+    )
 }
 
 /// The tenant's lead mappings still claimed (`lease_until` in the future): claims a push left
 /// behind instead of releasing them.
 async fn held_claims(ctx: &TestContext, tenant: &str) -> Vec<String> {
-    let ddb = aws_sdk_dynamodb::Client::new(&ctx.aws);
     let now = chrono::Utc::now().timestamp();
-    let mut held = Vec::new();
-    let mut start: Option<HashMap<String, AttributeValue>> = None;
-    loop {
-        let page = ddb
-            .query()
-            .table_name(&ctx.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :lead)")
-            .expression_attribute_values(":pk", AttributeValue::S(format!("TENANT#{tenant}")))
-            .expression_attribute_values(":lead", AttributeValue::S("LEAD#".into()))
-            .consistent_read(true)
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .expect("query the tenant's lead mappings");
-        for item in page.items.unwrap_or_default() {
-            let until = item
-                .get("lease_until")
-                .and_then(|v| v.as_n().ok())
-                .and_then(|n| n.parse::<i64>().ok());
+    lead_mapping_items(ctx, tenant)
+        .await
+        .into_iter()
+        .filter(|item| {
             // Epoch seconds, as the store writes it.
-            if until.is_some_and(|u| u > now) {
-                let sk = item["sk"].as_s().cloned().unwrap_or_default();
-                held.push(sk);
-            }
-        }
-        match page.last_evaluated_key {
-            Some(next) if !next.is_empty() => start = Some(next),
-            _ => return held,
-        }
-    }
+            item.get("lease_until")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<i64>().ok())
+                .is_some_and(|until| until > now)
+        })
+        .map(|item| item["sk"].as_s().cloned().unwrap_or_default())
+        .collect()
 }
 
 /// Every HubSpot call but the OAuth token endpoint's.

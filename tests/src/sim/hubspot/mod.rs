@@ -340,6 +340,58 @@ impl HubSpotSim {
             .collect()
     }
 
+    /// What is wrong with the records of the relay's lead `id`; `None` when it is one contact
+    /// (by `email`), one deal (by its lead id property or by `deal_name`, so that a duplicate
+    /// made without the lead id counts too, and carrying its lead id) and one note (with the
+    /// relay's marker), linked together.
+    pub fn lead_problem(&self, id: &str, email: &str, deal_name: &str) -> Option<String> {
+        let contacts: Vec<_> = self
+            .contacts()
+            .into_iter()
+            .filter(|c| c.properties.get("email").map(String::as_str) == Some(email))
+            .collect();
+        let deals: Vec<_> = self
+            .deals()
+            .into_iter()
+            .filter(|d| {
+                d.properties.get("leadrelay_lead_id").map(String::as_str) == Some(id)
+                    || d.properties.get("dealname").map(String::as_str) == Some(deal_name)
+            })
+            .collect();
+        let marker = format!("LeadRelay lead {id}<");
+        let notes: Vec<_> = self
+            .notes()
+            .into_iter()
+            .filter(|n| {
+                n.properties
+                    .get("hs_note_body")
+                    .is_some_and(|b| b.contains(&marker))
+            })
+            .collect();
+        if (contacts.len(), deals.len(), notes.len()) != (1, 1, 1) {
+            return Some(format!(
+                "{id}: {} contacts, {} deals, {} notes (want one each)",
+                contacts.len(),
+                deals.len(),
+                notes.len()
+            ));
+        }
+        if deals[0]
+            .properties
+            .get("leadrelay_lead_id")
+            .map(String::as_str)
+            != Some(id)
+        {
+            return Some(format!("{id}: the deal does not carry its lead id"));
+        }
+        let deal_links = self.associations("deals", &deals[0].id);
+        let note_links = self.associations("notes", &notes[0].id);
+        let linked = deal_links.contains(&("contacts".into(), contacts[0].id.clone(), 3))
+            && note_links.contains(&("contacts".into(), contacts[0].id.clone(), 202))
+            && note_links.contains(&("deals".into(), deals[0].id.clone(), 214));
+        (!linked).then(|| format!("{id}: not linked: deal {deal_links:?}, note {note_links:?}"))
+    }
+
     /// Create a contact in the configured hub as if it had always existed in
     /// HubSpot (no request, not counted, not rate limited) and return its id.
     /// `properties` is a JSON object of property name → value.
