@@ -423,9 +423,10 @@ impl Bench<'_> {
 
         let sent_at = sent_at.lock().unwrap().clone();
         let received_sent = stats.sent_timestamps.lock().unwrap().clone();
+        let handed_over = stats.handed_over.lock().unwrap().clone();
         let mut rows = Vec::new();
         for t in &tenants {
-            rows.push(self.tally(t, &sent_at, &received_sent));
+            rows.push(self.tally(t, &sent_at, &received_sent, &handed_over));
         }
         Ok(Run {
             title: title.to_string(),
@@ -467,6 +468,7 @@ impl Bench<'_> {
         tenant: &Tenant,
         sent_at: &HashMap<String, i64>,
         received_sent: &HashMap<String, i64>,
+        handed_over: &HashMap<String, i64>,
     ) -> Row {
         // Contacts may be keyed by email rather than lead id: each lead's email is its own.
         let mut contacts: HashMap<String, Vec<DateTime<Utc>>> = HashMap::new();
@@ -514,8 +516,16 @@ impl Bench<'_> {
             last_pushed = last_pushed.max(pushed);
             row.dwell
                 .push(Duration::from_millis((pushed - sent).max(0) as u64));
+            if let Some(&handed) = handed_over.get(&id) {
+                row.queued
+                    .push(Duration::from_millis((handed - sent).max(0) as u64));
+                row.handled
+                    .push(Duration::from_millis((pushed - handed).max(0) as u64));
+            }
         }
         row.dwell.sort();
+        row.queued.sort();
+        row.handled.sort();
         if last_pushed > first_sent {
             row.span = Duration::from_millis((last_pushed - first_sent) as u64);
         }
@@ -626,6 +636,8 @@ struct WorkerStats {
     handler_ms: AtomicUsize,
     /// The earliest `SentTimestamp` seen per lead id (a re-sent copy carries a later one).
     sent_timestamps: Mutex<HashMap<String, i64>>,
+    /// When a lead was first handed to lead-push (epoch ms), per lead id.
+    handed_over: Mutex<HashMap<String, i64>>,
 }
 
 /// One Lambda instance of lead-push with its event source mapping's poller.
@@ -719,6 +731,8 @@ impl Worker {
 
     async fn invoke(&self, records: Vec<SqsMessage>, n: u64) -> Result<()> {
         {
+            let now = Utc::now().timestamp_millis();
+            let mut handed = self.stats.handed_over.lock().unwrap();
             let mut seen = self.stats.sent_timestamps.lock().unwrap();
             for r in &records {
                 let id = r
@@ -730,6 +744,9 @@ impl Worker {
                     .attributes
                     .get("SentTimestamp")
                     .and_then(|s| s.parse::<i64>().ok());
+                if let Some(id) = &id {
+                    handed.entry(id.clone()).or_insert(now);
+                }
                 if let (Some(id), Some(sent)) = (id, sent) {
                     let at = seen.entry(id).or_insert(sent);
                     *at = (*at).min(sent);
@@ -796,6 +813,10 @@ struct Row {
     duplicated: usize,
     /// Dwell of each pushed lead, sorted.
     dwell: Vec<Duration>,
+    /// The dwell's two parts, each sorted: sent until first handed to lead-push (waiting in
+    /// the queue and in a batch being gathered), and from then until pushed.
+    queued: Vec<Duration>,
+    handled: Vec<Duration>,
     /// From the tenant's first lead sent to its last lead pushed.
     span: Duration,
 }
@@ -884,14 +905,34 @@ impl Run {
                 quiet.lost += row.lost;
                 quiet.duplicated += row.duplicated;
                 quiet.dwell.extend(row.dwell.iter().copied());
+                quiet.queued.extend(row.queued.iter().copied());
+                quiet.handled.extend(row.handled.iter().copied());
                 quiet.span = quiet.span.max(row.span);
                 quiet_calls.calls += tally.calls;
                 quiet_calls.throttled += tally.throttled;
             }
         }
         quiet.dwell.sort();
+        quiet.queued.sort();
+        quiet.handled.sort();
         // Each quiet tenant has its own limit: the aggregate rate is not compared with one.
         print_row(&quiet, &quiet_calls, f64::NAN);
+        for row in self
+            .rows
+            .iter()
+            .filter(|r| !r.label.starts_with("quiet"))
+            .chain([&quiet])
+        {
+            let p = |v: &[Duration], q| quantile(v, q).map(secs).unwrap_or_else(|| "–".into());
+            println!(
+                "{} dwell, split: sent → handed to lead-push p50 {} p99 {}; handed → pushed p50 {} p99 {}",
+                row.label,
+                p(&row.queued, 0.5),
+                p(&row.queued, 0.99),
+                p(&row.handled, 0.5),
+                p(&row.handled, 0.99)
+            );
+        }
         let total: Tally = self.calls.values().fold(Tally::default(), |a, t| Tally {
             calls: a.calls + t.calls,
             throttled: a.throttled + t.throttled,
