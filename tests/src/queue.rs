@@ -43,6 +43,25 @@ pub fn group_of(body: &str) -> Option<String> {
 }
 
 impl LeadQueues {
+    /// How many messages wait delayed (`ApproximateNumberOfMessagesDelayed`; -1 when moto does
+    /// not say).
+    pub async fn delayed_count(&self) -> i64 {
+        let attributes = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .expect("GetQueueAttributes")
+            .attributes
+            .unwrap_or_default();
+        attributes
+            .get(&QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(-1)
+    }
+
     /// A queue and a DLQ, with the template's redrive policy (5 receives).
     pub async fn create(aws: &SdkConfig, prefix: &str) -> anyhow::Result<LeadQueues> {
         Self::create_lane(aws, prefix, Lane::Live).await

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
+use aws_sdk_sqs::types::MessageAttributeValue;
 use relay_tests::context::TestContext;
 use relay_tests::crash::{
     batch_killed_after, expire_lead_claims, lead_mapping_items, push_batch_once, BatchKillResult,
@@ -586,24 +586,6 @@ async fn send_deferred(
         .expect("SendMessage");
 }
 
-async fn delayed(ctx: &TestContext) -> i64 {
-    let attributes = ctx
-        .queues
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&ctx.queues.url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-        .send()
-        .await
-        .expect("GetQueueAttributes")
-        .attributes
-        .unwrap_or_default();
-    attributes
-        .get(&QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(-1)
-}
-
 /// Runs one received event through lead-push and settles it on the queue; the ids reported
 /// as batch item failures.
 async fn run_lead_push(ctx: &TestContext, event: SqsEvent) -> Vec<String> {
@@ -640,7 +622,11 @@ async fn an_early_not_before_copy_is_sent_again_delayed_and_pushed_once_its_time
     let event = ctx.queues.receive(1).await;
     assert_eq!(event.records.len(), 1);
     assert!(run_lead_push(&ctx, event).await.is_empty(), "settled");
-    assert_eq!(delayed(&ctx).await, 1, "the copy waits in the queue");
+    assert_eq!(
+        ctx.queues.delayed_count().await,
+        1,
+        "the copy waits in the queue"
+    );
     assert_eq!(ctx.hubspot.crm_call_count(), 0, "no CRM call");
     assert_eq!(
         ctx.queues.receive(1).await.records.len(),
@@ -709,7 +695,11 @@ async fn an_early_not_before_copy_is_sent_again_delayed_and_pushed_once_its_time
     assert_eq!(event.records.len(), 1);
     assert!(run_lead_push(&ctx, event).await.is_empty(), "settled");
     assert_eq!(hubspot_problem(&ctx, "lead-due"), None);
-    assert_eq!(delayed(&ctx).await, 1, "only the far copy still waits");
+    assert_eq!(
+        ctx.queues.delayed_count().await,
+        1,
+        "only the far copy still waits"
+    );
     assert!(ctx.hubspot.deals().iter().all(|d| d
         .properties
         .get("leadrelay_lead_id")

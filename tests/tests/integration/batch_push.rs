@@ -257,30 +257,11 @@ async fn lead_push_sends_a_throttled_lead_again_delayed_and_settles_the_original
     assert!(delivery.failed.is_empty(), "{delivery:?}");
     assert!(ctx.queues.dead_letters().await.is_empty());
     assert_eq!(
-        delayed(&ctx).await,
+        ctx.queues.delayed_count().await,
         1,
         "the copy waits in the queue, delayed"
     );
     assert_eq!(ctx.hubspot.deals().len(), deals_before, "nothing pushed");
-}
-
-async fn delayed(ctx: &TestContext) -> i64 {
-    use aws_sdk_sqs::types::QueueAttributeName;
-    let attributes = ctx
-        .queues
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&ctx.queues.url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-        .send()
-        .await
-        .expect("GetQueueAttributes")
-        .attributes
-        .unwrap_or_default();
-    attributes
-        .get(&QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(-1)
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::process::Command;
 
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
 use chrono::{Duration, Utc};
 use relay_tests::queue::{lead_message, LeadQueues};
 use serde_json::json;
@@ -107,23 +107,6 @@ async fn receive(queues: &LeadQueues, wait: i32) -> Vec<Received> {
         .collect()
 }
 
-async fn delayed_count(queues: &LeadQueues) -> i64 {
-    let attributes = queues
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&queues.url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-        .send()
-        .await
-        .expect("GetQueueAttributes")
-        .attributes
-        .unwrap_or_default();
-    attributes
-        .get(&QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(-1)
-}
-
 fn lead(tenant: &str, id: &str) -> String {
     lead_message(
         tenant,
@@ -214,7 +197,7 @@ async fn a_deferred_lead_is_invisible_until_its_delay_then_carries_its_group_and
         receive(&lanes.live, 0).await.is_empty(),
         "not visible before its delay"
     );
-    assert_eq!(delayed_count(&lanes.live).await, 1);
+    assert_eq!(lanes.live.delayed_count().await, 1);
     assert!(
         receive(&lanes.backfill, 0).await.is_empty(),
         "its own lane only"
@@ -279,9 +262,9 @@ async fn a_wait_beyond_fifteen_minutes_is_delayed_900_s_and_carries_not_before()
     .await
     .expect("deferred");
     assert!(receive(&lanes.backfill, 0).await.is_empty());
-    assert_eq!(delayed_count(&lanes.backfill).await, 1);
+    assert_eq!(lanes.backfill.delayed_count().await, 1);
     assert_eq!(
-        delayed_count(&lanes.live).await,
+        lanes.live.delayed_count().await,
         0,
         "never onto the live lane"
     );
