@@ -141,13 +141,12 @@ async fn kill_after_each_call(
     );
 }
 
-#[tokio::test]
-async fn hubspot_batch_of_five_killed_after_each_crm_call_then_redelivered() {
-    let ctx = TestContext::new().await;
+/// A HubSpot tenant whose pushes go through a fault proxy, its portal warmed by one lead (the
+/// portal's first push also defines the deal's lead-id property: paid once, here).
+async fn proxied_hubspot_tenant(ctx: &TestContext) -> (FaultProxy, Services, String) {
     let proxy = FaultProxy::start(&ctx.hubspot.base_url()).await;
     let services = ctx.services_with_provider_endpoint("hubspot", &proxy.endpoint());
-    let tenant = setup::hubspot(&ctx).await.expect("a HubSpot tenant").tenant;
-    // The portal's first push also defines the deal's lead-id property: paid once, here.
+    let tenant = setup::hubspot(ctx).await.expect("a HubSpot tenant").tenant;
     let warm = push_batch_once(
         &services,
         &[hubspot_lead(&tenant, "warm-up", "qualified")],
@@ -155,6 +154,13 @@ async fn hubspot_batch_of_five_killed_after_each_crm_call_then_redelivered() {
     )
     .await;
     assert!(warm.iter().all(done), "{warm:?}");
+    (proxy, services, tenant)
+}
+
+#[tokio::test]
+async fn hubspot_batch_of_five_killed_after_each_crm_call_then_redelivered() {
+    let ctx = TestContext::new().await;
+    let (proxy, services, tenant) = proxied_hubspot_tenant(&ctx).await;
     let batch = |tag: &str| -> Vec<String> {
         (0..5)
             .map(|i| hubspot_lead(&tenant, &format!("{tag}-{i}"), "qualified"))
@@ -367,16 +373,7 @@ async fn a_hundred_leads_with_too_little_time_left_are_all_handed_back_then_push
 #[tokio::test]
 async fn a_hundred_leads_killed_at_the_deadline_mid_batch_land_once_on_redelivery() {
     let ctx = TestContext::new().await;
-    let proxy = FaultProxy::start(&ctx.hubspot.base_url()).await;
-    let services = ctx.services_with_provider_endpoint("hubspot", &proxy.endpoint());
-    let tenant = setup::hubspot(&ctx).await.expect("a HubSpot tenant").tenant;
-    let warm = push_batch_once(
-        &services,
-        &[hubspot_lead(&tenant, "warm-up", "qualified")],
-        1,
-    )
-    .await;
-    assert!(warm.iter().all(done), "{warm:?}");
+    let (proxy, services, tenant) = proxied_hubspot_tenant(&ctx).await;
     let bodies: Vec<String> = (0..100)
         .map(|i| hubspot_lead(&tenant, &format!("deadline-{i}"), "qualified"))
         .collect();
