@@ -76,6 +76,18 @@ impl TestContext {
         Self::build(overrides, |_| {}).await
     }
 
+    /// A context whose services know the lead queue's URL, as lead-push has it in Lambda:
+    /// deferred leads and released parked leads are sent there.
+    pub async fn with_lead_queue() -> TestContext {
+        let mut ctx = Self::new().await;
+        ctx.vars
+            .insert("LEAD_QUEUE_URL".into(), ctx.queues.url.clone());
+        let mut config = Config::from_lookup(|k| ctx.vars.get(k).cloned()).expect("configuration");
+        config.oauth_apps = ctx.services.config.oauth_apps.clone();
+        ctx.services = Services::with_oauth_apps(config, &ctx.aws);
+        ctx
+    }
+
     /// A context whose simulated HubSpot rotates refresh tokens the given way (HubSpot itself
     /// does not: this stands in for the providers that do).
     pub async fn with_rotation(rotation: crate::sim::Rotation) -> TestContext {

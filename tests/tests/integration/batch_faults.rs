@@ -15,7 +15,6 @@ use relay_tests::fault_proxy::{CallMatch, FaultProxy, ProxyFault};
 use relay_tests::queue::{inbound_messages, lead_message};
 use relay_tests::setup;
 use serde_json::{json, Value};
-use shared::config::Config;
 use shared::push::defer::{DEFERRALS_ATTRIBUTE, NOT_BEFORE_ATTRIBUTE};
 use shared::push::{process_batch, DestinationOutcome, MessageOutcome};
 use shared::{Provider, Services};
@@ -533,18 +532,6 @@ async fn a_late_older_message_in_a_batch_changes_nothing_and_its_neighbours_land
     assert!(ctx.queues.dead_letters().await.is_empty());
 }
 
-/// `ctx` with the lead queue's URL configured, as lead-push has it in Lambda: deferrals are
-/// sent there.
-async fn with_lead_queue(mut ctx: TestContext) -> TestContext {
-    ctx.vars
-        .insert("LEAD_QUEUE_URL".into(), ctx.queues.url.clone());
-    let config = Config::from_lookup(|k| ctx.vars.get(k).cloned()).expect("configuration");
-    ctx.services = Services::with_aws_config(config, &ctx.aws)
-        .await
-        .expect("services");
-    ctx
-}
-
 fn string_attribute(value: &str) -> MessageAttributeValue {
     MessageAttributeValue::builder()
         .data_type("String")
@@ -602,7 +589,7 @@ async fn run_lead_push(ctx: &TestContext, event: SqsEvent) -> Vec<String> {
 /// pushed.
 #[tokio::test]
 async fn an_early_not_before_copy_is_sent_again_delayed_and_pushed_once_its_time_came() {
-    let ctx = with_lead_queue(TestContext::new().await).await;
+    let ctx = TestContext::with_lead_queue().await;
     let tenant = setup::hubspot(&ctx).await.expect("a HubSpot tenant").tenant;
     ctx.hubspot.reset_crm_call_count();
 

@@ -11,10 +11,8 @@ use relay_tests::events::ApiEvent;
 use relay_tests::queue::{inbound_messages, lead_message};
 use relay_tests::sim::{Fault, Route};
 use serde_json::json;
-use shared::config::Config;
 use shared::push::{process_batch, DestinationOutcome, MessageOutcome};
 use shared::Provider;
-use shared::Services;
 
 /// A Pro tenant with HubSpot connected, its stage mapping saved, and one lead pushed already
 /// (the portal's first push also defines the deal's unique lead id property).
@@ -221,13 +219,7 @@ async fn a_throttled_destination_defers_the_lead_even_on_its_last_receive() {
 /// neither waits out the visibility timeout nor uses up a receive — even on its last receive.
 #[tokio::test]
 async fn lead_push_sends_a_throttled_lead_again_delayed_and_settles_the_original() {
-    let mut ctx = TestContext::new().await;
-    ctx.vars
-        .insert("LEAD_QUEUE_URL".into(), ctx.queues.url.clone());
-    let config = Config::from_lookup(|k| ctx.vars.get(k).cloned()).expect("configuration");
-    ctx.services = Services::with_aws_config(config, &ctx.aws)
-        .await
-        .expect("services");
+    let ctx = TestContext::with_lead_queue().await;
     let tenant = connected_tenant(&ctx).await;
     let deals_before = ctx.hubspot.deals().len();
     for _ in 0..200 {

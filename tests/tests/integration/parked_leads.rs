@@ -4,23 +4,10 @@
 use relay_tests::context::{outcome, TestContext};
 use relay_tests::events::ApiEvent;
 use serde_json::{json, Value};
-use shared::config::Config;
 use shared::identity::TenantId;
 use shared::push::{process_message, InboundMessage, MessageOutcome};
 use shared::store::ParkedLead;
-use shared::{Provider, Services};
-
-/// A context whose functions know the lead queue (a reconnect re-sends parked leads there).
-async fn context() -> TestContext {
-    let mut ctx = TestContext::new().await;
-    ctx.vars
-        .insert("LEAD_QUEUE_URL".into(), ctx.queues.url.clone());
-    let config = Config::from_lookup(|k| ctx.vars.get(k).cloned()).expect("configuration");
-    ctx.services = Services::with_aws_config(config, &ctx.aws)
-        .await
-        .expect("services");
-    ctx
-}
+use shared::Provider;
 
 /// A Pro tenant with HubSpot connected and its stage mapping saved.
 async fn connected_tenant(ctx: &TestContext) -> String {
@@ -108,7 +95,7 @@ fn deal_stages(ctx: &TestContext) -> Vec<String> {
 
 #[tokio::test]
 async fn leads_for_a_burnt_grant_are_parked_and_a_reconnect_pushes_each_once_in_its_final_stage() {
-    let ctx = context().await;
+    let ctx = TestContext::with_lead_queue().await;
     let tenant = connected_tenant(&ctx).await;
     burn_grant(&ctx).await;
 
@@ -185,7 +172,7 @@ async fn leads_for_a_burnt_grant_are_parked_and_a_reconnect_pushes_each_once_in_
 
 #[tokio::test]
 async fn a_lead_parked_past_the_limit_is_gone_and_a_fresh_one_is_released() {
-    let ctx = context().await;
+    let ctx = TestContext::with_lead_queue().await;
     let tenant = connected_tenant(&ctx).await;
     let tenant_id = TenantId::parse(&tenant).unwrap();
     let now = chrono::Utc::now();
@@ -219,7 +206,7 @@ async fn a_lead_parked_past_the_limit_is_gone_and_a_fresh_one_is_released() {
 
 #[tokio::test]
 async fn another_tenants_reconnect_never_releases_a_parked_lead() {
-    let ctx = context().await;
+    let ctx = TestContext::with_lead_queue().await;
     let parked_tenant = connected_tenant(&ctx).await;
     let other = connected_tenant(&ctx).await;
     ctx.services
@@ -249,7 +236,7 @@ async fn another_tenants_reconnect_never_releases_a_parked_lead() {
 
 #[tokio::test]
 async fn a_message_pushed_to_one_destination_and_parked_for_another_is_settled() {
-    let ctx = context().await;
+    let ctx = TestContext::with_lead_queue().await;
     let tenant = TestContext::tenant();
     assert_eq!(
         outcome(&ctx.connect_hubspot(&tenant, "business").await)["status"],
@@ -298,7 +285,7 @@ async fn a_message_pushed_to_one_destination_and_parked_for_another_is_settled()
 
 #[tokio::test]
 async fn a_lead_that_cannot_be_parked_is_retried_not_dead_lettered() {
-    let ctx = context().await;
+    let ctx = TestContext::with_lead_queue().await;
     let tenant = connected_tenant(&ctx).await;
     ctx.services
         .store
