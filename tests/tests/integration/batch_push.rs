@@ -86,6 +86,13 @@ async fn ten_new_leads_cost_at_most_two_aws_calls_each_and_their_replay_three_an
     // The measurement (docs/architecture.md, Lead push): printed with --nocapture.
     eprintln!("AWS calls for 10 new leads: {}: {made:?}", made.len());
     assert!(made.len() <= 20, "{} AWS calls: {made:?}", made.len());
+    // The journal's transactions: the claim, the deals' intents (with the contacts' ids), the
+    // notes' intents (with the deals' ids) and the release (with the notes' ids).
+    let transactions = made
+        .iter()
+        .filter(|call| call.ends_with("TransactWriteItems"))
+        .count();
+    assert_eq!(transactions, 4, "{made:?}");
     for i in 0..10 {
         assert_eq!(contacts_of(&ctx, &format!("lead-{i}")), 1, "lead-{i}");
     }

@@ -12,8 +12,10 @@
 //! Exactly once, as in `push.rs`, but with one journal write per step for the whole batch:
 //! every deal (and note) to create is noted as intended and the intents stored with ONE
 //! [`LeadBatch::save`] before the create is sent; the ids from the answer are noted and stored
-//! with one more save before the next call. A redelivery after a lost answer finds the deals
-//! again by the unique lead-id property (one batch read), and the notes by their marker.
+//! with the next step's intents (deal ids with the notes' intents), or by the write that
+//! releases the batch's claims (note ids): claim, two saves and the release, four journal
+//! transactions for a batch. A redelivery after a lost answer or a kill finds the deals again
+//! by the unique lead-id property (one batch read), and the notes by their marker.
 //!
 //! Batch creates carry an `objectWriteTraceId` per input (the lead's index in the batch), so
 //! HubSpot answers per input ("multi-status", 207): the records made, and an `errors` entry
@@ -406,11 +408,13 @@ async fn push_deals(
                 }
             }
         }
-        // ONE journal write: every new deal id, before the next call.
-        batch.save().await.map_err(StepFailure::Whole)?;
         if missing_property.is_empty() {
+            // The new deal ids are stored with the notes' intents (or by the releasing write):
+            // a push killed before that finds these deals again by their intents.
             break;
         }
+        // ONE journal write: every new deal id, before the deals are sent again.
+        batch.save().await.map_err(StepFailure::Whole)?;
         // The portal's first push: define the unique lead-id property, then send those
         // inputs once more. Not allowed to define it: those leads go one by one (created
         // without it).
@@ -563,7 +567,8 @@ async fn create_notes(
             }
         }
     }
-    batch.save().await.map_err(StepFailure::Whole)?;
+    // The note ids are stored by the releasing write, which follows at once: a push killed
+    // before it finds these notes again by their marker (their intents are stored).
     // A note the answer neither made nor refused: the one-lead path finds it by its marker or
     // makes it.
     Ok(bodies
