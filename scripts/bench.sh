@@ -16,6 +16,7 @@ if [[ "${1:-}" == "load" ]]; then
   shift
   cargo build -q --release -p relay-tests --bin loadbench
   start_moto || die "moto_server did not start"
+  start_moto_sqs || die "moto_server for SQS did not start"
   RUST_LOG=error "$ROOT/target/release/loadbench" "$@"
   exit 0
 fi

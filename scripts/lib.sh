@@ -133,3 +133,16 @@ start_moto() {
 }
 
 stop_moto() { [[ -n "${MOTO_PID:-}" ]] && stop_bg "$MOTO_PID"; MOTO_PID=; }
+
+# start_moto_sqs (after start_moto): SQS on a moto_server of its own, exported as
+# AWS_ENDPOINT_URL_SQS, which the AWS SDKs prefer to AWS_ENDPOINT_URL for SQS. On AWS a queue
+# and a table do not wait for each other; one serialised moto makes every ReceiveMessage wait
+# behind DynamoDB's transactions, and the load bench would measure that queue.
+start_moto_sqs() {
+  local port
+  port="$(free_port)"
+  start_bg moto-sqs "$LOCAL_DIR/moto-sqs.log" "$VENV/bin/python" "$ROOT/scripts/moto_serialized.py" 127.0.0.1 "$port"
+  wait_http "http://127.0.0.1:$port/moto-api/" 60 "$BG_PID" 200 || return 1
+  export AWS_ENDPOINT_URL_SQS="http://127.0.0.1:$port"
+  log "moto_server for SQS ready at $AWS_ENDPOINT_URL_SQS"
+}

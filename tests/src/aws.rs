@@ -11,13 +11,16 @@ use shared::store::REFRESH_INDEX;
 
 /// AWS configuration from the environment; refuses to run against real AWS by accident.
 pub async fn local_config() -> Result<SdkConfig> {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").context(
+    std::env::var("AWS_ENDPOINT_URL").context(
         "AWS_ENDPOINT_URL is not set: run through `make test` / `make demo`, which start moto",
     )?;
-    anyhow::ensure!(
-        endpoint.starts_with("http://127.") || endpoint.starts_with("http://localhost"),
-        "AWS_ENDPOINT_URL must point at a local moto server, not {endpoint}"
-    );
+    // A service's own endpoint (`AWS_ENDPOINT_URL_SQS`, ...) outranks the general one.
+    for (name, endpoint) in std::env::vars().filter(|(n, _)| n.starts_with("AWS_ENDPOINT_URL")) {
+        anyhow::ensure!(
+            endpoint.starts_with("http://127.") || endpoint.starts_with("http://localhost"),
+            "{name} must point at a local moto server, not {endpoint}"
+        );
+    }
     Ok(aws_config::load_defaults(BehaviorVersion::latest()).await)
 }
 

@@ -214,8 +214,13 @@ async fn main() -> Result<()> {
         window.as_secs()
     );
     println!(
-        "commit {}; noisy tenant {} leads, {QUIET_TENANTS} quiet tenants {} leads each{}",
+        "commit {}; {}; noisy tenant {} leads, {QUIET_TENANTS} quiet tenants {} leads each{}",
         commit(),
+        if std::env::var_os("AWS_ENDPOINT_URL_SQS").is_some() {
+            "SQS on a moto of its own"
+        } else {
+            "SQS and DynamoDB on one moto"
+        },
         args.noisy_leads(),
         args.quiet_leads(),
         if args.scale == 1.0 {
