@@ -3,6 +3,7 @@
 //! and in CRM records; a lead refused inside the batch, a failed journal write and a
 //! throttled destination.
 
+use chrono::Utc;
 use relay_tests::aws_calls::counted_services;
 use relay_tests::aws_faults::FaultyAws;
 use relay_tests::context::{outcome, TestContext};
@@ -11,7 +12,9 @@ use relay_tests::events::ApiEvent;
 use relay_tests::queue::{inbound_messages, lead_message};
 use relay_tests::sim::{Fault, Route};
 use serde_json::json;
+use shared::identity::TenantId;
 use shared::push::{process_batch, DestinationOutcome, MessageOutcome};
+use shared::store::{ClaimRequest, LeadKey};
 use shared::Provider;
 
 /// A Pro tenant with HubSpot connected, its stage mapping saved, and one lead pushed already
@@ -117,6 +120,54 @@ async fn ten_new_leads_cost_at_most_two_aws_calls_each_and_their_replay_three_an
     );
     assert!(replayed.len() <= 3, "{replayed:?}");
     assert_eq!(ctx.hubspot.crm_call_count(), crm_before, "no CRM call");
+}
+
+/// Two instances that both read the same ten leads as new (SQS delivering one batch to two of
+/// them at once) and then claim them: each lead's claim, a put on condition that no mapping
+/// exists, is won once; the later claim finds all ten busy and writes nothing.
+#[tokio::test]
+async fn two_claims_of_the_same_leads_both_read_as_new_are_won_once() {
+    let ctx = TestContext::new().await;
+    let tenant = TenantId::parse(&TestContext::tenant()).expect("tenant id");
+    let ids: Vec<String> = (0..10).map(|i| format!("lead-{i}")).collect();
+    let keys: Vec<LeadKey<'_>> = ids
+        .iter()
+        .map(|id| LeadKey {
+            tenant: &tenant,
+            provider: Provider::Hubspot,
+            account: "4242",
+            lead_id: id,
+        })
+        .collect();
+    let store = &ctx.services.store;
+    let read_by_a = store.get_lead_mappings(&keys).await.expect("read");
+    let read_by_b = store.get_lead_mappings(&keys).await.expect("read");
+    assert!(read_by_a.iter().chain(&read_by_b).all(Option::is_none));
+
+    let now = Utc::now();
+    let until = now + chrono::Duration::minutes(5);
+    let requests: Vec<ClaimRequest<'_>> = keys
+        .iter()
+        .map(|&key| ClaimRequest {
+            key,
+            read: None,
+            at: now,
+        })
+        .collect();
+    let a = store.claim_leads(&requests, "instance-a", now, until).await;
+    let b = store.claim_leads(&requests, "instance-b", now, until).await;
+    assert!(
+        a.expect("claim").iter().all(Option::is_some),
+        "a holds all ten"
+    );
+    let b = b.expect("claim");
+    let won_by_b = b.iter().filter(|m| m.is_some()).count();
+    assert_eq!(won_by_b, 0, "b finds all ten busy");
+    for mapping in store.get_lead_mappings(&keys).await.expect("read") {
+        let mapping = mapping.expect("claimed");
+        assert_eq!(mapping.lease_owner.as_deref(), Some("instance-a"));
+        assert_eq!(mapping.version, 1);
+    }
 }
 
 #[tokio::test]
