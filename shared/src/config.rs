@@ -86,6 +86,9 @@ pub struct Config {
     pub schema_cache_ttl: Duration,
     /// The EventBridge bus lifecycle events go to (`EVENT_BUS_NAME`); unset, none are sent.
     pub event_bus_name: Option<String>,
+    /// The longest one attempt of an AWS call may take (`AWS_ATTEMPT_TIMEOUT_MS`, default
+    /// 10,000) before the SDK gives it up and tries again.
+    pub aws_attempt_timeout: Duration,
 }
 
 /// What differs per Salesforce deployment.
@@ -270,6 +273,9 @@ impl Config {
                 },
             },
             schema_cache_ttl: Duration::from_secs(number("SCHEMA_CACHE_TTL_SECONDS", 86_400)?),
+            aws_attempt_timeout: Duration::from_millis(
+                number("AWS_ATTEMPT_TIMEOUT_MS", 10_000)?.max(100),
+            ),
             event_bus_name: get("EVENT_BUS_NAME").map(|v| v.trim().to_string()),
         })
     }

@@ -53,6 +53,7 @@ impl Services {
     /// With the OAuth apps already in `config` (read by another set of services, which these
     /// then share, re-reads included; or fixed ones in tests). Reads no secret.
     pub fn with_oauth_apps(config: Config, aws: &aws_config::SdkConfig) -> Services {
+        let aws = &bounded_aws(aws, config.aws_attempt_timeout);
         Services {
             store: Store::new(
                 aws_sdk_dynamodb::Client::new(aws),
@@ -73,6 +74,23 @@ impl Services {
             config,
         }
     }
+}
+
+/// `aws` with every attempt of an AWS call cut off after `attempt`. The SDK sets no read
+/// timeout of its own: a DynamoDB, KMS or SQS answer that never comes would hold the invocation
+/// until Lambda kills it, claims and leases held. A cut-off attempt is retried by the SDK's
+/// standard retry like any transient failure, and the call fails after its attempts.
+pub fn bounded_aws(
+    aws: &aws_config::SdkConfig,
+    attempt: std::time::Duration,
+) -> aws_config::SdkConfig {
+    let timeouts = aws
+        .timeout_config()
+        .map(|t| t.to_builder())
+        .unwrap_or_default()
+        .operation_attempt_timeout(attempt)
+        .build();
+    aws.to_builder().timeout_config(timeouts).build()
 }
 
 /// The shared rate limit lives in the table; without one (tools, unit tests) calls go

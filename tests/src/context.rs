@@ -242,12 +242,19 @@ impl TestContext {
     /// Another set of services on the same table, key and simulator, whose DynamoDB calls go
     /// to `dynamodb_endpoint` (a fault-injecting proxy in front of moto).
     pub fn services_via(&self, dynamodb_endpoint: &str) -> Services {
-        let mut config =
-            Config::from_lookup(|k| self.vars.get(k).cloned()).expect("test configuration");
+        self.services_via_with(dynamodb_endpoint, &[])
+    }
+
+    /// [`Self::services_via`] with these configuration variables set as well.
+    pub fn services_via_with(&self, dynamodb_endpoint: &str, vars: &[(&str, &str)]) -> Services {
+        let mut all = self.vars.clone();
+        all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut config = Config::from_lookup(|k| all.get(k).cloned()).expect("test configuration");
         config.oauth_apps = self.services.config.oauth_apps.clone();
+        let aws = shared::services::bounded_aws(&self.aws, config.aws_attempt_timeout);
         let mut services = Services::with_oauth_apps(config, &self.aws);
         // A service-level endpoint set in code outranks AWS_ENDPOINT_URL from the environment.
-        let ddb = aws_sdk_dynamodb::config::Builder::from(&self.aws)
+        let ddb = aws_sdk_dynamodb::config::Builder::from(&aws)
             .endpoint_url(dynamodb_endpoint)
             .build();
         services.store =

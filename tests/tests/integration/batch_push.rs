@@ -1,7 +1,7 @@
 //! lead-push's batch pipeline (issue 16): many leads of one tenant pushed to HubSpot in one
 //! `process_batch`, counted in AWS calls (an interceptor on the real SDK clients, against moto)
-//! and in CRM records; a lead refused inside the batch, a failed journal write and a
-//! throttled destination.
+//! and in CRM records; a lead refused inside the batch, two claims of the same new leads, a
+//! failed journal write, a DynamoDB call that never answers and a throttled destination.
 
 use chrono::Utc;
 use relay_tests::aws_calls::counted_services;
@@ -16,6 +16,7 @@ use shared::identity::TenantId;
 use shared::push::{process_batch, DestinationOutcome, MessageOutcome};
 use shared::store::{ClaimRequest, LeadKey};
 use shared::Provider;
+use std::time::Duration;
 
 /// A Pro tenant with HubSpot connected, its stage mapping saved, and one lead pushed already
 /// (the portal's first push also defines the deal's unique lead id property).
@@ -246,6 +247,36 @@ async fn a_failed_journal_write_after_the_creates_creates_nothing_twice_on_redel
         "ten and the warm-up lead, once"
     );
     assert_eq!(ctx.hubspot.notes().len(), 11);
+}
+
+/// DynamoDB stops answering the batch's mapping read (no error, no answer, as a network that
+/// drops it). Every attempt is cut off after `AWS_ATTEMPT_TIMEOUT_MS` and the SDK tries again;
+/// after its attempts the leads are handed back for SQS to deliver again, instead of the push
+/// hanging until Lambda kills the invocation. Nothing was claimed or sent to the CRM.
+#[tokio::test]
+async fn a_dynamodb_call_that_never_answers_hands_the_leads_back_instead_of_hanging() {
+    let ctx = TestContext::new().await;
+    let tenant = connected_tenant(&ctx).await;
+    let moto = std::env::var("AWS_ENDPOINT_URL").expect("moto");
+    let proxy = FaultyAws::hanging(&moto, "BatchGetItem", &tenant).await;
+    let services = ctx.services_via_with(&proxy.endpoint, &[("AWS_ATTEMPT_TIMEOUT_MS", "300")]);
+    let crm_before = ctx.hubspot.crm_call_count();
+
+    // A guard against hanging for ever, far above the attempts' 0.3 s each with backoff.
+    let outcomes = tokio::time::timeout(
+        Duration::from_secs(60),
+        process_batch(&services, inbound_messages(&ten(&tenant), 1)),
+    )
+    .await
+    .expect("the push ended although DynamoDB never answered");
+    assert!(proxy.matched() >= 2, "the read was attempted again");
+    for (_, outcome) in &outcomes {
+        assert!(
+            matches!(outcome, MessageOutcome::Retry { .. }),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(ctx.hubspot.crm_call_count(), crm_before, "no CRM call");
 }
 
 #[tokio::test]
