@@ -385,8 +385,13 @@ async fn record_doubt(
 /// Runs `attempt` until it succeeds or `until` passes, backing off between attempts. An attempt
 /// still unanswered at `until` is abandoned: the SDK's own retries and backoff inside one attempt
 /// (or a DynamoDB that does not answer) must not eat the time kept after `until` for the writes
-/// that end the refresh.
-async fn retry_until<T, F, Fut>(until: Instant, what: &str, mut attempt: F) -> Result<T, Error>
+/// that end the refresh. `operation` names the calls of one attempt, for the timeout's error.
+async fn retry_until<T, F, Fut>(
+    until: Instant,
+    what: &str,
+    operation: &'static str,
+    mut attempt: F,
+) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Error>>,
@@ -399,7 +404,7 @@ where
             .await
             .unwrap_or_else(|_| {
                 Err(Error::Store(StoreError::Aws {
-                    operation: "UpdateItem",
+                    operation,
                     code: "Timeout".into(),
                     message: format!("{what}: no answer before the time kept for the final writes"),
                     retryable: true,
@@ -596,24 +601,29 @@ async fn refresh_holding_lease(
     // From here on the provider may have retired the old refresh token: the new one must be
     // stored before anything else happens, trying for as long as the invocation allows.
     let store_until = Instant::now() + deadline::cap(STORE_RETRY_UNBOUNDED, FINAL_WRITES);
-    let stored = retry_until(store_until, "storing refreshed tokens", || async {
-        let sealed = services.vault.seal(&tenant, provider, &fresh).await?;
-        let written = services
-            .store
-            .store_refreshed_tokens(
-                &tenant,
-                provider,
-                owner,
-                connection.version,
-                RefreshedRow {
-                    credentials: &sealed,
-                    schedule,
-                    account: account.as_ref(),
-                },
-            )
-            .await?;
-        Ok((sealed, written))
-    })
+    let stored = retry_until(
+        store_until,
+        "storing refreshed tokens",
+        "Encrypt, UpdateItem",
+        || async {
+            let sealed = services.vault.seal(&tenant, provider, &fresh).await?;
+            let written = services
+                .store
+                .store_refreshed_tokens(
+                    &tenant,
+                    provider,
+                    owner,
+                    connection.version,
+                    RefreshedRow {
+                        credentials: &sealed,
+                        schedule,
+                        account: account.as_ref(),
+                    },
+                )
+                .await?;
+            Ok((sealed, written))
+        },
+    )
     .await;
     let sealed = match stored {
         Ok((sealed, true)) => sealed,
