@@ -15,10 +15,12 @@ all-or-nothing result, in time proportional to the transaction, as on AWS.
 And it makes a standard queue whose messages carry a MessageGroupId behave as an SQS fair queue,
 which moto does not emulate (it delivers first in, first out): a tenant (message group; a message
 without one is a tenant of its own) with at least 30 messages in flight and more than 10 % of the
-queue's in-flight messages is a noisy neighbour, and a receive returns quiet tenants' messages
-before a noisy one's, noisy ones with the fewest in flight first. These are AWS's documented
-rules ("How Amazon SQS fair queues work", concurrency share); the processing-time share rule is
-not emulated.
+queue's in-flight messages is a noisy neighbour, and so is a tenant with more than 10 % of the
+consumers' recent processing time; a receive returns quiet tenants' messages before a noisy
+one's, noisy ones with the fewest in flight first. These are AWS's documented rules ("How Amazon
+SQS fair queues work": concurrency share, processing-time share). AWS does not say how recent
+"recent" is: here it is the last minute, and a message's processing time runs from its last
+receive to its delete (a message left to its visibility timeout is not counted).
 
 Last, a receive checks each message's retention by reading that one queue attribute, where moto
 computes every attribute of the queue (counting all its messages) once per message received: a
@@ -32,7 +34,7 @@ import os
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 
 import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
@@ -137,9 +139,12 @@ def transact_write_items(self, transact_items):
 
 DynamoDBBackend.transact_write_items = transact_write_items
 
-# AWS's thresholds for a noisy neighbour by concurrency share.
+# AWS's thresholds for a noisy neighbour by concurrency share...
 NOISY_MIN_IN_FLIGHT = 30
 NOISY_SHARE = 0.10
+# ...and by processing-time share, over this recent past.
+NOISY_PROCESSING_SHARE = 0.10
+PROCESSING_WINDOW_MS = 60_000
 
 
 # moto reads the clock (through datetime) twice per message whenever it filters a queue's
@@ -165,10 +170,54 @@ Queue.approximate_number_of_messages_not_visible = property(_count_not_visible)
 
 
 def _tenant(message):
-    return message.group_id if message.group_id is not None else id(message)
+    return message.group_id if message.group_id is not None else ("solo", message.id)
 
 
 _receiving = threading.local()
+
+
+# Receipts handed out and not yet deleted, per queue: receipt handle -> (tenant, received at).
+# A receipt whose message is received again or never deleted is dropped once this many are held.
+RECEIPTS_HELD = 100_000
+
+
+def note_received(queue, messages):
+    receipts = queue.__dict__.setdefault("receipts", {})
+    now = unix_time_millis()
+    for message in messages:
+        receipts[message.receipt_handle] = (_tenant(message), now)
+    while len(receipts) > RECEIPTS_HELD:
+        receipts.pop(next(iter(receipts)))
+
+
+_queue_delete_message = Queue.delete_message
+
+
+def delete_message(self, receipt_handle):
+    """moto's delete, noting how long the consumer had the message (at least 1 ms)."""
+    _queue_delete_message(self, receipt_handle)
+    received = self.__dict__.get("receipts", {}).pop(receipt_handle, None)
+    if received is not None:
+        tenant, at = received
+        now = unix_time_millis()
+        processed = self.__dict__.setdefault("processed", deque())
+        processed.append((now, tenant, max(now - at, 1)))
+
+
+Queue.delete_message = delete_message
+
+
+def recent_processing(queue, now):
+    """Processing time per tenant over the recent window (older entries dropped)."""
+    processed = queue.__dict__.get("processed")
+    if not processed:
+        return Counter()
+    while processed and processed[0][0] < now - PROCESSING_WINDOW_MS:
+        processed.popleft()
+    spent = Counter()
+    for _, tenant, took in processed:
+        spent[tenant] += took
+    return spent
 
 
 def fair_messages(self):
@@ -180,10 +229,15 @@ def fair_messages(self):
     now = unix_time_millis()
     in_flight = Counter(_tenant(m) for m in self._messages if now <= m.visible_at)
     total = sum(in_flight.values())
+    spent = recent_processing(self, now)
+    total_spent = sum(spent.values())
 
     def order(message):
-        n = in_flight[_tenant(message)]
-        noisy = n >= NOISY_MIN_IN_FLIGHT and n > NOISY_SHARE * total
+        tenant = _tenant(message)
+        n = in_flight[tenant]
+        noisy = (n >= NOISY_MIN_IN_FLIGHT and n > NOISY_SHARE * total) or (
+            spent[tenant] > NOISY_PROCESSING_SHARE * total_spent
+        )
         return (1, n) if noisy else (0, 0)
 
     # sorted() is stable: within each rank, the queue's own order stands.
@@ -194,12 +248,14 @@ Queue.messages = property(fair_messages)
 _receive_message = SQSBackend.receive_message
 
 
-def receive_message(self, *args, **kwargs):
+def receive_message(self, queue_name, *args, **kwargs):
     _receiving.now = True
     try:
-        return _receive_message(self, *args, **kwargs)
+        messages = _receive_message(self, queue_name, *args, **kwargs)
     finally:
         _receiving.now = False
+    note_received(self.get_queue(queue_name), messages)
+    return messages
 
 
 SQSBackend.receive_message = receive_message

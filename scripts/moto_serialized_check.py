@@ -1,7 +1,8 @@
 """Checks moto_serialized.py's changes to moto, in-process. TransactWriteItems: a cancelled
 transaction leaves every item it named as it was (put, updated, deleted), a committed one applies
 all of them. Fair queues: a tenant below the noisy thresholds keeps first-in-first-out order; once
-it has 30+ messages in flight, a quiet tenant's later messages are received before its backlog. Run by `make test` (step "moto patch"); prints the time of
+it has 30+ messages in flight, or most of the recent processing time, a quiet tenant's later
+messages are received before its backlog. Run by `make test` (step "moto patch"); prints the time of
 a 100-item transaction on a 5,000-item table as a figure, not a verdict.
 
 usage: python moto_serialized_check.py
@@ -120,6 +121,26 @@ def receive(sqs, url, n):
     return bodies
 
 
+def check_processing_time_share(sqs):
+    """A tenant with one message in flight at a time, but all of the consumers' recent
+    processing time (one lead per invocation), is noisy too: the quiet tenant's messages, sent
+    after its backlog, are received before the rest of it."""
+    url = sqs.create_queue(QueueName="fair-time")["QueueUrl"]
+    send(sqs, url, "slow", 5)
+    send(sqs, url, "quiet", 2)
+    first = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
+    assert [m["Body"] for m in first] == ["slow-0"], first
+    # Nothing processed yet: the queue's order stands.
+    second = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
+    assert [m["Body"] for m in second] == ["slow-1"], second
+    for m in first + second:
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    # The slow tenant has all of the recent processing time.
+    after = receive(sqs, url, 3)
+    assert after == ["quiet-0", "quiet-1", "slow-2"], after
+    print("fair queue: a tenant with most of the processing time yields to a quiet one")
+
+
 def check_fair_queue():
     sqs = boto3.client("sqs", region_name="us-east-1")
     url = sqs.create_queue(QueueName="fair")["QueueUrl"]
@@ -133,6 +154,7 @@ def check_fair_queue():
     assert second[:5] == [f"quiet-{i}" for i in range(5)], second
     assert second[5:] == [f"noisy-{i}" for i in range(30, 35)], second
     print("fair queue: a quiet tenant's messages pass a noisy tenant's backlog")
+    check_processing_time_share(sqs)
 
     sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
     counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
