@@ -251,8 +251,9 @@ impl TestContext {
         all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut config = Config::from_lookup(|k| all.get(k).cloned()).expect("test configuration");
         config.oauth_apps = self.services.config.oauth_apps.clone();
+        // Bounded as `with_oauth_apps` bounds its own clients.
         let aws = shared::services::bounded_aws(&self.aws, config.aws_attempt_timeout);
-        let mut services = Services::with_oauth_apps(config, &self.aws);
+        let mut services = Services::with_oauth_apps(config, &aws);
         // A service-level endpoint set in code outranks AWS_ENDPOINT_URL from the environment.
         let ddb = aws_sdk_dynamodb::config::Builder::from(&aws)
             .endpoint_url(dynamodb_endpoint)

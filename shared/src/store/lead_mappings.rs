@@ -634,19 +634,12 @@ fn claim_action(
         // A new lead's claimed mapping is known whole: one conditional put of it writes what
         // the update below would, without an update expression for DynamoDB (or moto, where
         // that is ten times the cost of a put) to evaluate per item.
-        let mut item: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(claimed_mapping(lead, owner, now, until))
-                .map_err(|e| malformed("claim", e))?;
-        item.extend(key(lead.key));
-        let put = aws_sdk_dynamodb::types::Put::builder()
-            .table_name(table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| malformed("claim", e))?;
-        return Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
-            .put(put)
-            .build());
+        return mapping_put(
+            table,
+            &claimed_mapping(lead, owner, now, until),
+            "attribute_not_exists(pk)",
+            None,
+        );
     };
     let values = HashMap::from([
         (
@@ -748,16 +741,32 @@ fn claimed_put(
     mapping: &LeadMapping,
     owner: &str,
 ) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, Error> {
+    mapping_put(
+        table,
+        mapping,
+        "lease_owner = :owner",
+        Some((":owner", AttributeValue::S(owner.to_string()))),
+    )
+}
+
+/// A transaction's put of the whole `mapping` on `condition` (with its one value, if any).
+fn mapping_put(
+    table: &str,
+    mapping: &LeadMapping,
+    condition: &str,
+    value: Option<(&str, AttributeValue)>,
+) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, Error> {
     let mut item: HashMap<String, AttributeValue> =
         serde_dynamo::to_item(mapping).map_err(|e| malformed("lead mapping", e))?;
     item.extend(key(mapping.key()));
-    let put = aws_sdk_dynamodb::types::Put::builder()
+    let mut put = aws_sdk_dynamodb::types::Put::builder()
         .table_name(table)
         .set_item(Some(item))
-        .condition_expression("lease_owner = :owner")
-        .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
-        .build()
-        .map_err(|e| malformed("lead mapping", e))?;
+        .condition_expression(condition);
+    if let Some((name, value)) = value {
+        put = put.expression_attribute_values(name, value);
+    }
+    let put = put.build().map_err(|e| malformed("lead mapping", e))?;
     Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
         .put(put)
         .build())
